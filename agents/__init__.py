@@ -1,0 +1,1 @@
+"""Networks (encoders, heads), checkpoints, sim pretraining and SB3 policies."""

@@ -1,0 +1,1 @@
+"""PyBullet driving worlds, domain randomization and an expert driver."""

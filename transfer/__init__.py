@@ -1,0 +1,1 @@
+"""Driving datasets, the freezing adapter, fine-tuning and export to the car."""
