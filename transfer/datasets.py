@@ -1,0 +1,239 @@
+"""Open driving datasets of any kind and serve them to torch with a disk cache of frames.
+
+`open_records(paths)` detects each path's format (DonkeyCar tub v2, a folder of tubs, an image
+folder with a CSV), reads it with bad records skipped and counted, and fails clearly when
+nothing usable remains or too large a share is bad. `DrivingDataset` turns records into
+(image, targets) pairs through the one `Preprocessing`, decoding each JPEG once per cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from sim2real.agents.preprocessing import Preprocessing
+from sim2real.transfer import cache
+from sim2real.transfer.csv_folder import CsvColumns, find_csv, read_csv_folder, resolve_columns
+from sim2real.transfer.records import ReadReport, Record, read_image_rgb
+from sim2real.transfer.tub import is_tub, read_tub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecordSet:
+    """Usable records of one or more sources, in time order, and what was skipped."""
+
+    records: list[Record]
+    report: ReadReport
+    reports: dict[str, ReadReport] = field(default_factory=dict)
+    """one report per source read (tub folder or CSV file)"""
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def label_names(self) -> list[str]:
+        """Every label name present in some record, in first-seen order."""
+        names: dict[str, None] = {}
+        for record in self.records:
+            names.update(dict.fromkeys(record.labels))
+        return list(names)
+
+
+def dataset_kind(path: Path, csv_columns: CsvColumns | None = None) -> str:
+    """ "tub", "tubs" (a folder of tubs), "csv"; ValueError/FileNotFoundError otherwise."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_file():
+        if path.suffix.lower() == ".csv":
+            return "csv"
+        raise ValueError(f"{path}: not a dataset (expected a tub folder, a folder or a .csv file)")
+    if is_tub(path):
+        return "tub"
+    if (path / "meta.json").is_file() and any(path.glob("record_*.json")):
+        raise ValueError(f"{path}: DonkeyCar tub v1 is not supported; convert it to tub v2")
+    if any(is_tub(child) for child in path.iterdir()):
+        return "tubs"
+    if find_csv(path, csv_columns or CsvColumns()) is not None:
+        return "csv"
+    if any(path.glob("catalog_*.catalog")):
+        raise ValueError(f"{path}: tub catalogs found but manifest.json is missing")
+    raise ValueError(
+        f"{path}: not a dataset: no manifest.json (DonkeyCar tub v2), no sub-folders with "
+        "tubs, no CSV file of labels"
+    )
+
+
+def read_source(
+    path: str | Path,
+    *,
+    csv_columns: CsvColumns | Mapping[str, Any] | str | Path | None = None,
+    check_images: bool = False,
+) -> list[tuple[str, list[Record], ReadReport]]:
+    """Read one path (tub, folder of tubs, CSV folder) into (source, records, report) triples."""
+    path = Path(path).expanduser()
+    columns = resolve_columns(csv_columns) if csv_columns is not None else None
+    kind = dataset_kind(path, columns)
+    if kind == "tub":
+        return [(str(path.resolve()), *read_tub(path, check_images=check_images))]
+    if kind == "tubs":
+        tubs = sorted((child for child in path.iterdir() if is_tub(child)), key=lambda p: p.name)
+        return [(str(t.resolve()), *read_tub(t, check_images=check_images)) for t in tubs]
+    records, report = read_csv_folder(path, columns, check_images=check_images)
+    return [(str(path.resolve()), records, report)]
+
+
+def open_records(
+    paths: Sequence[str | Path] | str | Path,
+    *,
+    csv_columns: CsvColumns | Mapping[str, Any] | str | Path | None = None,
+    max_bad_fraction: float = 0.5,
+    check_images: bool = False,
+) -> RecordSet:
+    """Read every path and concatenate their usable records (path order, then time order).
+
+    Raises ValueError naming the paths when nothing usable remains, or when the share of bad
+    records (bad / (bad + usable), deleted ones not counted) exceeds `max_bad_fraction`.
+    `check_images` decodes every image to count unreadable ones (slower: about 0.3 ms each).
+    """
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    if not paths:
+        raise ValueError("open_records: no dataset path given")
+    if not 0.0 <= max_bad_fraction <= 1.0:
+        raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
+    records: list[Record] = []
+    total = ReadReport()
+    reports: dict[str, ReadReport] = {}
+    for path in paths:
+        for source, source_records, report in read_source(
+            path, csv_columns=csv_columns, check_images=check_images
+        ):
+            records.extend(source_records)
+            total.merge(report)
+            reports[source] = report
+    names = ", ".join(str(p) for p in paths)
+    details = "".join(f"\n  e.g. {example}" for example in total.examples[:5])
+    if not records:
+        raise ValueError(f"{names}: no usable records ({total.summary()}){details}")
+    if total.bad_fraction > max_bad_fraction:
+        raise ValueError(
+            f"{names}: {total.bad_fraction:.0%} of records are bad, more than max_bad_fraction "
+            f"{max_bad_fraction:.0%} ({total.summary()}){details}"
+        )
+    if total.bad:
+        log.warning("%s: skipped %d bad records (%s)", names, total.bad, total.summary())
+    return RecordSet(records=records, report=total, reports=reports)
+
+
+def decode_frames(
+    records: Sequence[Record], preprocessing: Preprocessing, *, progress: bool = True
+) -> np.ndarray:
+    """Decode and preprocess every record's image: (N, 3, H, W) uint8 RGB.
+
+    Raises ValueError naming the first image that does not decode.
+    """
+    frames = np.empty((len(records), *preprocessing.input_shape), dtype=np.uint8)
+
+    def work(i: int) -> None:
+        image = read_image_rgb(records[i].image_path)
+        if image is None:
+            raise ValueError(
+                f"{records[i].image_path}: image missing or not decodable (open the dataset "
+                "with check_images=True to skip such records)"
+            )
+        frames[i] = preprocessing.apply(image).transpose(2, 0, 1)
+
+    workers = max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in tqdm(
+            pool.map(work, range(len(records))),
+            total=len(records),
+            desc="decoding frames",
+            unit="frame",
+            disable=not progress,
+            leave=False,
+        ):
+            pass
+    return frames
+
+
+class DrivingDataset(Dataset):
+    """Frames and labels as tensors: item i = (image (3, H, W) uint8, targets (L,) float32).
+
+    A label a record lacks is NaN (the training loss masks it), so real data without sim
+    labels goes through the same heads. Preprocessed frames are cached on disk in
+    `cache_dir` (default `sim2real.transfer.cache.default_cache_dir()`) keyed by the image
+    files and the preprocessing, so later epochs and runs skip JPEG decoding.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[Record],
+        preprocessing: Preprocessing,
+        label_names: Sequence[str],
+        cache_dir: Path | None = None,
+        *,
+        progress: bool = True,
+    ) -> None:
+        self.records = list(records)
+        if not self.records:
+            raise ValueError("DrivingDataset: no records")
+        if not label_names:
+            raise ValueError("DrivingDataset: label_names is empty")
+        self.preprocessing = preprocessing
+        self.label_names = list(label_names)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
+        self.cache_path: Path | None = None
+        frames = self._load_frames(progress)
+        self._images = torch.from_numpy(frames)
+        targets = np.full((len(self.records), len(self.label_names)), math.nan, np.float32)
+        for i, record in enumerate(self.records):
+            for j, name in enumerate(self.label_names):
+                if name in record.labels:
+                    targets[i, j] = record.labels[name]
+        self._targets = torch.from_numpy(targets)
+
+    def _load_frames(self, progress: bool) -> np.ndarray:
+        key = cache.frames_key(self.records, self.preprocessing)
+        shape = (len(self.records), *self.preprocessing.input_shape)
+        frames = cache.load_frames(self.cache_dir, key, shape)
+        if frames is not None:
+            self.cache_path = cache.cache_paths(self.cache_dir, key)[0]
+            return frames
+        frames = decode_frames(self.records, self.preprocessing, progress=progress)
+        try:
+            self.cache_path = cache.save_frames(
+                self.cache_dir, key, frames, self.preprocessing, [r.source for r in self.records]
+            )
+        except OSError as exc:
+            log.warning("frame cache not written to %s: %s", self.cache_dir, exc)
+        return frames
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._images[index], self._targets[index]
+
+    @property
+    def images(self) -> torch.Tensor:
+        """All frames: (N, 3, H, W) uint8 RGB."""
+        return self._images
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """All targets: (N, L) float32, NaN where a record lacks the label."""
+        return self._targets

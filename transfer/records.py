@@ -1,0 +1,152 @@
+"""One labelled camera frame (`Record`) and the account of what a reader skipped (`ReadReport`).
+
+Every reader (DonkeyCar tub v2, image folder + CSV) yields `Record`s in time order and fills a
+`ReadReport`; `sim2real.transfer.datasets.open_records` is the entry point that picks the reader.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+# Labels with a known valid range; a value outside it makes the record a bad record.
+# DonkeyCar convention: steering -1 = full left, +1 = full right; throttle in [-1, 1].
+LABEL_RANGES: dict[str, tuple[float, float]] = {
+    "user/angle": (-1.0, 1.0),
+    "user/throttle": (-1.0, 1.0),
+    "pilot/angle": (-1.0, 1.0),
+    "pilot/throttle": (-1.0, 1.0),
+}
+
+MAX_EXAMPLES = 10
+"""How many example problems a `ReadReport` keeps (the counts are always complete)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One camera frame with its labels.
+
+    `index` is the frame's index within its source (a tub's `_index`, a CSV's row number),
+    `timestamp_ms` wall-clock (or simulated) milliseconds when known, `labels` every numeric
+    label by name (`user/angle`, `user/throttle`, `sim/cte`, ...), `source` the dataset path.
+    """
+
+    index: int
+    session: str
+    timestamp_ms: int | None
+    image_path: Path
+    labels: dict[str, float]
+    source: str
+
+
+@dataclass
+class ReadReport:
+    """Counts of what a reader found; `usable` records are the ones returned.
+
+    total = deleted + superseded + bad_record + missing_image + unreadable_image + bad_label
+    + usable, where `total` counts every record line (or CSV row) read.
+    """
+
+    total: int = 0
+    deleted: int = 0
+    """records whose index is listed in the tub's `deleted_indexes`"""
+    superseded: int = 0
+    """earlier records whose index was written again later (the later one counts)"""
+    bad_record: int = 0
+    """garbled catalog lines / CSV rows, records without an index or image name"""
+    missing_image: int = 0
+    unreadable_image: int = 0
+    """image file present but not decodable (only checked with check_images=True)"""
+    bad_label: int = 0
+    """a label is missing, not a number, not finite, or outside its range (LABEL_RANGES)"""
+    usable: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def bad(self) -> int:
+        """Records skipped for a problem (not counting deleted or superseded ones)."""
+        return self.bad_record + self.missing_image + self.unreadable_image + self.bad_label
+
+    @property
+    def bad_fraction(self) -> float:
+        """bad / (bad + usable): the share of candidate records that had a problem."""
+        candidates = self.bad + self.usable
+        return self.bad / candidates if candidates else 0.0
+
+    def note(self, message: str) -> None:
+        """Keep `message` as an example problem (only the first MAX_EXAMPLES are kept)."""
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(message)
+
+    def merge(self, other: ReadReport) -> None:
+        """Add `other`'s counts and examples to this report."""
+        for f in fields(self):
+            if f.name == "examples":
+                for message in other.examples:
+                    self.note(message)
+            else:
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the counts, `bad_fraction` and the examples (JSON-ready)."""
+        data = asdict(self)
+        data["bad_fraction"] = self.bad_fraction
+        return data
+
+    def summary(self) -> str:
+        """One line of counts, e.g. `total 120, deleted 10, ..., usable 100`."""
+        names = [f.name for f in fields(self) if f.name != "examples"]
+        return ", ".join(f"{name.replace('_', ' ')} {getattr(self, name)}" for name in names)
+
+
+def check_label(name: str, value: Any) -> str | None:
+    """None when `value` is a valid label value for `name`, else the problem in words."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{name}={value!r} is not a number"
+    if not math.isfinite(value):
+        return f"{name}={value!r} is not finite"
+    low, high = LABEL_RANGES.get(name, (-math.inf, math.inf))
+    if not low <= value <= high:
+        return f"{name}={value!r} outside [{low}, {high}]"
+    return None
+
+
+def read_image_rgb(path: str | Path) -> np.ndarray | None:
+    """Decode an image file to (H, W, 3) uint8 RGB; None when it is missing or not decodable."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def keep_with_images(
+    records: list[Record], report: ReadReport, *, check_images: bool, existing: set[Path] | None
+) -> list[Record]:
+    """Drop records whose image is missing (or, with `check_images`, not decodable).
+
+    `existing`: the image paths known to exist (a directory listing, cheaper than a stat per
+    file); None means stat each file.
+    """
+    kept = []
+    for record in records:
+        present = (
+            record.image_path in existing if existing is not None else record.image_path.is_file()
+        )
+        if not present:
+            report.missing_image += 1
+            report.note(
+                f"{record.source}: record {record.index}: image {record.image_path} missing"
+            )
+        elif check_images and read_image_rgb(record.image_path) is None:
+            report.unreadable_image += 1
+            report.note(
+                f"{record.source}: record {record.index}: image {record.image_path} not decodable"
+            )
+        else:
+            kept.append(record)
+    return kept

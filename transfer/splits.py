@@ -1,0 +1,134 @@
+"""Train/validation/test splits by contiguous time blocks or whole sessions, and subsampling.
+
+Adjacent frames at 20 Hz are near-duplicates: a random frame split puts the twin of almost
+every validation frame in training and inflates every score. So splits here never cut a
+sequence into random frames: each stream (records of one source and session, in order) is
+cut into a leading training block and trailing held-out blocks, or whole sessions are held
+out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim2real.transfer.records import Record
+
+
+@dataclass(frozen=True)
+class Split:
+    """Three disjoint lists of records, each in time order."""
+
+    train: list[Record]
+    val: list[Record]
+    test: list[Record] = field(default_factory=list)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def streams(records: Sequence[Record]) -> list[list[Record]]:
+    """Group records into runs of one (source, session), keeping their order."""
+    groups: dict[tuple[str, str], list[Record]] = {}
+    for record in records:
+        groups.setdefault((record.source, record.session), []).append(record)
+    return list(groups.values())
+
+
+def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be "
+            "non-negative and sum to less than 1"
+        )
+
+
+def time_block_split(
+    records: Sequence[Record],
+    val_fraction: float = 0.2,
+    *,
+    test_fraction: float = 0.0,
+    gap: int = 0,
+) -> Split:
+    """Hold out the later part of every stream: [train | gap | val | gap | test].
+
+    Each (source, session) stream is cut in time order: its first part trains, the next
+    `val_fraction` validates, the last `test_fraction` tests. `gap` frames are dropped at each
+    cut so the frames on either side of a boundary are not near-duplicates (20 = 1 s).
+    """
+    _check_fractions(val_fraction, test_fraction)
+    if gap < 0:
+        raise ValueError(f"gap must be >= 0, got {gap}")
+    train: list[Record] = []
+    val: list[Record] = []
+    test: list[Record] = []
+    for stream in streams(records):
+        n = len(stream)
+        n_test = round(n * test_fraction)
+        n_val = round(n * val_fraction)
+        test_start = n - n_test
+        val_start = test_start - (gap if n_test else 0) - n_val
+        train_end = val_start - (gap if n_val else 0)
+        if train_end <= 0:
+            raise ValueError(
+                f"stream {stream[0].source} / {stream[0].session} has {n} records: too few for "
+                f"val_fraction {val_fraction}, test_fraction {test_fraction} and gap {gap}"
+            )
+        train += stream[:train_end]
+        val += stream[val_start : val_start + n_val]
+        test += stream[test_start:]
+    return Split(train=train, val=val, test=test)
+
+
+def session_split(
+    records: Sequence[Record],
+    val_sessions: Sequence[str],
+    test_sessions: Sequence[str] = (),
+) -> Split:
+    """Hold out whole sessions by name; every other session trains."""
+    known = {record.session for record in records}
+    unknown = sorted((set(val_sessions) | set(test_sessions)) - known)
+    if unknown:
+        raise ValueError(f"sessions {unknown} not found; known sessions: {sorted(known)}")
+    overlap = set(val_sessions) & set(test_sessions)
+    if overlap:
+        raise ValueError(f"sessions {sorted(overlap)} are both validation and test")
+    val = [r for r in records if r.session in set(val_sessions)]
+    test = [r for r in records if r.session in set(test_sessions)]
+    train = [r for r in records if r.session not in set(val_sessions) | set(test_sessions)]
+    if not train:
+        raise ValueError("session_split: every session is held out, none left to train on")
+    return Split(train=train, val=val, test=test)
+
+
+def subsample(records: Sequence[Record], n: int, seed: int, *, block_len: int = 10) -> list[Record]:
+    """`n` records as short contiguous blocks spread over the sequence, reproducible by seed.
+
+    Why blocks: single random frames of a 20 Hz recording would look like more data than
+    they are, and one long block would see one stretch of track. The sequence is divided
+    into k = ceil(n / block_len) equal strata; each stratum gives one contiguous block (sizes
+    differ by at most one frame) at a seed-drawn position, so the sample covers the whole
+    recording (straights and turns) and keeps temporal context. n >= len(records) returns
+    every record. The result is in the input order.
+    """
+    if n < 1:
+        raise ValueError(f"subsample: n must be >= 1, got {n}")
+    if block_len < 1:
+        raise ValueError(f"subsample: block_len must be >= 1, got {block_len}")
+    total = len(records)
+    if n >= total:
+        return list(records)
+    rng = np.random.default_rng(seed)
+    k = math.ceil(n / block_len)
+    block_sizes = [n // k + (1 if j < n % k else 0) for j in range(k)]
+    stratum_sizes = [total // k + (1 if j < total % k else 0) for j in range(k)]
+    chosen: list[Record] = []
+    start = 0
+    for size, stratum in zip(block_sizes, stratum_sizes, strict=True):
+        offset = int(rng.integers(0, stratum - size + 1))
+        chosen += records[start + offset : start + offset + size]
+        start += stratum
+    return chosen
