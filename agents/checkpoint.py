@@ -1,0 +1,151 @@
+"""The one checkpoint format of the project: a folder with model.safetensors + model.json.
+
+``model.json`` is a `ModelCard`: the `ModelSpec` that rebuilds the network (architecture,
+input size, preprocessing, output names) plus what it was trained on, the randomization spec,
+metrics, code version and a history of training steps (pretrain, fine-tune, ...).
+``model.safetensors`` holds the state dict. Nothing is ever unpickled, so loading a checkpoint
+from someone else is safe.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from sim2real.agents.model import DrivingNet, ModelSpec
+from sim2real.common.config import StrictModel, validate_config
+from sim2real.common.io import atomic_write, atomic_write_json
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model.json"
+
+
+class ModelCard(StrictModel):
+    """What a checkpoint is and where it came from (saved as model.json)."""
+
+    format_version: int = FORMAT_VERSION
+    kind: Literal["perception", "policy"] = "perception"
+    spec: ModelSpec = Field(default_factory=ModelSpec)
+    trained_on: dict[str, Any] = Field(default_factory=dict)
+    """data the weights were fitted on: paths, frame counts, split"""
+    randomization: dict[str, Any] | None = None
+    """domain randomization spec of the sim data, when known"""
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    code_version: dict[str, Any] = Field(default_factory=dict)
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    """one entry per training step that produced these weights, oldest first"""
+
+
+def save_checkpoint(directory: str | Path, model: DrivingNet, card: ModelCard) -> Path:
+    """Write `model`'s weights and `card` into `directory` (each file atomically)."""
+    directory = Path(directory)
+    if model.spec != card.spec:
+        raise ValueError("card.spec differs from the model's spec; save the model's own spec")
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()
+    }
+    metadata = {"format": "sim2real", "format_version": str(card.format_version)}
+    atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata))
+    atomic_write_json(directory / CARD_FILE, card.model_dump(mode="json"))
+    return directory
+
+
+def read_card(directory: str | Path) -> ModelCard:
+    """The validated `ModelCard` of checkpoint folder `directory`."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {directory} not found")
+    path = directory / CARD_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {directory} is not a sim2real checkpoint")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    version = data.get("format_version")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: format_version {version} is newer than this sim2real reads "
+            f"({FORMAT_VERSION}); upgrade sim2real"
+        )
+    return validate_config(ModelCard, data, source=str(path))
+
+
+def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict stored in checkpoint folder `directory` (CPU tensors)."""
+    path = Path(directory) / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: checkpoint {directory} has no weights")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable safetensors file: {exc}") from None
+
+
+def check_state_dict(
+    model: nn.Module, tensors: dict[str, torch.Tensor], source: str, *, strict: bool = True
+) -> None:
+    """Raise ValueError naming `source` when `tensors` does not fit `model` by name and shape."""
+    expected = model.state_dict()
+    problems = []
+    if strict:
+        # BatchNorm fills a missing num_batches_tracked itself; nothing else may be missing
+        missing = [
+            k for k in expected if k not in tensors and not k.endswith("num_batches_tracked")
+        ]
+        if missing:
+            problems.append(f"missing {len(missing)} tensor(s), e.g. {missing[:3]}")
+    unexpected = [k for k in tensors if k not in expected]
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensor(s), e.g. {unexpected[:3]}")
+    mismatched = [
+        f"{k}: stored {tuple(v.shape)}, model {tuple(expected[k].shape)}"
+        for k, v in tensors.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es), e.g. {mismatched[:3]}")
+    if problems:
+        raise ValueError(f"{source} does not match the network: " + "; ".join(problems))
+
+
+def load_checkpoint(
+    directory: str | Path,
+    *,
+    architecture: str | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[DrivingNet, ModelCard]:
+    """Rebuild the network of checkpoint `directory` and load its weights; returns (model, card).
+
+    `architecture` / `input_shape` (3, H, W), when given, must match the card, else ValueError.
+    The model is returned in eval mode on `device`.
+    """
+    directory = Path(directory)
+    card = read_card(directory)
+    if architecture is not None and card.spec.architecture != architecture:
+        raise ValueError(
+            f"checkpoint {directory} is a {card.spec.architecture!r} network, "
+            f"expected {architecture!r}"
+        )
+    if input_shape is not None and tuple(input_shape) != card.spec.input_shape:
+        raise ValueError(
+            f"checkpoint {directory} takes input {card.spec.input_shape}, "
+            f"expected {tuple(input_shape)}"
+        )
+    tensors = read_weights(directory)
+    model = DrivingNet(card.spec)
+    check_state_dict(model, tensors, str(directory / WEIGHTS_FILE))
+    model.load_state_dict(tensors, strict=False)
+    return model.to(device).eval(), card

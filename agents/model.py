@@ -1,0 +1,122 @@
+"""The driving network: a registered encoder plus a small head, normalisation inside.
+
+A `DrivingNet` takes camera images as (N, 3, H, W) float32 in [0, 1] (what SB3's
+``preprocess_obs`` gives for uint8 image spaces, and ``uint8 / 255``) and returns one value
+per named output: steering and throttle (``user/angle``, ``user/throttle``, the DonkeyCar
+tub keys) and optionally sim-only auxiliary targets such as ``sim/cte`` and
+``sim/heading_error`` that help pretraining. Normalisation with the spec's mean/std happens
+inside the network, so a checkpoint needs nothing but its card to be used.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field, field_validator
+from torch import nn
+
+from sim2real.agents.encoders import ENCODERS, Encoder, build_encoder
+from sim2real.agents.preprocessing import Preprocessing
+from sim2real.common.config import StrictModel
+
+STEERING = "user/angle"
+THROTTLE = "user/throttle"
+
+
+class ModelSpec(StrictModel):
+    """Everything needed to rebuild a network's structure (weights live in safetensors)."""
+
+    architecture: str = "pilotnet"
+    """registered encoder name (see sim2real.agents.encoders.ENCODERS)"""
+    preprocessing: Preprocessing = Field(default_factory=Preprocessing)
+    """crop/resize/normalisation; its height and width are the network's input size"""
+    outputs: list[str] = Field(default_factory=lambda: [STEERING, THROTTLE])
+    """label names predicted by the head, in order"""
+    hidden: int = Field(100, ge=0)
+    """width of the head's hidden layer (0: a single linear layer)"""
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    """dropout before each linear layer of the head"""
+
+    @field_validator("architecture")
+    @classmethod
+    def _known_architecture(cls, value: str) -> str:
+        if value not in ENCODERS:
+            known = ", ".join(sorted(ENCODERS))
+            raise ValueError(f"unknown architecture {value!r}; known: {known}")
+        return value
+
+    @field_validator("outputs")
+    @classmethod
+    def _unique_outputs(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one output is needed")
+        duplicates = sorted({name for name in value if value.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate outputs: {duplicates}")
+        return value
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The network's input shape (3, height, width)."""
+        return self.preprocessing.input_shape
+
+
+def build_head(feature_dim: int, n_outputs: int, hidden: int, dropout: float) -> nn.Sequential:
+    """Features (N, feature_dim) -> outputs (N, n_outputs): [dropout, linear, ReLU] + linear."""
+    layers: list[nn.Module] = []
+    width = feature_dim
+    if hidden > 0:
+        layers += [nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+        width = hidden
+    layers += [nn.Dropout(dropout), nn.Linear(width, n_outputs)]
+    return nn.Sequential(*layers)
+
+
+class DrivingNet(nn.Module):
+    """Images (N, 3, H, W) float32 in [0, 1] -> predictions (N, len(spec.outputs))."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec.model_copy(deep=True)
+        self.encoder: Encoder = build_encoder(spec.architecture, spec.input_shape)
+        self.head = build_head(
+            self.encoder.feature_dim, len(spec.outputs), spec.hidden, spec.dropout
+        )
+        # Not persistent: the card is the one source of truth for normalisation.
+        mean = torch.tensor(spec.preprocessing.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(spec.preprocessing.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self.spec.outputs)
+
+    def output_index(self, name: str) -> int:
+        """Column of output `name` in the network's predictions."""
+        try:
+            return self.spec.outputs.index(name)
+        except ValueError:
+            known = self.spec.outputs
+            raise KeyError(f"output {name!r} not in this network's outputs {known}") from None
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) float32 in [0, 1] -> normalised with the spec's per-channel mean/std."""
+        return (images - self.mean) / self.std
+
+    def check_input(self, images: torch.Tensor) -> None:
+        """Fail clearly when `images` is not (N, 3, H, W) at this network's input size."""
+        expected = self.spec.input_shape
+        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(
+                f"expected images of shape (N, {expected[0]}, {expected[1]}, {expected[2]}), "
+                f"got {tuple(images.shape)}"
+            )
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, H, W) float32 in [0, 1] -> encoder features (N, feature_dim)."""
+        return self.encoder(self.normalize(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, H, W) float32 in [0, 1] -> predictions (N, len(outputs))."""
+        self.check_input(images)
+        return self.head(self.features(images))
