@@ -324,7 +324,7 @@ class TubWriter:
                 sessions["all_full_ids"] = [*sessions["all_full_ids"], session]
         if self._sessions_written:
             sessions["last_id"] = self._session_counter
-            sessions["last_full_id"] = self.session_id
+            sessions["last_full_id"] = self._sessions_written[-1]
         manifest_metadata = dict(self.manifest_metadata)
         if sessions:
             manifest_metadata["sessions"] = sessions
