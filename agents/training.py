@@ -1,0 +1,370 @@
+"""Generic supervised training of a DrivingNet: sim pretraining and real fine-tuning alike.
+
+`fit` runs AdamW over the trainable parameters only (frozen stages stay bit-identical), a
+masked MSE per output (NaN targets are ignored, so real frames without sim labels train the
+same heads), early stopping on validation loss with the best weights restored, TensorBoard
+scalars in ``out_dir/tb``, a tqdm bar, and a ``out_dir/resume.pt`` after every epoch so an
+interrupted run continues where it stopped. Two runs with the same seed, data and thread
+count give identical weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
+
+from sim2real.agents.augment import Augmentation, augment_batch
+from sim2real.agents.freezing import trainable_parameters
+from sim2real.agents.model import DrivingNet
+from sim2real.common.config import StrictModel
+from sim2real.common.device import resolve_device
+from sim2real.common.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+RESUME_FILE = "resume.pt"
+
+
+class TrainConfig(StrictModel):
+    """How `fit` trains; saved with every run."""
+
+    epochs: int = Field(8, ge=1)
+    """maximum number of passes over the training set"""
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(1e-3, gt=0.0)
+    """AdamW learning rate (param groups may set their own)"""
+    weight_decay: float = Field(1e-4, ge=0.0)
+    patience: int = Field(3, ge=0)
+    """stop after this many epochs without a better validation loss (0: never stop early)"""
+    min_delta: float = Field(0.0, ge=0.0)
+    """a validation loss must beat the best by more than this to count as better"""
+    loss_weights: dict[str, float] = Field(default_factory=dict)
+    """weight of each output's MSE in the loss, by output name (unlisted: 1.0)"""
+    seed: int = 0
+    device: str = "auto"
+    """"auto" (CUDA when present), "cpu", "cuda", "cuda:1" ..."""
+    num_threads: int | None = Field(None, ge=1)
+    """torch CPU threads while training (None: leave torch's setting)"""
+    augment: Augmentation = Field(default_factory=Augmentation)
+    tensorboard: bool = True
+    """write scalars to out_dir/tb"""
+    progress: bool = True
+    """show a tqdm progress bar"""
+
+
+@dataclass
+class FitResult:
+    """What `fit` did; the model holds the best weights when it returns."""
+
+    best_epoch: int
+    """1-based epoch whose weights the model holds"""
+    best_val_loss: float | None
+    epochs_run: int
+    stopped_early: bool
+    val_metrics: dict[str, dict[str, float]]
+    """per output at the best epoch: mse, rmse, mae, n (frames with a label)"""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def dataset_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """All of `dataset` as (images (N, 3, H, W) uint8, targets (N, L) float32) tensors.
+
+    Uses a dataset's ``.images`` / ``.targets`` (DrivingDataset) or a TensorDataset's tensors
+    directly; otherwise reads every item once.
+    """
+    images = getattr(dataset, "images", None)
+    targets = getattr(dataset, "targets", None)
+    if isinstance(images, torch.Tensor) and isinstance(targets, torch.Tensor):
+        pass
+    elif isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
+        images, targets = dataset.tensors
+    else:
+        batches = list(DataLoader(dataset, batch_size=256, shuffle=False))
+        if not batches:
+            raise ValueError("dataset is empty")
+        images = torch.cat([b[0] for b in batches])
+        targets = torch.cat([b[1] for b in batches])
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(
+            f"dataset images must be uint8 (N, 3, H, W), got {tuple(images.shape)} {images.dtype}"
+        )
+    if targets.dim() != 2 or targets.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"dataset targets must be (N, L) for {images.shape[0]} images, "
+            f"got {tuple(targets.shape)}"
+        )
+    return images, targets.float()
+
+
+def masked_sums(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per output: (sum of squared errors, sum of absolute errors, count), NaN targets skipped."""
+    mask = ~torch.isnan(target)
+    diff = torch.where(mask, pred - torch.nan_to_num(target), torch.zeros_like(pred))
+    return diff.pow(2).sum(0), diff.abs().sum(0), mask.sum(0)
+
+
+def masked_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Sum over outputs of weight * MSE over the frames that have that label."""
+    sse, _, count = masked_sums(pred, target)
+    return (weights * sse / count.clamp(min=1)).sum()
+
+
+def _loss_weights(names: Sequence[str], weights: dict[str, float]) -> torch.Tensor:
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ValueError(f"loss_weights names {unknown}, which are not outputs {list(names)}")
+    return torch.tensor([float(weights.get(name, 1.0)) for name in names])
+
+
+def evaluate_loss(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    names: Sequence[str],
+    weights: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 512,
+) -> tuple[float, dict[str, dict[str, float]]]:
+    """(weighted masked MSE, per-output metrics) of `model` in eval mode, no augmentation."""
+    model.eval()
+    n_out = len(names)
+    sse = torch.zeros(n_out, dtype=torch.float64)
+    sae = torch.zeros(n_out, dtype=torch.float64)
+    count = torch.zeros(n_out, dtype=torch.float64)
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            x = images[start : start + batch_size].to(device).float() / 255.0
+            y = targets[start : start + batch_size].to(device)
+            s, a, c = masked_sums(model(x).float(), y)
+            sse += s.double().cpu()
+            sae += a.double().cpu()
+            count += c.double().cpu()
+    mse = sse / count.clamp(min=1)
+    metrics = {
+        name: {
+            "mse": float(mse[i]),
+            "rmse": float(mse[i].sqrt()),
+            "mae": float(sae[i] / max(count[i], 1)),
+            "n": int(count[i]),
+        }
+        for i, name in enumerate(names)
+    }
+    return float((weights.double() * mse).sum()), metrics
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63)
+
+
+def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _resume_identity(config: TrainConfig) -> dict[str, Any]:
+    """Config fields a resumed run must share with the interrupted one."""
+    return config.model_dump(mode="json", exclude={"epochs", "progress", "tensorboard", "device"})
+
+
+def fit(
+    model: DrivingNet,
+    train_set: Dataset,
+    val_set: Dataset | None,
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    param_groups: list[dict[str, Any]] | None = None,
+    on_epoch_start: Callable[[int, nn.Module], None] | None = None,
+    resume: bool = False,
+) -> FitResult:
+    """Train `model` in place on (image uint8 (3, H, W), targets (L,)) datasets.
+
+    Target columns are the model's outputs in order. `param_groups` (AdamW groups) default
+    to one group of `trainable_parameters(model)`. `on_epoch_start(epoch, model)` (0-based)
+    runs before each epoch, e.g. for gradual unfreezing. With `resume`, training continues
+    from ``out_dir/resume.pt`` when it exists (same config apart from `epochs`). Returns
+    with the best validation epoch's weights in `model` (the last epoch's without val_set).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = list(model.spec.outputs)
+    weights = _loss_weights(names, config.loss_weights)
+    images, targets = dataset_tensors(train_set)
+    if targets.shape[1] != len(names):
+        raise ValueError(f"targets have {targets.shape[1]} columns; the model outputs {names}")
+    expected = model.spec.input_shape
+    if tuple(images.shape[1:]) != expected:
+        raise ValueError(
+            f"dataset images are {tuple(images.shape[1:])}; the model takes {expected}"
+        )
+    val = dataset_tensors(val_set) if val_set is not None and len(val_set) > 0 else None
+    if val is not None and tuple(val[0].shape[1:]) != expected:
+        raise ValueError(f"validation images are {tuple(val[0].shape[1:])}; model takes {expected}")
+
+    device = resolve_device(config.device)
+    model.to(device)
+    weights = weights.to(device)
+    groups = param_groups if param_groups is not None else [{"params": trainable_parameters(model)}]
+    if not any(p.requires_grad for group in groups for p in group["params"]):
+        raise ValueError("nothing to train: every parameter is frozen")
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+    state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "bad_epochs": 0, "finished": False}
+    history: list[dict[str, Any]] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    resume_path = out_dir / RESUME_FILE
+    if resume and resume_path.is_file():
+        saved = torch.load(resume_path, map_location="cpu", weights_only=True)
+        if saved["config"] != _resume_identity(config):
+            raise ValueError(
+                f"{resume_path} was written with a different training config; "
+                "resume with the same config (only epochs may change) or start a new out dir"
+            )
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        best_state = saved["best_state"]
+        history = list(saved["history"])
+        state = {k: saved[k] for k in state}
+        if state["finished"] and state["epoch"] < config.epochs and not saved["stopped_early"]:
+            state["finished"] = False  # more epochs were asked for
+        log.info("resuming from %s after epoch %d", resume_path, state["epoch"])
+
+    old_threads = torch.get_num_threads()
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    writer = None
+    if config.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out_dir / "tb"), purge_step=state["epoch"] + 1)
+    started = time.perf_counter()
+    stopped_early = bool(history and history[-1].get("stopped_early"))
+    n = images.shape[0]
+    try:
+        while not state["finished"] and state["epoch"] < config.epochs:
+            epoch = state["epoch"]
+            if on_epoch_start is not None:
+                on_epoch_start(epoch, model)
+            t0 = time.perf_counter()
+            generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
+            order = torch.randperm(n, generator=generator)
+            model.train()
+            total, seen = 0.0, 0
+            batches = [order[i : i + config.batch_size] for i in range(0, n, config.batch_size)]
+            if len(batches) > 1 and len(batches[-1]) < 2:
+                batches.pop()  # BatchNorm cannot train on a single frame
+            bar = tqdm(
+                batches,
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                unit="batch",
+                leave=False,
+                disable=not config.progress,
+            )
+            # Dropout draws from torch's global generator: fork it, seed it per epoch.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_epoch_seed(config.seed, epoch) + 1)
+                for idx in bar:
+                    x, y = augment_batch(
+                        images[idx], targets[idx], names, generator, config.augment
+                    )
+                    x, y = x.to(device), y.to(device)
+                    loss = masked_loss(model(x), y, weights)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    total += loss.item() * len(idx)
+                    seen += len(idx)
+                    bar.set_postfix(loss=f"{loss.item():.4f}")
+            train_loss = total / max(seen, 1)
+            entry: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
+            if val is not None:
+                val_loss, metrics = evaluate_loss(model, *val, names, weights, device)
+                entry["val_loss"] = val_loss
+                entry["val"] = metrics
+                improved = val_loss < state["best_val"] - config.min_delta
+            else:
+                val_loss, improved = None, True
+            if improved:
+                state["best_val"] = val_loss if val_loss is not None else math.inf
+                state["best_epoch"] = epoch + 1
+                state["bad_epochs"] = 0
+                best_state = _state_copy(model)
+            else:
+                state["bad_epochs"] += 1
+            state["epoch"] = epoch + 1
+            entry["seconds"] = time.perf_counter() - t0
+            stopped_early = bool(config.patience and state["bad_epochs"] >= config.patience)
+            entry["stopped_early"] = stopped_early
+            history.append(entry)
+            if writer is not None:
+                writer.add_scalar("loss/train", train_loss, epoch + 1)
+                if val_loss is not None:
+                    writer.add_scalar("loss/val", val_loss, epoch + 1)
+                    for name, m in entry["val"].items():
+                        writer.add_scalar(f"val_rmse/{name}", m["rmse"], epoch + 1)
+                writer.flush()
+            if config.progress:
+                shown = "-" if val_loss is None else f"{val_loss:.4f}"
+                tqdm.write(
+                    f"epoch {epoch + 1}/{config.epochs}: train {train_loss:.4f}, val {shown}, "
+                    f"{entry['seconds']:.1f} s"
+                )
+            state["finished"] = stopped_early or state["epoch"] >= config.epochs
+            _save_resume(resume_path, model, optimizer, best_state, history, state, config)
+            if stopped_early:
+                break
+    finally:
+        if writer is not None:
+            writer.close()
+        torch.set_num_threads(old_threads)
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    val_metrics: dict[str, dict[str, float]] = {}
+    best_val: float | None = None
+    if val is not None and state["best_epoch"]:
+        best_val = state["best_val"]
+        val_metrics = history[state["best_epoch"] - 1]["val"]
+    model.eval()
+    return FitResult(
+        best_epoch=state["best_epoch"],
+        best_val_loss=best_val,
+        epochs_run=state["epoch"],
+        stopped_early=stopped_early,
+        val_metrics=val_metrics,
+        history=history,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _save_resume(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    best_state: dict[str, torch.Tensor] | None,
+    history: list[dict[str, Any]],
+    state: dict[str, Any],
+    config: TrainConfig,
+) -> None:
+    payload = {
+        **state,
+        "model": _state_copy(model),
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "best_state": best_state,
+        "history": history,
+        "stopped_early": bool(history and history[-1]["stopped_early"]),
+        "config": _resume_identity(config),
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
