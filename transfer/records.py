@@ -7,6 +7,8 @@ Every reader (DonkeyCar tub v2, image folder + CSV) yields `Record`s in time ord
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -130,23 +132,31 @@ def keep_with_images(
     """Drop records whose image is missing (or, with `check_images`, not decodable).
 
     `existing`: the image paths known to exist (a directory listing, cheaper than a stat per
-    file); None means stat each file.
+    file); None means stat each file. Decoding runs on a few threads (OpenCV drops the GIL).
     """
-    kept = []
+    present = []
     for record in records:
-        present = (
+        found = (
             record.image_path in existing if existing is not None else record.image_path.is_file()
         )
-        if not present:
+        if found:
+            present.append(record)
+        else:
             report.missing_image += 1
             report.note(
                 f"{record.source}: record {record.index}: image {record.image_path} missing"
             )
-        elif check_images and read_image_rgb(record.image_path) is None:
+    if not check_images:
+        return present
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        readable = list(pool.map(lambda r: read_image_rgb(r.image_path) is not None, present))
+    kept = []
+    for record, ok in zip(present, readable, strict=True):
+        if ok:
+            kept.append(record)
+        else:
             report.unreadable_image += 1
             report.note(
                 f"{record.source}: record {record.index}: image {record.image_path} not decodable"
             )
-        else:
-            kept.append(record)
     return kept
