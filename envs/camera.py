@@ -1,0 +1,184 @@
+"""The car's camera: a wide barrel-distorted lens, rendered in two cheap passes.
+
+1. Room pass (every step): each output pixel's ray (fixed per episode by the lens) is rotated
+   into the world and intersected with the room box (floor, four walls, ceiling); one
+   `cv2.remap` samples the baked texture atlas there. This is exact for the flat floor and
+   walls and costs a few numpy ops per pixel, instead of rasterising a large textured quad.
+2. Object pass (only when a distractor is in view): PyBullet's TinyRenderer draws the
+   distractor bodies as a pinhole image; a remap computed once per episode bends it through
+   the same lens, and it is pasted where the depth buffer shows a body.
+
+Lens model: a ray at angle theta from the optical axis lands at radius
+r = f * ((1 - k) * tan(theta) + k * theta), k = `distortion` (0 pinhole, 1 equidistant fisheye).
+Camera frame: x right, y down, z forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pybullet as p
+
+from sim2real.envs.textures import Atlas
+
+MAX_THETA = np.radians(85.0)  # rays beyond this see nothing new; clamp
+PINHOLE_MAX_THETA = np.radians(72.0)  # object pass covers rays up to this angle
+
+
+def rotation_matrix(yaw: float, pitch_down: float, roll: float) -> np.ndarray:
+    """Camera frame -> world rotation (3, 3) for a camera looking along heading `yaw` rad,
+    pitched down by `pitch_down` rad and rolled by `roll` rad (positive = clockwise view)."""
+    # camera axes expressed in a level, forward-looking frame (x fwd, y left, z up)
+    cam_to_level = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    cr, sr = np.cos(roll), np.sin(roll)
+    r_roll = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])  # about forward axis
+    cp, sp = np.cos(pitch_down), np.sin(pitch_down)
+    r_pitch = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])  # nose down
+    cy, sy = np.cos(yaw), np.sin(yaw)
+    r_yaw = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
+    return r_yaw @ r_pitch @ r_roll @ cam_to_level
+
+
+@dataclass
+class Lens:
+    """Per-episode lens: output size (H, W), unit rays (3, H*W) float32 in the camera frame,
+    and the maps that bend a pinhole render of size `pinhole_size` (H, W) into the output."""
+
+    height: int
+    width: int
+    rays: np.ndarray
+    pinhole_size: tuple[int, int]
+    pinhole_vfov_deg: float
+    map_x: np.ndarray
+    map_y: np.ndarray
+    max_theta: float
+
+    @classmethod
+    def create(cls, height: int, width: int, hfov_deg: float, distortion: float) -> Lens:
+        k = float(distortion)
+        half = np.radians(hfov_deg) / 2
+        f = (width / 2) / ((1 - k) * np.tan(half) + k * half)
+        u, v = np.meshgrid(
+            np.arange(width, dtype=np.float64) + 0.5 - width / 2,
+            np.arange(height, dtype=np.float64) + 0.5 - height / 2,
+        )
+        r = np.hypot(u, v) / f
+        theta_grid = np.linspace(0, MAX_THETA, 2048)
+        r_grid = (1 - k) * np.tan(theta_grid) + k * theta_grid
+        theta = np.interp(r, r_grid, theta_grid)
+        phi = np.arctan2(v, u)
+        st = np.sin(theta)
+        rays = np.stack([st * np.cos(phi), st * np.sin(phi), np.cos(theta)]).reshape(3, -1)
+        # pinhole render covering rays up to PINHOLE_MAX_THETA, about as many pixels as output
+        t = np.tan(np.minimum(theta, PINHOLE_MAX_THETA))
+        px, py = t * np.cos(phi), t * np.sin(phi)
+        tx, ty = float(np.abs(px).max()), float(np.abs(py).max())
+        fp = min((width / 2) / tx, (height / 2) / ty) * 1.2
+        pw, ph = int(np.ceil(2 * tx * fp)), int(np.ceil(2 * ty * fp))
+        map_x = (px * fp + pw / 2 - 0.5).astype(np.float32)
+        map_y = (py * fp + ph / 2 - 0.5).astype(np.float32)
+        vfov = float(np.degrees(2 * np.arctan((ph / 2) / fp)))
+        return cls(
+            height, width, rays.astype(np.float32), (ph, pw), vfov, map_x, map_y, float(theta.max())
+        )
+
+
+class Renderer:
+    """Renders the camera image of one episode's world (atlas + PyBullet distractors)."""
+
+    def __init__(self, lens: Lens, atlas: Atlas, light: dict) -> None:
+        self.lens = lens
+        self.atlas = atlas
+        self.light = light
+        self._proj = p.computeProjectionMatrixFOV(
+            lens.pinhole_vfov_deg, lens.pinhole_size[1] / lens.pinhole_size[0], 0.02, 100.0
+        )
+
+    def render(
+        self,
+        position: np.ndarray,
+        rotation: np.ndarray,
+        client=None,
+        objects: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Image (H, W, 3) uint8 RGB seen from camera `position` (3,) m with camera->world
+        `rotation` (3, 3); distractors drawn with `client` when any of `objects` (K, 4) rows
+        (x, y, z, radius m) is in view."""
+        image = self._room_pass(position, rotation)
+        if client is not None and objects is not None and len(objects):
+            rel = (objects[:, :3] - position) @ rotation  # into the camera frame
+            dist = np.linalg.norm(rel, axis=1)
+            cos_angle = rel[:, 2] / np.maximum(dist, 1e-6)
+            ang_radius = np.arcsin(np.clip(objects[:, 3] / np.maximum(dist, 1e-6), 0, 1))
+            angle = np.arccos(np.clip(cos_angle, -1, 1))
+            if np.any(angle - ang_radius < min(self.lens.max_theta, PINHOLE_MAX_THETA)):
+                self._object_pass(image, position, rotation, client)
+        return image
+
+    def _room_pass(self, c: np.ndarray, rot: np.ndarray) -> np.ndarray:
+        lens, atlas, room = self.lens, self.atlas, self.atlas.room
+        d = (rot.astype(np.float32) @ lens.rays).astype(np.float32)
+        dx, dy, dz = d[0], d[1], d[2]
+        cx, cy, cz = (float(v) for v in c)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tx = (np.where(dx > 0, room.xmax, room.xmin) - cx) / dx
+            ty = (np.where(dy > 0, room.ymax, room.ymin) - cy) / dy
+            tz = (np.where(dz > 0, room.height, 0.0) - cz) / dz
+        t = np.minimum(np.minimum(tx, ty), tz)
+        hx = cx + t * dx
+        hy = cy + t * dy
+        hz = cz + t * dz
+        ft, wt = atlas.floor_texel, atlas.wall_texel
+        # default: floor
+        mx = (hx - room.xmin) / ft
+        my = (room.ymax - hy) / ft
+        wall_row = (room.height - hz) / wt
+        on_x = (tx <= ty) & (tx <= tz)
+        on_y = ~on_x & (ty <= tz)
+        ceiling = ~on_x & ~on_y & (dz > 0)
+        o = atlas.wall_origins
+        x_row0 = np.where(dx > 0, o[1][1], o[0][1])
+        y_row0 = np.where(dy > 0, o[3][1], o[2][1])
+        mx = np.where(on_x, (hy - room.ymin) / wt, mx)
+        my = np.where(on_x, x_row0 + wall_row, my)
+        mx = np.where(on_y, (hx - room.xmin) / wt, mx)
+        my = np.where(on_y, y_row0 + wall_row, my)
+        mx[ceiling] = atlas.ceiling[0]
+        my[ceiling] = atlas.ceiling[1]
+        shape = (lens.height, lens.width)
+        return cv2.remap(
+            atlas.image,
+            mx.reshape(shape).astype(np.float32),
+            my.reshape(shape).astype(np.float32),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+
+    def _object_pass(self, image: np.ndarray, c: np.ndarray, rot: np.ndarray, client) -> None:
+        lens = self.lens
+        forward, down = rot[:, 2], rot[:, 1]
+        view = p.computeViewMatrix(c.tolist(), (c + forward).tolist(), (-down).tolist())
+        ph, pw = lens.pinhole_size
+        light = self.light
+        _, _, rgba, depth, _ = client.getCameraImage(
+            pw,
+            ph,
+            view,
+            self._proj,
+            renderer=p.ER_TINY_RENDERER,
+            flags=p.ER_NO_SEGMENTATION_MASK,
+            shadow=0,
+            lightDirection=light["direction"],
+            lightAmbientCoeff=light["ambient"],
+            lightDiffuseCoeff=light["diffuse"],
+            lightSpecularCoeff=0.05,
+        )
+        rgba = np.asarray(rgba, np.uint8).reshape(ph, pw, 4)
+        hit = (np.asarray(depth, np.float32).reshape(ph, pw) < 0.9999).astype(np.uint8)
+        hit_out = cv2.remap(hit, lens.map_x, lens.map_y, cv2.INTER_NEAREST)
+        if not hit_out.any():
+            return
+        rgb_out = cv2.remap(rgba[:, :, :3], lens.map_x, lens.map_y, cv2.INTER_LINEAR)
+        np.copyto(image, rgb_out, where=hit_out[:, :, None].astype(bool))

@@ -1,0 +1,268 @@
+"""Domain randomization as data: named (low, high) ranges with units and a nominal value.
+
+A spec is validated on load (low <= nominal <= high, each value inside the physically possible
+limits of its field) and sampled once per episode with the env's generator into plain floats.
+`strength` in [0, 1] scales every range toward its nominal value: 0 gives the nominal world.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import model_validator
+
+from sim2real.common.config import StrictModel, load_config
+
+DEFAULT_SPEC_FILE = "default_randomization.yaml"
+
+
+class Range(StrictModel):
+    """A scalar drawn uniformly from [low, high]; `nominal` is the value at strength 0."""
+
+    low: float
+    high: float
+    nominal: float
+    unit: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} > high {self.high}")
+        if not self.low <= self.nominal <= self.high:
+            raise ValueError(f"nominal {self.nominal} outside [low {self.low}, high {self.high}]")
+        return self
+
+    def bounds(self, strength: float) -> tuple[float, float]:
+        """The range shrunk toward nominal: strength 0 -> (nominal, nominal), 1 -> (low, high)."""
+        return (
+            self.nominal + strength * (self.low - self.nominal),
+            self.nominal + strength * (self.high - self.nominal),
+        )
+
+    def sample(self, rng: np.random.Generator, strength: float) -> float:
+        lo, hi = self.bounds(strength)
+        return float(rng.uniform(lo, hi)) if hi > lo else float(lo)
+
+
+class ColorRange(StrictModel):
+    """An HSV colour: hue in degrees (may exceed 360, wraps), saturation and value in [0, 1]."""
+
+    low: tuple[float, float, float]
+    high: tuple[float, float, float]
+    nominal: tuple[float, float, float]
+    unit: str = "hsv"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ColorRange:
+        for i, name in enumerate(("hue", "saturation", "value")):
+            lo, hi, nom = self.low[i], self.high[i], self.nominal[i]
+            if lo > hi:
+                raise ValueError(f"{name}: low {lo} > high {hi}")
+            if not lo <= nom <= hi:
+                raise ValueError(f"{name}: nominal {nom} outside [{lo}, {hi}]")
+            if i > 0 and not (lo >= 0.0 and hi <= 1.0):
+                raise ValueError(f"{name}: must lie in [0, 1], got [{lo}, {hi}]")
+        return self
+
+    def sample(self, rng: np.random.Generator, strength: float) -> tuple[float, float, float]:
+        out = []
+        for lo, hi, nom in zip(self.low, self.high, self.nominal, strict=True):
+            a, b = nom + strength * (lo - nom), nom + strength * (hi - nom)
+            out.append(float(rng.uniform(a, b)) if b > a else float(a))
+        return (out[0] % 360.0, out[1], out[2])
+
+
+class _Group(StrictModel):
+    """A group of ranges; LIMITS[field] = (min, max) says what values are physically possible."""
+
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {}
+
+    @model_validator(mode="after")
+    def _within_limits(self) -> _Group:
+        for name, (lo_lim, hi_lim) in self.LIMITS.items():
+            value = getattr(self, name)
+            if value.low < lo_lim or value.high > hi_lim:
+                raise ValueError(
+                    f"{name}: range [{value.low}, {value.high}] {value.unit} is impossible, "
+                    f"allowed [{lo_lim}, {hi_lim}]"
+                )
+        return self
+
+    def sample(self, rng: np.random.Generator, strength: float) -> dict[str, Any]:
+        return {name: getattr(self, name).sample(rng, strength) for name in type(self).model_fields}
+
+
+class TrackRanges(_Group):
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "length": (6.0, 200.0),
+        "road_width": (0.3, 3.0),
+        "curviness": (0.0, 1.0),
+        "control_points": (4, 40),
+    }
+    length: Range
+    road_width: Range
+    curviness: Range
+    control_points: Range
+
+
+class VisualRanges(_Group):
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "road_grain": (0.0, 1.0),
+        "line_width": (0.005, 0.2),
+        "edge_inset": (0.0, 0.3),
+        "verge_width": (0.0, 5.0),
+        "centre_dash": (0.01, 2.0),
+        "centre_gap": (0.0, 2.0),
+        "verge_marks": (0, 100),
+        "glare": (0, 50),
+        "glare_strength": (0.0, 1.0),
+        "shadow_strength": (0.0, 1.0),
+        "light_azimuth": (-360.0, 360.0),
+        "light_elevation": (5.0, 90.0),
+        "ambient": (0.0, 1.0),
+        "diffuse": (0.0, 1.0),
+        "distractors": (0, 40),
+        "banners": (0, 40),
+        "wall_height": (0.1, 10.0),
+        "wall_margin": (0.2, 20.0),
+    }
+    road_color: ColorRange
+    centre_color: ColorRange
+    edge_color: ColorRange
+    verge_color: ColorRange
+    floor_color: ColorRange
+    wall_color: ColorRange
+    road_grain: Range
+    line_width: Range
+    edge_inset: Range
+    verge_width: Range
+    centre_dash: Range
+    centre_gap: Range
+    verge_marks: Range
+    glare: Range
+    glare_strength: Range
+    shadow_strength: Range
+    light_azimuth: Range
+    light_elevation: Range
+    ambient: Range
+    diffuse: Range
+    distractors: Range
+    banners: Range
+    wall_height: Range
+    wall_margin: Range
+
+
+class CameraRanges(_Group):
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "height": (0.03, 1.0),
+        "pitch": (-10.0, 60.0),
+        "yaw": (-30.0, 30.0),
+        "roll": (-30.0, 30.0),
+        "shake": (0.0, 10.0),
+        "hfov": (30.0, 170.0),
+        "distortion": (0.0, 1.0),
+        "mount_offset": (-0.3, 0.5),
+    }
+    height: Range
+    pitch: Range
+    yaw: Range
+    roll: Range
+    shake: Range
+    hfov: Range
+    distortion: Range
+    mount_offset: Range
+
+
+class ImageRanges(_Group):
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "noise": (0.0, 64.0),
+        "blur": (0.0, 5.0),
+        "motion_blur": (0.0, 20.0),
+        "brightness": (0.1, 3.0),
+        "contrast": (0.1, 3.0),
+        "gamma": (0.2, 5.0),
+        "hue": (-180.0, 180.0),
+        "saturation": (0.0, 3.0),
+        "jpeg_quality": (5.0, 100.0),
+        "vignetting": (0.0, 1.0),
+        "haze": (0.0, 1.0),
+    }
+    noise: Range
+    blur: Range
+    motion_blur: Range
+    brightness: Range
+    contrast: Range
+    gamma: Range
+    hue: Range
+    saturation: Range
+    jpeg_quality: Range
+    vignetting: Range
+    haze: Range
+    haze_color: ColorRange
+
+
+class DynamicsRanges(_Group):
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "friction": (0.05, 5.0),
+        "mass_scale": (0.1, 10.0),
+        "steering_gain": (0.1, 3.0),
+        "steering_trim": (-0.5, 0.5),
+        "motor_force": (0.5, 200.0),
+        "top_speed": (0.2, 15.0),
+        "latency": (0, 10),
+        "action_noise": (0.0, 1.0),
+    }
+    friction: Range
+    mass_scale: Range
+    steering_gain: Range
+    steering_trim: Range
+    motor_force: Range
+    top_speed: Range
+    latency: Range
+    action_noise: Range
+
+
+class RandomizationSpec(StrictModel):
+    """The whole randomization spec; `sample` gives one episode's plain parameters."""
+
+    track: TrackRanges
+    visual: VisualRanges
+    camera: CameraRanges
+    image: ImageRanges
+    dynamics: DynamicsRanges
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RandomizationSpec:
+        """Load and validate a spec; errors name the file and the field."""
+        return load_config(cls, path)
+
+    @classmethod
+    def default(cls) -> RandomizationSpec:
+        """The spec shipped with the package (nominal values resemble usi-track-a)."""
+        with resources.as_file(resources.files("sim2real.envs") / DEFAULT_SPEC_FILE) as path:
+            return cls.from_yaml(path)
+
+    def sample(self, rng: np.random.Generator, strength: float = 1.0) -> dict[str, dict[str, Any]]:
+        """One draw of every parameter: {group: {name: float or (h, s, v)}}."""
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must lie in [0, 1], got {strength}")
+        return {
+            group: getattr(self, group).sample(rng, strength)
+            for group in ("track", "visual", "camera", "image", "dynamics")
+        }
+
+
+def resolve_spec(randomization: None | RandomizationSpec | str | Path | dict) -> RandomizationSpec:
+    """None -> the default spec; a path -> loaded from YAML; a dict -> validated; a spec as is."""
+    if randomization is None:
+        return RandomizationSpec.default()
+    if isinstance(randomization, RandomizationSpec):
+        return randomization
+    if isinstance(randomization, dict):
+        from sim2real.common.config import validate_config
+
+        return validate_config(RandomizationSpec, randomization, source="randomization")
+    return RandomizationSpec.from_yaml(randomization)
