@@ -419,6 +419,11 @@ class TubWriter:
             self._write_manifest(self.current_index)
         self._pending.clear()
 
+    def discard(self) -> None:
+        """Drop records written since the last flush (their image files stay, unreferenced,
+        and are overwritten when the tub is resumed)."""
+        self._pending.clear()
+
     def _current_start(self) -> int:
         return int(self._sidecars[self.paths[-1]]["start_index"])
 

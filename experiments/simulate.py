@@ -1,0 +1,224 @@
+"""Record the expert driving randomized tracks into a DonkeyCar tub v2 (the `simulate` command).
+
+The frames are cut into fixed-size chunks; chunk k is driven from its own seed, derived from
+(seed, k) alone, so the recording is identical whatever the number of workers. Workers (a
+spawn/forkserver process pool) drive and JPEG-encode chunks; the parent writes them in chunk
+order and flushes the tub after each chunk, so an interrupted run leaves a valid tub of whole
+chunks that `resume=True` continues. The run folder is the tub itself, with `config.yaml`,
+`run.json` and the resolved `randomization.yaml` beside the manifest.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from pydantic import Field, field_validator
+from tqdm.auto import tqdm
+
+from sim2real.common.config import StrictModel, load_yaml_mapping, validate_config
+from sim2real.common.runs import describe_run
+from sim2real.transfer.tub import MANIFEST, TubWriter, read_manifest
+
+CATALOG_LEN = 1000
+FRAME_MS = 50
+"""Nominal frame period written as `_timestamp_ms` (20 Hz, the DonkeyCar default rate)."""
+
+
+class SimulateConfig(StrictModel):
+    """What to record; every field but `workers` determines the recording."""
+
+    frames: int = Field(1000, ge=1, description="frames to record")
+    seed: int = Field(0, ge=0, description="base seed; chunk k uses a seed derived from (seed, k)")
+    chunk_frames: int = Field(
+        200, ge=1, le=CATALOG_LEN, description="frames per chunk (divides 1000)"
+    )
+    image_height: int = Field(120, ge=8, le=1024, description="camera rows (px)")
+    image_width: int = Field(160, ge=8, le=1024, description="camera columns (px)")
+    randomization: str | None = Field(
+        None, description="RandomizationSpec YAML; None: the envs package default"
+    )
+    strength: float = Field(1.0, ge=0.0, description="randomization strength (0: nominal world)")
+    perturbation: float = Field(0.02, ge=0.0, description="expert's perturbation for recoveries")
+    episode_steps: int = Field(1000, ge=1, description="steps before a new randomized episode")
+    jpeg_quality: int = Field(90, ge=10, le=100)
+    workers: int = Field(1, ge=1, le=64, description="processes (does not change the data)")
+
+    @field_validator("chunk_frames")
+    @classmethod
+    def _divides_catalog(cls, value: int) -> int:
+        if CATALOG_LEN % value:
+            raise ValueError(f"must divide {CATALOG_LEN} (catalog length), got {value}")
+        return value
+
+
+def tub_inputs() -> tuple[list[str], list[str]]:
+    """The recording's tub inputs and types: camera, user/* commands, sim/* ground truth."""
+    from sim2real.envs.recording import LABEL_KEYS
+
+    inputs = ["cam/image_array", "user/angle", "user/throttle", "user/mode", *LABEL_KEYS]
+    types = ["image_array", "float", "float", "str", *["float"] * len(LABEL_KEYS)]
+    return inputs, types
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """Seed of chunk `chunk`: a function of (seed, chunk) only, independent of chunk count."""
+    return int(np.random.SeedSequence(seed, spawn_key=(chunk,)).generate_state(1)[0])
+
+
+def record_chunk(job: tuple[dict[str, Any], dict[str, Any], int, int]) -> list[tuple]:
+    """Drive one chunk: [(jpeg bytes, tub fields, episode)] for its frames (runs in a worker)."""
+    from sim2real.envs.recording import drive_expert
+
+    config_data, spec, chunk, n = job
+    config = SimulateConfig.model_validate(config_data)
+    out = []
+    for frame in drive_expert(
+        chunk_seed(config.seed, chunk),
+        n,
+        image_size=(config.image_height, config.image_width),
+        randomization=spec,
+        strength=config.strength,
+        perturbation=config.perturbation,
+        episode_steps=config.episode_steps,
+    ):
+        ok, jpeg = cv2.imencode(
+            ".jpg",
+            cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality],
+        )
+        if not ok:
+            raise RuntimeError(f"chunk {chunk}: JPEG encoding failed")
+        fields = {
+            "user/angle": float(np.clip(frame.steering, -1.0, 1.0)),
+            "user/throttle": float(np.clip(frame.throttle, -1.0, 1.0)),
+            "user/mode": "user",
+            **{key: float(value) for key, value in frame.labels.items()},
+        }
+        out.append((jpeg.tobytes(), fields, frame.episode))
+    return out
+
+
+def _resolved_spec(config: SimulateConfig) -> dict[str, Any]:
+    from sim2real.envs.randomization import resolve_spec
+
+    return resolve_spec(config.randomization).model_dump(mode="json")
+
+
+def _check_resume(out: Path, config: SimulateConfig, spec: dict[str, Any]) -> None:
+    saved_path = out / "config.yaml"
+    if not saved_path.is_file():
+        raise ValueError(f"{out}: cannot resume: no config.yaml beside the tub")
+    saved = validate_config(SimulateConfig, load_yaml_mapping(saved_path), str(saved_path))
+    ignore = {"workers"}
+    mine, theirs = config.model_dump(exclude=ignore), saved.model_dump(exclude=ignore)
+    changed = {k: (theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]}
+    if changed:
+        raise ValueError(f"{out}: cannot resume with a different config (saved, now): {changed}")
+    spec_path = out / "randomization.yaml"
+    if spec_path.is_file() and load_yaml_mapping(spec_path) != spec:
+        raise ValueError(f"{out}: cannot resume: the randomization spec changed since the start")
+
+
+def _chunks(config: SimulateConfig, first: int) -> list[tuple[int, int]]:
+    n_chunks = -(-config.frames // config.chunk_frames)
+    return [
+        (k, min(config.chunk_frames, config.frames - k * config.chunk_frames))
+        for k in range(first, n_chunks)
+    ]
+
+
+def simulate(
+    out: str | Path,
+    config: SimulateConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Record `config.frames` expert frames into the tub `out`; returns `out`.
+
+    Refuses an existing tub unless `resume`; resuming checks the saved config matches
+    (workers may differ) and records the chunks still missing. `on_chunk(chunk, frames_done)`
+    is called after each chunk is safely in the tub.
+    """
+    out = Path(out)
+    spec = _resolved_spec(config)
+    inputs, types = tub_inputs()
+    exists = (out / MANIFEST).is_file()
+    if exists and not resume:
+        raise ValueError(f"{out}: a recording exists here; pass --resume to continue it")
+    if exists:
+        _check_resume(out, config, spec)
+        done = int(read_manifest(out)["catalog"]["current_index"])
+        if done % config.chunk_frames and done < config.frames:
+            raise ValueError(f"{out}: cannot resume: {done} frames is not a whole chunk")
+    else:
+        done = 0
+    metadata = {"recorded_by": "sim2real simulate", "seed": config.seed}
+    writer = TubWriter(
+        out,
+        inputs,
+        types,
+        metadata=metadata,
+        max_len=CATALOG_LEN,
+        flush_every=config.chunk_frames,
+        jpeg_quality=config.jpeg_quality,
+        resume=exists,
+        session_id=f"sim_{config.seed}",
+    )
+    if not exists:
+        describe_run(out, config)
+        save_config_dict(out / "randomization.yaml", spec)
+    bar = tqdm(
+        total=config.frames, initial=done, unit="frame", desc="simulate", disable=not progress
+    )
+    try:
+        for (chunk, _), frames in zip(
+            _chunks(config, done // config.chunk_frames),
+            _run_chunks(config, spec, done),
+            strict=True,
+        ):
+            for offset, (jpeg, fields, episode) in enumerate(frames):
+                index = chunk * config.chunk_frames + offset
+                fields["_timestamp_ms"] = index * FRAME_MS
+                fields["_session_id"] = f"sim_{config.seed}_{chunk:04d}_{episode:03d}"
+                writer.write(fields, jpeg)
+            writer.flush()
+            bar.update(len(frames))
+            if on_chunk is not None:
+                on_chunk(chunk, writer.current_index)
+    except BaseException:
+        writer.discard()  # keep the tub at a whole number of chunks
+        raise
+    finally:
+        writer.close()
+        bar.close()
+    return out
+
+
+def _run_chunks(config: SimulateConfig, spec: dict[str, Any], done: int) -> Iterator[list]:
+    jobs = [
+        (config.model_dump(), spec, chunk, n)
+        for chunk, n in _chunks(config, done // config.chunk_frames)
+    ]
+    if config.workers == 1 or len(jobs) <= 1:
+        yield from map(record_chunk, jobs)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    with context.Pool(min(config.workers, len(jobs))) as pool:
+        yield from pool.imap(record_chunk, jobs)
+
+
+def save_config_dict(path: Path, data: dict[str, Any]) -> None:
+    """Write a plain mapping as YAML atomically."""
+    import yaml
+
+    from sim2real.common.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
