@@ -26,6 +26,10 @@ MIRRORED_LABELS = (
 """Labels whose sign flips when the image is mirrored left-right (DonkeyCar + sim keys)."""
 
 
+NOISE_BANK = 8
+"""Gaussian noise fields drawn per batch (each frame gets one of them)."""
+
+
 class Augmentation(StrictModel):
     """Random image changes during training; every range is symmetric around no change."""
 
@@ -57,16 +61,20 @@ def _uniform(n: int, half_width: float, generator: torch.Generator) -> torch.Ten
     return (torch.rand(n, generator=generator) * 2.0 - 1.0) * half_width
 
 
-def _geometric(x: torch.Tensor, config: Augmentation, generator: torch.Generator) -> torch.Tensor:
+def _geometric(
+    x: torch.Tensor, config: Augmentation, flip: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Rotate, shift and mirror (where `flip`, (N,) bool) in one resampling pass."""
     n, _, h, w = x.shape
     angle = _uniform(n, math.radians(config.rotate_deg), generator)
     dx = _uniform(n, config.shift_px, generator)
     dy = _uniform(n, config.shift_px, generator)
     cos, sin = torch.cos(angle), torch.sin(angle)
+    mirror = 1.0 - 2.0 * flip.float()  # -1: sample x from -x
     # A pixel-space rotation written in affine_grid's normalised [-1, 1] coordinates.
     theta = torch.stack(
         [
-            torch.stack([cos, -sin * h / w, 2.0 * dx / w], dim=1),
+            torch.stack([mirror * cos, -mirror * sin * h / w, 2.0 * dx / w], dim=1),
             torch.stack([sin * w / h, cos, 2.0 * dy / h], dim=1),
         ],
         dim=1,
@@ -76,19 +84,26 @@ def _geometric(x: torch.Tensor, config: Augmentation, generator: torch.Generator
 
 
 def _photometric(x: torch.Tensor, config: Augmentation, generator: torch.Generator) -> torch.Tensor:
-    n = x.shape[0]
+    """Saturation, contrast, channel gain and brightness as one per-frame affine colour map.
 
-    def factor(half_width: float, *shape: int) -> torch.Tensor:
-        return (1.0 + _uniform(n * math.prod(shape), half_width, generator)).view(n, *shape)
-
-    gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).to(x.dtype)
-    sat = factor(config.saturation, 1, 1, 1).to(x.device)
-    x = gray + (x - gray) * sat
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = mean + (x - mean) * factor(config.contrast, 1, 1, 1).to(x.device)
-    x = x * factor(config.channel_gain, 3, 1, 1).to(x.device)
-    x = x + _uniform(n, config.brightness, generator).view(n, 1, 1, 1).to(x.device)
-    return x
+    saturation s: gray + s (x - gray) = M_s x with M_s = s I + (1 - s) 1 w^T (w: luma weights);
+    contrast c around the frame mean m: c y + (1 - c) m; gain diag(g); brightness + b.
+    """
+    n, _, h, w = x.shape
+    luma = torch.tensor([0.299, 0.587, 0.114])
+    sat = 1.0 + _uniform(n, config.saturation, generator)
+    contrast = 1.0 + _uniform(n, config.contrast, generator)
+    gain = 1.0 + _uniform(3 * n, config.channel_gain, generator).view(n, 3)
+    bright = _uniform(n, config.brightness, generator)
+    eye = torch.eye(3).expand(n, 3, 3)
+    m_sat = sat.view(n, 1, 1) * eye + (1.0 - sat).view(n, 1, 1) * luma.view(1, 1, 3)
+    matrix = gain.view(n, 3, 1) * contrast.view(n, 1, 1) * m_sat
+    flat = x.reshape(n, 3, h * w)
+    mean_sat = torch.bmm(m_sat.to(x.device), flat.mean(dim=2, keepdim=True))  # (n, 3, 1)
+    mean_luma = mean_sat.mean(dim=1, keepdim=True)  # one mean per frame: contrast keeps hue
+    offset = gain.to(x.device).view(n, 3, 1) * (1.0 - contrast.to(x.device)).view(n, 1, 1)
+    offset = offset * mean_luma + bright.to(x.device).view(n, 1, 1)
+    return torch.baddbmm(offset, matrix.to(x.device), flat).view(n, 3, h, w)
 
 
 def _blur(x: torch.Tensor, config: Augmentation, generator: torch.Generator) -> torch.Tensor:
@@ -132,20 +147,23 @@ def augment_batch(
     y = targets.float().clone()
     if not config.enabled:
         return x, y
+    flip = torch.rand(x.shape[0], generator=generator) < config.flip_prob
+    if flip.any():
+        columns = [i for i, name in enumerate(label_names) if name in config.mirrored_labels]
+        sign = torch.ones(y.shape[1])
+        sign[columns] = -1.0
+        y = torch.where(flip.view(-1, 1).to(y.device), y * sign.to(y.device), y)
     if config.shift_px > 0 or config.rotate_deg > 0:
-        x = _geometric(x, config, generator)
-    if config.flip_prob > 0:
-        flip = torch.rand(x.shape[0], generator=generator) < config.flip_prob
-        if flip.any():
-            idx = flip.nonzero().squeeze(1)
-            x[idx.to(x.device)] = torch.flip(x[idx.to(x.device)], dims=[3])
-            columns = [i for i, name in enumerate(label_names) if name in config.mirrored_labels]
-            for column in columns:
-                y[idx.to(y.device), column] = -y[idx.to(y.device), column]
+        x = _geometric(x, config, flip, generator)
+    elif flip.any():
+        x = torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(3), x)
     if config.blur_prob > 0:
         x = _blur(x, config, generator)
     x = _photometric(x, config, generator)
     if config.noise_std > 0:
-        noise = torch.randn(x.shape, generator=generator).to(x.device)
-        x = x + noise * config.noise_std
+        # A few noise fields per batch, one picked per frame: per-pixel draws for every frame
+        # would cost more than the network's forward pass on a small CPU.
+        bank = torch.randn((NOISE_BANK, *x.shape[1:]), generator=generator) * config.noise_std
+        pick = torch.randint(0, NOISE_BANK, (x.shape[0],), generator=generator)
+        x = x.add_(bank.to(x.device)[pick.to(x.device)])
     return x.clamp_(0.0, 1.0), y

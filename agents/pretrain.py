@@ -1,0 +1,190 @@
+"""Supervised pretraining of a perception network on sim recordings.
+
+`pretrain(config, data, out_dir)` trains with augmentation and early stopping (`fit`) on a
+time-block split of sim frames and writes a checkpoint folder: model.safetensors + model.json
+whose card records the data, the randomization spec found beside the sim tubs, metrics and
+code version. The folder also holds config.yaml, run.json, tb/ and resume.pt, so an
+interrupted run resumes with ``resume=True``. Reading tubs into datasets is done one layer up
+(``sim2real.experiments.commands.pretrain.open_sim_data``): agents do not depend on transfer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from pydantic import Field
+from torch.utils.data import Dataset
+
+from sim2real.agents.checkpoint import CARD_FILE, ModelCard, save_checkpoint
+from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, ModelSpec
+from sim2real.agents.training import RESUME_FILE, FitResult, TrainConfig, fit
+from sim2real.common.config import ConfigError, StrictModel, load_config
+from sim2real.common.runs import code_version, describe_run
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUTPUTS = (STEERING, THROTTLE, "sim/cte", "sim/heading_error")
+"""Steering and throttle, plus sim-only lane pose heads that help pretraining."""
+
+SIM_RUN_FILES = ("config.yaml", "run.json")
+"""What the simulate command writes into its out dir, beside (or above) the tub."""
+
+
+class PretrainConfig(StrictModel):
+    """Everything a pretraining run needs; saved as config.yaml in its out dir."""
+
+    data: list[str] = Field(default_factory=list)
+    """sim tubs (or folders of tubs) to train on"""
+    model: ModelSpec = Field(default_factory=lambda: ModelSpec(outputs=list(DEFAULT_OUTPUTS)))
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    """the last part of every recording held out for validation and early stopping"""
+    split_gap: int = Field(20, ge=0)
+    """frames dropped at the train/val cut (20 = 1 s at 20 Hz) so no near-twins straddle it"""
+    max_frames: int | None = Field(None, ge=10)
+    """train on a reproducible block subsample of this many frames (None: all)"""
+    cache_dir: str | None = None
+    """frame cache folder (None: sim2real's default cache)"""
+
+
+@dataclass
+class PretrainResult:
+    """The checkpoint written and how training went."""
+
+    out_dir: Path
+    card: ModelCard
+    fit: FitResult
+
+
+def load_pretrain_config(path: str | Path | None, **overrides: Any) -> PretrainConfig:
+    """A `PretrainConfig` from YAML (or the defaults), with CLI overrides applied.
+
+    Overrides: ``data`` (list), ``epochs``, ``seed`` (into ``train``); None means "keep".
+    """
+    config = load_config(PretrainConfig, path) if path is not None else PretrainConfig()
+    if overrides.get("data"):
+        config.data = [str(p) for p in overrides["data"]]
+    if overrides.get("epochs") is not None:
+        config.train.epochs = overrides["epochs"]
+    if overrides.get("seed") is not None:
+        config.train.seed = overrides["seed"]
+    return config
+
+
+def find_randomization(data_paths: list[str]) -> dict[str, Any] | None:
+    """Randomization specs recorded by the simulate command beside each sim tub, by data path.
+
+    Looks for config.yaml / run.json in the tub folder and its parent; from config.yaml takes
+    ``randomization`` (a mapping, or a YAML file path that is read) and ``strength``.
+    None when no path has one.
+    """
+    found: dict[str, Any] = {}
+    for data in data_paths:
+        folder = Path(data).expanduser()
+        for candidate in (folder, folder.parent):
+            config_path = candidate / "config.yaml"
+            if not config_path.is_file():
+                continue
+            try:
+                sim_config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError) as exc:
+                log.warning("%s: not readable, randomization unknown: %s", config_path, exc)
+                continue
+            if not isinstance(sim_config, dict) or "randomization" not in sim_config:
+                continue
+            entry: dict[str, Any] = {"source": str(config_path.resolve())}
+            spec = sim_config["randomization"]
+            if isinstance(spec, str):
+                spec_path = Path(spec).expanduser()
+                if not spec_path.is_absolute():
+                    spec_path = candidate / spec_path
+                entry["spec_path"] = str(spec)
+                if spec_path.is_file():
+                    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+            entry["spec"] = spec
+            for key in ("strength", "seed", "image_size", "n_frames", "frames"):
+                if key in sim_config:
+                    entry[key] = sim_config[key]
+            found[str(data)] = entry
+            break
+    return found or None
+
+
+def check_out_dir(out_dir: Path, config: PretrainConfig, resume: bool) -> None:
+    """Refuse to overwrite a run in `out_dir` unless resuming it with the same config."""
+    started = (out_dir / RESUME_FILE).is_file() or (out_dir / CARD_FILE).is_file()
+    if started and not resume:
+        raise ValueError(
+            f"{out_dir} already holds a pretraining run; resume it (--resume) or choose "
+            "another out dir"
+        )
+    saved_path = out_dir / "config.yaml"
+    if resume and started and saved_path.is_file():
+        try:
+            saved = load_config(PretrainConfig, saved_path)
+        except ConfigError as exc:
+            raise ValueError(f"cannot resume: {exc}") from None
+        ignore = {"train": {"epochs", "progress", "tensorboard", "device"}}
+        if saved.model_dump(exclude=ignore) != config.model_dump(exclude=ignore):
+            raise ValueError(
+                f"cannot resume {out_dir}: its config.yaml differs from this run's config "
+                "(only train.epochs may change)"
+            )
+
+
+@dataclass
+class PretrainData:
+    """Training and validation sets of (image uint8 (3, H, W), targets (L,)) for a spec's
+    outputs, and a JSON-ready account of where they came from (goes into the card)."""
+
+    train: Dataset
+    val: Dataset
+    trained_on: dict[str, Any]
+
+
+def pretrain(
+    config: PretrainConfig, data: PretrainData, out_dir: str | Path, *, resume: bool = False
+) -> PretrainResult:
+    """Pretrain `config.model` on `data`; write a checkpoint (and run files) to `out_dir`.
+
+    Reading sim tubs into `data` is the transfer layer's job (agents do not depend on it):
+    ``sim2real.experiments.commands.pretrain.open_sim_data`` does it for the CLI.
+    """
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir, config, resume)
+    describe_run(out_dir, config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed)  # weight init, without touching global state
+        model = DrivingNet(config.model)
+    result = fit(model, data.train, data.val, config.train, out_dir, resume=resume)
+    card = ModelCard(
+        kind="perception",
+        spec=config.model,
+        trained_on=data.trained_on,
+        randomization=find_randomization(config.data),
+        metrics={
+            "val": result.val_metrics,
+            "best_val_loss": result.best_val_loss,
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+        },
+        code_version=code_version(),
+        history=[
+            {
+                "step": "pretrain",
+                "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+                "train": config.train.model_dump(mode="json"),
+                "epochs": [{k: v for k, v in h.items() if k != "val"} for h in result.history],
+                "seconds": sum(h["seconds"] for h in result.history),
+            }
+        ],
+    )
+    save_checkpoint(out_dir, model, card)
+    return PretrainResult(out_dir=out_dir, card=card, fit=result)

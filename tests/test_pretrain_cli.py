@@ -1,0 +1,124 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from sim2real.agents.checkpoint import load_checkpoint
+from sim2real.agents.pretrain import PretrainConfig, find_randomization
+from sim2real.experiments.cli import main
+from sim2real.experiments.commands.pretrain import run_pretrain
+from sim2real.transfer.tub import TubWriter
+
+INPUTS = ["cam/image_array", "user/angle", "user/throttle", "sim/cte", "sim/heading_error"]
+TYPES = ["image_array", "float", "float", "float", "float"]
+OUTPUTS = ["user/angle", "user/throttle", "sim/cte", "sim/heading_error"]
+
+
+def make_sim_run(out, n=120, seed=0):
+    """A sim out dir as `simulate` leaves it: a tub plus config.yaml with the randomization."""
+    rng = np.random.default_rng(seed)
+    with TubWriter(out / "tub", INPUTS, TYPES) as writer:
+        for i in range(n):
+            steer = float(np.sin(i / 10.0))
+            image = rng.integers(0, 60, (120, 160, 3), dtype=np.uint8)
+            col = int((steer + 1) / 2 * 140)
+            image[40:, col : col + 20] = 230  # the bright "road" moves with the steering
+            record = {
+                "user/angle": steer,
+                "user/throttle": 0.4,
+                "sim/cte": 0.1 * steer,
+                "sim/heading_error": -0.05 * steer,
+                "_timestamp_ms": 50 * i,
+            }
+            writer.write(record, image)
+    spec = {"light": {"intensity": [0.5, 1.5]}}
+    (out / "config.yaml").write_text(yaml.safe_dump({"randomization": spec, "strength": 0.8}))
+    return out / "tub"
+
+
+def write_config(path, cache_dir, **train):
+    config = {
+        "model": {"architecture": "pilotnet", "outputs": OUTPUTS, "hidden": 16},
+        "train": {
+            "epochs": 2,
+            "batch_size": 32,
+            "progress": False,
+            "num_threads": 1,
+            "device": "cpu",
+            **train,
+        },
+        "split_gap": 2,
+        "cache_dir": str(cache_dir),
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_bad_data_path_is_a_clear_cli_error(tmp_path, capsys):
+    missing = tmp_path / "no_such_tub"
+    code = main(["pretrain", "--data", str(missing), "--out", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "pretrain: error" in err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["pretrain", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "empty" in capsys.readouterr().err
+
+
+def test_pretrain_cli_writes_checkpoint_with_card_and_resumes(tmp_path, capsys):
+    tub = make_sim_run(tmp_path / "sim")
+    config = write_config(tmp_path / "pretrain.yaml", tmp_path / "cache")
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", str(tub), "--out", str(out), "--config", str(config)]
+    assert main([*args, "--seed", "3"]) == 0
+    assert "best val loss" in capsys.readouterr().out
+
+    model, card = load_checkpoint(out, architecture="pilotnet", input_shape=(3, 64, 128))
+    assert card.kind == "perception"
+    assert card.spec.outputs == OUTPUTS
+    assert card.trained_on["frames"]["train"] + card.trained_on["frames"]["val"] <= 120
+    assert card.trained_on["frames"]["val"] > 0
+    assert card.randomization[str(tub)]["spec"] == {"light": {"intensity": [0.5, 1.5]}}
+    assert card.randomization[str(tub)]["strength"] == 0.8
+    assert "package" in card.code_version
+    assert card.metrics["epochs_run"] == 2
+    assert set(card.metrics["val"]) == set(OUTPUTS)
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["seed"] == 3
+    assert json.loads((out / "run.json").read_text())["command"]
+    assert any((out / "tb").iterdir())
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 64, 128)).shape == (2, 4)
+
+    # the same out dir again without --resume is refused, naming the folder
+    assert main([*args, "--seed", "3"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    # --resume with more epochs continues after epoch 2 instead of starting over
+    assert main([*args, "--seed", "3", "--epochs", "3", "--resume"]) == 0
+    _, card = load_checkpoint(out)
+    epochs = [e["epoch"] for e in card.history[0]["epochs"]]
+    assert epochs == [1, 2, 3]
+    # resuming with another seed would not reproduce anything: refused
+    assert main([*args, "--seed", "4", "--epochs", "4", "--resume"]) == 2
+    assert "differs" in capsys.readouterr().err
+
+
+def test_missing_label_names_what_the_data_has(tmp_path):
+    tub = make_sim_run(tmp_path / "sim", n=40)
+    config = PretrainConfig(data=[str(tub)], cache_dir=str(tmp_path / "cache"))
+    config.model.outputs = ["user/angle", "sim/speed"]
+    with pytest.raises(ValueError, match=r"no record has label\(s\) \['sim/speed'\].*sim/cte"):
+        run_pretrain(config, tmp_path / "out")
+
+
+def test_find_randomization_reads_a_spec_file_named_by_the_sim_config(tmp_path):
+    sim = tmp_path / "sim"
+    (sim / "tub").mkdir(parents=True)
+    (sim / "dr.yaml").write_text(yaml.safe_dump({"camera": {"fov_deg": [110, 140]}}))
+    (sim / "config.yaml").write_text(yaml.safe_dump({"randomization": "dr.yaml"}))
+    found = find_randomization([str(sim / "tub"), str(tmp_path / "elsewhere")])
+    assert list(found) == [str(sim / "tub")]
+    assert found[str(sim / "tub")]["spec"] == {"camera": {"fov_deg": [110, 140]}}
+    assert find_randomization([str(tmp_path / "elsewhere")]) is None
