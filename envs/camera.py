@@ -4,9 +4,10 @@
    into the world and intersected with the room box (floor, four walls, ceiling); one
    `cv2.remap` samples the baked texture atlas there. This is exact for the flat floor and
    walls and costs a few numpy ops per pixel, instead of rasterising a large textured quad.
-2. Object pass (only when a distractor is in view): PyBullet's TinyRenderer draws the
-   distractor bodies as a pinhole image; a remap computed once per episode bends it through
-   the same lens, and it is pasted where the depth buffer shows a body.
+2. Distractor boxes: drawn as lit polygons through the lens by `raster.BoxRaster` (default),
+   or (mode "pybullet", the slower reference) rendered by PyBullet's TinyRenderer as a pinhole
+   image that a remap computed once per episode bends through the same lens, pasted where the
+   depth buffer shows a body.
 
 Lens model: a ray at angle theta from the optical axis lands at radius
 r = f * ((1 - k) * tan(theta) + k * theta), k = `distortion` (0 pinhole, 1 equidistant fisheye).
@@ -21,7 +22,9 @@ import cv2
 import numpy as np
 import pybullet as p
 
+from sim2real.envs.raster import BoxRaster
 from sim2real.envs.textures import Atlas
+from sim2real.envs.world import Distractor
 
 MAX_THETA = np.radians(85.0)  # rays beyond this see nothing new; clamp
 PINHOLE_MAX_THETA = np.radians(72.0)  # object pass covers rays up to this angle
@@ -54,6 +57,17 @@ class Lens:
     map_x: np.ndarray
     map_y: np.ndarray
     max_theta: float
+    focal: float
+    distortion: float
+
+    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Camera-frame points (..., 3) m (z > 0) -> pixel coordinates u, v (...) float."""
+        x, y, z = points[..., 0], points[..., 1], points[..., 2]
+        theta = np.arctan2(np.hypot(x, y), z)
+        k = self.distortion
+        r = self.focal * ((1 - k) * np.tan(theta) + k * theta)
+        phi = np.arctan2(y, x)
+        return self.width / 2 + r * np.cos(phi), self.height / 2 + r * np.sin(phi)
 
     @classmethod
     def create(cls, height: int, width: int, hfov_deg: float, distortion: float) -> Lens:
@@ -81,77 +95,93 @@ class Lens:
         map_y = (py * fp + ph / 2 - 0.5).astype(np.float32)
         vfov = float(np.degrees(2 * np.arctan((ph / 2) / fp)))
         return cls(
-            height, width, rays.astype(np.float32), (ph, pw), vfov, map_x, map_y, float(theta.max())
+            height,
+            width,
+            rays.astype(np.float32),
+            (ph, pw),
+            vfov,
+            map_x,
+            map_y,
+            float(theta.max()),
+            float(f),
+            k,
         )
 
 
 class Renderer:
-    """Renders the camera image of one episode's world (atlas + PyBullet distractors)."""
+    """Renders the camera image of one episode's world: the room atlas, then the distractor
+    boxes, drawn by `BoxRaster` (mode "raster", the default) or by PyBullet's TinyRenderer from
+    the bodies in `client` (mode "pybullet", slower, kept as the reference)."""
 
-    def __init__(self, lens: Lens, atlas: Atlas, light: dict) -> None:
+    def __init__(
+        self,
+        lens: Lens,
+        atlas: Atlas,
+        light: dict,
+        boxes: list[Distractor],
+        client=None,
+        mode: str = "raster",
+    ) -> None:
+        if mode not in ("raster", "pybullet"):
+            raise ValueError(f"renderer mode must be 'raster' or 'pybullet', got {mode!r}")
+        if mode == "pybullet" and client is None:
+            raise ValueError("renderer mode 'pybullet' needs the BulletClient holding the boxes")
         self.lens = lens
         self.atlas = atlas
         self.light = light
+        self.mode = mode
+        self.client = client
+        self.raster = BoxRaster(boxes, light)
+        self._objects = np.array(
+            [[*b.center, float(np.linalg.norm(b.half_extents))] for b in boxes]
+        ).reshape(-1, 4)
+        room = atlas.room
+        self._lo = np.array([[room.xmin], [room.ymin], [0.0]], np.float32)
+        self._hi = np.array([[room.xmax], [room.ymax], [1e4]], np.float32)  # no ceiling plane
         self._proj = p.computeProjectionMatrixFOV(
             lens.pinhole_vfov_deg, lens.pinhole_size[1] / lens.pinhole_size[0], 0.02, 100.0
         )
 
-    def render(
-        self,
-        position: np.ndarray,
-        rotation: np.ndarray,
-        client=None,
-        objects: np.ndarray | None = None,
-    ) -> np.ndarray:
+    def render(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
         """Image (H, W, 3) uint8 RGB seen from camera `position` (3,) m with camera->world
-        `rotation` (3, 3); distractors drawn with `client` when any of `objects` (K, 4) rows
-        (x, y, z, radius m) is in view."""
+        `rotation` (3, 3)."""
         image = self._room_pass(position, rotation)
-        if client is not None and objects is not None and len(objects):
+        if self.mode == "raster":
+            self.raster.draw(image, position, rotation, self.lens)
+        elif len(self._objects):
+            objects = self._objects
             rel = (objects[:, :3] - position) @ rotation  # into the camera frame
             dist = np.linalg.norm(rel, axis=1)
             cos_angle = rel[:, 2] / np.maximum(dist, 1e-6)
             ang_radius = np.arcsin(np.clip(objects[:, 3] / np.maximum(dist, 1e-6), 0, 1))
             angle = np.arccos(np.clip(cos_angle, -1, 1))
             if np.any(angle - ang_radius < min(self.lens.max_theta, PINHOLE_MAX_THETA)):
-                self._object_pass(image, position, rotation, client)
+                self._object_pass(image, position, rotation, self.client)
         return image
 
     def _room_pass(self, c: np.ndarray, rot: np.ndarray) -> np.ndarray:
         lens, atlas, room = self.lens, self.atlas, self.atlas.room
-        d = (rot.astype(np.float32) @ lens.rays).astype(np.float32)
-        dx, dy, dz = d[0], d[1], d[2]
-        cx, cy, cz = (float(v) for v in c)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tx = (np.where(dx > 0, room.xmax, room.xmin) - cx) / dx
-            ty = (np.where(dy > 0, room.ymax, room.ymin) - cy) / dy
-            tz = (np.where(dz > 0, room.height, 0.0) - cz) / dz
-        t = np.minimum(np.minimum(tx, ty), tz)
-        hx = cx + t * dx
-        hy = cy + t * dy
-        hz = cz + t * dz
-        ft, wt = atlas.floor_texel, atlas.wall_texel
-        # default: floor
-        mx = (hx - room.xmin) / ft
-        my = (room.ymax - hy) / ft
-        wall_row = (room.height - hz) / wt
-        on_x = (tx <= ty) & (tx <= tz)
-        on_y = ~on_x & (ty <= tz)
-        ceiling = ~on_x & ~on_y & (dz > 0)
-        o = atlas.wall_origins
-        x_row0 = np.where(dx > 0, o[1][1], o[0][1])
-        y_row0 = np.where(dy > 0, o[3][1], o[2][1])
-        mx = np.where(on_x, (hy - room.ymin) / wt, mx)
-        my = np.where(on_x, x_row0 + wall_row, my)
-        mx = np.where(on_y, (hx - room.xmin) / wt, mx)
-        my = np.where(on_y, y_row0 + wall_row, my)
-        mx[ceiling] = atlas.ceiling[0]
-        my[ceiling] = atlas.ceiling[1]
+        d = rot.astype(np.float32) @ lens.rays  # (3, N) world ray directions
+        c32 = np.asarray(c, np.float32)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            inv = 1.0 / d
+            # the camera is inside the box: the exit distance per axis is the positive root
+            tt = np.maximum((self._hi - c32) * inv, (self._lo - c32) * inv)
+        t = tt.min(axis=0)
+        h = c32 + d * t
+        on_x = tt[0] == t
+        on_y = tt[1] == t
+        hz = h[2] * (1.0 / atlas.wall_texel)
+        inv_ft = 1.0 / atlas.floor_texel
+        mx = h[0] * inv_ft + (atlas.wall_px - room.xmin * inv_ft)
+        mx += np.copysign(hz, d[0]) * on_x
+        my = h[1] * -inv_ft + (atlas.wall_px + room.ymax * inv_ft)
+        my -= np.copysign(hz, d[1]) * on_y
         shape = (lens.height, lens.width)
         return cv2.remap(
             atlas.image,
-            mx.reshape(shape).astype(np.float32),
-            my.reshape(shape).astype(np.float32),
+            mx.reshape(shape),
+            my.reshape(shape),
             cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )

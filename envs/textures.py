@@ -18,17 +18,23 @@ import numpy as np
 from sim2real.envs.tracks import Track
 from sim2real.envs.world import Distractor
 
-FLOOR_TEXEL = 0.015  # m per floor texel (capped so the texture stays <= MAX_SIDE)
-WALL_TEXEL = 0.03  # m per wall texel
-MAX_SIDE = 2048
+FLOOR_TEXEL = 0.02  # m per floor texel (coarser for big rooms so the floor stays <= MAX_SIDE)
+WALL_TEXEL = 0.03  # m per wall texel, vertically
+MAX_SIDE = 1400
 SHIFT = 3  # sub-pixel bits for cv2 drawing
-CEILING_PATCH = 8  # texels
+CEILING_BAND = 0.4  # m of ceiling colour above the walls (rays above it clamp to it)
 
 
 def hsv_to_rgb(hsv: tuple[float, float, float]) -> np.ndarray:
     """(hue deg, s, v) -> RGB float32 (3,) in [0, 255]."""
     r, g, b = colorsys.hsv_to_rgb((hsv[0] % 360.0) / 360.0, hsv[1], hsv[2])
     return np.array([r, g, b], dtype=np.float32) * 255.0
+
+
+def _rgb(hsv: tuple[float, float, float], shade: float = 1.0) -> tuple[float, float, float]:
+    """A cv2 drawing colour (RGB floats in [0, 255])."""
+    c = np.clip(hsv_to_rgb(hsv) * shade, 0, 255)
+    return (float(c[0]), float(c[1]), float(c[2]))
 
 
 @dataclass(frozen=True)
@@ -44,18 +50,20 @@ class Room:
 
 @dataclass(frozen=True)
 class Atlas:
-    """All textures in one RGB uint8 image and where each part lies.
-
-    floor: origin (col, row) and texel size m; walls: [x-, x+, y-, y+] origins and texel size;
-    ceiling: a (col, row) inside a uniform patch."""
+    """The room unfolded like a box net into one RGB uint8 image: the floor in the middle
+    (texel `floor_texel` m, row 0 at ymax, column 0 at xmin, offset by `wall_px` texels) and
+    each wall folded out from its floor edge (`wall_texel` m per texel of height). A world
+    point (x, y, z) on the floor or a wall then maps to atlas coordinates
+    u = wall_px + (x - xmin) / floor_texel + sx * z / wall_texel and
+    v = wall_px + (ymax - y) / floor_texel + sy * z / wall_texel,
+    with (sx, sy) = (+1, 0) on the x = xmax wall, (-1, 0) at xmin, (0, -1) at ymax, (0, +1)
+    at ymin and (0, 0) on the floor."""
 
     image: np.ndarray
     room: Room
     floor_texel: float
-    floor_origin: tuple[int, int]
     wall_texel: float
-    wall_origins: tuple[tuple[int, int], ...]
-    ceiling: tuple[float, float]
+    wall_px: int
 
 
 def _to_px(points: np.ndarray, room: Room, texel: float) -> np.ndarray:
@@ -66,116 +74,109 @@ def _to_px(points: np.ndarray, room: Room, texel: float) -> np.ndarray:
 
 
 def _grain(rng: np.random.Generator, shape: tuple[int, int], amount: float) -> np.ndarray:
-    """Multiplicative noise field (H, W, 1) float32 around 1, low-frequency + fine grain."""
+    """Multiplicative noise (H, W, 3) uint8 around 128 (= x1): blotches plus fine grain."""
     h, w = shape
     coarse = rng.standard_normal((max(2, h // 40), max(2, w // 40)), dtype=np.float32)
-    coarse = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
     fine = rng.standard_normal((max(2, h // 2), max(2, w // 2)), dtype=np.float32)
-    fine = cv2.resize(fine, (w, h), interpolation=cv2.INTER_LINEAR)
-    return (1.0 + amount * (0.5 * coarse + 0.5 * fine))[:, :, None]
-
-
-def _paint(layer: np.ndarray, mask: np.ndarray, color: np.ndarray) -> None:
-    """Blend `color` into float image `layer` with uint8 anti-aliased `mask` (H, W)."""
-    a = mask.astype(np.float32)[:, :, None] * (1.0 / 255.0)
-    layer *= 1.0 - a
-    layer += a * color
+    field = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    field += cv2.resize(fine, (w, h), interpolation=cv2.INTER_LINEAR)
+    field = np.clip(128.0 * (1.0 + 0.5 * amount * field), 0, 255).astype(np.uint8)
+    return cv2.merge([field, field, field])
 
 
 def bake_floor(
-    track: Track, room: Room, visual: dict, distractors: list[Distractor], rng: np.random.Generator
-) -> tuple[np.ndarray, float]:
-    """Top-down floor texture (H, W, 3) uint8 and its texel size m."""
+    track: Track, room: Room, visual: dict, distractors: list[Distractor], rng: np.random.Generator,
+    texel: float = FLOOR_TEXEL,
+) -> tuple[np.ndarray, float]:  # fmt: skip
+    """Top-down floor texture (H, W, 3) uint8 RGB and its texel size m (at least `texel`)."""
     span = max(room.xmax - room.xmin, room.ymax - room.ymin)
-    texel = max(FLOOR_TEXEL, span / MAX_SIDE)
+    texel = max(texel, span / MAX_SIDE)
     w = int(np.ceil((room.xmax - room.xmin) / texel))
     h = int(np.ceil((room.ymax - room.ymin) / texel))
     px = 1.0 / texel
-    base = np.empty((h, w, 3), np.float32)
-    base[:] = hsv_to_rgb(visual["floor_color"])
+    # diffuse light on the horizontal floor, relative to a light straight above
+    shade = visual["ambient"] + visual["diffuse"] * np.sin(np.radians(visual["light_elevation"]))
+    shade = shade / (visual["ambient"] + visual["diffuse"])
+    base = np.empty((h, w, 3), np.uint8)
+    base[:] = _rgb(visual["floor_color"], shade)
     _floor_pattern(base, rng, px)
-    base *= _grain(rng, (h, w), 0.06)
 
-    mask = np.zeros((h, w), np.uint8)
     closed = _to_px(track.points, room, texel)
-    road_w = track.width
+    # thick strokes cost per segment: draw wide bands through every ~0.15 m only (the chord
+    # error on the tightest bend stays under 3 mm)
+    coarse = closed[:: max(1, int(0.15 / (track.length / len(track.points))))]
     lw = visual["line_width"]
-
-    def stroke(points_px: np.ndarray, width_m: float, closed_: bool = True) -> np.ndarray:
-        mask[:] = 0
-        cv2.polylines(
-            mask, [points_px], closed_, 255, max(1, int(round(width_m * px))), cv2.LINE_AA, SHIFT
-        )
-        return mask
-
+    lw_px = max(1, int(round(lw * px)))
     verge_w = visual["verge_width"]
     if verge_w > 0.01:
-        _paint(base, stroke(closed, road_w + 2 * verge_w), hsv_to_rgb(visual["verge_color"]))
-        _verge_marks(base, track, room, texel, visual, rng)
-    road = np.empty_like(base)
-    road[:] = hsv_to_rgb(visual["road_color"])
-    road *= _grain(rng, (h, w), visual["road_grain"])
-    a = stroke(closed, road_w).astype(np.float32)[:, :, None] * (1.0 / 255.0)
-    base *= 1.0 - a
-    base += a * road
-
-    edge_off = road_w / 2 - visual["edge_inset"] - lw / 2
-    edge_rgb = hsv_to_rgb(visual["edge_color"])
-    for side in (1.0, -1.0):
-        pts = track.points + side * edge_off * track.normals
-        _paint(base, stroke(_to_px(pts, room, texel), lw), edge_rgb)
-
+        thick = int(round((track.width + 2 * verge_w) * px))
+        cv2.polylines(base, [coarse], True, _rgb(visual["verge_color"], shade), thick,
+                      cv2.LINE_AA, SHIFT)  # fmt: skip
+        _verge_marks(base, track, room, texel, visual, shade, rng)
+    cv2.polylines(base, [coarse], True, _rgb(visual["road_color"], shade),
+                  int(round(track.width * px)), cv2.LINE_AA, SHIFT)  # fmt: skip
+    edge_off = track.width / 2 - visual["edge_inset"] - lw / 2
+    edges = [
+        _to_px(track.points + side * edge_off * track.normals, room, texel) for side in (1, -1)
+    ]
+    cv2.polylines(base, edges, True, _rgb(visual["edge_color"], shade), lw_px, cv2.LINE_AA, SHIFT)
+    centre = _rgb(visual["centre_color"], shade)
     dash, gap = visual["centre_dash"], visual["centre_gap"]
-    mask[:] = 0
     if gap < 0.03:  # solid line
-        cv2.polylines(mask, [closed], True, 255, max(1, int(round(lw * px))), cv2.LINE_AA, SHIFT)
+        cv2.polylines(base, [closed], True, centre, lw_px, cv2.LINE_AA, SHIFT)
     else:
-        period = dash + gap
-        phase = (track.s + rng.uniform(0, period)) % period
-        on = phase < dash
-        starts = np.flatnonzero(on & ~np.roll(on, 1))
-        segments = []
-        for start in starts:
-            stop = start
-            while on[(stop + 1) % len(on)] and stop - start < len(on):
-                stop += 1
-            idx = np.arange(start, stop + 1) % len(on)
-            segments.append(closed[idx])
-        cv2.polylines(mask, segments, False, 255, max(1, int(round(lw * px))), cv2.LINE_AA, SHIFT)
-    _paint(base, mask, hsv_to_rgb(visual["centre_color"]))
+        cv2.fillPoly(base, _dashes(track, room, texel, lw, dash, gap, rng), centre, cv2.LINE_AA,
+                     SHIFT)  # fmt: skip
 
+    base = cv2.multiply(base, _grain(rng, (h, w), visual["road_grain"] + 0.05), scale=1 / 128)
     _shadows(base, room, texel, distractors, visual)
     _glare(base, room, texel, track, visual, rng)
+    return base, texel
 
-    shade = visual["ambient"] + visual["diffuse"] * np.sin(np.radians(visual["light_elevation"]))
-    base *= shade / (visual["ambient"] + visual["diffuse"]) * 1.05
-    return np.clip(base, 0, 255).astype(np.uint8), texel
+
+def _dashes(
+    track: Track, room: Room, texel: float, lw: float, dash: float, gap: float,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:  # fmt: skip
+    """Rectangular centre-line dashes (square ends, like painted ones) as cv2 polygons."""
+    period = dash + gap
+    phase = (track.s + rng.uniform(0, period)) % period
+    on = phase < dash
+    n = len(on)
+    polys = []
+    for start in np.flatnonzero(on & ~np.roll(on, 1)):
+        stop = start
+        while on[(stop + 1) % n] and stop - start < n:
+            stop += 1
+        idx = np.arange(start, stop + 1) % n
+        left = track.points[idx] + track.normals[idx] * lw / 2
+        right = track.points[idx] - track.normals[idx] * lw / 2
+        polys.append(_to_px(np.vstack([left, right[::-1]]), room, texel))
+    return polys
 
 
 def _floor_pattern(base: np.ndarray, rng: np.random.Generator, px: float) -> None:
-    """Tiles, planks or plain: a faint pattern on the floor beyond the track."""
+    """Tiles, planks or plain: a faint grid on the floor beyond the track (in place)."""
     kind = int(rng.integers(0, 3))
-    h, w = base.shape[:2]
     if kind == 0:
         return
+    h, w = base.shape[:2]
     size = rng.uniform(0.3, 1.2) * px
-    tone = rng.uniform(0.75, 0.95)
+    color = tuple(float(v) for v in base[0, 0] * rng.uniform(0.7, 0.95))
     line = max(1, int(round(rng.uniform(0.005, 0.02) * px)))
     for c in np.arange(rng.uniform(0, size), w, size):
-        base[:, int(c) : int(c) + line] *= tone
+        cv2.line(base, (int(c), 0), (int(c), h), color, line)
     if kind == 2:
         for r in np.arange(rng.uniform(0, size), h, size):
-            base[int(r) : int(r) + line, :] *= tone
+            cv2.line(base, (0, int(r)), (w, int(r)), color, line)
 
 
 def _verge_marks(
-    base: np.ndarray, track: Track, room: Room, texel: float, visual: dict, rng: np.random.Generator
-) -> None:
+    base: np.ndarray, track: Track, room: Room, texel: float, visual: dict, shade: float,
+    rng: np.random.Generator,
+) -> None:  # fmt: skip
     """Painted white symbols/patches on the verges (like the real mat's bike-lane signs)."""
     n = int(round(visual["verge_marks"]))
-    if n == 0:
-        return
-    mask = np.zeros(base.shape[:2], np.uint8)
     px = 1.0 / texel
     for _ in range(n):
         i = int(rng.integers(len(track.points)))
@@ -183,20 +184,18 @@ def _verge_marks(
         off = track.width / 2 + rng.uniform(0.15, 0.9) * visual["verge_width"]
         c = track.points[i] + side * off * track.normals[i]
         cpx = _to_px(c[None], room, texel)[0, 0]
-        axes = (
-            int(rng.uniform(0.05, 0.25) * px * (1 << SHIFT)),
-            int(rng.uniform(0.03, 0.15) * px * (1 << SHIFT)),
-        )
-        angle = float(np.degrees(np.arctan2(track.tangents[i, 1], track.tangents[i, 0])))
+        axes = (rng.uniform(0.05, 0.3) * px, rng.uniform(0.03, 0.15) * px)
+        angle = -float(np.degrees(np.arctan2(track.tangents[i, 1], track.tangents[i, 0])))
+        color = _rgb((0.0, 0.0, rng.uniform(0.85, 1.0)), shade)
         if rng.random() < 0.5:
-            cv2.ellipse(mask, (int(cpx[0]), int(cpx[1])), axes, -angle, 0, 360, 255, -1,
+            ax = (int(axes[0] * (1 << SHIFT)), int(axes[1] * (1 << SHIFT)))
+            cv2.ellipse(base, (int(cpx[0]), int(cpx[1])), ax, angle, 0, 360, color, -1,
                         cv2.LINE_AA, SHIFT)  # fmt: skip
         else:
-            box = cv2.boxPoints(
-                ((float(cpx[0]), float(cpx[1])), (float(axes[0] * 2), float(axes[1] * 2)), -angle)
-            )
-            cv2.fillConvexPoly(mask, box.astype(np.int32), 255, cv2.LINE_AA, SHIFT)
-    _paint(base, mask, hsv_to_rgb((0.0, 0.0, rng.uniform(0.85, 1.0))))
+            centre = (float(cpx[0]) / (1 << SHIFT), float(cpx[1]) / (1 << SHIFT))
+            box = cv2.boxPoints((centre, (2 * axes[0], 2 * axes[1]), angle))
+            box = np.round(box * (1 << SHIFT)).astype(np.int32)
+            cv2.fillConvexPoly(base, box, color, cv2.LINE_AA, SHIFT)
 
 
 def _shadows(
@@ -218,16 +217,17 @@ def _shadows(
         foot = corners + d.center[:2]
         top = foot + away * min(2 * hz, 3.0)
         hull = cv2.convexHull(_to_px(np.vstack([foot, top]), room, texel))
-        cv2.fillConvexPoly(mask, hull, 255, cv2.LINE_AA, SHIFT)
-    blur = max(1, int(0.05 / texel)) | 1
-    mask = cv2.GaussianBlur(mask, (blur * 2 + 1, blur * 2 + 1), 0)
-    base *= 1.0 - strength * mask.astype(np.float32)[:, :, None] / 255.0
+        cv2.fillConvexPoly(mask, hull, int(255 * strength), cv2.LINE_AA, SHIFT)
+    k = 2 * max(1, int(0.06 / texel)) + 1
+    mask = cv2.GaussianBlur(mask, (k, k), 0)
+    keep = cv2.merge([255 - mask] * 3)
+    base[:] = cv2.multiply(base, keep, scale=1 / 255)
 
 
 def _glare(
     base: np.ndarray, room: Room, texel: float, track: Track, visual: dict, rng: np.random.Generator
 ) -> None:
-    """Bright specular patches of ceiling lights reflected by the mat."""
+    """Bright specular patches of ceiling lights reflected by the mat (in place)."""
     n = int(round(visual["glare"]))
     if n == 0 or visual["glare_strength"] <= 0:
         return
@@ -240,86 +240,100 @@ def _glare(
         r = rng.uniform(0.2, 0.8) / texel / 8
         cv2.circle(small, (int(col), int(row)), max(1, int(r)), 1.0, -1)
     small = cv2.GaussianBlur(small, (0, 0), max(1.0, 0.15 / texel / 8))
-    glow = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)[:, :, None]
-    base += visual["glare_strength"] * glow * (255.0 - base)
+    glow = cv2.resize(small * (255 * visual["glare_strength"]), (w, h))
+    glow = cv2.merge([np.clip(glow, 0, 255).astype(np.uint8)] * 3)
+    base[:] = cv2.add(base, glow)
 
 
 def bake_wall(
-    length: float, height: float, visual: dict, normal_shade: float, rng: np.random.Generator
-) -> np.ndarray:
-    """One wall's texture (rows top to bottom, columns along the wall) (H, W, 3) uint8."""
-    w = max(4, int(np.ceil(length / WALL_TEXEL)))
-    h = max(4, int(np.ceil(height / WALL_TEXEL)))
-    px = 1.0 / WALL_TEXEL
-    wall = np.empty((h, w, 3), np.float32)
-    wall[:] = hsv_to_rgb(visual["wall_color"])
-    wall *= np.linspace(0.9, 1.05, h, dtype=np.float32)[:, None, None]
-    wall *= _grain(rng, (h, w), 0.05)
-    base_h = int(rng.uniform(0.03, 0.12) * px)
-    wall[h - base_h :] *= rng.uniform(0.4, 0.9)
-    # windows, doors and panels
+    length_px: int, length_m: float, room_height: float, visual: dict, shade: float,
+    rng: np.random.Generator,
+) -> np.ndarray:  # fmt: skip
+    """One wall, (K, length_px, 3) uint8 RGB: row k is height k * WALL_TEXEL m above the floor
+    (row 0 at the floor), columns along the wall at the floor's texel size. Rows above the
+    wall's height are ceiling."""
+    px_h = 1.0 / WALL_TEXEL  # texels per metre of height
+    k_wall = max(2, int(np.ceil(room_height * px_h)))
+    k_all = k_wall + int(np.ceil(CEILING_BAND * px_h))
+    w = length_px
+    wall = np.empty((k_all, w, 3), np.uint8)
+    base = hsv_to_rgb(visual["wall_color"]) * shade
+    ramp = np.linspace(0.92, 1.05, k_wall, dtype=np.float32)[:, None]
+    wall[:k_wall] = np.clip(base[None, None, :] * ramp[:, :, None], 0, 255)
+    ceiling = hsv_to_rgb(visual["wall_color"]) * 0.75 * (visual["ambient"] + 0.1)
+    wall[k_wall:] = np.clip(ceiling, 0, 255)
+    # skirting board at the floor
+    wall[: max(1, int(rng.uniform(0.03, 0.12) * px_h))] = np.clip(
+        base * rng.uniform(0.4, 0.9), 0, 255
+    )
+    # windows, doors and panels (sizes in metres; columns use the floor texel, so scale)
+    col_per_m = w / max(1e-6, length_m)
     for _ in range(int(rng.integers(0, 4))):
-        ww, wh = rng.uniform(0.4, 1.5) * px, rng.uniform(0.4, 1.2) * px
-        x0, y0 = rng.uniform(0, max(1, w - ww)), rng.uniform(0, max(1, h * 0.6 - wh))
-        tone = rng.uniform(0.3, 1.3)
-        wall[int(y0) : int(y0 + wh), int(x0) : int(x0 + ww)] *= tone
+        ww, wh = rng.uniform(0.4, 1.5) * col_per_m, rng.uniform(0.4, 1.0) * px_h
+        x0 = rng.uniform(0, max(1, w - ww))
+        z0 = rng.uniform(0.3 * k_wall, max(0.3 * k_wall + 1, k_wall - wh))
+        tone = rng.uniform(0.35, 1.3)
+        patch = wall[int(z0) : int(min(k_wall, z0 + wh)), int(x0) : int(x0 + ww)]
+        patch[:] = np.clip(patch * tone, 0, 255)
         for k in range(1, int(rng.integers(1, 8))):  # blinds
-            yy = int(y0 + k * wh / 8)
-            wall[yy : yy + 1, int(x0) : int(x0 + ww)] *= 0.8
-    # banners along the bottom of the wall (like the track-side advertising boards)
+            zz = int(z0 + k * wh / 8)
+            if zz < k_wall:
+                wall[zz, int(x0) : int(x0 + ww)] = np.clip(
+                    wall[zz, int(x0) : int(x0 + ww)] * 0.8, 0, 255
+                )
+    # advertising boards along the bottom (like the track-side banners)
     n_banners = int(round(visual["banners"] / 4 + rng.uniform(-0.5, 0.5)))
     for _ in range(max(0, n_banners)):
-        bw, bh = rng.uniform(0.8, 2.5) * px, rng.uniform(0.3, 0.7) * px
-        x0 = rng.uniform(0, max(1, w - bw))
-        y0 = h - base_h - bh - rng.uniform(0, 0.3) * px
-        x0i, y0i, x1i, y1i = int(x0), int(max(0, y0)), int(x0 + bw), int(max(1, y0 + bh))
-        wall[y0i:y1i, x0i:x1i] = hsv_to_rgb((rng.uniform(0, 360), rng.uniform(0, 0.3), 0.95))
+        bw, bh = rng.uniform(0.8, 2.5) * col_per_m, rng.uniform(0.3, 0.7) * px_h
+        x0 = int(rng.uniform(0, max(1, w - bw)))
+        x1 = int(min(w, x0 + bw))
+        z0 = int(rng.uniform(0, 0.3) * px_h)
+        z1 = int(min(k_wall, z0 + bh))
+        wall[z0:z1, x0:x1] = np.clip(
+            hsv_to_rgb((rng.uniform(0, 360), rng.uniform(0, 0.3), 0.95)) * shade, 0, 255
+        )
         for _ in range(int(rng.integers(2, 7))):  # logos and lettering
-            lx = rng.uniform(x0i, max(x0i + 1, x1i - 4))
-            ly = rng.uniform(y0i, max(y0i + 1, y1i - 3))
-            lw_, lh_ = rng.uniform(2, bw / 3), rng.uniform(1, bh / 3)
+            lx = int(rng.uniform(x0, max(x0 + 1, x1 - 2)))
+            lz = int(rng.uniform(z0, max(z0 + 1, z1 - 2)))
+            lw_, lh_ = (
+                int(rng.uniform(1, max(2, (x1 - x0) / 3))),
+                int(rng.uniform(1, max(2, (z1 - z0) / 3))),
+            )
             color = hsv_to_rgb((rng.uniform(0, 360), rng.uniform(0.3, 1), rng.uniform(0.1, 0.9)))
-            wall[int(ly) : int(ly + lh_), int(lx) : int(min(x1i, lx + lw_))] = color
-    wall *= normal_shade
-    return np.clip(wall, 0, 255).astype(np.uint8)
+            wall[lz : min(z1, lz + lh_), lx : min(x1, lx + lw_)] = np.clip(color * shade, 0, 255)
+    return cv2.multiply(wall, _grain(rng, wall.shape[:2], 0.05), scale=1 / 128)
 
 
 def build_atlas(
-    track: Track, room: Room, visual: dict, distractors: list[Distractor], rng: np.random.Generator
-) -> Atlas:
-    """Bake every surface of the room and pack them into one image."""
-    floor, floor_texel = bake_floor(track, room, visual, distractors, rng)
+    track: Track, room: Room, visual: dict, distractors: list[Distractor], rng: np.random.Generator,
+    image_width: int = 160,
+) -> Atlas:  # fmt: skip
+    """Bake the floor and the four walls and unfold them into one image (see `Atlas`).
+
+    Smaller camera images get a coarser floor (a 64 px wide image cannot resolve 2 cm texels,
+    and a smaller atlas is faster to sample)."""
+    texel = FLOOR_TEXEL * float(np.clip(128.0 / image_width, 1.0, 2.0))
+    floor, ft = bake_floor(track, room, visual, distractors, rng, texel)
+    fh, fw = floor.shape[:2]
     az, el = np.radians(visual["light_azimuth"]), np.radians(visual["light_elevation"])
     light = np.array([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el)])
     norm = visual["ambient"] + visual["diffuse"]
-    walls = []
-    # inward normals: x- wall faces +x, x+ faces -x, y- faces +y, y+ faces -y
-    for length, normal in (
-        (room.ymax - room.ymin, (1.0, 0.0)),
-        (room.ymax - room.ymin, (-1.0, 0.0)),
-        (room.xmax - room.xmin, (0.0, 1.0)),
-        (room.xmax - room.xmin, (0.0, -1.0)),
-    ):
-        lit = visual["ambient"] + visual["diffuse"] * max(0.0, float(light @ np.array(normal)))
-        walls.append(bake_wall(length, room.height, visual, lit / norm, rng))
-    width = max(floor.shape[1], *(wl.shape[1] for wl in walls), CEILING_PATCH)
-    height = floor.shape[0] + sum(wl.shape[0] for wl in walls) + CEILING_PATCH
-    image = np.zeros((height, width, 3), np.uint8)
-    image[: floor.shape[0], : floor.shape[1]] = floor
-    row = floor.shape[0]
-    origins = []
-    for wl in walls:
-        image[row : row + wl.shape[0], : wl.shape[1]] = wl
-        origins.append((0, row))
-        row += wl.shape[0]
-    ceiling_rgb = hsv_to_rgb(visual["wall_color"]) * 0.8 * (visual["ambient"] / norm)
-    image[row : row + CEILING_PATCH, :CEILING_PATCH] = np.clip(ceiling_rgb, 0, 255)
-    return Atlas(
-        image=image,
-        room=room,
-        floor_texel=floor_texel,
-        floor_origin=(0, 0),
-        wall_texel=WALL_TEXEL,
-        wall_origins=tuple(origins),
-        ceiling=(CEILING_PATCH / 2, row + CEILING_PATCH / 2),
-    )
+
+    def wall(length_px: int, length_m: float, inward: tuple[float, float]) -> np.ndarray:
+        lit = visual["ambient"] + visual["diffuse"] * max(0.0, float(light @ np.array(inward)))
+        return bake_wall(length_px, length_m, room.height, visual, lit / norm, rng)
+
+    x_len, y_len = room.xmax - room.xmin, room.ymax - room.ymin
+    w_xmin = wall(fh, y_len, (1.0, 0.0))  # (K, fh, 3), columns run along rows of the floor
+    w_xmax = wall(fh, y_len, (-1.0, 0.0))
+    w_ymin = wall(fw, x_len, (0.0, 1.0))
+    w_ymax = wall(fw, x_len, (0.0, -1.0))
+    k = w_xmin.shape[0]
+    image = np.empty((fh + 2 * k, fw + 2 * k, 3), np.uint8)
+    image[:] = w_xmin[-1, 0]  # corners: ceiling
+    image[k : k + fh, k : k + fw] = floor
+    image[k : k + fh, k + fw :] = w_xmax.transpose(1, 0, 2)  # height grows to the right
+    image[k : k + fh, :k] = w_xmin.transpose(1, 0, 2)[:, ::-1]  # height grows to the left
+    image[k + fh :, k : k + fw] = w_ymin  # height grows downward
+    image[:k, k : k + fw] = w_ymax[::-1]  # height grows upward
+    return Atlas(image=image, room=room, floor_texel=ft, wall_texel=WALL_TEXEL, wall_px=k)

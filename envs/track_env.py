@@ -32,8 +32,13 @@ FLIP_ANGLE = 1.0  # rad of roll or pitch that counts as flipped
 
 
 class TrackDrivingEnv(gym.Env, EzPickle):
-    """See the module docstring. `camera=False` skips rendering (observations are black) for
-    fast ground-truth-only rollouts such as expert evaluation."""
+    """See the module docstring.
+
+    image_size: (height, width) of the observation. randomization: None (the shipped default
+    spec), a RandomizationSpec, a YAML path or a dict. strength: in [0, 1], scales every range
+    toward its nominal value. camera: False skips rendering (observations are black) for fast
+    ground-truth-only rollouts such as expert evaluation. renderer: "raster" (distractors drawn
+    with OpenCV, fast) or "pybullet" (drawn by PyBullet's TinyRenderer, slower reference)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
@@ -44,8 +49,9 @@ class TrackDrivingEnv(gym.Env, EzPickle):
         strength: float = 1.0,
         render_mode: str | None = None,
         camera: bool = True,
+        renderer: str = "raster",
     ) -> None:
-        EzPickle.__init__(self, image_size, randomization, strength, render_mode, camera)
+        EzPickle.__init__(self, image_size, randomization, strength, render_mode, camera, renderer)
         height, width = (int(v) for v in image_size)
         if height < 8 or width < 8:
             raise ValueError(f"image_size must be at least (8, 8), got {image_size}")
@@ -58,6 +64,9 @@ class TrackDrivingEnv(gym.Env, EzPickle):
         self.strength = float(strength)
         self.render_mode = render_mode
         self.camera_enabled = bool(camera)
+        if renderer not in ("raster", "pybullet"):
+            raise ValueError(f"renderer must be 'raster' or 'pybullet', got {renderer!r}")
+        self.renderer_mode = renderer
         self.observation_space = spaces.Box(0, 255, (height, width, 3), np.uint8)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.world = World()
@@ -83,9 +92,6 @@ class TrackDrivingEnv(gym.Env, EzPickle):
         room = Room(*self.track.bounds(margin), height=vis["wall_height"])
         distractors = self._place_distractors(rng, room, int(round(vis["distractors"])))
         self.world.set_distractors(distractors)
-        self._objects = np.array(
-            [[*d.center, float(np.linalg.norm(d.half_extents))] for d in distractors]
-        ).reshape(-1, 4)
 
         start = int(rng.integers(len(self.track.points)))
         t = self.track.tangents[start]
@@ -98,7 +104,7 @@ class TrackDrivingEnv(gym.Env, EzPickle):
 
         height, width = self.image_size
         if self.camera_enabled:
-            atlas = build_atlas(self.track, room, vis, distractors, rng)
+            atlas = build_atlas(self.track, room, vis, distractors, rng, width)
             lens = Lens.create(height, width, cam["hfov"], cam["distortion"])
             az, el = np.radians(vis["light_azimuth"]), np.radians(vis["light_elevation"])
             light = {
@@ -106,7 +112,9 @@ class TrackDrivingEnv(gym.Env, EzPickle):
                 "ambient": vis["ambient"],
                 "diffuse": vis["diffuse"],
             }
-            self._renderer = Renderer(lens, atlas, light)
+            self._renderer = Renderer(
+                lens, atlas, light, distractors, self.world.render_client, self.renderer_mode
+            )
             self._mount = rotation_matrix(
                 np.radians(cam["yaw"]), np.radians(cam["pitch"]), np.radians(cam["roll"])
             )
@@ -216,12 +224,12 @@ class TrackDrivingEnv(gym.Env, EzPickle):
         if cam["shake"] > 0:
             jitter = np.radians(cam["shake"]) * self.np_random.standard_normal(2)
             rot = rot @ _LEVEL_TO_CAM @ rotation_matrix(jitter[0], jitter[1], 0.0)
-        image = self._renderer.render(position, rot, self.world.render_client, self._objects)
+        image = self._renderer.render(position, rot)
         return self._pipeline.apply(image)
 
     def _info(self, state) -> dict[str, Any]:
         assert self.track is not None
-        i, cte, heading = self.track.frenet(state.position[:2], state.yaw, hint=self._index)
+        i, cte, heading = self.track.frenet(state.position[:2], state.yaw, index=self._index)
         return {
             "cte": cte,
             "heading_error": heading,

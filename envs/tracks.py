@@ -52,10 +52,11 @@ class Track:
         return best
 
     def frenet(
-        self, xy: np.ndarray, yaw: float, hint: int | None = None
+        self, xy: np.ndarray, yaw: float, hint: int | None = None, index: int | None = None
     ) -> tuple[int, float, float]:
-        """(index, cte m signed positive to the left, heading error rad in (-pi, pi])."""
-        i = self.nearest(xy, hint)
+        """(index, cte m signed positive to the left, heading error rad in (-pi, pi]) of the
+        nearest sample (or of sample `index` when the caller already knows it)."""
+        i = index if index is not None else self.nearest(xy, hint)
         offset = xy - self.points[i]
         t = self.tangents[i]
         cte = float(t[0] * offset[1] - t[1] * offset[0])
