@@ -80,40 +80,53 @@ def load_pretrain_config(path: str | Path | None, **overrides: Any) -> PretrainC
 def find_randomization(data_paths: list[str]) -> dict[str, Any] | None:
     """Randomization specs recorded by the simulate command beside each sim tub, by data path.
 
-    Looks for config.yaml / run.json in the tub folder and its parent; from config.yaml takes
-    ``randomization`` (a mapping, or a YAML file path that is read) and ``strength``.
+    `sim2real simulate` writes config.yaml, run.json and the resolved randomization.yaml into
+    the tub folder; the tub folder and its parent are searched. The resolved spec is taken
+    from randomization.yaml, else from config.yaml's ``randomization`` (a mapping, or a YAML
+    file path that is read); ``strength`` and ``seed`` come from config.yaml.
     None when no path has one.
     """
     found: dict[str, Any] = {}
     for data in data_paths:
         folder = Path(data).expanduser()
         for candidate in (folder, folder.parent):
-            config_path = candidate / "config.yaml"
-            if not config_path.is_file():
-                continue
-            try:
-                sim_config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-            except (OSError, yaml.YAMLError) as exc:
-                log.warning("%s: not readable, randomization unknown: %s", config_path, exc)
-                continue
-            if not isinstance(sim_config, dict) or "randomization" not in sim_config:
-                continue
-            entry: dict[str, Any] = {"source": str(config_path.resolve())}
-            spec = sim_config["randomization"]
-            if isinstance(spec, str):
-                spec_path = Path(spec).expanduser()
-                if not spec_path.is_absolute():
-                    spec_path = candidate / spec_path
-                entry["spec_path"] = str(spec)
-                if spec_path.is_file():
-                    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-            entry["spec"] = spec
-            for key in ("strength", "seed", "image_size", "n_frames", "frames"):
-                if key in sim_config:
-                    entry[key] = sim_config[key]
-            found[str(data)] = entry
-            break
+            entry = _randomization_in(candidate)
+            if entry is not None:
+                found[str(data)] = entry
+                break
     return found or None
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        log.warning("%s: not readable, randomization unknown: %s", path, exc)
+        return None
+
+
+def _randomization_in(folder: Path) -> dict[str, Any] | None:
+    config_path, spec_path = folder / "config.yaml", folder / "randomization.yaml"
+    sim_config = _read_yaml(config_path) if config_path.is_file() else None
+    sim_config = sim_config if isinstance(sim_config, dict) else {}
+    entry: dict[str, Any] = {}
+    if spec_path.is_file():
+        entry = {"source": str(spec_path.resolve()), "spec": _read_yaml(spec_path)}
+    elif "randomization" in sim_config:
+        spec = sim_config["randomization"]
+        entry = {"source": str(config_path.resolve())}
+        if isinstance(spec, str):
+            entry["spec_path"] = spec
+            named = Path(spec).expanduser()
+            named = named if named.is_absolute() else folder / named
+            spec = _read_yaml(named) if named.is_file() else None
+        entry["spec"] = spec
+    else:
+        return None
+    for key in ("strength", "seed", "image_size"):
+        if key in sim_config:
+            entry[key] = sim_config[key]
+    return entry
 
 
 def check_out_dir(out_dir: Path, config: PretrainConfig, resume: bool) -> None:

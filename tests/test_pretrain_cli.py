@@ -122,3 +122,13 @@ def test_find_randomization_reads_a_spec_file_named_by_the_sim_config(tmp_path):
     assert list(found) == [str(sim / "tub")]
     assert found[str(sim / "tub")]["spec"] == {"camera": {"fov_deg": [110, 140]}}
     assert find_randomization([str(tmp_path / "elsewhere")]) is None
+
+
+def test_find_randomization_prefers_the_resolved_spec_in_the_tub_folder(tmp_path):
+    tub = tmp_path / "tub"
+    tub.mkdir()
+    (tub / "randomization.yaml").write_text(yaml.safe_dump({"floor": {"hue": [0, 1]}}))
+    (tub / "config.yaml").write_text(yaml.safe_dump({"randomization": None, "strength": 0.5}))
+    found = find_randomization([str(tub)])[str(tub)]
+    assert found["spec"] == {"floor": {"hue": [0, 1]}}
+    assert found["strength"] == 0.5
