@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import model_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from sim2real.common.config import StrictModel, load_config
 
@@ -80,16 +80,18 @@ class _Group(StrictModel):
 
     LIMITS: ClassVar[dict[str, tuple[float, float]]] = {}
 
-    @model_validator(mode="after")
-    def _within_limits(self) -> _Group:
-        for name, (lo_lim, hi_lim) in self.LIMITS.items():
-            value = getattr(self, name)
+    @field_validator("*", mode="after")
+    @classmethod
+    def _within_limits(cls, value: Any, info: ValidationInfo) -> Any:
+        limits = cls.LIMITS.get(info.field_name or "")
+        if limits is not None and isinstance(value, Range):
+            lo_lim, hi_lim = limits
             if value.low < lo_lim or value.high > hi_lim:
                 raise ValueError(
-                    f"{name}: range [{value.low}, {value.high}] {value.unit} is impossible, "
+                    f"range [{value.low}, {value.high}] {value.unit} is impossible, "
                     f"allowed [{lo_lim}, {hi_lim}]"
                 )
-        return self
+        return value
 
     def sample(self, rng: np.random.Generator, strength: float) -> dict[str, Any]:
         return {name: getattr(self, name).sample(rng, strength) for name in type(self).model_fields}
