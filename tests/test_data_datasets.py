@@ -38,6 +38,8 @@ def test_items_shapes_rgb_order_and_nan_for_missing_labels(tmp_path):
     assert target.dtype == torch.float32 and target[0] == pytest.approx(1 / 6)
     assert torch.isnan(target[1])
     assert data.images.shape == (6, 3, 8, 16) and data.targets.shape == (6, 2)
+    described = data.describe()
+    assert described["frames"] == 6 and described["preprocessing"]["crop_top"] == 4
 
 
 def test_cache_is_reused_keyed_by_files_and_records_preprocessing(tmp_path):

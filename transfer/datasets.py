@@ -225,6 +225,16 @@ class DrivingDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def describe(self) -> dict[str, Any]:
+        """What the dataset holds, for model cards' `trained_on` (JSON-ready)."""
+        return {
+            "frames": len(self.records),
+            "sources": sorted({r.source for r in self.records}),
+            "sessions": len({(r.source, r.session) for r in self.records}),
+            "label_names": self.label_names,
+            "preprocessing": self.preprocessing.model_dump(mode="json"),
+        }
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self._images[index], self._targets[index]
 
