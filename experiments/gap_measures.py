@@ -9,8 +9,8 @@ Four measures, each with what it needs of its inputs:
   sim-vs-real measure here.
 - `mmd2_unbiased(x, y)`: squared Maximum Mean Discrepancy with an RBF kernel (Gretton et al.,
   JMLR 2012), unbiased estimator, median-heuristic bandwidth. Unpaired sets.
-- `frechet_distance(x, y)`: Frechet (2-Wasserstein) distance between Gaussians fitted to the
-  two sets, as in FID (Heusel et al., 2017). Unpaired sets; same feature dimension.
+- `frechet_distance(x, y)`: squared Frechet (2-Wasserstein) distance between Gaussians fitted
+  to the two sets, as in FID (Heusel et al., 2017). Unpaired sets; same feature dimension.
 - `proxy_a_distance(x, y)`: proxy A-distance (Ben-David et al., 2007/2010) from a linear
   domain classifier (scikit-learn logistic regression) tested on held-out halves.
 
@@ -110,14 +110,22 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None) 
     return float(term_xx + term_yy - 2.0 * k_xy.mean())
 
 
-def frechet_distance(x: np.ndarray, y: np.ndarray, *, eps: float = 1e-6) -> float:
+def _psd_sqrt(s: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric positive semi-definite matrix by eigendecomposition."""
+    w, v = scipy.linalg.eigh(s)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to x (N, D) and y (M, D), in squared units.
 
-    d^2 = ||mu_x - mu_y||^2 + Tr(S_x + S_y - 2 (S_x S_y)^(1/2)) with sample covariances
-    (ddof=1). Numerical care as in FID: when the matrix square root (scipy.linalg.sqrtm) is
-    not finite, `eps` is added to both diagonals; an imaginary part that is round-off (max
-    |imag| <= 1e-3 relative to the largest eigen-scale) is dropped, a larger one raises.
-    The result is clipped at 0 (round-off can make identical inputs give -1e-12).
+    d^2 = ||mu_x - mu_y||^2 + Tr(S_x) + Tr(S_y) - 2 Tr((S_x S_y)^(1/2)) with sample
+    covariances (ddof=1), as in FID. Numerical care: FID code takes scipy.linalg.sqrtm of the
+    non-symmetric S_x S_y, which warns and can return complex values when a covariance is
+    singular (dead ReLU channels, fewer frames than channels). Here the same trace is taken
+    from the similar symmetric matrix S_x^(1/2) S_y S_x^(1/2) (same eigenvalues, all >= 0):
+    Tr((S_x S_y)^(1/2)) = sum sqrt(eigvalsh(S_x^(1/2) S_y S_x^(1/2))), with eigenvalues below
+    0 from round-off clipped to 0. The result is clipped at 0 for the same reason.
     """
     x = _as_matrix("x", x, 2)
     y = _as_matrix("y", y, 2)
@@ -125,20 +133,12 @@ def frechet_distance(x: np.ndarray, y: np.ndarray, *, eps: float = 1e-6) -> floa
     mu_x, mu_y = x.mean(axis=0), y.mean(axis=0)
     s_x = np.atleast_2d(np.cov(x, rowvar=False))
     s_y = np.atleast_2d(np.cov(y, rowvar=False))
-    covmean = scipy.linalg.sqrtm(s_x @ s_y)
-    if not np.all(np.isfinite(covmean)):
-        offset = eps * np.eye(s_x.shape[0])
-        covmean = scipy.linalg.sqrtm((s_x + offset) @ (s_y + offset))
-    if np.iscomplexobj(covmean):
-        scale = max(1.0, float(np.abs(covmean).max()))
-        if np.abs(covmean.imag).max() > 1e-3 * scale:
-            raise ValueError(
-                f"Frechet distance: the covariance square root has a large imaginary part "
-                f"({np.abs(covmean.imag).max():.3g}); the covariances are ill-conditioned"
-            )
-        covmean = covmean.real
+    root_x = _psd_sqrt(s_x)
+    middle = root_x @ s_y @ root_x
+    middle = 0.5 * (middle + middle.T)
+    trace_covmean = float(np.sqrt(np.clip(scipy.linalg.eigvalsh(middle), 0.0, None)).sum())
     diff = mu_x - mu_y
-    value = diff @ diff + np.trace(s_x) + np.trace(s_y) - 2.0 * np.trace(covmean)
+    value = diff @ diff + np.trace(s_x) + np.trace(s_y) - 2.0 * trace_covmean
     return float(max(value, 0.0))
 
 

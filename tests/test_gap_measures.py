@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.linalg
 
 from sim2real.experiments.gap_measures import (
     domain_classifier_error,
@@ -95,6 +96,18 @@ def test_frechet_zero_for_identical_and_grows_with_shift():
     # a pure mean shift s in 6 dims: 6 s^2 exactly
     assert d == pytest.approx([6 * 0.25, 6 * 1.0, 6 * 4.0], rel=1e-6)
     assert frechet_distance(x, 2.0 * x) > 1.0
+
+
+def test_frechet_matches_sqrtm_formula():
+    """Independent formula, as FID code writes it, on well-conditioned full covariances."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(80, 4)) @ rng.normal(size=(4, 4))
+    y = rng.normal(size=(60, 4)) @ rng.normal(size=(4, 4)) + 0.7
+    s_x, s_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    covmean = np.real(scipy.linalg.sqrtm(s_x @ s_y))
+    diff = x.mean(0) - y.mean(0)
+    expected = diff @ diff + np.trace(s_x + s_y - 2 * covmean)
+    assert frechet_distance(x, y) == pytest.approx(expected, rel=1e-8)
 
 
 def test_frechet_survives_rank_deficient_covariances():
