@@ -57,7 +57,8 @@ def load_frames(cache_dir: Path, key: str, expected_shape: tuple[int, ...]) -> n
     if not array_path.is_file():
         return None
     try:
-        frames = np.load(array_path, allow_pickle=False)
+        # Copy-on-write map: pages are read on first touch, and the array stays writable.
+        frames = np.load(array_path, mmap_mode="c", allow_pickle=False)
     except (OSError, ValueError):
         return None
     if frames.shape != expected_shape or frames.dtype != np.uint8:

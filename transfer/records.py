@@ -127,17 +127,20 @@ def read_image_rgb(path: str | Path) -> np.ndarray | None:
 
 
 def keep_with_images(
-    records: list[Record], report: ReadReport, *, check_images: bool, existing: set[Path] | None
+    records: list[Record], report: ReadReport, *, check_images: bool, existing: set[str] | None
 ) -> list[Record]:
     """Drop records whose image is missing (or, with `check_images`, not decodable).
 
-    `existing`: the image paths known to exist (a directory listing, cheaper than a stat per
-    file); None means stat each file. Decoding runs on a few threads (OpenCV drops the GIL).
+    `existing`: the image paths (as str) known to exist (a directory listing, cheaper than a
+    stat per file); None means stat each file. Decoding runs on a few threads (OpenCV drops
+    the GIL).
     """
     present = []
     for record in records:
         found = (
-            record.image_path in existing if existing is not None else record.image_path.is_file()
+            str(record.image_path) in existing
+            if existing is not None
+            else record.image_path.is_file()
         )
         if found:
             present.append(record)

@@ -145,6 +145,7 @@ def read_tub(path: str | Path, *, check_images: bool = False) -> tuple[list[Reco
                     report.superseded += 1
                 latest[index] = (where, raw)
 
+    images_dir = tub / IMAGES
     records = []
     for index in sorted(latest):
         where, raw = latest[index]
@@ -167,15 +168,13 @@ def read_tub(path: str | Path, *, check_images: bool = False) -> tuple[list[Reco
                 index=index,
                 session=str(raw.get("_session_id") or default_session),
                 timestamp_ms=int(timestamp) if isinstance(timestamp, int | float) else None,
-                image_path=tub / IMAGES / str(raw[image_key]),
+                image_path=images_dir / str(raw[image_key]),
                 labels=labels,
                 source=str(tub),
             )
         )
-    images_dir = tub / IMAGES
-    existing = (
-        {images_dir / name for name in os.listdir(images_dir)} if images_dir.is_dir() else set()
-    )
+    names = os.listdir(images_dir) if images_dir.is_dir() else []
+    existing = {os.path.join(images_dir, name) for name in names}
     records = keep_with_images(records, report, check_images=check_images, existing=existing)
     report.usable = len(records)
     return records, report
