@@ -1,0 +1,138 @@
+"""ONNX export and the DonkeyCar pilot part, on real frames of the shipped sample tub."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from sim2real.agents.checkpoint import ModelCard, save_checkpoint
+from sim2real.agents.model import DrivingNet, ModelSpec
+from sim2real.agents.preprocessing import Preprocessing
+from sim2real.transfer.datasets import open_records
+from sim2real.transfer.export import (
+    CarInputModel,
+    export_onnx,
+    load_frames,
+    read_metadata,
+    resize_mismatch,
+    run_onnx,
+)
+from sim2real.transfer.pilot import DonkeyPilot
+from sim2real.transfer.sample_data import sample_path
+
+
+@pytest.fixture(scope="module")
+def frames():
+    records = open_records([sample_path()]).records
+    return load_frames([r.image_path for r in records[::50]])  # 20 real frames, 120x160
+
+
+def _checkpoint(directory, outputs=("user/angle", "user/throttle"), seed=0):
+    spec = ModelSpec(architecture="pilotnet", outputs=list(outputs), hidden=16)
+    torch.manual_seed(seed)
+    model = DrivingNet(spec)
+    # non-trivial BatchNorm statistics, so the export must carry them
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    save_checkpoint(directory, model, ModelCard(spec=spec, trained_on={"test": True}))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, frames):
+    folder = tmp_path_factory.mktemp("export")
+    model = _checkpoint(folder / "ckpt")
+    result = export_onnx(folder / "ckpt", folder / "pilot.onnx", check_frames=frames[:4])
+    return model, result
+
+
+def test_onnx_matches_torch_on_real_frames_with_dynamic_batch(exported, frames):
+    model, result = exported
+    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
+    session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
+    for batch in (frames[:1], frames[4:11]):  # batch sizes other than the traced one
+        got = run_onnx(session, batch)
+        # reference: the training path (cv2 preprocessing, uint8, /255) through the network
+        pre = model.spec.preprocessing
+        x = np.stack([pre.apply(f).transpose(2, 0, 1) for f in batch])
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x).float() / 255.0).numpy()
+        assert set(got) == {"steering", "throttle"}
+        np.testing.assert_allclose(got["steering"], ref[:, 0], atol=1e-4, rtol=0)
+        np.testing.assert_allclose(got["throttle"], ref[:, 1], atol=1e-4, rtol=0)
+        assert np.ptp(got["steering"]) > 0 or len(batch) == 1  # frames do differ
+
+
+def test_metadata_carries_the_model_card(exported):
+    model, result = exported
+    meta = read_metadata(result.onnx_path)
+    assert meta["source_size"] == (120, 160)
+    assert meta["outputs"] == {"steering": "user/angle", "throttle": "user/throttle"}
+    assert ModelCard.model_validate(meta["card"]).spec == model.spec
+
+
+def test_in_graph_resize_equals_cv2_area_on_real_frames(frames):
+    for pre in (Preprocessing(), Preprocessing(crop_top=0, height=60, width=80)):
+        mismatch = resize_mismatch(pre, frames)
+        assert mismatch["n_diff"] == 0, (pre, mismatch)
+
+
+def test_pilot_part_returns_sane_commands_on_real_frames(exported, frames):
+    _, result = exported
+    pilot = DonkeyPilot(result.onnx_path)
+    commands = np.array([pilot.run(f) for f in frames])
+    assert commands.shape == (len(frames), 2)
+    assert np.all(np.isfinite(commands)) and np.all(np.abs(commands) <= 1.0)
+    session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
+    expected = np.clip(run_onnx(session, frames)["steering"], -1, 1)
+    np.testing.assert_allclose(commands[:, 0], expected, atol=1e-6)
+    assert pilot.run(None) == (0.0, 0.0)
+    assert pilot.run_threaded(frames[0]) == pilot.run(frames[0])
+    assert DonkeyPilot(result.onnx_path, throttle=0.3).run(frames[0])[1] == 0.3
+    with pytest.raises(ValueError, match="exported for 120x160"):
+        pilot.run(np.zeros((96, 128, 3), np.uint8))
+    pilot.shutdown()
+    with pytest.raises(RuntimeError, match="shutdown"):
+        pilot.run(frames[0])
+
+
+def test_bad_inputs_fail_clearly(tmp_path, frames):
+    with pytest.raises(FileNotFoundError):
+        DonkeyPilot(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not onnx")
+    with pytest.raises(ValueError, match="not a loadable ONNX model"):
+        DonkeyPilot(tmp_path / "junk.onnx")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        export_onnx(tmp_path / "no-checkpoint", tmp_path / "x.onnx")
+    model = _checkpoint(tmp_path / "ckpt")
+    with pytest.raises(ValueError, match="check frames"):
+        export_onnx(tmp_path / "ckpt", tmp_path / "x.onnx", check_frames=frames[:, :100])
+    assert not (tmp_path / "x.onnx").exists()
+    assert CarInputModel(model, (120, 160)).output_names == ["steering", "throttle"]
+
+
+def test_steering_only_model_needs_a_constant_throttle(tmp_path, frames):
+    _checkpoint(tmp_path / "ckpt", outputs=("user/angle", "sim/cte"))
+    result = export_onnx(tmp_path / "ckpt", tmp_path / "p.onnx", dynamo=False)
+    assert result.output_names == ["steering", "sim_cte"]
+    with pytest.raises(ValueError, match="no throttle"):
+        DonkeyPilot(result.onnx_path)
+    angle, throttle = DonkeyPilot(result.onnx_path, throttle=0.25).run(frames[0])
+    assert -1 <= angle <= 1 and throttle == 0.25
+    assert read_metadata(result.onnx_path)["outputs"]["sim_cte"] == "sim/cte"
+
+
+def test_export_command_writes_a_checked_model(tmp_path, capsys):
+    from sim2real.experiments.cli import main
+
+    _checkpoint(tmp_path / "ckpt")
+    args = ["export", "--checkpoint", str(tmp_path / "ckpt"), "--onnx", str(tmp_path / "p.onnx")]
+    assert main([*args, "--torchscript", "--check-frames", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "parity: onnxruntime vs torch" in out and "on 8 real frames" in out
+    assert DonkeyPilot(tmp_path / "p.onnx").run(np.zeros((120, 160, 3), np.uint8)) is not None
+    assert main([*args, "--source-size", "96", "128", "--check-data", str(sample_path())]) == 2
+    assert "--source-size" in capsys.readouterr().err
