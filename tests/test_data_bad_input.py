@@ -59,6 +59,16 @@ def test_garbled_manifest_fails_naming_file_and_line(tmp_path, text, message):
     assert "manifest.json" in str(info.value)
 
 
+def test_garbled_deleted_indexes_and_manifest_path(tmp_path):
+    tub = make_tub(tmp_path / "tub")
+    assert open_records([tub / "manifest.json"]).report.usable == 20
+    lines = (tub / "manifest.json").read_text().splitlines()
+    lines[4] = lines[4].replace('"deleted_indexes": []', '"deleted_indexes": ["3"]')
+    (tub / "manifest.json").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="deleted_indexes must be a list of integers"):
+        open_records([tub])
+
+
 def test_garbled_lines_and_bad_labels_are_skipped_and_counted(tmp_path):
     tub = make_tub(tmp_path / "tub")
     rewrite_line(tub, "catalog_0.catalog", 2, lambda line: line[: len(line) // 2] + "\n")

@@ -91,7 +91,7 @@ def _guess_columns(csv_path: Path, columns: CsvColumns, explicit: bool) -> CsvCo
     """Without an explicit column spec, a header-less `driving_log.csv` is Udacity's."""
     if explicit or csv_path.name != "driving_log.csv":
         return columns
-    with csv_path.open(newline="", encoding="utf-8", errors="replace") as handle:
+    with csv_path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
         first = next(csv.reader(handle), [])
     if first and first[0].strip().lower().endswith((".jpg", ".jpeg", ".png")):
         return CsvColumns.udacity()
@@ -123,7 +123,7 @@ def read_csv_folder(
     folder = csv_path.parent
     image_dir = folder / spec.image_dir if spec.image_dir else folder
     report = ReadReport()
-    with csv_path.open(newline="", encoding="utf-8", errors="replace") as handle:
+    with csv_path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
         rows = list(csv.reader(handle, delimiter=spec.delimiter))
     if spec.header:
         if not rows:

@@ -57,6 +57,8 @@ def dataset_kind(path: Path, csv_columns: CsvColumns | None = None) -> str:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if path.is_file():
+        if path.name == "manifest.json" and is_tub(path.parent):
+            return "tub"
         if path.suffix.lower() == ".csv":
             return "csv"
         raise ValueError(f"{path}: not a dataset (expected a tub folder, a folder or a .csv file)")
@@ -86,6 +88,8 @@ def read_source(
     path = Path(path).expanduser()
     columns = resolve_columns(csv_columns) if csv_columns is not None else None
     kind = dataset_kind(path, columns)
+    if kind == "tub" and path.is_file():
+        path = path.parent  # the tub's manifest.json was named
     if kind == "tub":
         return [(str(path.resolve()), *read_tub(path, check_images=check_images))]
     if kind == "tubs":

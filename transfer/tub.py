@@ -87,6 +87,8 @@ def read_manifest(tub: Path) -> dict[str, Any]:
                 f"{path}: line 5: field {key!r} missing or not a {kind.__name__} "
                 f"(got {catalog.get(key)!r})"
             )
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in catalog["deleted_indexes"]):
+        raise ValueError(f"{path}: line 5: deleted_indexes must be a list of integers")
     return {
         "inputs": inputs,
         "types": types,
