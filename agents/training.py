@@ -162,7 +162,7 @@ def evaluate_loss(
         }
         for i, name in enumerate(names)
     }
-    return float((weights.double() * mse).sum()), metrics
+    return float((weights.double().cpu() * mse).sum()), metrics
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -232,8 +232,14 @@ def fit(
                 f"{resume_path} was written with a different training config; "
                 "resume with the same config (only epochs may change) or start a new out dir"
             )
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        try:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ValueError(
+                f"{resume_path} does not fit this model and its trainable parameters (same "
+                f"architecture, outputs and frozen stages needed): {exc}"
+            ) from None
         best_state = saved["best_state"]
         history = list(saved["history"])
         state = {k: saved[k] for k in state}

@@ -10,6 +10,7 @@ on, validation pass included, TensorBoard and progress bar off).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 
@@ -43,6 +44,7 @@ def main() -> None:
     targets = torch.rand(args.frames + n_val, len(DEFAULT_OUTPUTS), generator=g) * 2 - 1
     train = TensorDataset(images[: args.frames], targets[: args.frames])
     val = TensorDataset(images[args.frames :], targets[args.frames :])
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(
         f"{args.frames} train + {n_val} val frames {spec0.input_shape}, batch {args.batch_size}, "
         f"{args.threads} threads, torch {torch.__version__}"
@@ -65,9 +67,9 @@ def main() -> None:
             device="cpu",
         )
         with tempfile.TemporaryDirectory() as out:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             result = fit(net, train, val, config, out)
-            total = time.perf_counter() - t0
+            total, cpu = time.perf_counter() - t0, time.process_time() - c0
         per_epoch = min(h["seconds"] for h in result.history)
         # The val pass is a quarter of the frames and forward-only; the per-epoch figure
         # includes it, so the extrapolation is per 20k training frames + 5k validation frames.
@@ -75,7 +77,8 @@ def main() -> None:
         n_params = sum(p.numel() for p in net.parameters())
         print(
             f"{name:14s} {n_params:9d} {per_epoch:8.2f} {1000 * per_epoch / args.frames:9.2f} "
-            f"{per_20k:12.1f} {BUDGET_S / per_20k:17.1f}   (total {total:.1f} s)"
+            f"{per_20k:12.1f} {BUDGET_S / per_20k:17.1f}   (total {total:.1f} s wall, "
+            f"{cpu / args.epochs:.1f} CPU-s/epoch)"
         )
 
 
