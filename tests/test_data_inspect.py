@@ -39,6 +39,7 @@ def test_inspect_sample_writes_json_histogram_and_sheet(tmp_path, capsys):
     assert counts["unreadable_image"] == 1 and counts["missing_image"] == 1
     angle = summary["labels"]["user/angle"]
     assert -1 <= angle["min"] < 0 < angle["max"] <= 1 and angle["count"] == 998
+    assert sum(summary["steering_histogram"]["counts"]) == 998
     assert "usable 998" in capsys.readouterr().out
     sheet = cv2.imread(str(out / "sheet.png"))
     hist = cv2.imread(str(out / "hist.png"))

@@ -48,6 +48,13 @@ def label_statistics(records: Sequence[Record]) -> dict[str, dict[str, float]]:
     return stats
 
 
+def steering_counts(records: Sequence[Record], bins: int = 41) -> dict[str, list[float]]:
+    """Histogram of `user/angle` over [-1, 1]: {"edges": bins + 1 floats, "counts": bins ints}."""
+    values = [r.labels[STEERING] for r in records if STEERING in r.labels]
+    counts, edges = np.histogram(values, bins=np.linspace(-1.0, 1.0, bins + 1))
+    return {"edges": [round(float(e), 6) for e in edges], "counts": counts.tolist()}
+
+
 def inspect_paths(
     paths: Sequence[str | Path],
     *,
@@ -81,6 +88,7 @@ def inspect_paths(
         "sessions": sorted({r.session for r in records}),
         "duration_s": duration,
         "labels": label_statistics(records) if records else {},
+        "steering_histogram": steering_counts(records),
         "images_checked": check_images,
     }
     return summary, records
