@@ -1,0 +1,171 @@
+"""Closed-loop evaluation in sim: a network drives seeded held-out tracks.
+
+`evaluate_closed_loop(model, ...)` lets any `DrivingNet` with ``user/angle`` and
+``user/throttle`` outputs (a perception network or an exported policy) drive one episode per
+seed, from the env's camera through the model card's preprocessing (the same path as
+datasets), and reports lap completion, |cross-track error|, off-road events per km and speed.
+
+An episode ends when the car completes one lap (success), leaves the road or flips (the env
+terminates), or after `max_steps` steps (timeout). Seeds default to 10_000.. so that they
+never coincide with training seeds (which stay below 10_000 by convention).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sim2real.agents.model import STEERING, THROTTLE, DrivingNet
+from sim2real.agents.sb3_env import PreprocessObservation
+from sim2real.envs.track_env import TrackDrivingEnv
+from sim2real.envs.world import CONTROL_DT
+
+HELD_OUT_SEED_START = 10_000
+"""First seed of held-out evaluation tracks; training seeds stay below it."""
+
+
+def held_out_seeds(episodes: int, start: int = HELD_OUT_SEED_START) -> list[int]:
+    """`episodes` consecutive evaluation seeds from `start`."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    return list(range(start, start + episodes))
+
+
+@torch.no_grad()
+def drive_episode(
+    model: DrivingNet,
+    env: PreprocessObservation,
+    seed: int,
+    *,
+    nominal: bool = False,
+    max_steps: int = 2000,
+) -> dict[str, Any]:
+    """Let `model` drive one episode of `env` (reset with `seed`); per-episode metrics.
+
+    Returns seed, completed (one lap done), outcome ("lap", "off_road", "flipped" or
+    "timeout"), steps, track_length_m, progress_m (along the centreline), distance_m
+    (odometer), lap_fraction (progress / track length, clipped to [0, 1]), mean_abs_cte_m,
+    max_abs_cte_m, mean_speed_mps, off_road_events."""
+    steer_i, throttle_i = model.output_index(STEERING), model.output_index(THROTTLE)
+    device = next(model.parameters()).device
+    obs, info = env.reset(seed=seed, options={"randomize": not nominal})
+    track_length = float(env.unwrapped.track.length)
+    abs_cte, speeds = [abs(info["cte"])], []
+    outcome, steps, terminated = "timeout", 0, False
+    while steps < max_steps:
+        x = torch.from_numpy(obs).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+        out = model(x)[0]
+        action = np.clip(
+            np.array([out[steer_i].item(), out[throttle_i].item()], np.float32), -1.0, 1.0
+        )
+        obs, _, terminated, _, info = env.step(action)
+        steps += 1
+        abs_cte.append(abs(info["cte"]))
+        speeds.append(abs(info["speed"]))
+        if info["laps"] >= 1:
+            outcome = "lap"
+            break
+        if terminated:
+            outcome = "off_road" if info["off_road"] else "flipped"
+            break
+    distance = float(np.sum(speeds) * CONTROL_DT)
+    return {
+        "seed": int(seed),
+        "completed": outcome == "lap",
+        "outcome": outcome,
+        "steps": steps,
+        "track_length_m": track_length,
+        "progress_m": float(info["progress"]),
+        "distance_m": distance,
+        "lap_fraction": float(np.clip(info["progress"] / track_length, 0.0, 1.0)),
+        "mean_abs_cte_m": float(np.mean(abs_cte)),
+        "max_abs_cte_m": float(np.max(abs_cte)),
+        "mean_speed_mps": float(np.mean(speeds)) if speeds else 0.0,
+        "off_road_events": int(outcome == "off_road"),
+    }
+
+
+def summarize(episodes: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Aggregate per-episode metrics: lap completion rate, mean lap fraction, mean |cte| (m,
+    over all steps), off-road events per km driven, mean speed (m/s, over all steps)."""
+    if not episodes:
+        raise ValueError("no episodes to summarize")
+    steps = np.array([e["steps"] for e in episodes], float)
+    distance_km = sum(e["distance_m"] for e in episodes) / 1000.0
+    off_road = sum(e["off_road_events"] for e in episodes)
+    weights = np.maximum(steps, 1)
+    return {
+        "episodes": len(episodes),
+        "lap_completion_rate": float(np.mean([e["completed"] for e in episodes])),
+        "mean_lap_fraction": float(np.mean([e["lap_fraction"] for e in episodes])),
+        "mean_abs_cte_m": float(
+            np.average([e["mean_abs_cte_m"] for e in episodes], weights=weights)
+        ),
+        "off_road_per_km": float(off_road / distance_km) if distance_km > 0 else float("inf"),
+        "mean_speed_mps": float(
+            np.average([e["mean_speed_mps"] for e in episodes], weights=weights)
+        ),
+        "distance_km": float(distance_km),
+        "off_road_events": int(off_road),
+        "steps": int(steps.sum()),
+    }
+
+
+def evaluate_closed_loop(
+    model: DrivingNet,
+    *,
+    episodes: int = 10,
+    seeds: Sequence[int] | None = None,
+    nominal: bool = False,
+    strength: float = 1.0,
+    image_size: tuple[int, int] = (120, 160),
+    max_steps: int = 2000,
+    randomization: None | str | Path | dict = None,
+) -> dict[str, Any]:
+    """Let `model` drive one episode per seed; returns ``{"summary": ..., "episodes": [...],
+    "settings": ...}`` (see `summarize` and `drive_episode`).
+
+    seeds: defaults to `episodes` held-out seeds from 10_000. nominal: the un-randomized
+    world (strength 0) on each seed's track; otherwise the randomization spec at `strength`.
+    image_size: the camera's (H, W) before the model's own preprocessing (crop, resize).
+    """
+    for name in (STEERING, THROTTLE):
+        if name not in model.outputs:
+            raise ValueError(
+                f"closed-loop driving needs outputs {STEERING!r} and {THROTTLE!r}; "
+                f"this network has {model.outputs}"
+            )
+    seeds = list(seeds) if seeds is not None else held_out_seeds(episodes)
+    if not seeds:
+        raise ValueError("no seeds to evaluate on")
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    was_training = model.training
+    model.eval()
+    env = PreprocessObservation(
+        TrackDrivingEnv(image_size=image_size, randomization=randomization, strength=strength),
+        model.spec.preprocessing,
+    )
+    try:
+        results = [
+            drive_episode(model, env, seed, nominal=nominal, max_steps=max_steps) for seed in seeds
+        ]
+    finally:
+        env.close()
+        model.train(was_training)
+    return {
+        "summary": summarize(results),
+        "episodes": results,
+        "settings": {
+            "seeds": [int(s) for s in seeds],
+            "nominal": bool(nominal),
+            "strength": float(strength),
+            "image_size": [int(v) for v in image_size],
+            "max_steps": int(max_steps),
+            "randomization": None if randomization is None else str(randomization),
+        },
+    }

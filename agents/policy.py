@@ -1,0 +1,471 @@
+"""RL policies (PPO, SAC) on camera images with the project's encoder, saved as checkpoints.
+
+`train_policy(config, out_dir)` builds the vectorised driving env (frames through the model's
+`Preprocessing`), an SB3 model whose features extractor is the registered encoder
+(optionally initialised from a perception checkpoint, lower stages optionally frozen), trains
+it with a closed-loop evaluation callback on held-out seeds, and writes to `out_dir`:
+config.yaml + run.json, tb/ (TensorBoard), evals.json (the learning curve), sb3_model.zip
+(SB3's own format, for resuming) and the final checkpoint folder `checkpoint/` (kind
+"policy", outputs user/angle and user/throttle), which fine-tuning reads like any network.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, field_validator, model_validator
+from stable_baselines3.common.callbacks import BaseCallback
+
+from sim2real.agents.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+from sim2real.agents.closed_loop import HELD_OUT_SEED_START, evaluate_closed_loop
+from sim2real.agents.encoders import ENCODERS
+from sim2real.agents.model import DrivingNet
+from sim2real.agents.preprocessing import Preprocessing
+from sim2real.agents.sb3_env import make_vec_env
+from sim2real.agents.sb3_extractor import (
+    FrozenAwareActorCriticPolicy,
+    FrozenAwareSACPolicy,
+    load_driving_net_into_policy,
+    policy_kwargs,
+    policy_to_driving_net,
+)
+from sim2real.common.config import StrictModel, load_config
+from sim2real.common.io import atomic_write_json
+from sim2real.common.runs import code_version, describe_run
+
+log = logging.getLogger(__name__)
+
+MODEL_ZIP = "sb3_model.zip"
+CHECKPOINT_DIR = "checkpoint"
+EVALS_FILE = "evals.json"
+
+
+class EnvConfig(StrictModel):
+    """The training env (sim2real/TrackDriving-v0)."""
+
+    image_size: tuple[int, int] = (120, 160)
+    """camera (H, W) before preprocessing (crop, resize to the network input)"""
+    randomization: str | None = None
+    """RandomizationSpec YAML (None: the envs package default)"""
+    strength: float = Field(1.0, ge=0.0, le=1.0)
+    """randomization strength (0: nominal world)"""
+    max_episode_steps: int = Field(1000, ge=1)
+
+
+class EvalConfig(StrictModel):
+    """Closed-loop evaluation during training, on held-out seeds."""
+
+    freq: int = Field(5000, ge=0)
+    """evaluate every this many env steps, all envs counted (0: only before and after)"""
+    episodes: int = Field(5, ge=1)
+    seed_start: int = Field(HELD_OUT_SEED_START, ge=0)
+    """first held-out track seed; training seeds must stay below it"""
+    max_steps: int = Field(1500, ge=1)
+    nominal: bool = False
+    """evaluate in the un-randomized world instead of the training randomization"""
+
+
+class PPOParams(StrictModel):
+    """stable-baselines3 PPO hyperparameters (see its docs)."""
+
+    learning_rate: float = Field(3e-4, gt=0)
+    n_steps: int = Field(512, ge=2)
+    """steps per env per rollout"""
+    batch_size: int = Field(64, ge=2)
+    n_epochs: int = Field(4, ge=1)
+    gamma: float = Field(0.99, gt=0, le=1)
+    gae_lambda: float = Field(0.95, gt=0, le=1)
+    clip_range: float = Field(0.2, gt=0)
+    ent_coef: float = Field(0.0, ge=0)
+    vf_coef: float = Field(0.5, ge=0)
+    max_grad_norm: float = Field(0.5, gt=0)
+    log_std_init: float = -1.0
+    """initial log std of the Gaussian actions (-1: std 0.37 of the [-1, 1] range)"""
+
+
+class SACParams(StrictModel):
+    """stable-baselines3 SAC hyperparameters (see its docs)."""
+
+    learning_rate: float = Field(3e-4, gt=0)
+    buffer_size: int = Field(20_000, ge=100)
+    learning_starts: int = Field(1000, ge=0)
+    batch_size: int = Field(64, ge=2)
+    tau: float = Field(0.005, gt=0, le=1)
+    gamma: float = Field(0.99, gt=0, le=1)
+    train_freq: int = Field(1, ge=1)
+    gradient_steps: int = Field(1, ge=1)
+    log_std_init: float = -1.0
+    critic_hidden: list[int] = Field(default_factory=lambda: [256, 256])
+
+
+class PolicyConfig(StrictModel):
+    """Everything `train_policy` needs; saved as config.yaml in the run folder."""
+
+    algorithm: Literal["ppo", "sac"] = "ppo"
+    total_timesteps: int = Field(50_000, ge=1)
+    n_envs: int = Field(2, ge=1)
+    vec_env: Literal["dummy", "subproc"] = "subproc"
+    """dummy: envs in-process (deterministic, cheap); subproc: one process per env"""
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    architecture: str | None = None
+    """registered encoder (None: the init checkpoint's, else pilotnet)"""
+    preprocessing: Preprocessing | None = None
+    """network input (None: the init checkpoint's, else the defaults)"""
+    hidden: int = Field(100, ge=0)
+    """actor hidden layer width (DrivingNet's head.hidden)"""
+    init_checkpoint: str | None = None
+    """perception (or policy) checkpoint folder to initialise the encoder and actor from"""
+    freeze: int | str | list[str] = 0
+    """encoder stages to freeze: k (the lower k), "all", "none" or stage names"""
+    seed: int = Field(0, ge=0)
+    device: str = "cpu"
+    num_threads: int | None = Field(1, ge=1)
+    """torch CPU threads (None: leave torch's setting)"""
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    ppo: PPOParams = Field(default_factory=PPOParams)
+    sac: SACParams = Field(default_factory=SACParams)
+
+    @field_validator("architecture")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        if value is not None and value not in ENCODERS:
+            raise ValueError(f"unknown architecture {value!r}; known: {', '.join(ENCODERS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _disjoint_seeds(self) -> PolicyConfig:
+        if self.seed + self.n_envs > self.eval.seed_start:
+            raise ValueError(
+                f"training seeds {self.seed}..{self.seed + self.n_envs - 1} reach the held-out "
+                f"evaluation seeds from eval.seed_start={self.eval.seed_start}"
+            )
+        return self
+
+
+def load_policy_config(path: str | Path | None, **overrides: Any) -> PolicyConfig:
+    """A `PolicyConfig` from YAML (or defaults); overrides `total_timesteps`, `seed` (None
+    keeps the file's value)."""
+    config = load_config(PolicyConfig, path) if path is not None else PolicyConfig()
+    for key in ("total_timesteps", "seed"):
+        if overrides.get(key) is not None:
+            setattr(config, key, overrides[key])
+    return config
+
+
+@dataclass
+class ResolvedModel:
+    """Architecture and preprocessing after reconciling the config with its init checkpoint."""
+
+    architecture: str
+    preprocessing: Preprocessing
+    init: DrivingNet | None
+    init_card: ModelCard | None
+
+
+def resolve_model(config: PolicyConfig) -> ResolvedModel:
+    """Fill architecture/preprocessing from the init checkpoint; ValueError on a mismatch."""
+    if config.init_checkpoint is None:
+        return ResolvedModel(
+            config.architecture or "pilotnet", config.preprocessing or Preprocessing(), None, None
+        )
+    net, card = load_checkpoint(config.init_checkpoint)
+    spec = card.spec
+    if config.architecture is not None and config.architecture != spec.architecture:
+        raise ValueError(
+            f"init_checkpoint {config.init_checkpoint} is a {spec.architecture!r} network, "
+            f"but the config asks for architecture {config.architecture!r}"
+        )
+    if config.preprocessing is not None and config.preprocessing != spec.preprocessing:
+        raise ValueError(
+            f"init_checkpoint {config.init_checkpoint} was trained with preprocessing "
+            f"{spec.preprocessing.model_dump()}, the config sets "
+            f"{config.preprocessing.model_dump()}"
+        )
+    return ResolvedModel(spec.architecture, spec.preprocessing, net, card)
+
+
+def build_model(config: PolicyConfig, env, resolved: ResolvedModel, tensorboard_log=None):
+    """The SB3 model (PPO or SAC) for `config` on vec env `env`, seeded, weights initialised
+    from the checkpoint when given. Returns (model, init report or None)."""
+    from stable_baselines3 import PPO, SAC
+
+    if config.algorithm == "ppo":
+        p = config.ppo
+        kwargs = policy_kwargs(
+            "ppo",
+            resolved.architecture,
+            resolved.preprocessing,
+            config.hidden,
+            config.freeze,
+            p.log_std_init,
+        )
+        model = PPO(
+            FrozenAwareActorCriticPolicy,
+            env,
+            learning_rate=p.learning_rate,
+            n_steps=p.n_steps,
+            batch_size=p.batch_size,
+            n_epochs=p.n_epochs,
+            gamma=p.gamma,
+            gae_lambda=p.gae_lambda,
+            clip_range=p.clip_range,
+            ent_coef=p.ent_coef,
+            vf_coef=p.vf_coef,
+            max_grad_norm=p.max_grad_norm,
+            policy_kwargs=kwargs,
+            seed=config.seed,
+            device=config.device,
+            tensorboard_log=tensorboard_log,
+            verbose=0,
+        )
+    else:
+        s = config.sac
+        kwargs = policy_kwargs(
+            "sac",
+            resolved.architecture,
+            resolved.preprocessing,
+            config.hidden,
+            config.freeze,
+            s.log_std_init,
+            s.critic_hidden,
+        )
+        model = SAC(
+            FrozenAwareSACPolicy,
+            env,
+            learning_rate=s.learning_rate,
+            buffer_size=s.buffer_size,
+            learning_starts=s.learning_starts,
+            batch_size=s.batch_size,
+            tau=s.tau,
+            gamma=s.gamma,
+            train_freq=s.train_freq,
+            gradient_steps=s.gradient_steps,
+            policy_kwargs=kwargs,
+            seed=config.seed,
+            device=config.device,
+            tensorboard_log=tensorboard_log,
+            verbose=0,
+        )
+    report = None
+    if resolved.init is not None:
+        report = load_driving_net_into_policy(resolved.init, model.policy)
+    return model, report
+
+
+class ClosedLoopEvalCallback(BaseCallback):
+    """Every `eval.freq` env steps (and at the start and end of training), export the policy
+    as a DrivingNet and let it drive the held-out seeds; logs eval/* to TensorBoard, keeps
+    the curve in `self.evals` and rewrites `path` (JSON) atomically after each evaluation."""
+
+    def __init__(
+        self,
+        config: PolicyConfig,
+        preprocessing: Preprocessing,
+        path: Path,
+        evals: list[dict[str, Any]] | None = None,
+        on_eval=None,
+    ) -> None:
+        super().__init__(verbose=0)
+        self.config = config
+        self.preprocessing = preprocessing
+        self.path = path
+        self.evals = list(evals or [])
+        self.on_eval = on_eval
+        self._next = None
+
+    def evaluate(self) -> dict[str, Any]:
+        cfg = self.config.eval
+        net = policy_to_driving_net(self.model.policy, self.preprocessing)
+        t0 = time.perf_counter()
+        result = evaluate_closed_loop(
+            net,
+            seeds=range(cfg.seed_start, cfg.seed_start + cfg.episodes),
+            nominal=cfg.nominal,
+            strength=self.config.env.strength,
+            image_size=self.config.env.image_size,
+            max_steps=cfg.max_steps,
+            randomization=self.config.env.randomization,
+        )
+        entry = {
+            "timesteps": int(self.model.num_timesteps),
+            **result["summary"],
+            "seconds": time.perf_counter() - t0,
+            "episodes_detail": result["episodes"],
+        }
+        if self.evals and self.evals[-1]["timesteps"] == entry["timesteps"]:
+            return self.evals[-1]  # already evaluated at this step (resume, end of training)
+        self.evals.append(entry)
+        for key in ("lap_completion_rate", "mean_lap_fraction", "mean_abs_cte_m", "mean_speed_mps"):
+            self.logger.record(f"eval/{key}", entry[key])
+        self.logger.dump(self.model.num_timesteps)
+        atomic_write_json(self.path, self.evals)
+        if self.on_eval is not None:
+            self.on_eval(self.model, entry)
+        log.info(
+            "eval at %d steps: laps %.0f%%, lap fraction %.2f",
+            entry["timesteps"],
+            100 * entry["lap_completion_rate"],
+            entry["mean_lap_fraction"],
+        )
+        return entry
+
+    def _on_training_start(self) -> None:
+        freq = self.config.eval.freq
+        now = self.model.num_timesteps
+        self._next = (now // freq + 1) * freq if freq else None
+        if not self.evals:
+            self.evaluate()
+
+    def _on_step(self) -> bool:
+        if self._next is not None and self.model.num_timesteps >= self._next:
+            self.evaluate()
+            self._next += self.config.eval.freq
+        return True
+
+
+@dataclass
+class PolicyResult:
+    """What `train_policy` produced."""
+
+    out_dir: Path
+    checkpoint_dir: Path
+    card: ModelCard
+    evals: list[dict[str, Any]]
+    init_report: dict[str, list[str]] | None
+    seconds: float
+
+
+def _frozen_snapshot(policy) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in policy.named_parameters() if not p.requires_grad}
+
+
+def train_policy(
+    config: PolicyConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+) -> PolicyResult:
+    """Train the policy of `config`; write the run folder `out_dir` (see module docstring).
+
+    With `resume`, continue from ``out_dir/sb3_model.zip`` (saved at every evaluation) up to
+    `config.total_timesteps`. Refuses to overwrite a finished or started run otherwise."""
+    from stable_baselines3 import PPO, SAC
+
+    out_dir = Path(out_dir)
+    zip_path = out_dir / MODEL_ZIP
+    if zip_path.exists() and not resume:
+        raise ValueError(
+            f"{out_dir} already holds a policy run; resume it (--resume) or choose another out dir"
+        )
+    old_threads = torch.get_num_threads()
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    started = time.perf_counter()
+    resolved = resolve_model(config)
+    describe_run(out_dir, config)
+    env = make_vec_env(
+        config.n_envs,
+        config.vec_env,
+        config.seed,
+        preprocessing=resolved.preprocessing,
+        image_size=config.env.image_size,
+        randomization=config.env.randomization,
+        strength=config.env.strength,
+        max_episode_steps=config.env.max_episode_steps,
+    )
+    evals_path = out_dir / EVALS_FILE
+    try:
+        report = None
+        evals: list[dict[str, Any]] = []
+        resumed = resume and zip_path.exists()
+        if resumed:
+            cls = PPO if config.algorithm == "ppo" else SAC
+            model = cls.load(zip_path, env=env, device=config.device)
+            model.tensorboard_log = str(out_dir / "tb")
+            if evals_path.is_file():
+                evals = json.loads(evals_path.read_text(encoding="utf-8"))
+            log.info("resuming %s at %d steps", zip_path, model.num_timesteps)
+        else:
+            model, report = build_model(config, env, resolved, tensorboard_log=str(out_dir / "tb"))
+
+        callback = ClosedLoopEvalCallback(
+            config, resolved.preprocessing, evals_path, evals, on_eval=_atomic_zip(zip_path)
+        )
+        remaining = config.total_timesteps - model.num_timesteps
+        if remaining > 0:
+            model.learn(
+                remaining,
+                callback=callback,
+                reset_num_timesteps=not resumed,
+                tb_log_name="sb3",
+            )
+        callback.evaluate()  # the final policy (skipped when it was just evaluated)
+        _atomic_zip(zip_path)(model, None)
+        evals = callback.evals
+    finally:
+        env.close()
+        torch.set_num_threads(old_threads)
+
+    net = policy_to_driving_net(model.policy, resolved.preprocessing)
+    final = evals[-1]
+    history = list(resolved.init_card.history) if resolved.init_card is not None else []
+    history.append(
+        {
+            "step": f"train-policy ({config.algorithm})",
+            "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+            "config": config.model_dump(mode="json"),
+            "init_checkpoint": config.init_checkpoint,
+            "init_report": report,
+            "timesteps": int(model.num_timesteps),
+            "seconds": time.perf_counter() - started,
+        }
+    )
+    card = ModelCard(
+        kind="policy",
+        spec=net.spec,
+        trained_on={
+            "env": "sim2real/TrackDriving-v0",
+            "env_config": config.env.model_dump(mode="json"),
+            "timesteps": int(model.num_timesteps),
+            "seeds": list(range(config.seed, config.seed + config.n_envs)),
+        },
+        randomization={"spec": config.env.randomization, "strength": config.env.strength},
+        metrics={
+            "closed_loop": {k: v for k, v in final.items() if k != "episodes_detail"},
+            "frozen_stages": list(_frozen_stage_names(model.policy)),
+            "action_output": "clip(mean, -1, 1)"
+            if config.algorithm == "ppo"
+            else "SAC: tanh(mean) in training; the checkpoint's linear head is clipped instead",
+        },
+        code_version=code_version(),
+        history=history,
+    )
+    checkpoint_dir = save_checkpoint(out_dir / CHECKPOINT_DIR, net, card)
+    return PolicyResult(out_dir, checkpoint_dir, card, evals, report, time.perf_counter() - started)
+
+
+def _frozen_stage_names(policy) -> Sequence[str]:
+    from sim2real.agents.freezing import frozen_stages
+    from sim2real.agents.sb3_extractor import _actor_parts
+
+    extractor, _ = _actor_parts(policy)
+    return frozen_stages(extractor)
+
+
+def _atomic_zip(zip_path: Path):
+    """A callback (model, entry) that saves the SB3 model to `zip_path` atomically."""
+
+    def save(model, _entry) -> None:
+        tmp = zip_path.with_name(zip_path.stem + ".tmp.zip")
+        model.save(tmp)
+        tmp.replace(zip_path)
+
+    return save

@@ -1,0 +1,237 @@
+"""The project's encoder inside stable-baselines3, and weights moving in and out of SB3 policies.
+
+`EncoderExtractor` is an SB3 ``BaseFeaturesExtractor`` around a registered `Encoder` (same
+`build_encoder`, ``features_dim = encoder.feature_dim``). It receives what SB3 gives for a
+uint8 image space after ``VecTransposeImage``: (N, 3, H, W) float32 in [0, 1], and normalises
+with the preprocessing mean/std exactly as ``DrivingNet.normalize`` does. Its lower stages can
+be frozen at construction (`freeze_stages`: requires_grad False and FrozenBatchNorm2d), so that
+SB3 rebuilding a policy (``PPO.load`` when resuming) rebuilds it frozen.
+
+`FrozenAwareActorCriticPolicy` / `FrozenAwareSACPolicy` build their optimizers over trainable
+parameters only. The actor's layers match `DrivingNet`'s head (one hidden ReLU layer of
+``spec.hidden`` units, then linear), so `policy_to_driving_net` exports the encoder + actor
+mean as a `DrivingNet` and `load_driving_net_into_policy` copies a checkpoint's weights in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.sac.policies import SACPolicy
+from torch import nn
+
+from sim2real.agents.encoders import build_encoder
+from sim2real.agents.freezing import freeze_stages, resolve_stages, trainable_parameters
+from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, ModelSpec
+from sim2real.agents.preprocessing import Preprocessing
+
+POLICY_OUTPUTS = [STEERING, THROTTLE]
+"""What a policy checkpoint predicts: the action [steering, throttle]."""
+
+
+class EncoderExtractor(BaseFeaturesExtractor):
+    """SB3 features extractor: images (N, 3, H, W) float32 in [0, 1] -> (N, feature_dim).
+
+    architecture: a registered encoder name; mean/std: the preprocessing's per-channel
+    statistics; freeze: stages to freeze now (an int k, "all", "none" or stage names)."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Box,
+        architecture: str = "pilotnet",
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.25, 0.25, 0.25),
+        freeze: int | str | Sequence[str] = 0,
+    ) -> None:
+        shape = tuple(int(v) for v in observation_space.shape)
+        if len(shape) != 3 or shape[0] != 3:
+            raise ValueError(
+                f"EncoderExtractor needs channel-first (3, H, W) observations, got {shape}; "
+                "SB3 transposes (H, W, 3) uint8 image spaces itself"
+            )
+        encoder = build_encoder(architecture, shape)
+        super().__init__(observation_space, encoder.feature_dim)
+        self.encoder = encoder
+        self.register_buffer(
+            "mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
+        )
+        self.frozen = freeze_stages(self, resolve_stages(self, freeze))
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.encoder((observations - self.mean) / self.std)
+
+
+class FrozenAwareActorCriticPolicy(ActorCriticPolicy):
+    """ActorCriticPolicy whose optimizer holds trainable parameters only."""
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        self.optimizer = self.optimizer_class(
+            trainable_parameters(self), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+
+
+class FrozenAwareSACPolicy(SACPolicy):
+    """SACPolicy whose actor and critic optimizers hold trainable parameters only."""
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        self.actor.optimizer = self.optimizer_class(
+            trainable_parameters(self.actor), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+        critic_params = [
+            p
+            for name, p in self.critic.named_parameters()
+            if p.requires_grad
+            and not (self.share_features_extractor and "features_extractor" in name)
+        ]
+        self.critic.optimizer = self.optimizer_class(
+            critic_params, lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+
+
+def policy_kwargs(
+    algorithm: str,
+    architecture: str,
+    preprocessing: Preprocessing,
+    hidden: int,
+    freeze: int | str | Sequence[str] = 0,
+    log_std_init: float = -1.0,
+    critic_hidden: Sequence[int] = (256, 256),
+) -> dict[str, Any]:
+    """SB3 ``policy_kwargs`` whose actor matches ``DrivingNet``'s head (ReLU, `hidden` units)."""
+    pi = [hidden] if hidden > 0 else []
+    kwargs: dict[str, Any] = {
+        "features_extractor_class": EncoderExtractor,
+        "features_extractor_kwargs": {
+            "architecture": architecture,
+            "mean": tuple(preprocessing.mean),
+            "std": tuple(preprocessing.std),
+            "freeze": freeze if isinstance(freeze, int | str) else list(freeze),
+        },
+        "activation_fn": nn.ReLU,
+        "log_std_init": log_std_init,
+    }
+    if algorithm == "ppo":
+        kwargs["net_arch"] = {"pi": pi, "vf": pi or [64]}
+    elif algorithm == "sac":
+        kwargs["net_arch"] = {"pi": pi, "qf": list(critic_hidden)}
+    else:
+        raise ValueError(f"algorithm must be 'ppo' or 'sac', got {algorithm!r}")
+    return kwargs
+
+
+def _actor_parts(policy: BasePolicy) -> tuple[EncoderExtractor, list[nn.Linear]]:
+    """(the actor's extractor, the actor's linear layers from features to action mean)."""
+    if isinstance(policy, ActorCriticPolicy):
+        extractor = policy.pi_features_extractor
+        body = policy.mlp_extractor.policy_net
+        out = policy.action_net
+    elif isinstance(policy, SACPolicy):
+        extractor = policy.actor.features_extractor
+        body = policy.actor.latent_pi
+        out = policy.actor.mu
+    else:
+        raise ValueError(f"unsupported SB3 policy {type(policy).__name__}")
+    if not isinstance(extractor, EncoderExtractor):
+        raise ValueError(
+            f"the policy's features extractor is {type(extractor).__name__}, not EncoderExtractor"
+        )
+    linears = [m for m in body.modules() if isinstance(m, nn.Linear)]
+    if not isinstance(out, nn.Linear):
+        raise ValueError(f"the policy's action layer is {type(out).__name__}, not Linear")
+    return extractor, [*linears, out]
+
+
+def _head_linears(model: DrivingNet) -> list[nn.Linear]:
+    return [m for m in model.head.modules() if isinstance(m, nn.Linear)]
+
+
+def driving_spec_for(policy: BasePolicy, preprocessing: Preprocessing) -> ModelSpec:
+    """The `ModelSpec` of the DrivingNet that `policy`'s encoder + actor mean equal."""
+    extractor, linears = _actor_parts(policy)
+    if len(linears) > 2:
+        raise ValueError("the actor has more than one hidden layer; DrivingNet's head has one")
+    if tuple(extractor.encoder.input_shape) != preprocessing.input_shape:
+        raise ValueError(
+            f"the policy takes {tuple(extractor.encoder.input_shape)}, preprocessing gives "
+            f"{preprocessing.input_shape}"
+        )
+    return ModelSpec(
+        architecture=extractor.encoder.architecture,
+        preprocessing=preprocessing,
+        outputs=list(POLICY_OUTPUTS),
+        hidden=linears[0].out_features if len(linears) == 2 else 0,
+        dropout=0.0,
+    )
+
+
+@torch.no_grad()
+def policy_to_driving_net(policy: BasePolicy, preprocessing: Preprocessing) -> DrivingNet:
+    """A `DrivingNet` (outputs user/angle, user/throttle; no dropout) computing `policy`'s
+    mean action before clipping from its encoder and actor layers. Clip to [-1, 1] to drive.
+
+    For SAC the actor's mean is squashed by tanh afterwards, which DrivingNet's linear head
+    does not do: the export is exact for PPO and, for SAC, exact only where |mean| is small."""
+    spec = driving_spec_for(policy, preprocessing)
+    extractor, linears = _actor_parts(policy)
+    model = DrivingNet(spec)
+    model.encoder.load_state_dict(extractor.encoder.state_dict())
+    for target, source in zip(_head_linears(model), linears, strict=True):
+        target.load_state_dict(source.state_dict())
+    return model.eval()
+
+
+@torch.no_grad()
+def load_driving_net_into_policy(model: DrivingNet, policy: BasePolicy) -> dict[str, list[str]]:
+    """Copy `model`'s weights into `policy`: the encoder by name (every features extractor of
+    the policy, so actor and critics start alike), the head's hidden layer where shapes match,
+    and the output layer's rows for user/angle and user/throttle (by output name).
+
+    Returns {"copied": [...], "skipped": [...]} naming what moved. Raises ValueError when the
+    encoder does not match (architecture or input size)."""
+    extractor, linears = _actor_parts(policy)
+    src_enc = model.encoder
+    if src_enc.architecture != extractor.encoder.architecture:
+        raise ValueError(
+            f"checkpoint encoder is {src_enc.architecture!r}, the policy's is "
+            f"{extractor.encoder.architecture!r}"
+        )
+    if tuple(src_enc.input_shape) != tuple(extractor.encoder.input_shape):
+        raise ValueError(
+            f"checkpoint takes input {tuple(src_enc.input_shape)}, the policy "
+            f"{tuple(extractor.encoder.input_shape)}"
+        )
+    state = src_enc.state_dict()
+    extractors = {id(m): m for m in policy.modules() if isinstance(m, EncoderExtractor)}
+    for ext in extractors.values():
+        ext.encoder.load_state_dict(state)
+    report = {"copied": [f"encoder ({len(state)} tensors)"], "skipped": []}
+
+    head = _head_linears(model)
+    if len(head) == 2 and len(linears) == 2 and head[0].weight.shape == linears[0].weight.shape:
+        linears[0].load_state_dict(head[0].state_dict())
+        report["copied"].append("head hidden layer")
+    elif len(linears) == 2:
+        report["skipped"].append("head hidden layer (shapes differ)")
+    out_src, out_dst = head[-1], linears[-1]
+    if len(head) == len(linears) and out_src.in_features == out_dst.in_features:
+        for row, name in enumerate(POLICY_OUTPUTS):
+            if name in model.outputs and row < out_dst.out_features:
+                i = model.output_index(name)
+                out_dst.weight[row].copy_(out_src.weight[i])
+                out_dst.bias[row].copy_(out_src.bias[i])
+                report["copied"].append(f"output row {name}")
+            else:
+                report["skipped"].append(f"output row {name} (not a checkpoint output)")
+    else:
+        report["skipped"].append("output layer (shapes differ)")
+    return report

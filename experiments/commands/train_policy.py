@@ -1,0 +1,43 @@
+"""`sim2real train-policy`: PPO or SAC from camera images with the project's encoder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sim2real.agents.policy import load_policy_config, train_policy
+
+
+def handler(args: argparse.Namespace) -> int:
+    config = load_policy_config(args.config, total_timesteps=args.timesteps, seed=args.seed)
+    result = train_policy(config, args.out, resume=args.resume)
+    print(
+        f"{config.algorithm} policy: {result.evals[-1]['timesteps']} env steps in "
+        f"{result.seconds:.0f} s; checkpoint {result.checkpoint_dir}"
+    )
+    print("  steps     laps   lap fraction  |cte| m  speed m/s")
+    for e in result.evals:
+        print(
+            f"  {e['timesteps']:7d}  {100 * e['lap_completion_rate']:4.0f}%  "
+            f"{e['mean_lap_fraction']:12.2f}  {e['mean_abs_cte_m']:7.3f}  "
+            f"{e['mean_speed_mps']:9.2f}"
+        )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train-policy",
+        help="train a PPO/SAC driving policy in sim",
+        description="Reinforcement learning in sim2real/TrackDriving-v0 from camera images, "
+        "with the project's encoder (optionally initialised from a perception checkpoint, "
+        "lower stages frozen). OUT gets config.yaml, run.json, tb/, evals.json (closed-loop "
+        "metrics on held-out tracks), sb3_model.zip (for --resume) and checkpoint/ "
+        "(model.safetensors + model.json, kind policy).",
+    )
+    parser.add_argument("--config", type=Path, help="YAML PolicyConfig")
+    parser.add_argument("--out", required=True, type=Path, help="run folder")
+    parser.add_argument("--timesteps", type=int, help="override total_timesteps")
+    parser.add_argument("--seed", type=int, help="override seed")
+    parser.add_argument("--resume", action="store_true", help="continue the run in OUT")
+    parser.set_defaults(func=handler)
