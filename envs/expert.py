@@ -22,7 +22,7 @@ class ExpertDriver:
     """Pure-pursuit expert for a TrackDrivingEnv (wrapped or not).
 
     perturbation: probability per step of starting a steering perturbation (0 = none); a
-    perturbation adds an offset of 0.3-0.8 (action units) for 3-12 steps. `seed` seeds the
+    perturbation adds an offset of 0.2-0.6 (action units) for 2-8 steps. `seed` seeds the
     perturbations' own generator (the env's generator is left alone)."""
 
     def __init__(
@@ -76,8 +76,8 @@ class ExpertDriver:
         self.label = np.array([steering, throttle], np.float32)
 
         if self._remaining == 0 and self.perturbation > 0 and self.rng.random() < self.perturbation:
-            self._remaining = int(self.rng.integers(3, 13))
-            self._offset = float(self.rng.choice([-1.0, 1.0]) * self.rng.uniform(0.3, 0.8))
+            self._remaining = int(self.rng.integers(2, 9))
+            self._offset = float(self.rng.choice([-1.0, 1.0]) * self.rng.uniform(0.2, 0.6))
         if self._remaining > 0:
             self._remaining -= 1
             steering = float(np.clip(steering + self._offset, -1.0, 1.0))

@@ -27,7 +27,8 @@ class ImagePipeline:
         self.color = self._color_matrix(
             params["hue"], params["saturation"], params["haze"], params["haze_color"]
         )
-        self.kernel = self._blur_kernel(params["blur"], params["motion_blur"], rng)
+        self.blur = float(params["blur"])  # Gaussian sigma, px
+        self.motion = int(round(params["motion_blur"]))  # horizontal streak length, px
         self.vignette = self._vignette(params["vignetting"], height, width)
         sigma = float(params["noise"])
         self.noise_pos = self.noise_neg = None
@@ -58,28 +59,6 @@ class ImagePipeline:
         return np.hstack([m, offset[:, None]]).astype(np.float32)
 
     @staticmethod
-    def _blur_kernel(sigma: float, length: float, rng: np.random.Generator) -> np.ndarray | None:
-        """One 2-D kernel for lens blur (Gaussian, sigma px) and motion blur (a line of
-        `length` px, mostly horizontal as the camera yaws in turns), or None for neither."""
-        n = int(round(length))
-        radius = int(np.ceil(2.5 * sigma)) if sigma > 0.2 else 0
-        if n < 2 and radius == 0:
-            return None
-        size = max(n | 1, 1) + 2 * radius
-        kernel = np.zeros((size, size), np.float32)
-        c = size // 2
-        if n >= 2:
-            angle = np.radians(rng.uniform(-25, 25))
-            dx, dy = np.cos(angle) * (n // 2), np.sin(angle) * (n // 2)
-            cv2.line(kernel, (int(round(c - dx)), int(round(c - dy))),
-                     (int(round(c + dx)), int(round(c + dy))), 1.0, 1, cv2.LINE_AA)  # fmt: skip
-        else:
-            kernel[c, c] = 1.0
-        if radius:
-            kernel = cv2.GaussianBlur(kernel, (2 * radius + 1, 2 * radius + 1), sigma)
-        return kernel / kernel.sum()
-
-    @staticmethod
     def _vignette(strength: float, height: int, width: int) -> np.ndarray | None:
         if strength < 0.02:
             return None
@@ -92,8 +71,10 @@ class ImagePipeline:
         """(H, W, 3) uint8 RGB -> the same shape, as the randomized sensor would see it."""
         if not self.enabled:
             return image
-        if self.kernel is not None:
-            image = cv2.filter2D(image, -1, self.kernel, borderType=cv2.BORDER_REFLECT)
+        if self.blur > 0.2:
+            image = cv2.GaussianBlur(image, (0, 0), self.blur)
+        if self.motion >= 2:  # horizontal: the camera mostly yaws (turns), it rarely pitches
+            image = cv2.blur(image, (self.motion, 1))
         if self.vignette is not None:
             image = cv2.multiply(image, self.vignette, scale=1.0 / 255.0)
         image = cv2.transform(image, self.color)
