@@ -106,6 +106,10 @@ def test_time_block_split_holds_out_the_later_part_of_each_session():
     assert not (ids[0] & ids[1] or ids[1] & ids[2] or ids[0] & ids[2])
     with pytest.raises(ValueError, match="sum to less than 1"):
         time_block_split(records, 0.6, test_fraction=0.5)
+    short = time_block_split(fake_records([("a", 100), ("tiny", 3)]), 0.2, gap=5)
+    assert [r.index for r in short.train if r.session == "tiny"] == [0, 1, 2]
+    with pytest.raises(ValueError, match="too few for val_fraction"):
+        time_block_split(fake_records([("tiny", 3)]), 0.2, gap=5)
 
 
 def test_session_split():

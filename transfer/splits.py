@@ -57,7 +57,9 @@ def time_block_split(
 
     Each (source, session) stream is cut in time order: its first part trains, the next
     `val_fraction` validates, the last `test_fraction` tests. `gap` frames are dropped at each
-    cut so the frames on either side of a boundary are not near-duplicates (20 = 1 s).
+    cut so the frames on either side of a boundary are not near-duplicates (20 = 1 s). A
+    stream too short to cut goes whole to training; ValueError when a requested part would
+    be empty.
     """
     _check_fractions(val_fraction, test_fraction)
     if gap < 0:
@@ -73,13 +75,17 @@ def time_block_split(
         val_start = test_start - (gap if n_test else 0) - n_val
         train_end = val_start - (gap if n_val else 0)
         if train_end <= 0:
-            raise ValueError(
-                f"stream {stream[0].source} / {stream[0].session} has {n} records: too few for "
-                f"val_fraction {val_fraction}, test_fraction {test_fraction} and gap {gap}"
-            )
+            train += stream  # too short to cut (a sim episode that ended at once): train whole
+            continue
         train += stream[:train_end]
         val += stream[val_start : val_start + n_val]
         test += stream[test_start:]
+    for name, fraction, part in (("val", val_fraction, val), ("test", test_fraction, test)):
+        if fraction > 0 and not part:
+            raise ValueError(
+                f"time_block_split: {len(records)} records in {len(streams(records))} streams are "
+                f"too few for {name}_fraction {fraction} with gap {gap}"
+            )
     return Split(train=train, val=val, test=test)
 
 
