@@ -254,6 +254,10 @@ def build_model(config: PolicyConfig, env, resolved: ResolvedModel, tensorboard_
             tensorboard_log=tensorboard_log,
             verbose=0,
         )
+    if tensorboard_log is None:
+        from stable_baselines3.common.logger import Logger
+
+        model.set_logger(Logger(folder=None, output_formats=[]))  # SB3 would make /tmp/SB3-*
     report = None
     if resolved.init is not None:
         report = load_driving_net_into_policy(resolved.init, model.policy)

@@ -1,0 +1,83 @@
+"""Closed-loop evaluation: real rollouts in the PyBullet env, metrics that follow the driving."""
+
+import pytest
+import torch
+
+from sim2real.agents.closed_loop import evaluate_closed_loop, summarize
+from sim2real.agents.model import DrivingNet, ModelSpec
+from sim2real.agents.preprocessing import Preprocessing
+
+SMALL = Preprocessing(crop_top=8, height=32, width=32)
+CAMERA = (40, 48)
+
+
+def constant_driver(steering: float, throttle: float) -> DrivingNet:
+    """A network whose output is always [steering, throttle] (zero weights, set biases)."""
+    net = DrivingNet(ModelSpec(architecture="resnet_small", preprocessing=SMALL, hidden=8))
+    with torch.no_grad():
+        last = net.head[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([steering, throttle]))
+    return net
+
+
+def drive(net, **kwargs):
+    kwargs.setdefault("image_size", CAMERA)
+    kwargs.setdefault("nominal", True)
+    return evaluate_closed_loop(net, **kwargs)
+
+
+def test_metrics_follow_how_the_network_drives():
+    torch.set_num_threads(1)
+    parked = drive(constant_driver(0.0, 0.0), seeds=[10_001], max_steps=30)
+    circling = drive(constant_driver(-1.0, 1.0), seeds=[10_001], max_steps=400)
+    straight = drive(constant_driver(0.0, 0.6), seeds=[10_001], max_steps=60)
+
+    p = parked["episodes"][0]
+    assert p["outcome"] == "timeout" and p["steps"] == 30 and not p["completed"]
+    assert p["distance_m"] < 0.05 and p["lap_fraction"] < 0.01
+    assert parked["summary"]["off_road_events"] == 0
+
+    c = circling["episodes"][0]
+    assert c["outcome"] == "off_road" and c["steps"] < 400
+    assert circling["summary"]["off_road_per_km"] > 0
+    assert c["max_abs_cte_m"] > 0.85 / 2  # ends beyond the nominal road's edge
+    assert c["max_abs_cte_m"] >= c["mean_abs_cte_m"]
+
+    s = straight["episodes"][0]
+    assert s["distance_m"] > 1.0 and s["mean_speed_mps"] > p["mean_speed_mps"]
+    assert s["lap_fraction"] > p["lap_fraction"]
+    # the odometer agrees with speed x time
+    assert s["distance_m"] == pytest.approx(s["mean_speed_mps"] * s["steps"] * 0.05, rel=1e-6)
+
+
+def test_same_seeds_same_metrics_and_held_out_defaults():
+    torch.set_num_threads(1)
+    net = constant_driver(0.2, 0.5)
+    a = drive(net, episodes=2, max_steps=25)
+    b = drive(net, episodes=2, max_steps=25)
+    assert a["settings"]["seeds"] == [10_000, 10_001]
+    assert a["episodes"] == b["episodes"]
+
+
+def test_summary_aggregates_episodes():
+    episodes = [
+        {"completed": True, "lap_fraction": 1.0, "steps": 300, "distance_m": 30.0,
+         "off_road_events": 0, "mean_abs_cte_m": 0.1, "mean_speed_mps": 2.0},
+        {"completed": False, "lap_fraction": 0.5, "steps": 100, "distance_m": 10.0,
+         "off_road_events": 1, "mean_abs_cte_m": 0.3, "mean_speed_mps": 1.0},
+    ]  # fmt: skip
+    s = summarize(episodes)
+    assert s["lap_completion_rate"] == 0.5
+    assert s["mean_lap_fraction"] == 0.75
+    assert s["off_road_per_km"] == pytest.approx(1 / 0.04)
+    assert s["mean_abs_cte_m"] == pytest.approx((0.1 * 300 + 0.3 * 100) / 400)
+    assert s["mean_speed_mps"] == pytest.approx((2.0 * 300 + 1.0 * 100) / 400)
+
+
+def test_network_without_action_outputs_is_refused():
+    net = DrivingNet(
+        ModelSpec(architecture="resnet_small", preprocessing=SMALL, outputs=["sim/cte"])
+    )
+    with pytest.raises(ValueError, match="user/angle"):
+        evaluate_closed_loop(net, episodes=1, image_size=CAMERA)
