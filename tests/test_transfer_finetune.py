@@ -1,0 +1,179 @@
+"""Fine-tuning end to end on the shipped real sample: frozen means frozen, clear errors."""
+
+import json
+
+import pytest
+import torch
+
+from sim2real.agents.checkpoint import ModelCard, load_checkpoint, read_weights, save_checkpoint
+from sim2real.agents.model import DrivingNet, ModelSpec
+from sim2real.agents.training import TrainConfig
+from sim2real.experiments.cli import main
+from sim2real.transfer.adapter import AdapterConfig
+from sim2real.transfer.finetune import FinetuneConfig, finetune
+from sim2real.transfer.sample_data import sample_path
+from sim2real.transfer.tub import TubWriter
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory):
+    """A 'pretrained' checkpoint with sim-only heads and non-trivial BatchNorm statistics."""
+    folder = tmp_path_factory.mktemp("parent")
+    spec = ModelSpec(outputs=["user/angle", "user/throttle", "sim/cte"], hidden=16)
+    torch.manual_seed(0)
+    model = DrivingNet(spec)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    card = ModelCard(spec=spec, trained_on={"sim": True}, history=[{"step": "pretrain"}])
+    save_checkpoint(folder, model, card)
+    return folder
+
+
+def config(parent, tmp_path, **changes):
+    train = TrainConfig(
+        epochs=2, batch_size=16, patience=0, progress=False, tensorboard=False, num_threads=1
+    )
+    base = dict(
+        checkpoint=str(parent),
+        data=[str(sample_path())],
+        frames=64,
+        train=train,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    return FinetuneConfig(**{**base, **changes})
+
+
+def stage_tensors(weights, stages):
+    return {k: v for k, v in weights.items() if any(f".{s}." in k for s in stages)}
+
+
+def test_frozen_stages_come_out_bit_identical(parent, tmp_path):
+    cfg = config(parent, tmp_path, adapter=AdapterConfig(freeze=3, bn="adabn", lr_decay=0.5))
+    result = finetune(cfg, tmp_path / "out")
+    assert result.frozen == ["stage1", "stage2", "stage3"] and not result.cached_features
+    before, after = read_weights(parent), read_weights(tmp_path / "out")
+    frozen_weights = [
+        k
+        for k in stage_tensors(after, ["stage1", "stage2", "stage3"])
+        if k.endswith(".0.weight") or k.endswith(".1.weight") or k.endswith(".1.bias")
+    ]
+    assert frozen_weights
+    for k in frozen_weights:
+        assert torch.equal(before[k], after[k]), k
+    # AdaBN re-estimated the statistics of the frozen stages on real frames
+    key = "encoder.stages.stage1.1.running_mean"
+    assert not torch.equal(before[key], after[key])
+    # the trainable stages and the head did train
+    assert not torch.equal(
+        before["encoder.stages.stage5.0.weight"], after["encoder.stages.stage5.0.weight"]
+    )
+    model, card = load_checkpoint(tmp_path / "out")
+    assert model.spec.outputs == ["user/angle", "user/throttle"]
+    step = card.history[-1]
+    assert [h["step"] for h in card.history] == ["pretrain", "finetune"]
+    assert step["adapter"]["bn"] == "adabn" and step["parent"] == str(parent.resolve())
+    assert card.trained_on["frames"]["train"] == 64
+    assert card.trained_on["split"]["test_fraction"] == 0.2
+    assert set(card.metrics["val"]) == {"user/angle", "user/throttle"}
+    assert (tmp_path / "out" / "config.yaml").is_file()
+
+
+def test_all_frozen_trains_the_head_on_cached_features(parent, tmp_path):
+    cfg = config(parent, tmp_path, adapter=AdapterConfig(freeze="all"))
+    result = finetune(cfg, tmp_path / "out")
+    assert result.cached_features
+    before, after = read_weights(parent), read_weights(tmp_path / "out")
+    for k, v in after.items():
+        if k.startswith("encoder."):
+            assert torch.equal(before[k], v), k
+    assert torch.equal(before["head.1.weight"], before["head.1.weight"])
+    assert not torch.equal(before["head.1.weight"], after["head.1.weight"])
+    assert result.fits[0].val_metrics["user/angle"]["n"] > 0
+
+
+def test_gradual_unfreezing_runs_phases_and_resume_repeats_nothing(parent, tmp_path):
+    adapter = AdapterConfig(freeze=2, unfreeze_epochs=[1])
+    cfg = config(parent, tmp_path, adapter=adapter)
+    result = finetune(cfg, tmp_path / "out")
+    assert [len(f.history) for f in result.fits] == [2, 1]
+    assert (tmp_path / "out" / "phase2" / "resume.pt").is_file()
+    before, after = read_weights(parent), read_weights(tmp_path / "out")
+    k1, k2 = "encoder.stages.stage1.0.weight", "encoder.stages.stage2.0.weight"
+    assert torch.equal(before[k1], after[k1]) and not torch.equal(before[k2], after[k2])
+    with pytest.raises(ValueError, match="already holds"):
+        finetune(cfg, tmp_path / "out")
+    again = finetune(cfg, tmp_path / "out", resume=True)
+    assert all(f.history == g.history for f, g in zip(again.fits, result.fits, strict=True))
+    assert torch.equal(read_weights(tmp_path / "out")[k2], after[k2])
+
+
+def test_from_scratch_is_the_same_architecture_with_random_init(parent, tmp_path):
+    result = finetune(config(parent, tmp_path, from_scratch=True), tmp_path / "out")
+    assert result.frozen == [] and result.card.history[-1]["step"] == "finetune_from_scratch"
+    before, after = read_weights(parent), read_weights(tmp_path / "out")
+    assert set(before) - {"head.4.weight", "head.4.bias"} == set(after) - {
+        "head.4.weight",
+        "head.4.bias",
+    }
+    assert not torch.equal(
+        before["encoder.stages.stage1.0.weight"], after["encoder.stages.stage1.0.weight"]
+    )
+
+
+def test_clear_errors(parent, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        finetune(config(parent, tmp_path, checkpoint=str(tmp_path / "nothing")), tmp_path / "o1")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        finetune(config(parent, tmp_path, data=[str(tmp_path / "none")]), tmp_path / "o2")
+    empty = tmp_path / "empty_tub"
+    with TubWriter(empty, ["cam/image_array", "user/angle"], ["image_array", "float"]):
+        pass
+    with pytest.raises(ValueError, match="no usable records"):
+        finetune(config(parent, tmp_path, data=[str(empty)]), tmp_path / "o3")
+    adapter = AdapterConfig(outputs=["user/angle", "sim/cte"])
+    with pytest.raises(ValueError, match=r"no record has label\(s\) \['sim/cte'\]"):
+        finetune(config(parent, tmp_path, adapter=adapter), tmp_path / "o4")
+    with pytest.raises(ValueError, match="cannot freeze 9"):
+        finetune(config(parent, tmp_path, adapter=AdapterConfig(freeze=9)), tmp_path / "o5")
+    # a checkpoint whose weights do not fit its card (mismatched sizes)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    card = json.loads((parent / "model.json").read_text())
+    card["spec"]["preprocessing"]["height"] = 96
+    (broken / "model.json").write_text(json.dumps(card))
+    (broken / "model.safetensors").write_bytes((parent / "model.safetensors").read_bytes())
+    with pytest.raises(ValueError, match="does not match the network"):
+        finetune(config(parent, tmp_path, checkpoint=str(broken)), tmp_path / "o6")
+
+
+def test_finetune_command(parent, tmp_path, capsys):
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text(
+        f"train: {{batch_size: 16, progress: false, tensorboard: false}}\ncache_dir: {tmp_path}\n"
+    )
+    args = [
+        "finetune",
+        "--checkpoint",
+        str(parent),
+        "--data",
+        str(sample_path()),
+        "--out",
+        str(tmp_path / "out"),
+        "--frames",
+        "40",
+        "--freeze",
+        "all",
+        "--epochs",
+        "3",
+        "--seed",
+        "1",
+        "--config",
+        str(cfg),
+    ]
+    assert main(args) == 0
+    assert "head on cached features" in capsys.readouterr().out
+    assert main(args) == 2
+    assert "already holds" in capsys.readouterr().err

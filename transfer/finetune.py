@@ -1,0 +1,458 @@
+"""Fine-tune a pretrained checkpoint on real frames (or train the same network from scratch).
+
+`finetune(config, out_dir)`:
+
+- reads the real data, holds out the last `test_fraction` of every recording as the test
+  block (for `sim2real evaluate`), the block before it for validation (early stopping), and
+  trains on the earlier part, subsampled to `frames` (reproducible contiguous blocks);
+- adapts the network with `sim2real.transfer.adapter` (re-head, AdaBN, freezing,
+  discriminative learning rates, gradual unfreezing as phases of `agents.training.fit`);
+- with every encoder stage frozen (and BatchNorm frozen), computes the encoder's features once
+  and trains only the head on them (`fit_head_on_features`): the same result at a fraction
+  of the cost; augmentation is then limited to the mirror (features of mirrored frames with
+  steering negated are cached too), since photometric and geometric changes would need the
+  encoder again;
+- checks that frozen parameters come out bit-identical, and writes a checkpoint folder in
+  the one format, whose card records the adapter config, the parent checkpoint, the real
+  data used and the validation metrics.
+
+``from_scratch=True`` trains the same architecture from random init with the same data,
+split and budget (every stage trainable): the baseline every transfer claim is measured
+against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field, model_validator
+from tqdm.auto import tqdm
+
+from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_checkpoint
+from sim2real.agents.freezing import find_encoder, unfreeze_stages
+from sim2real.agents.model import DrivingNet
+from sim2real.agents.training import (
+    RESUME_FILE,
+    FitResult,
+    TrainConfig,
+    dataset_tensors,
+    evaluate_loss,
+    fit,
+    masked_loss,
+)
+from sim2real.common.config import ConfigError, StrictModel, load_config
+from sim2real.common.runs import code_version, describe_run
+from sim2real.transfer.adapter import (
+    AdapterConfig,
+    adabn,
+    apply_freezing,
+    param_groups,
+    reheaded,
+    unfreeze_phases,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _default_train() -> TrainConfig:
+    return TrainConfig(epochs=30, batch_size=64, lr=1e-3, weight_decay=1e-4, patience=5)
+
+
+class FinetuneConfig(StrictModel):
+    """Everything a fine-tuning run needs; saved as config.yaml in its out dir."""
+
+    checkpoint: str | None = None
+    """pretrained checkpoint folder (from scratch: only its architecture and input are used)"""
+    data: list[str] = Field(default_factory=list)
+    """real tubs (or folders of tubs, CSV folders)"""
+    frames: int | None = Field(None, ge=2)
+    """train on a reproducible block subsample of this many frames (None: all usable)"""
+    from_scratch: bool = False
+    """same architecture from random init, every stage trainable (the baseline)"""
+    adapter: AdapterConfig = Field(default_factory=AdapterConfig)
+    train: TrainConfig = Field(default_factory=_default_train)
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    """the block after the training part, for early stopping"""
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    """the last block of every recording, never trained on (evaluate --split test)"""
+    split_gap: int = Field(20, ge=0)
+    """frames dropped at each cut (20 = 1 s at 20 Hz) so no near-twins straddle it"""
+    cache_features: bool = True
+    """with every stage frozen, train the head on cached encoder features"""
+    cache_dir: str | None = None
+    """frame cache folder (None: sim2real's default)"""
+
+    @model_validator(mode="after")
+    def _fractions(self) -> FinetuneConfig:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                f"val_fraction {self.val_fraction} + test_fraction {self.test_fraction} "
+                "leaves nothing to train on"
+            )
+        return self
+
+
+def load_finetune_config(path: str | Path | None, **overrides: Any) -> FinetuneConfig:
+    """A `FinetuneConfig` from YAML (or defaults) with CLI overrides (None = keep).
+
+    Overrides: checkpoint, data (list), frames, from_scratch, freeze, epochs, seed.
+    """
+    config = load_config(FinetuneConfig, path) if path is not None else FinetuneConfig()
+    if overrides.get("checkpoint") is not None:
+        config.checkpoint = str(overrides["checkpoint"])
+    if overrides.get("data"):
+        config.data = [str(p) for p in overrides["data"]]
+    if overrides.get("frames") is not None:
+        config.frames = overrides["frames"]
+    if overrides.get("from_scratch"):
+        config.from_scratch = True
+    if overrides.get("freeze") is not None:
+        freeze = overrides["freeze"]
+        config.adapter.freeze = int(freeze) if str(freeze).isdigit() else freeze
+    if overrides.get("epochs") is not None:
+        config.train.epochs = overrides["epochs"]
+    if overrides.get("seed") is not None:
+        config.train.seed = overrides["seed"]
+    return config
+
+
+@dataclass
+class RealData:
+    """Training and validation frame sets for one label list, and where they came from."""
+
+    train: Any
+    val: Any
+    trained_on: dict[str, Any]
+
+
+def open_real_data(
+    config: FinetuneConfig, outputs: list[str], preprocessing, *, progress: bool = True
+) -> RealData:
+    """Read `config.data`, split by time blocks, subsample, and build the frame datasets."""
+    from sim2real.transfer.datasets import DrivingDataset, open_records
+    from sim2real.transfer.splits import subsample, time_block_split
+
+    if not config.data:
+        raise ValueError("no real data given: pass at least one tub path (--data)")
+    for path in config.data:
+        if not Path(path).expanduser().exists():
+            raise FileNotFoundError(f"real data {path}: no such file or folder")
+    record_set = open_records(config.data)
+    counts = {name: sum(name in r.labels for r in record_set.records) for name in outputs}
+    missing = [name for name, n in counts.items() if n == 0]
+    if missing:
+        raise ValueError(
+            f"{', '.join(config.data)}: no record has label(s) {missing}; labels present: "
+            f"{record_set.label_names}; set adapter.outputs to labels the data has"
+        )
+    split = time_block_split(
+        record_set.records,
+        config.val_fraction,
+        test_fraction=config.test_fraction,
+        gap=config.split_gap,
+    )
+    train, val = split.train, split.val
+    seed = config.train.seed
+    if config.frames is not None:
+        if config.frames > len(train):
+            log.warning(
+                "asked for %d frames, the training part has %d: using all",
+                config.frames,
+                len(train),
+            )
+        train = subsample(train, config.frames, seed)
+        # keep the validation block in proportion to the training frames a user would have
+        train_share = 1.0 - config.val_fraction - config.test_fraction
+        n_val = max(20, round(config.frames * config.val_fraction / train_share))
+        val = subsample(val, n_val, seed + 1) if n_val < len(val) else val
+    if len(train) < 2:
+        raise ValueError(f"{', '.join(config.data)}: only {len(train)} training frame(s)")
+    if not val:
+        raise ValueError(f"{', '.join(config.data)}: too few records for a validation block")
+    cache_dir = Path(config.cache_dir) if config.cache_dir else None
+    train_set, val_set = (
+        DrivingDataset(part, preprocessing, outputs, cache_dir, progress=progress)
+        for part in (train, val)
+    )
+    trained_on = {
+        "paths": [str(Path(p).expanduser().resolve()) for p in config.data],
+        "frames": {"train": len(train), "val": len(val), "test_held_out": len(split.test)},
+        "split": {
+            "kind": "time_block",
+            "val_fraction": config.val_fraction,
+            "test_fraction": config.test_fraction,
+            "gap": config.split_gap,
+            "subsample_frames": config.frames,
+            "subsample_seed": seed,
+        },
+        "label_counts": counts,
+        "read_report": record_set.report.to_dict(),
+    }
+    return RealData(train=train_set, val=val_set, trained_on=trained_on)
+
+
+def _digest(tensor: torch.Tensor) -> str:
+    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def frozen_digests(model: torch.nn.Module) -> dict[str, str]:
+    """sha256 of every parameter that does not require grad, by name."""
+    return {n: _digest(p) for n, p in model.named_parameters() if not p.requires_grad}
+
+
+def _mirror(images: torch.Tensor, targets: torch.Tensor, names: list[str], labels) -> tuple:
+    sign = torch.tensor([-1.0 if n in labels else 1.0 for n in names])
+    return images.flip(3), targets * sign
+
+
+@torch.no_grad()
+def encode(model: DrivingNet, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Encoder features (N, feature_dim) float32 of uint8 images (N, 3, H, W), eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    chunks = [
+        model.features(images[i : i + batch_size].to(device).float() / 255.0).cpu()
+        for i in range(0, images.shape[0], batch_size)
+    ]
+    return torch.cat(chunks)
+
+
+def fit_head_on_features(model: DrivingNet, train_set, val_set, config: TrainConfig) -> FitResult:
+    """Train `model.head` only, on encoder features computed once (every stage frozen).
+
+    Mirrored frames (steering and other signed labels negated) are added when the config's
+    augmentation mirrors; AdamW over the head's parameters, the masked MSE of `fit`, early
+    stopping on the validation loss with the best head restored. Deterministic per seed.
+    """
+    started = time.perf_counter()
+    names = list(model.spec.outputs)
+    unknown = sorted(set(config.loss_weights) - set(names))
+    if unknown:
+        raise ValueError(f"loss_weights names {unknown}, which are not outputs {names}")
+    weights = torch.tensor([float(config.loss_weights.get(n, 1.0)) for n in names])
+    images, targets = dataset_tensors(train_set)
+    val_images, val_targets = dataset_tensors(val_set)
+    aug = config.augment
+    feats, ys = [encode(model, images)], [targets]
+    if aug.enabled and aug.flip_prob > 0:
+        m_images, m_targets = _mirror(images, targets, names, aug.mirrored_labels)
+        feats.append(encode(model, m_images))
+        ys.append(m_targets)
+    x, y = torch.cat(feats), torch.cat(ys)
+    val_x = encode(model, val_images)
+    head = model.head
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    best = (math.inf, 0, {k: v.clone() for k, v in head.state_dict().items()})
+    history: list[dict[str, Any]] = []
+    bad = 0
+    stopped = False
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + 1)  # dropout
+        bar = tqdm(
+            range(config.epochs), desc="head on cached features", disable=not config.progress
+        )
+        for epoch in bar:
+            t0 = time.perf_counter()
+            head.train()
+            order = torch.randperm(x.shape[0], generator=generator)
+            total = 0.0
+            for i in range(0, x.shape[0], config.batch_size):
+                idx = order[i : i + config.batch_size]
+                loss = masked_loss(head(x[idx]), y[idx], weights)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(idx)
+            head.eval()
+            with torch.no_grad():
+                val_loss = float(masked_loss(head(val_x), val_targets, weights))
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": total / x.shape[0],
+                    "val_loss": val_loss,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            bar.set_postfix(val=f"{val_loss:.4f}")
+            if val_loss < best[0] - config.min_delta:
+                best = (val_loss, epoch + 1, {k: v.clone() for k, v in head.state_dict().items()})
+                bad = 0
+            else:
+                bad += 1
+                if config.patience and bad >= config.patience:
+                    stopped = True
+                    break
+    head.load_state_dict(best[2])
+    model.eval()
+    device = next(model.parameters()).device
+    _, metrics = evaluate_loss(model, val_images, val_targets, names, weights.to(device), device)
+    return FitResult(
+        best_epoch=best[1],
+        best_val_loss=best[0],
+        epochs_run=len(history),
+        stopped_early=stopped,
+        val_metrics=metrics,
+        history=history,
+        seconds=time.perf_counter() - started,
+    )
+
+
+@dataclass
+class FinetuneResult:
+    """The checkpoint written and how training went (one FitResult per phase)."""
+
+    out_dir: Path
+    card: ModelCard
+    fits: list[FitResult]
+    frozen: list[str]
+    cached_features: bool
+    seconds: float
+
+
+def check_out_dir(out_dir: Path, config: FinetuneConfig, resume: bool) -> None:
+    """Refuse to overwrite a run in `out_dir` unless resuming it with the same config."""
+    started = (out_dir / CARD_FILE).is_file() or any(out_dir.glob(f"**/{RESUME_FILE}"))
+    if started and not resume:
+        raise ValueError(
+            f"{out_dir} already holds a fine-tuning run; resume it (--resume) or choose "
+            "another out dir"
+        )
+    saved_path = out_dir / "config.yaml"
+    if resume and started and saved_path.is_file():
+        try:
+            saved = load_config(FinetuneConfig, saved_path)
+        except ConfigError as exc:
+            raise ValueError(f"cannot resume: {exc}") from None
+        ignore = {"train": {"epochs", "progress", "tensorboard", "device"}}
+        if saved.model_dump(exclude=ignore) != config.model_dump(exclude=ignore):
+            raise ValueError(
+                f"cannot resume {out_dir}: its config.yaml differs from this run's config "
+                "(only train.epochs may change)"
+            )
+
+
+def build_model(config: FinetuneConfig) -> tuple[DrivingNet, ModelCard]:
+    """(network ready to adapt, parent card): re-headed pretrained, or fresh for scratch."""
+    if config.checkpoint is None:
+        raise ValueError("no checkpoint given (--checkpoint): it names the architecture too")
+    parent, card = load_checkpoint(config.checkpoint)
+    outputs = config.adapter.outputs
+    if config.from_scratch:
+        spec = type(parent.spec).model_validate({**parent.spec.model_dump(), "outputs": outputs})
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.train.seed)
+            return DrivingNet(spec), card
+    return reheaded(parent, outputs, config.adapter.heads, seed=config.train.seed), card
+
+
+def finetune(
+    config: FinetuneConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    data: RealData | None = None,
+) -> FinetuneResult:
+    """Adapt `config.checkpoint` to `config.data` and write a checkpoint to `out_dir`.
+
+    `data` (train/val datasets for the adapter's outputs) may be passed in to skip reading.
+    """
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir, config, resume)
+    model, parent_card = build_model(config)
+    adapter = config.adapter
+    if data is None:
+        data = open_real_data(
+            config, adapter.outputs, model.spec.preprocessing, progress=config.train.progress
+        )
+    describe_run(out_dir, config)
+
+    if config.from_scratch:
+        frozen: list[str] = []
+        phases: list[list[str]] = [[]]
+    else:
+        if adapter.bn == "adabn":
+            adabn(model, data.train.images)
+        frozen = apply_freezing(model, adapter)
+        phases = unfreeze_phases(frozen, adapter)
+    all_frozen = set(frozen) == set(find_encoder(model).stage_names)
+    cached = config.cache_features and all_frozen and adapter.bn != "train" and len(phases) == 1
+    before = frozen_digests(model)
+    fits: list[FitResult] = []
+    if cached:
+        fits.append(fit_head_on_features(model, data.train, data.val, config.train))
+    else:
+        epochs = [config.train.epochs, *adapter.unfreeze_epochs]
+        for i, (unfreeze, n_epochs) in enumerate(zip(phases, epochs, strict=True)):
+            if unfreeze:
+                unfreeze_stages(model, unfreeze)
+            train = config.train.model_copy(update={"epochs": n_epochs})
+            groups = param_groups(model, train.lr, adapter.lr_decay)
+            phase_dir = out_dir if len(phases) == 1 else out_dir / f"phase{i + 1}"
+            fits.append(
+                fit(
+                    model,
+                    data.train,
+                    data.val,
+                    train,
+                    phase_dir,
+                    param_groups=groups,
+                    resume=resume,
+                )
+            )
+    still_frozen = frozen_digests(model)
+    changed = [n for n, d in still_frozen.items() if n in before and before[n] != d]
+    if changed:  # a bug in the adapter or in fit, never a user error
+        raise RuntimeError(f"frozen parameters changed during fine-tuning: {changed[:5]}")
+
+    last = fits[-1]
+    seconds = time.perf_counter() - started
+    step = {
+        "step": "finetune_from_scratch" if config.from_scratch else "finetune",
+        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "parent": str(Path(config.checkpoint).expanduser().resolve()),
+        "adapter": adapter.model_dump(mode="json"),
+        "frozen_stages": frozen,
+        "cached_features": cached,
+        "train": config.train.model_dump(mode="json"),
+        "phases": [
+            {
+                "unfreeze": unfreeze,
+                "epochs_run": f.epochs_run,
+                "best_epoch": f.best_epoch,
+                "seconds": f.seconds,
+            }
+            for unfreeze, f in zip(phases, fits, strict=False)
+        ],
+        "data": data.trained_on,
+        "seconds": seconds,
+    }
+    history = [] if config.from_scratch else list(parent_card.history)
+    card = ModelCard(
+        kind=parent_card.kind,
+        spec=model.spec,
+        trained_on={**data.trained_on, "parent_checkpoint": step["parent"]},
+        randomization=None if config.from_scratch else parent_card.randomization,
+        metrics={
+            "val": last.val_metrics,
+            "best_val_loss": last.best_val_loss,
+            "best_epoch": last.best_epoch,
+            "epochs_run": sum(f.epochs_run for f in fits),
+            "stopped_early": last.stopped_early,
+        },
+        code_version=code_version(),
+        history=[*history, step],
+    )
+    model.eval()
+    save_checkpoint(out_dir, model, card)
+    return FinetuneResult(out_dir, card, fits, frozen, cached, seconds)
