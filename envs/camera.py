@@ -138,6 +138,10 @@ class Renderer:
         room = atlas.room
         self._lo = np.array([[room.xmin], [room.ymin], [0.0]], np.float32)
         self._hi = np.array([[room.xmax], [room.ymax], [1e4]], np.float32)  # no ceiling plane
+        n = lens.height * lens.width
+        self._buf = {k: np.empty((3, n), np.float32) for k in ("d", "inv", "a", "b")}
+        self._buf.update({k: np.empty(n, np.float32) for k in ("t", "mx", "my", "tmp")})
+        self._buf["on"] = np.empty(n, np.float32)
         self._proj = p.computeProjectionMatrixFOV(
             lens.pinhole_vfov_deg, lens.pinhole_size[1] / lens.pinhole_size[0], 0.02, 100.0
         )
@@ -160,23 +164,41 @@ class Renderer:
         return image
 
     def _room_pass(self, c: np.ndarray, rot: np.ndarray) -> np.ndarray:
-        lens, atlas, room = self.lens, self.atlas, self.atlas.room
-        d = rot.astype(np.float32) @ lens.rays  # (3, N) world ray directions
+        """The room (floor and walls) from camera position `c` (3,) m, rotation `rot` (3, 3):
+        ray-box exit points mapped into the box-net atlas, sampled by one remap. Works in
+        preallocated float32 buffers: this runs every step."""
+        lens, atlas, room, buf = self.lens, self.atlas, self.atlas.room, self._buf
+        d, inv, a, b = buf["d"], buf["inv"], buf["a"], buf["b"]
+        t, mx, my, tmp = buf["t"], buf["mx"], buf["my"], buf["tmp"]
+        on = buf["on"]
+        np.matmul(rot.astype(np.float32), lens.rays, out=d)  # (3, N) world ray directions
         c32 = np.asarray(c, np.float32)[:, None]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            inv = 1.0 / d
-            # the camera is inside the box: the exit distance per axis is the positive root
-            tt = np.maximum((self._hi - c32) * inv, (self._lo - c32) * inv)
-        t = tt.min(axis=0)
-        h = c32 + d * t
-        on_x = tt[0] == t
-        on_y = tt[1] == t
-        hz = h[2] * (1.0 / atlas.wall_texel)
-        inv_ft = 1.0 / atlas.floor_texel
-        mx = h[0] * inv_ft + (atlas.wall_px - room.xmin * inv_ft)
-        mx += np.copysign(hz, d[0]) * on_x
-        my = h[1] * -inv_ft + (atlas.wall_px + room.ymax * inv_ft)
-        my -= np.copysign(hz, d[1]) * on_y
+            np.reciprocal(d, out=inv)
+            # the camera is inside the box: per axis, the exit distance is the positive root
+            np.multiply(inv, self._hi - c32, out=a)
+            np.multiply(inv, self._lo - c32, out=b)
+            np.maximum(a, b, out=a)
+        np.min(a, axis=0, out=t)
+        np.multiply(d, t, out=b)
+        b += c32  # b = exit points (3, N) m
+        inv_ft = np.float32(1.0 / atlas.floor_texel)
+        inv_wt = np.float32(1.0 / atlas.wall_texel)
+        b[2] *= inv_wt  # height above the floor in wall texels
+        # u = wall_px + (x - xmin) / ft, plus height on the x walls (outward)
+        np.multiply(b[0], inv_ft, out=mx)
+        mx += np.float32(atlas.wall_px - room.xmin * inv_ft)
+        np.equal(a[0], t, out=on)
+        np.copysign(b[2], d[0], out=tmp)
+        tmp *= on
+        mx += tmp
+        # v = wall_px + (ymax - y) / ft, plus height on the y walls (outward)
+        np.multiply(b[1], -inv_ft, out=my)
+        my += np.float32(atlas.wall_px + room.ymax * inv_ft)
+        np.equal(a[1], t, out=on)
+        np.copysign(b[2], d[1], out=tmp)
+        tmp *= on
+        my -= tmp
         shape = (lens.height, lens.width)
         return cv2.remap(
             atlas.image,
