@@ -1,0 +1,77 @@
+"""`sim2real evaluate`: how well a checkpoint drives, offline on recorded frames.
+
+The command has one branch per kind of evaluation: offline on recorded real data (now), and
+closed-loop in the simulator (``--sim``, to be added in `_closed_loop`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sim2real.experiments.cli import UserError
+
+
+def _offline(args: argparse.Namespace) -> int:
+    from sim2real.common.io import atomic_write_json
+    from sim2real.transfer.evaluate import evaluate_offline, format_table
+
+    if not args.data:
+        raise UserError("offline evaluation needs recorded frames: pass --data REAL...")
+    evaluation = evaluate_offline(
+        args.checkpoint,
+        args.data,
+        split=args.split,
+        n_boot=args.n_boot,
+        block_length=args.block_length,
+        seed=args.seed,
+    )
+    print(
+        f"{evaluation.info['architecture']} ({evaluation.info['kind']}) on {evaluation.n_frames} "
+        f"frames, split {args.split}; intervals: moving-block bootstrap, "
+        f"{args.block_length}-frame blocks, {args.n_boot} resamples"
+    )
+    if evaluation.info["overlaps_training_data"] and args.split == "all":
+        print("note: this data includes frames the checkpoint was trained on")
+    print(format_table(evaluation))
+    if args.json:
+        atomic_write_json(args.json, evaluation.to_json())
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _closed_loop(args: argparse.Namespace) -> int:
+    # Closed-loop evaluation in the simulator goes here (sim2real.agents.closed_loop).
+    raise UserError("closed-loop evaluation not available yet")
+
+
+def handler(args: argparse.Namespace) -> int:
+    if args.sim:
+        return _closed_loop(args)
+    return _offline(args)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint on recorded real frames",
+        description="Offline driving metrics on recorded frames (steering MAE, RMSE, R^2, "
+        "Pearson r, sign agreement on turns, throttle MAE) with moving-block bootstrap 95% "
+        "intervals, raw and scale-calibrated. --split test scores only the held-out last "
+        "block of each recording (as fine-tuning cut it).",
+    )
+    parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint folder")
+    parser.add_argument("--data", nargs="+", metavar="REAL", help="real tub(s) or CSV folders")
+    parser.add_argument("--json", type=Path, help="write the metrics to this JSON file")
+    parser.add_argument(
+        "--split", choices=["test", "all"], default="test", help="frames scored (default test)"
+    )
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (1000)")
+    parser.add_argument(
+        "--block-length", type=int, default=20, help="bootstrap block, frames (20 = 1 s)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument(
+        "--sim", action="store_true", help="closed-loop evaluation in the simulator"
+    )
+    parser.set_defaults(func=handler)

@@ -1,0 +1,89 @@
+"""Offline evaluation on the shipped real sample: the right frames, the right numbers."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sim2real.agents.checkpoint import ModelCard, save_checkpoint
+from sim2real.agents.model import DrivingNet, ModelSpec
+from sim2real.experiments.cli import main
+from sim2real.transfer.datasets import open_records
+from sim2real.transfer.evaluate import evaluate_offline, format_table
+from sim2real.transfer.export import load_frames
+from sim2real.transfer.sample_data import sample_path
+from sim2real.transfer.splits import time_block_split
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpt")
+    spec = ModelSpec(outputs=["user/throttle", "user/angle"], hidden=8)
+    torch.manual_seed(3)
+    save_checkpoint(folder, DrivingNet(spec), ModelCard(spec=spec))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIM2REAL_CACHE", str(tmp_path / "cache"))
+
+
+def test_test_split_scores_the_last_block_with_hand_checked_metrics(checkpoint):
+    ev = evaluate_offline(checkpoint, [sample_path()], n_boot=100, progress=False)
+    records = open_records([sample_path()]).records
+    parts = time_block_split(records, 0.15, test_fraction=0.2, gap=20)
+    test = parts.test
+    assert ev.n_frames == len(test) == 200
+    # recompute steering MAE by hand: cv2 preprocessing, the network, the labels
+    from sim2real.agents.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(checkpoint)
+    frames = load_frames([r.image_path for r in test])
+    x = np.stack([model.spec.preprocessing.apply(f).transpose(2, 0, 1) for f in frames])
+    with torch.no_grad():
+        pred = model(torch.from_numpy(x).float() / 255.0)[:, 1].double().numpy()
+    truth = np.array([r.labels["user/angle"] for r in test])
+    assert ev.metrics["steering_mae"].value == pytest.approx(np.abs(pred - truth).mean(), abs=1e-6)
+    for key, interval in ev.metrics.items():
+        assert interval.low <= interval.value <= interval.high, key
+    assert "throttle_mae" in ev.metrics
+    # an affine calibration keeps |Pearson r| and, fitted elsewhere, need not reach R^2 >= 0
+    raw_r, cal_r = ev.metrics["steering_pearson_r"].value, ev.calibrated["steering_pearson_r"].value
+    assert abs(cal_r) == pytest.approx(abs(raw_r), abs=1e-9)
+    assert ev.n_calibration_frames == len(
+        time_block_split(records, 0.15, test_fraction=0.2, gap=20).val
+    )
+    table = format_table(ev)
+    assert "steering_mae" in table and "scale-calibrated" in table
+
+
+def test_split_all_cross_fits_the_calibration(checkpoint):
+    ev = evaluate_offline(checkpoint, [sample_path()], split="all", n_boot=0, progress=False)
+    assert ev.n_frames == 1000
+    assert ev.info["calibrated_on"].startswith("the other half")
+    assert np.isnan(ev.metrics["steering_mae"].low)  # n_boot=0: no interval
+
+
+def test_evaluate_command_writes_json_and_refuses_sim(checkpoint, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(sample_path())]
+    assert main([*args, "--json", str(out), "--n-boot", "50"]) == 0
+    report = json.loads(out.read_text())
+    assert report["n_frames"] == 200 and report["split"] == "test"
+    assert set(report["metrics"]["steering_r2"]) == {"value", "low", "high"}
+    assert "steering_sign_agreement" in capsys.readouterr().out
+    assert main([*args, "--sim"]) == 2
+    assert "closed-loop evaluation not available yet" in capsys.readouterr().err
+
+
+def test_clear_errors(tmp_path, checkpoint, capsys):
+    spec = ModelSpec(outputs=["sim/cte"], hidden=8)
+    save_checkpoint(tmp_path / "cte", DrivingNet(spec), ModelCard(spec=spec))
+    with pytest.raises(ValueError, match="not steering"):
+        evaluate_offline(tmp_path / "cte", [sample_path()], progress=False)
+    with pytest.raises(FileNotFoundError):
+        evaluate_offline(tmp_path / "missing", [sample_path()])
+    assert main(["evaluate", "--checkpoint", str(checkpoint)]) == 2
+    assert "--data" in capsys.readouterr().err

@@ -1,0 +1,217 @@
+"""Offline evaluation of a checkpoint on recorded real frames, with honest intervals.
+
+`evaluate_offline` runs the network over a time block of the recording and reports the
+metrics of `sim2real.transfer.metrics` (moving-block bootstrap 95% intervals), raw and
+scale-calibrated. Which frames:
+
+- ``split="test"`` (default): the last block of every recording, cut exactly as
+  `sim2real.transfer.finetune` cut it (the split fractions are read from the checkpoint's
+  card when it was fine-tuned, else the fine-tuning defaults), so no frame the network trained
+  or early-stopped on is scored. The calibration (truth ~ a * prediction + b) is fitted on
+  the validation block before it.
+- ``split="all"``: every usable frame (e.g. zero-shot on data the network never saw); the
+  calibration is cross-fitted: fitted on the first half of each recording and applied to the
+  second, and the other way round, so no frame calibrates itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from sim2real.agents.checkpoint import ModelCard, load_checkpoint
+from sim2real.agents.model import STEERING, THROTTLE, DrivingNet
+from sim2real.transfer.metrics import (
+    DEFAULT_BLOCK_LENGTH,
+    AffineCalibration,
+    Interval,
+    driving_metrics,
+)
+
+DEFAULT_SPLIT = {"val_fraction": 0.15, "test_fraction": 0.2, "gap": 20}
+"""the fine-tuning defaults, used when a card does not say how its data was split"""
+
+
+@torch.no_grad()
+def predict(model: DrivingNet, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Predictions (N, len(outputs)) float64 for uint8 images (N, 3, H, W), eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [
+        model(images[i : i + batch_size].to(device).float() / 255.0).double().cpu()
+        for i in range(0, images.shape[0], batch_size)
+    ]
+    return torch.cat(out).numpy() if out else np.zeros((0, len(model.spec.outputs)))
+
+
+def split_settings(card: ModelCard) -> dict[str, float]:
+    """val_fraction, test_fraction and gap of the card's fine-tuning split (or the defaults)."""
+    split = card.trained_on.get("split") if isinstance(card.trained_on, dict) else None
+    if isinstance(split, dict) and "test_fraction" in split:
+        return {k: split.get(k, v) for k, v in DEFAULT_SPLIT.items()}
+    return dict(DEFAULT_SPLIT)
+
+
+@dataclass
+class Evaluation:
+    """Offline metrics of one checkpoint on one set of frames."""
+
+    metrics: dict[str, Interval]
+    calibrated: dict[str, Interval]
+    calibration: dict[str, AffineCalibration]
+    n_frames: int
+    n_calibration_frames: int
+    info: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.info,
+            "n_frames": self.n_frames,
+            "metrics": {k: v.as_dict() for k, v in self.metrics.items()},
+            "calibrated": {
+                "note": "truth ~ slope * prediction + intercept, fitted on "
+                + self.info["calibrated_on"],
+                "n_calibration_frames": self.n_calibration_frames,
+                "fit": {k: v.as_dict() for k, v in self.calibration.items()},
+                "metrics": {k: v.as_dict() for k, v in self.calibrated.items()},
+            },
+        }
+
+
+def _labels(model: DrivingNet) -> list[str]:
+    if STEERING not in model.spec.outputs:
+        raise ValueError(
+            f"the network predicts {model.spec.outputs}, not steering ({STEERING!r}): "
+            "offline driving metrics need a steering output"
+        )
+    return [name for name in (STEERING, THROTTLE) if name in model.spec.outputs]
+
+
+def _halves(records) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (first half, second half) of every (source, session) stream."""
+    first = np.zeros(len(records), bool)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, record in enumerate(records):
+        groups.setdefault((record.source, record.session), []).append(i)
+    for idx in groups.values():
+        first[idx[: len(idx) // 2]] = True
+    return first, ~first
+
+
+def evaluate_offline(
+    checkpoint: str | Path,
+    data: list[str | Path],
+    *,
+    split: Literal["test", "all"] = "test",
+    n_boot: int = 1000,
+    block_length: int = DEFAULT_BLOCK_LENGTH,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Metrics with block-bootstrap intervals of `checkpoint` on the real frames of `data`."""
+    from sim2real.transfer.datasets import DrivingDataset, open_records
+    from sim2real.transfer.splits import time_block_split
+
+    if split not in ("test", "all"):
+        raise ValueError(f"split must be 'test' or 'all', got {split!r}")
+    if not data:
+        raise ValueError("no data given: pass at least one tub path (--data)")
+    model, card = load_checkpoint(checkpoint)
+    labels = _labels(model)
+    record_set = open_records([str(p) for p in data])
+    records = record_set.records
+    settings = split_settings(card)
+    if split == "test":
+        parts = time_block_split(
+            records,
+            settings["val_fraction"],
+            test_fraction=settings["test_fraction"],
+            gap=int(settings["gap"]),
+        )
+        if not parts.test:
+            raise ValueError(
+                f"test_fraction {settings['test_fraction']} leaves no test block; use --split all"
+            )
+        eval_records, calib_records = parts.test, parts.val
+        calibrated_on = f"the validation block before the test block ({len(calib_records)} frames)"
+    else:
+        eval_records, calib_records = records, []
+        calibrated_on = "the other half of each recording (cross-fitted)"
+    cache = Path(cache_dir) if cache_dir else None
+    pre = model.spec.preprocessing
+
+    def run(part):
+        dataset = DrivingDataset(part, pre, labels, cache, progress=progress)
+        preds = predict(model, dataset.images)
+        cols = [model.output_index(name) for name in labels]
+        pred = {name: preds[:, c] for name, c in zip(labels, cols, strict=True)}
+        truth = {name: dataset.targets[:, j].double().numpy() for j, name in enumerate(labels)}
+        return pred, truth
+
+    pred, truth = run(eval_records)
+    generator = np.random.default_rng(seed)
+    kwargs = {"n_boot": n_boot, "block_length": block_length, "generator": generator}
+    metrics = driving_metrics(pred, truth, **kwargs)
+    calibration: dict[str, AffineCalibration] = {}
+    calibrated_pred: dict[str, np.ndarray] = {}
+    if split == "test":
+        if not calib_records:
+            raise ValueError("no validation block to calibrate on (val_fraction is 0)")
+        c_pred, c_truth = run(calib_records)
+        for name in labels:
+            if np.isfinite(c_truth[name]).any():
+                calibration[name] = AffineCalibration.fit(c_pred[name], c_truth[name])
+                calibrated_pred[name] = calibration[name].apply(pred[name])
+    else:
+        first, second = _halves(eval_records)
+        for name in labels:
+            out = np.empty_like(pred[name])
+            for fit_mask, apply_mask in ((first, second), (second, first)):
+                cal = AffineCalibration.fit(pred[name][fit_mask], truth[name][fit_mask])
+                out[apply_mask] = cal.apply(pred[name][apply_mask])
+            calibration[name] = AffineCalibration.fit(pred[name], truth[name])  # reported only
+            calibrated_pred[name] = out
+        calib_records = eval_records
+    calibrated = driving_metrics(calibrated_pred, {k: truth[k] for k in calibrated_pred}, **kwargs)
+    trained_paths = set(card.trained_on.get("paths", [])) if card.trained_on else set()
+    data_paths = [str(Path(p).expanduser().resolve()) for p in data]
+    info = {
+        "checkpoint": str(Path(checkpoint).expanduser().resolve()),
+        "kind": card.kind,
+        "architecture": card.spec.architecture,
+        "outputs": card.spec.outputs,
+        "data": data_paths,
+        "split": split,
+        "split_settings": settings,
+        "overlaps_training_data": bool(trained_paths & set(data_paths)),
+        "block_length": block_length,
+        "n_boot": n_boot,
+        "seed": seed,
+        "calibrated_on": calibrated_on,
+        "read_report": record_set.report.to_dict(),
+    }
+    return Evaluation(metrics, calibrated, calibration, len(eval_records), len(calib_records), info)
+
+
+def format_table(evaluation: Evaluation) -> str:
+    """A terminal table: metric, raw value [95% interval], calibrated value [95% interval]."""
+
+    def cell(interval: Interval | None) -> str:
+        if interval is None or not np.isfinite(interval.value):
+            return "-"
+        if not np.isfinite(interval.low):
+            return f"{interval.value:.3f}"
+        return f"{interval.value:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
+
+    rows = [("metric", "raw [95% CI]", "scale-calibrated [95% CI]")]
+    for name, interval in evaluation.metrics.items():
+        rows.append((name, cell(interval), cell(evaluation.calibrated.get(name))))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
