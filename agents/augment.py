@@ -98,12 +98,17 @@ def _photometric(x: torch.Tensor, config: Augmentation, generator: torch.Generat
     eye = torch.eye(3).expand(n, 3, 3)
     m_sat = sat.view(n, 1, 1) * eye + (1.0 - sat).view(n, 1, 1) * luma.view(1, 1, 3)
     matrix = gain.view(n, 3, 1) * contrast.view(n, 1, 1) * m_sat
-    flat = x.reshape(n, 3, h * w)
-    mean_sat = torch.bmm(m_sat.to(x.device), flat.mean(dim=2, keepdim=True))  # (n, 3, 1)
+    channel_mean = x.mean(dim=(2, 3)).unsqueeze(2)  # (n, 3, 1)
+    mean_sat = torch.bmm(m_sat.to(x.device), channel_mean)  # (n, 3, 1)
     mean_luma = mean_sat.mean(dim=1, keepdim=True)  # one mean per frame: contrast keeps hue
     offset = gain.to(x.device).view(n, 3, 1) * (1.0 - contrast.to(x.device)).view(n, 1, 1)
-    offset = offset * mean_luma + bright.to(x.device).view(n, 1, 1)
-    return torch.baddbmm(offset, matrix.to(x.device), flat).view(n, 3, h, w)
+    offset = (offset * mean_luma + bright.to(x.device).view(n, 1, 1)).view(n, 3, 1, 1)
+    matrix = matrix.to(x.device).view(n, 3, 3, 1, 1)
+    # Three broadcast multiply-adds: a batched 3x3 matmul over pixels is slower on CPU.
+    out = offset + matrix[:, :, 0] * x[:, 0:1]
+    out += matrix[:, :, 1] * x[:, 1:2]
+    out += matrix[:, :, 2] * x[:, 2:3]
+    return out
 
 
 def _blur(x: torch.Tensor, config: Augmentation, generator: torch.Generator) -> torch.Tensor:

@@ -40,7 +40,7 @@ RESUME_FILE = "resume.pt"
 class TrainConfig(StrictModel):
     """How `fit` trains; saved with every run."""
 
-    epochs: int = Field(8, ge=1)
+    epochs: int = Field(6, ge=1)
     """maximum number of passes over the training set"""
     batch_size: int = Field(128, ge=2)
     lr: float = Field(1e-3, gt=0.0)
