@@ -284,14 +284,15 @@ def load_images(
     model: DrivingNet,
     *,
     max_frames: int | None,
-    seed: int,
+    seed: int | Sequence[int],
     cache_dir: Path | None = None,
     progress: bool = True,
 ) -> tuple[torch.Tensor, int]:
     """Up to `max_frames` frames of the datasets at `paths`, preprocessed for `model`.
 
     Returns ((n, 3, H, W) uint8 in time order, number of usable records in the datasets).
-    Records are drawn before decoding, so a large dataset costs only the frames used.
+    Records are drawn (with `np.random.default_rng(seed)`) before decoding, so a large
+    dataset costs only the frames used.
     """
     from sim2real.transfer.datasets import DrivingDataset, open_records
 
@@ -337,14 +338,26 @@ def measure_gap(
     """Read sim and real datasets, measure `domain_gap` and recommend a freeze depth.
 
     `n_real` is the number of real frames the user will fine-tune on (default: every usable
-    record under `real_paths`). Returns a JSON-ready dict with "stages" (one entry per
-    encoder stage, from the input), "recommendation", "frames" and the inputs.
+    record under `real_paths`). Sim and real frames are drawn with independent streams of
+    `seed`, so one dataset passed as both gives two different samples of it. Returns a
+    JSON-ready dict with "stages" (one entry per encoder stage, from the input),
+    "recommendation", "frames" and the inputs.
     """
     sim_images, sim_total = load_images(
-        sim_paths, model, max_frames=max_frames, seed=seed, cache_dir=cache_dir, progress=progress
+        sim_paths,
+        model,
+        max_frames=max_frames,
+        seed=[seed, 0],
+        cache_dir=cache_dir,
+        progress=progress,
     )
     real_images, real_total = load_images(
-        real_paths, model, max_frames=max_frames, seed=seed, cache_dir=cache_dir, progress=progress
+        real_paths,
+        model,
+        max_frames=max_frames,
+        seed=[seed, 1],
+        cache_dir=cache_dir,
+        progress=progress,
     )
     gap = domain_gap(
         model, sim_images, real_images, max_frames=max_frames, seed=seed, reference=reference

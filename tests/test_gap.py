@@ -14,6 +14,7 @@ from sim2real.experiments.domain_gap import (
     FreezeRule,
     domain_gap,
     format_gap_table,
+    measure_gap,
     pick_indices,
     random_model,
     recommend_freeze,
@@ -177,6 +178,17 @@ def test_cli_gap_with_checkpoint_and_reference(sim_tub, tmp_path, capsys):
     for entry in result["stages"].values():
         assert entry["cka_vs_reference"] == pytest.approx(1.0, abs=1e-9)
     assert "CKA(ref)" in capsys.readouterr().out
+
+
+def test_real_vs_itself_is_closer_than_sim_vs_real(sim_tub, model, tmp_path):
+    sample, cache = sample_path(), tmp_path / "cache"
+    kwargs = {"max_frames": 40, "seed": 0, "cache_dir": cache, "progress": False}
+    itself = measure_gap(model, [sample], [sample], **kwargs)
+    across = measure_gap(model, [sim_tub], [sample], **kwargs)
+    for name in model.encoder.stage_names:
+        # two independent draws of the same recording, not the same frames twice
+        assert itself["stages"][name]["frechet"] > 0
+        assert itself["stages"][name]["mmd2"] < across["stages"][name]["mmd2"]
 
 
 def test_cli_gap_reports_user_errors(tmp_path, capsys):
