@@ -6,7 +6,12 @@ import torch
 import yaml
 
 from sim2real.agents.checkpoint import load_checkpoint
-from sim2real.agents.pretrain import PretrainConfig, find_randomization
+from sim2real.agents.pretrain import (
+    DEFAULT_OUTPUTS,
+    PretrainConfig,
+    find_randomization,
+    load_pretrain_config,
+)
 from sim2real.experiments.cli import main
 from sim2real.experiments.commands.pretrain import run_pretrain
 from sim2real.transfer.tub import TubWriter
@@ -132,3 +137,16 @@ def test_find_randomization_prefers_the_resolved_spec_in_the_tub_folder(tmp_path
     found = find_randomization([str(tub)])[str(tub)]
     assert found["spec"] == {"floor": {"hue": [0, 1]}}
     assert found["strength"] == 0.5
+
+
+def test_print_config_round_trips_through_config(tmp_path, capsys):
+    args = ["pretrain", "--print-config", "--epochs", "4", "--architecture", "resnet_small"]
+    assert main(args) == 0
+    path = tmp_path / "c.yaml"
+    path.write_text(capsys.readouterr().out)
+    config = load_pretrain_config(path)
+    assert config.train.epochs == 4
+    assert config.model.architecture == "resnet_small"
+    assert config.model.outputs == list(DEFAULT_OUTPUTS)
+    assert main(["pretrain", "--config", str(path)]) == 2
+    assert "--out" in capsys.readouterr().err

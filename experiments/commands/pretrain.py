@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import yaml
+
 from sim2real.agents.pretrain import (
     PretrainConfig,
     PretrainData,
@@ -75,6 +77,11 @@ def handler(args: argparse.Namespace) -> int:
         config.model.architecture = args.architecture
     if args.device:
         config.train.device = args.device
+    if args.print_config:
+        print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+        return 0
+    if args.out is None:
+        raise ValueError("--out DIR is required (the checkpoint folder to write)")
     result = run_pretrain(config, args.out, resume=args.resume)
     metrics = result.card.metrics
     frames = result.card.trained_on["frames"]
@@ -99,11 +106,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data", nargs="+", metavar="SIM_TUB", help="sim tub(s) or folders of tubs"
     )
-    parser.add_argument("--out", required=True, type=Path, help="output checkpoint folder")
+    parser.add_argument("--out", type=Path, help="output checkpoint folder (required)")
     parser.add_argument("--config", type=Path, help="YAML PretrainConfig (model, train, ...)")
     parser.add_argument("--epochs", type=int, help="override train.epochs")
     parser.add_argument("--seed", type=int, help="override train.seed")
     parser.add_argument("--architecture", help="override model.architecture")
     parser.add_argument("--device", help="override train.device (auto, cpu, cuda)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config as YAML (a starting point for --config) and exit",
+    )
     parser.set_defaults(func=handler)
