@@ -362,6 +362,7 @@ def measure_gap(
     gap = domain_gap(
         model, sim_images, real_images, max_frames=max_frames, seed=seed, reference=reference
     )
+    rule = rule or FreezeRule()
     advice = recommend_freeze(real_total if n_real is None else n_real, gap, rule)
     return {
         "architecture": model.spec.architecture,
@@ -378,4 +379,5 @@ def measure_gap(
         "pooling": "global average over each stage's spatial dimensions",
         "stages": gap,
         "recommendation": advice.to_dict(),
+        "freeze_rule": rule.model_dump(),
     }

@@ -156,6 +156,7 @@ def test_cli_gap_on_shipped_sample(sim_tub, tmp_path, capsys):
     }
     advice = result["recommendation"]
     assert advice["n_real"] == 1000 and advice["regime"] == "moderate"
+    assert FreezeRule(**result["freeze_rule"]) == FreezeRule()
     assert f"freeze {advice['freeze']} of 5 stages" in printed
     for name, entry in result["stages"].items():
         assert name in printed
