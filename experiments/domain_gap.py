@@ -267,6 +267,11 @@ def format_gap_table(gap: Mapping[str, Mapping[str, float]], advice: FreezeAdvic
         rows.append(row)
     widths = [max(len(r[j]) for r in rows) for j in range(len(header))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines.append(
+        "A-dist: proxy A-distance (0 chance .. 2 separable), dom.err: held-out balanced error "
+        "of a linear domain classifier; Frechet is in each stage's squared activation units "
+        "(compare runs, not stages)"
+    )
     if advice is not None:
         frozen = ", ".join(advice.stages) if advice.stages else "none"
         lines += [
