@@ -25,9 +25,12 @@ def checkpoint(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SIM2REAL_CACHE", str(tmp_path / "cache"))
+@pytest.fixture(autouse=True, scope="module")
+def cache(tmp_path_factory):
+    """One frame cache for the module: frames are decoded once, not once per test."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIM2REAL_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 def test_test_split_scores_the_last_block_with_hand_checked_metrics(checkpoint):

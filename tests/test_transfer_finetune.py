@@ -32,7 +32,18 @@ def parent(tmp_path_factory):
     return folder
 
 
-def config(parent, tmp_path, **changes):
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def tmp_cfg(parent, cache_dir):
+    """config(**changes) for this test, sharing the module's frame cache."""
+    return lambda **changes: config(parent, cache_dir, **changes)
+
+
+def config(parent, cache_dir, **changes):
     train = TrainConfig(
         epochs=2, batch_size=16, patience=0, progress=False, tensorboard=False, num_threads=1
     )
@@ -41,7 +52,7 @@ def config(parent, tmp_path, **changes):
         data=[str(sample_path())],
         frames=64,
         train=train,
-        cache_dir=str(tmp_path / "cache"),
+        cache_dir=str(cache_dir),
     )
     return FinetuneConfig(**{**base, **changes})
 
@@ -50,8 +61,8 @@ def stage_tensors(weights, stages):
     return {k: v for k, v in weights.items() if any(f".{s}." in k for s in stages)}
 
 
-def test_frozen_stages_come_out_bit_identical(parent, tmp_path):
-    cfg = config(parent, tmp_path, adapter=AdapterConfig(freeze=3, bn="adabn", lr_decay=0.5))
+def test_frozen_stages_come_out_bit_identical(parent, tmp_path, tmp_cfg):
+    cfg = tmp_cfg(adapter=AdapterConfig(freeze=3, bn="adabn", lr_decay=0.5))
     result = finetune(cfg, tmp_path / "out")
     assert result.frozen == ["stage1", "stage2", "stage3"] and not result.cached_features
     before, after = read_weights(parent), read_weights(tmp_path / "out")
@@ -81,8 +92,8 @@ def test_frozen_stages_come_out_bit_identical(parent, tmp_path):
     assert (tmp_path / "out" / "config.yaml").is_file()
 
 
-def test_all_frozen_trains_the_head_on_cached_features(parent, tmp_path):
-    cfg = config(parent, tmp_path, adapter=AdapterConfig(freeze="all"))
+def test_all_frozen_trains_the_head_on_cached_features(parent, tmp_path, tmp_cfg):
+    cfg = tmp_cfg(adapter=AdapterConfig(freeze="all"))
     result = finetune(cfg, tmp_path / "out")
     assert result.cached_features
     before, after = read_weights(parent), read_weights(tmp_path / "out")
@@ -94,9 +105,9 @@ def test_all_frozen_trains_the_head_on_cached_features(parent, tmp_path):
     assert result.fits[0].val_metrics["user/angle"]["n"] > 0
 
 
-def test_gradual_unfreezing_runs_phases_and_resume_repeats_nothing(parent, tmp_path):
+def test_gradual_unfreezing_runs_phases_and_resume_repeats_nothing(parent, tmp_path, tmp_cfg):
     adapter = AdapterConfig(freeze=2, unfreeze_epochs=[1])
-    cfg = config(parent, tmp_path, adapter=adapter)
+    cfg = tmp_cfg(adapter=adapter)
     result = finetune(cfg, tmp_path / "out")
     assert [len(f.history) for f in result.fits] == [2, 1]
     assert (tmp_path / "out" / "phase2" / "resume.pt").is_file()
@@ -110,8 +121,8 @@ def test_gradual_unfreezing_runs_phases_and_resume_repeats_nothing(parent, tmp_p
     assert torch.equal(read_weights(tmp_path / "out")[k2], after[k2])
 
 
-def test_from_scratch_is_the_same_architecture_with_random_init(parent, tmp_path):
-    result = finetune(config(parent, tmp_path, from_scratch=True), tmp_path / "out")
+def test_from_scratch_is_the_same_architecture_with_random_init(parent, tmp_path, tmp_cfg):
+    result = finetune(tmp_cfg(from_scratch=True), tmp_path / "out")
     assert result.frozen == [] and result.card.history[-1]["step"] == "finetune_from_scratch"
     before, after = read_weights(parent), read_weights(tmp_path / "out")
     assert set(before) - {"head.4.weight", "head.4.bias"} == set(after) - {
@@ -123,21 +134,21 @@ def test_from_scratch_is_the_same_architecture_with_random_init(parent, tmp_path
     )
 
 
-def test_clear_errors(parent, tmp_path):
+def test_clear_errors(parent, tmp_path, tmp_cfg):
     with pytest.raises(FileNotFoundError, match="not found"):
-        finetune(config(parent, tmp_path, checkpoint=str(tmp_path / "nothing")), tmp_path / "o1")
+        finetune(tmp_cfg(checkpoint=str(tmp_path / "nothing")), tmp_path / "o1")
     with pytest.raises(FileNotFoundError, match="no such file"):
-        finetune(config(parent, tmp_path, data=[str(tmp_path / "none")]), tmp_path / "o2")
+        finetune(tmp_cfg(data=[str(tmp_path / "none")]), tmp_path / "o2")
     empty = tmp_path / "empty_tub"
     with TubWriter(empty, ["cam/image_array", "user/angle"], ["image_array", "float"]):
         pass
     with pytest.raises(ValueError, match="no usable records"):
-        finetune(config(parent, tmp_path, data=[str(empty)]), tmp_path / "o3")
+        finetune(tmp_cfg(data=[str(empty)]), tmp_path / "o3")
     adapter = AdapterConfig(outputs=["user/angle", "sim/cte"])
     with pytest.raises(ValueError, match=r"no record has label\(s\) \['sim/cte'\]"):
-        finetune(config(parent, tmp_path, adapter=adapter), tmp_path / "o4")
+        finetune(tmp_cfg(adapter=adapter), tmp_path / "o4")
     with pytest.raises(ValueError, match="cannot freeze 9"):
-        finetune(config(parent, tmp_path, adapter=AdapterConfig(freeze=9)), tmp_path / "o5")
+        finetune(tmp_cfg(adapter=AdapterConfig(freeze=9)), tmp_path / "o5")
     # a checkpoint whose weights do not fit its card (mismatched sizes)
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -146,13 +157,13 @@ def test_clear_errors(parent, tmp_path):
     (broken / "model.json").write_text(json.dumps(card))
     (broken / "model.safetensors").write_bytes((parent / "model.safetensors").read_bytes())
     with pytest.raises(ValueError, match="does not match the network"):
-        finetune(config(parent, tmp_path, checkpoint=str(broken)), tmp_path / "o6")
+        finetune(tmp_cfg(checkpoint=str(broken)), tmp_path / "o6")
 
 
-def test_finetune_command(parent, tmp_path, capsys):
+def test_finetune_command(parent, tmp_path, cache_dir, capsys):
     cfg = tmp_path / "ft.yaml"
     cfg.write_text(
-        f"train: {{batch_size: 16, progress: false, tensorboard: false}}\ncache_dir: {tmp_path}\n"
+        f"train: {{batch_size: 16, progress: false, tensorboard: false}}\ncache_dir: {cache_dir}\n"
     )
     args = [
         "finetune",

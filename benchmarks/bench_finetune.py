@@ -1,0 +1,109 @@
+"""Fine-tuning speed on real frames: default adapter, full fine-tuning, all-frozen with and
+without cached features. Run by hand; prints figures.
+
+    python benchmarks/bench_finetune.py [--checkpoint DIR] [--data TUB] [--frames 500]
+
+Without --checkpoint a randomly initialised pilotnet checkpoint stands in for a sim-pretrained
+one (the timings do not depend on the weights; convergence does, and the output says which was
+used). Data defaults to ../shared/data/real/usi-track-a when present, else the shipped sample.
+One torch thread, so that figures are comparable on a shared machine; both wall-clock and
+process CPU seconds are printed (on a busy machine the CPU seconds are the better guide to
+what an idle one would take).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from sim2real.agents.checkpoint import ModelCard, save_checkpoint
+from sim2real.agents.model import DrivingNet, ModelSpec
+from sim2real.agents.training import TrainConfig
+from sim2real.transfer.adapter import AdapterConfig
+from sim2real.transfer.finetune import FinetuneConfig, finetune, open_real_data
+from sim2real.transfer.sample_data import sample_path
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "usi-track-a"
+
+
+def random_checkpoint(folder: Path) -> Path:
+    spec = ModelSpec(architecture="pilotnet")
+    torch.manual_seed(0)
+    save_checkpoint(folder, DrivingNet(spec), ModelCard(spec=spec, trained_on={"random": True}))
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--data", type=Path, default=REAL if REAL.is_dir() else sample_path())
+    parser.add_argument("--frames", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    work = Path(tempfile.mkdtemp(prefix="bench_finetune_"))
+    checkpoint = args.checkpoint or random_checkpoint(work / "random")
+    print(f"checkpoint: {checkpoint} ({'given' if args.checkpoint else 'RANDOM INIT stand-in'})")
+    print(f"data: {args.data}, {args.frames} training frames, 1 torch thread, CPU")
+
+    train = TrainConfig(
+        epochs=args.epochs,
+        batch_size=64,
+        patience=5,
+        num_threads=1,
+        progress=False,
+        tensorboard=False,
+    )
+    base = FinetuneConfig(
+        checkpoint=str(checkpoint),
+        data=[str(args.data)],
+        frames=args.frames,
+        train=train,
+        cache_dir=str(work / "cache"),
+    )
+    t0 = time.perf_counter()
+    data = open_real_data(base, base.adapter.outputs, ModelSpec().preprocessing, progress=False)
+    print(
+        f"reading + decoding {args.frames} + {len(data.val)} val frames: "
+        f"{time.perf_counter() - t0:.1f} s (first time; cached afterwards)"
+    )
+
+    runs = {
+        "default (freeze 3, BN frozen)": AdapterConfig(freeze=3),
+        "full fine-tuning (freeze none)": AdapterConfig(freeze="none"),
+        "all frozen, no feature cache": AdapterConfig(freeze="all"),
+        "all frozen, cached features": AdapterConfig(freeze="all"),
+    }
+    print(
+        f"{'run':34s} {'total s':>8s} {'epochs':>6s} {'s/epoch':>8s} {'best':>5s} "
+        f"{'val loss':>9s} {'stopped early':>13s}"
+    )
+    per_epoch = {}
+    for i, (name, adapter) in enumerate(runs.items()):
+        config = base.model_copy(
+            update={"adapter": adapter, "cache_features": "no feature cache" not in name}
+        )
+        started = time.perf_counter()
+        result = finetune(config, work / f"run{i}", data=data)
+        seconds = time.perf_counter() - started
+        fit = result.fits[-1]
+        per_epoch[name] = seconds / fit.epochs_run
+        print(
+            f"{name:34s} {seconds:8.1f} {fit.epochs_run:6d} {per_epoch[name]:8.2f} "
+            f"{fit.best_epoch:5d} {fit.best_val_loss:9.4f} {str(fit.stopped_early):>13s}"
+        )
+    full = per_epoch["full fine-tuning (freeze none)"]
+    cached = per_epoch["all frozen, cached features"]
+    uncached = per_epoch["all frozen, no feature cache"]
+    print(
+        f"per-epoch speed-up of cached features: {full / cached:.1f}x vs full fine-tuning, "
+        f"{uncached / cached:.1f}x vs all-frozen without the cache"
+    )
+
+
+if __name__ == "__main__":
+    main()
