@@ -91,7 +91,8 @@ class TrackDrivingEnv(gym.Env, EzPickle):
         margin = tr["road_width"] / 2 + vis["verge_width"] + vis["wall_margin"]
         room = Room(*self.track.bounds(margin), height=vis["wall_height"])
         distractors = self._place_distractors(rng, room, int(round(vis["distractors"])))
-        self.world.set_distractors(distractors)
+        if self.camera_enabled and self.renderer_mode == "pybullet":
+            self.world.set_distractors(distractors)
 
         start = int(rng.integers(len(self.track.points)))
         t = self.track.tangents[start]
@@ -125,7 +126,6 @@ class TrackDrivingEnv(gym.Env, EzPickle):
         self._index = self.track.nearest(self.world.state().position[:2])
         self._progress = 0.0
         self._laps = 0
-        self._steps = 0
         state = self.world.state()
         self._obs = self._observe(state)
         return self._obs, self._info(state)
@@ -182,7 +182,6 @@ class TrackDrivingEnv(gym.Env, EzPickle):
             steer * MAX_STEER, float(throttle) * dyn["top_speed"], dyn["motor_force"]
         )
         self.world.step()
-        self._steps += 1
 
         state = self.world.state()
         prev = self._index

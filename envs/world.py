@@ -2,8 +2,10 @@
 racecar from pybullet_data) and a second DIRECT BulletClient that holds only the visual shapes
 of the static distractors (boxes, furniture-like slabs, poles, boards).
 
-Rendering uses the second client only, so the camera never draws the ego car (TinyRenderer would
-otherwise draw its collision shapes, which cost more than the rest of the scene).
+The camera never draws the ego car: the default renderer draws the room and the distractors
+itself (see camera.py), and the reference TinyRenderer mode renders the second client only
+(TinyRenderer would otherwise draw the car's collision shapes, which cost more than the rest of
+the scene).
 """
 
 from __future__ import annotations

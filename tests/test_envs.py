@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import cv2
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -199,22 +200,30 @@ def test_off_road_terminates_with_a_penalty():
 
 
 def test_raster_and_pybullet_renderers_agree():
-    """The fast OpenCV distractor raster draws what PyBullet's TinyRenderer draws."""
-    images = {}
+    """The fast OpenCV distractor raster draws what PyBullet's TinyRenderer draws: the same
+    pixels (up to a one-pixel anti-aliased rim) in nearly the same colours."""
+    images, masks = {}, {}
     for mode in ("raster", "pybullet"):
-        env = TrackDrivingEnv(image_size=(60, 80), renderer=mode, strength=0.5)
+        env = TrackDrivingEnv(image_size=(120, 160), renderer=mode, strength=0.5)
         try:
-            env.reset(seed=4)
+            env.reset(seed=5)
             renderer = env._renderer
             box = renderer.raster.box_centres[0]
-            eye = np.array([box[0] - 1.2, box[1] - 0.4, 0.2])
+            eye = np.array([box[0] - 1.0, box[1] - 0.3, 0.25])
             yaw = float(np.arctan2(box[1] - eye[1], box[0] - eye[0]))
             rot = rotation_matrix(yaw, np.radians(10.0), 0.0)
-            images[mode] = renderer.render(eye, rot)
-            room_only = renderer._room_pass(eye, rot)
+            images[mode] = renderer.render(eye, rot).astype(int)
+            room_only = renderer._room_pass(eye, rot).astype(int)
+            masks[mode] = np.abs(images[mode] - room_only).max(axis=2) > 10
         finally:
             env.close()
-    drawn = np.abs(images["raster"].astype(int) - room_only.astype(int)).max(axis=2) > 10
-    assert drawn.mean() > 0.05  # the box is in view and was drawn
-    diff = np.abs(images["raster"].astype(int) - images["pybullet"].astype(int)).max(axis=2)
-    assert np.mean(diff > 40) < 0.1 * drawn.mean() + 0.01
+    raster, bullet = masks["raster"], masks["pybullet"]
+    assert raster.mean() > 0.05 and bullet.mean() > 0.05  # boxes in view, drawn by both
+    grow = np.ones((3, 3), np.uint8)
+    near_bullet = cv2.dilate(bullet.astype(np.uint8), grow).astype(bool)
+    near_raster = cv2.dilate(raster.astype(np.uint8), grow).astype(bool)
+    assert (raster & near_bullet).sum() / raster.sum() > 0.9
+    assert (bullet & near_raster).sum() / bullet.sum() > 0.9
+    both = raster & bullet
+    colour = np.abs(images["raster"] - images["pybullet"]).max(axis=2)[both]
+    assert np.median(colour) < 10
