@@ -1,6 +1,12 @@
 """PyBullet driving worlds, domain randomization and an expert driver.
 
 Importing this package registers the gymnasium id ``sim2real/TrackDriving-v0``.
+
+Modules: tracks (seeded closed centrelines), randomization (the spec and its sampling; the
+default spec is default_randomization.yaml), textures (baked floor and wall textures), world
+(PyBullet physics: ground, racecar), camera (lens and renderer), raster (distractor boxes),
+image_noise (sensor effects), track_env (the env), expert (pure pursuit), recording
+(drive_expert frames), preview (contact sheet).
 """
 
 from gymnasium.envs.registration import register, registry

@@ -1,7 +1,8 @@
 """Generated textures baked once per episode: the top-down floor (floor, verges, asphalt,
 edge lines, centre line, marks, glare, baked shadows) and the room's four walls (paint,
-baseboard, windows, banners), packed into one atlas so the renderer samples it with a single
-`cv2.remap`. Lighting is static per episode, so shading is baked in too.
+skirting, windows, advertising boards), unfolded like a box net into one atlas so that the
+renderer samples every surface with a single `cv2.remap`. Lighting is static per episode, so
+shading is baked in too.
 
 Texture images are RGB uint8; the floor's row 0 is the room's +y edge (ymax) and column 0 its
 -x edge (xmin).
