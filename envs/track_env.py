@@ -10,6 +10,7 @@ minus 1 on leaving the road. Terminated when off the road or flipped.
 from __future__ import annotations
 
 import colorsys
+import math
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -222,7 +223,7 @@ class TrackDrivingEnv(gym.Env, EzPickle):
         rot = car_rot @ self._mount
         if cam["shake"] > 0:
             jitter = np.radians(cam["shake"]) * self.np_random.standard_normal(2)
-            rot = rot @ _LEVEL_TO_CAM @ rotation_matrix(jitter[0], jitter[1], 0.0)
+            rot = rot @ _camera_jitter(float(jitter[0]), float(jitter[1]))
         image = self._renderer.render(position, rot)
         return self._pipeline.apply(image)
 
@@ -266,5 +267,13 @@ def _copy_params(params: dict) -> dict:
     return {group: dict(values) for group, values in params.items()}
 
 
-# rotation_matrix() includes the camera-axes permutation; undo it for small jitters
-_LEVEL_TO_CAM = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]).T
+# camera axes (x right, y down, z forward) in a level frame (x forward, y left, z up)
+_CAM_TO_LEVEL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+
+def _camera_jitter(yaw: float, pitch: float) -> np.ndarray:
+    """Camera-frame rotation (3, 3) for a small yaw and nose-down pitch rad of the mount,
+    i.e. C^T Rz(yaw) Ry(pitch) C; written out because it runs every step."""
+    cy, sy, cp, sp = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
+    level = np.array([[cy * cp, -sy, cy * sp], [sy * cp, cy, sy * sp], [-sp, 0.0, cp]])
+    return _CAM_TO_LEVEL.T @ level @ _CAM_TO_LEVEL

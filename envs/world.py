@@ -75,7 +75,7 @@ class World:
         c.resetSimulation()
         c.setGravity(0, 0, -9.81)
         c.setPhysicsEngineParameter(
-            fixedTimeStep=CONTROL_DT / PHYSICS_SUBSTEPS, numSubSteps=0, numSolverIterations=10
+            fixedTimeStep=CONTROL_DT / PHYSICS_SUBSTEPS, numSubSteps=0, numSolverIterations=5
         )
         ground = c.createMultiBody(0, c.createCollisionShape(p.GEOM_PLANE), -1, [0, 0, 0])
         c.changeDynamics(ground, -1, lateralFriction=1.0)
