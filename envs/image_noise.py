@@ -22,6 +22,8 @@ class ImagePipeline:
     ) -> None:
         self.enabled = enabled
         self.rng = rng
+        if not enabled:
+            return
         self.quality = int(round(params["jpeg_quality"]))
         self.lut = self._lut(params["brightness"], params["contrast"], params["gamma"])
         self.color = self._color_matrix(
