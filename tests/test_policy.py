@@ -194,3 +194,48 @@ def test_preprocessed_observations_match_the_dataset_path():
         np.testing.assert_array_equal(obs[0], SMALL.apply(raw))
     finally:
         env.close()
+
+
+@pytest.mark.slow
+def test_sac_keeps_frozen_stages_in_actor_and_critics_and_exports_the_actor_mean(tmp_path):
+    save_net(tmp_path / "ckpt")
+    config = small_config(
+        algorithm="sac",
+        init_checkpoint=str(tmp_path / "ckpt"),
+        freeze=2,
+        sac={"buffer_size": 100, "learning_starts": 8, "batch_size": 8, "critic_hidden": [16]},
+    )
+    model, report = small_model(config)
+    assert "head hidden layer" in report["copied"]
+    policy = model.policy
+    frozen = {n: p.detach().clone() for n, p in policy.named_parameters() if not p.requires_grad}
+    prefixes = {n.split(".")[0] for n in frozen}
+    assert prefixes == {"actor", "critic", "critic_target"}
+    for opt, part in (
+        (policy.actor.optimizer, policy.actor),
+        (policy.critic.optimizer, policy.critic),
+    ):
+        held = {id(p) for g in opt.param_groups for p in g["params"]}
+        assert held and all(p.requires_grad for p in part.parameters() if id(p) in held)
+    actor_before = {n: p.detach().clone() for n, p in policy.actor.named_parameters()}
+
+    model.learn(16)
+
+    for n, p in policy.named_parameters():
+        if n in frozen and n.startswith("critic_target."):
+            # the target is a Polyak average of the critic: (1 - tau) x + tau x rounds, so
+            # its frozen copy may move by float rounding, never by training
+            torch.testing.assert_close(p, frozen[n], rtol=0, atol=1e-6)
+        elif n in frozen:
+            assert torch.equal(p, frozen[n]), f"frozen {n} moved"
+    assert any(
+        not torch.equal(p, actor_before[n])
+        for n, p in policy.actor.named_parameters()
+        if p.requires_grad
+    )
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    policy.set_training_mode(False)
+    with torch.no_grad():
+        mean, _, _ = policy.actor.get_action_dist_params(images * 255.0)
+    exported = policy_to_driving_net(policy, SMALL)
+    torch.testing.assert_close(exported(images), mean, rtol=0, atol=1e-5)
