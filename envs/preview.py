@@ -84,7 +84,7 @@ def write_preview(
     )
     cols = min(4, n)
     rows = int(np.ceil(n / cols))
-    fig = plt.figure(figsize=(3.2 * cols + 5.5, max(4.5, 2.6 * rows)), dpi=110)
+    fig = plt.figure(figsize=(3.2 * cols + 5.5, max(4.5, 2.9 * rows)), dpi=110)
     grid = fig.add_gridspec(rows, cols + 2)
     ax_map = fig.add_subplot(grid[:, :2])
     xmin, xmax, ymin, ymax = track_map["extent"]

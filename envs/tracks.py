@@ -108,11 +108,16 @@ def _spline_track(ctrl: np.ndarray, length: float, width: float) -> Track | None
     closed = np.vstack([ctrl, ctrl[:1]])
     chord = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(closed, axis=0), axis=1))]
     spline = CubicSpline(chord, closed, bc_type="periodic")
-    dense_u = np.linspace(0, chord[-1], 4000, endpoint=False)
+    dense_u = np.linspace(0, chord[-1], 1500, endpoint=False)
     dense = spline(dense_u)
     seg = np.linalg.norm(np.diff(np.vstack([dense, dense[:1]]), axis=0), axis=1)
     raw_length = float(seg.sum())
     scale = length / raw_length
+    # reject too-tight bends before resampling (most rejected candidates fail here)
+    d1, d2 = spline(dense_u, 1), spline(dense_u, 2)
+    kappa = np.abs(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]) / np.linalg.norm(d1, axis=1) ** 3
+    if kappa.max() / scale > 1.0 / MIN_RADIUS:
+        return None
     # resample uniformly by arc length
     s_dense = np.r_[0.0, np.cumsum(seg)[:-1]] * scale
     n = max(64, int(round(length / SAMPLE_SPACING)))
