@@ -276,7 +276,7 @@ def fit(
                 desc=f"epoch {epoch + 1}/{config.epochs}",
                 unit="batch",
                 leave=False,
-                disable=not config.progress,
+                disable=None if config.progress else True,  # None: off when not a TTY
             )
             # Dropout draws from torch's global generator: fork it, seed it per epoch.
             with torch.random.fork_rng(devices=[]):
