@@ -202,3 +202,26 @@ def test_drive_expert_is_reproducible_per_seed_and_labels_the_frames():
     assert [f.step for f in frames[18:22]] == [18, 19, 0, 1]
     assert frames[10].labels["sim/speed"] > 0.3
     assert all(-1.0 <= f.steering <= 1.0 and -1.0 <= f.throttle <= 1.0 for f in frames)
+
+
+# ------------------------------------------------------------------- nominal = the real car
+def test_nominal_camera_puts_the_horizon_where_the_real_one_is():
+    """usi-track-a frames (160x120): horizon near y = 35-45, two lanes fill the bottom row."""
+    env = TrackDrivingEnv(image_size=(120, 160), strength=0.0)
+    try:
+        env.reset(seed=0)
+        cam = env.params["camera"]
+        lens = env._renderer.lens
+        # a level ray straight ahead, in the frame of a camera pitched down (y points down)
+        pitch = np.radians(cam["pitch"])
+        _, v = lens.project(np.array([0.0, -np.sin(pitch), np.cos(pitch)]))
+        assert 35 <= float(v) <= 45
+        state = env.car_state
+        env._pipeline.enabled = False
+        image = env._observe(state).astype(int)
+    finally:
+        env.close()
+    bottom = image[-1]
+    dark = bottom.max(axis=1) < 110  # asphalt
+    yellow = (bottom[:, 0] > 120) & (bottom[:, 1] > 100) & (bottom[:, 2] < 90)
+    assert (dark | yellow).mean() > 0.6
