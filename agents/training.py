@@ -279,7 +279,8 @@ def fit(
                 disable=None if config.progress else True,  # None: off when not a TTY
             )
             # Dropout draws from torch's global generator: fork it, seed it per epoch.
-            with torch.random.fork_rng(devices=[]):
+            cuda = [device.index or 0] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):
                 torch.manual_seed(_epoch_seed(config.seed, epoch) + 1)
                 for idx in bar:
                     x, y = augment_batch(
