@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch.utils.data import Dataset
 
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, save_checkpoint
@@ -31,9 +31,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUTS = (STEERING, THROTTLE, "sim/cte", "sim/heading_error")
 """Steering and throttle, plus sim-only lane pose heads that help pretraining."""
-
-SIM_RUN_FILES = ("config.yaml", "run.json")
-"""What the simulate command writes into its out dir, beside (or above) the tub."""
 
 
 class PretrainConfig(StrictModel):
@@ -51,6 +48,14 @@ class PretrainConfig(StrictModel):
     """train on a reproducible block subsample of this many frames (None: all)"""
     cache_dir: str | None = None
     """frame cache folder (None: sim2real's default cache)"""
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _default_outputs(cls, value: Any) -> Any:
+        # A config naming only the architecture keeps the sim auxiliary heads.
+        if isinstance(value, dict) and "outputs" not in value:
+            return {**value, "outputs": list(DEFAULT_OUTPUTS)}
+        return value
 
 
 @dataclass
