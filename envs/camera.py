@@ -121,6 +121,8 @@ class Renderer:
         boxes: list[Distractor],
         client=None,
         mode: str = "raster",
+        mount: np.ndarray | None = None,
+        camera_height: float = 0.2,
     ) -> None:
         if mode not in ("raster", "pybullet"):
             raise ValueError(f"renderer mode must be 'raster' or 'pybullet', got {mode!r}")
@@ -142,9 +144,26 @@ class Renderer:
         self._buf = {k: np.empty((3, n), np.float32) for k in ("d", "inv", "a", "b")}
         self._buf.update({k: np.empty(n, np.float32) for k in ("t", "mx", "my", "tmp")})
         self._buf["on"] = np.empty(n, np.float32)
+        # a half-resolution atlas for the far rows, where one pixel spans several texels
+        self._half = cv2.pyrDown(atlas.image)
+        self._split = self._far_rows(mount, camera_height) if mount is not None else 0
+        self._out = np.empty((lens.height, lens.width, 3), np.uint8)
         self._proj = p.computeProjectionMatrixFOV(
             lens.pinhole_vfov_deg, lens.pinhole_size[1] / lens.pinhole_size[0], 0.02, 100.0
         )
+
+    def _far_rows(self, mount: np.ndarray, camera_height: float) -> int:
+        """Rows [0, split) whose floor footprint (m per pixel, for the level car with this
+        camera `mount` rotation and height) exceeds two texels: they sample the half-res atlas
+        (a one-level mipmap, so distant dashes do not sparkle)."""
+        lens = self.lens
+        d = mount @ lens.rays.astype(np.float64)  # (3, N) in the car frame, z up
+        down = np.clip(-d[2], 1e-6, None)
+        pixel_angle = 1.0 / lens.focal  # rad per pixel near the centre
+        footprint = camera_height / down * pixel_angle / down  # stretched along the ground
+        per_row = np.median(footprint.reshape(lens.height, lens.width), axis=1)
+        far = per_row > 2.0 * self.atlas.floor_texel
+        return int(np.flatnonzero(~far)[0]) if (~far).any() else lens.height
 
     def render(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
         """Image (H, W, 3) uint8 RGB seen from camera `position` (3,) m with camera->world
@@ -200,13 +219,16 @@ class Renderer:
         tmp *= on
         my -= tmp
         shape = (lens.height, lens.width)
-        return cv2.remap(
-            atlas.image,
-            mx.reshape(shape),
-            my.reshape(shape),
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
+        mx, my = mx.reshape(shape), my.reshape(shape)
+        out, k = np.empty_like(self._out), self._split
+        if k < lens.height:
+            cv2.remap(atlas.image, mx[k:], my[k:], cv2.INTER_LINEAR, dst=out[k:],
+                      borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        if k > 0:  # pyrDown: full-res coordinate x lands at x / 2 - 0.25
+            hx, hy = mx[:k] * 0.5 - 0.25, my[:k] * 0.5 - 0.25
+            cv2.remap(self._half, hx, hy, cv2.INTER_LINEAR, dst=out[:k],
+                      borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        return out
 
     def _object_pass(self, image: np.ndarray, c: np.ndarray, rot: np.ndarray, client) -> None:
         lens = self.lens

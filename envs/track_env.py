@@ -114,11 +114,18 @@ class TrackDrivingEnv(gym.Env, EzPickle):
                 "ambient": vis["ambient"],
                 "diffuse": vis["diffuse"],
             }
-            self._renderer = Renderer(
-                lens, atlas, light, distractors, self.world.render_client, self.renderer_mode
-            )
             self._mount = rotation_matrix(
                 np.radians(cam["yaw"]), np.radians(cam["pitch"]), np.radians(cam["roll"])
+            )
+            self._renderer = Renderer(
+                lens,
+                atlas,
+                light,
+                distractors,
+                self.world.render_client,
+                self.renderer_mode,
+                mount=self._mount,
+                camera_height=cam["height"],
             )
         self._pipeline = ImagePipeline(img, height, width, rng, enabled=self.camera_enabled)
         self._latency: deque[np.ndarray] = deque(
