@@ -45,8 +45,10 @@ class AdapterConfig(StrictModel):
     freeze: int | Literal["all", "none"] | list[str] = 3
     """encoder stages kept frozen: the first k, "all", "none", or stage names"""
     bn: Literal["frozen", "adabn", "train"] = "frozen"
-    """BatchNorm: keep sim statistics, re-estimate them on the real frames first (AdaBN), or
-    keep BatchNorm of frozen stages trainable"""
+    """BatchNorm of the frozen stages: fixed sim statistics ("frozen"), statistics of every
+    BatchNorm re-estimated on the real training frames before training, then fixed in frozen
+    stages ("adabn"), or left trainable, statistics and affine ("train"). BatchNorm of
+    trainable stages always trains."""
     heads: Literal["keep", "reinit"] = "keep"
     """keep the pretrained head (rows of shared labels), or start the head from random init"""
     outputs: list[str] = Field(default_factory=lambda: [STEERING, THROTTLE])
