@@ -6,8 +6,10 @@ seed, from the env's camera through the model card's preprocessing (the same pat
 datasets), and reports lap completion, |cross-track error|, off-road events per km and speed.
 
 An episode ends when the car completes one lap (success), leaves the road or flips (the env
-terminates), or after `max_steps` steps (timeout). Seeds default to 10_000.. so that they
-never coincide with training seeds (which stay below 10_000 by convention).
+terminates), makes no progress along the track for `stall_steps` steps (stalled: a parked or
+reversing car would otherwise use up the whole budget), or after `max_steps` steps (timeout).
+Seeds default to 10_000.. so that they never coincide with training seeds (which stay below
+10_000 by convention).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from sim2real.agents.model import STEERING, THROTTLE, DrivingNet
 from sim2real.agents.sb3_env import PreprocessObservation
 from sim2real.envs.track_env import TrackDrivingEnv
 from sim2real.envs.world import CONTROL_DT
+
+STALL_PROGRESS_M = 0.1
+"""progress (m along the centreline) that counts as moving on, for stall detection"""
 
 HELD_OUT_SEED_START = 10_000
 """First seed of held-out evaluation tracks; training seeds stay below it."""
@@ -43,11 +48,12 @@ def drive_episode(
     *,
     nominal: bool = False,
     max_steps: int = 2000,
+    stall_steps: int | None = 100,
 ) -> dict[str, Any]:
     """Let `model` drive one episode of `env` (reset with `seed`); per-episode metrics.
 
-    Returns seed, completed (one lap done), outcome ("lap", "off_road", "flipped" or
-    "timeout"), steps, track_length_m, progress_m (along the centreline), distance_m
+    Returns seed, completed (one lap done), outcome ("lap", "off_road", "flipped", "stalled"
+    or "timeout"), steps, track_length_m, progress_m (along the centreline), distance_m
     (odometer), lap_fraction (progress / track length, clipped to [0, 1]), mean_abs_cte_m,
     max_abs_cte_m, mean_speed_mps, off_road_events."""
     steer_i, throttle_i = model.output_index(STEERING), model.output_index(THROTTLE)
@@ -56,6 +62,7 @@ def drive_episode(
     track_length = float(env.unwrapped.track.length)
     abs_cte, speeds = [abs(info["cte"])], []
     outcome, steps, terminated = "timeout", 0, False
+    best_progress, best_step = 0.0, 0
     while steps < max_steps:
         x = torch.from_numpy(obs).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
         out = model(x)[0]
@@ -71,6 +78,11 @@ def drive_episode(
             break
         if terminated:
             outcome = "off_road" if info["off_road"] else "flipped"
+            break
+        if info["progress"] > best_progress + STALL_PROGRESS_M:
+            best_progress, best_step = info["progress"], steps
+        elif stall_steps is not None and steps - best_step >= stall_steps:
+            outcome = "stalled"
             break
     distance = float(np.sum(speeds) * CONTROL_DT)
     return {
@@ -125,6 +137,7 @@ def evaluate_closed_loop(
     image_size: tuple[int, int] = (120, 160),
     max_steps: int = 2000,
     randomization: None | str | Path | dict = None,
+    stall_steps: int | None = 100,
 ) -> dict[str, Any]:
     """Let `model` drive one episode per seed; returns ``{"summary": ..., "episodes": [...],
     "settings": ...}`` (see `summarize` and `drive_episode`).
@@ -132,6 +145,8 @@ def evaluate_closed_loop(
     seeds: defaults to `episodes` held-out seeds from 10_000. nominal: the un-randomized
     world (strength 0) on each seed's track; otherwise the randomization spec at `strength`.
     image_size: the camera's (H, W) before the model's own preprocessing (crop, resize).
+    stall_steps: end an episode after this many steps without 0.1 m of new progress (None:
+    never; 100 steps = 5 s).
     """
     for name in (STEERING, THROTTLE):
         if name not in model.outputs:
@@ -152,7 +167,10 @@ def evaluate_closed_loop(
     )
     try:
         results = [
-            drive_episode(model, env, seed, nominal=nominal, max_steps=max_steps) for seed in seeds
+            drive_episode(
+                model, env, seed, nominal=nominal, max_steps=max_steps, stall_steps=stall_steps
+            )
+            for seed in seeds
         ]
     finally:
         env.close()
@@ -166,6 +184,7 @@ def evaluate_closed_loop(
             "strength": float(strength),
             "image_size": [int(v) for v in image_size],
             "max_steps": int(max_steps),
+            "stall_steps": stall_steps,
             "randomization": None if randomization is None else str(randomization),
         },
     }

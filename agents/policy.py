@@ -69,6 +69,8 @@ class EvalConfig(StrictModel):
     seed_start: int = Field(HELD_OUT_SEED_START, ge=0)
     """first held-out track seed; training seeds must stay below it"""
     max_steps: int = Field(1500, ge=1)
+    stall_steps: int | None = Field(100, ge=1)
+    """end an episode after this many steps without progress (None: never)"""
     nominal: bool = False
     """evaluate in the un-randomized world instead of the training randomization"""
 
@@ -297,6 +299,7 @@ class ClosedLoopEvalCallback(BaseCallback):
             image_size=self.config.env.image_size,
             max_steps=cfg.max_steps,
             randomization=self.config.env.randomization,
+            stall_steps=cfg.stall_steps,
         )
         entry = {
             "timesteps": int(self.model.num_timesteps),
