@@ -188,3 +188,63 @@ def evaluate_closed_loop(
             "randomization": None if randomization is None else str(randomization),
         },
     }
+
+
+def camera_size_for(card: Any) -> tuple[int, int]:
+    """The sim camera (H, W) a checkpoint was trained with, from its card (default 120x160)."""
+    env_config = (card.trained_on or {}).get("env_config") or {}
+    if "image_size" in env_config:
+        return tuple(int(v) for v in env_config["image_size"])
+    for entry in (card.randomization or {}).values():
+        if isinstance(entry, dict) and "image_height" in entry and "image_width" in entry:
+            return int(entry["image_height"]), int(entry["image_width"])
+    return (120, 160)
+
+
+def evaluate_checkpoint(
+    directory: str | Path,
+    *,
+    episodes: int = 10,
+    nominal: bool = False,
+    strength: float = 1.0,
+    max_steps: int = 2000,
+    seed_start: int = HELD_OUT_SEED_START,
+) -> dict[str, Any]:
+    """`evaluate_closed_loop` for checkpoint folder `directory` (camera size from its card);
+    the result also names the checkpoint."""
+    from sim2real.agents.checkpoint import load_checkpoint
+
+    model, card = load_checkpoint(directory)
+    result = evaluate_closed_loop(
+        model,
+        seeds=held_out_seeds(episodes, seed_start),
+        nominal=nominal,
+        strength=strength,
+        image_size=camera_size_for(card),
+        max_steps=max_steps,
+    )
+    result["checkpoint"] = {
+        "path": str(Path(directory).resolve()),
+        "kind": card.kind,
+        "architecture": card.spec.architecture,
+    }
+    return result
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """A short table: the summary line, then one line per episode."""
+    s, settings = result["summary"], result["settings"]
+    world = "nominal" if settings["nominal"] else f"randomized (strength {settings['strength']})"
+    lines = [
+        f"{s['episodes']} held-out {world} tracks, seeds {settings['seeds'][0]}.."
+        f"{settings['seeds'][-1]}: lap completion {100 * s['lap_completion_rate']:.0f}%, "
+        f"mean lap fraction {s['mean_lap_fraction']:.2f}, mean |cte| {s['mean_abs_cte_m']:.3f} m, "
+        f"off-road {s['off_road_per_km']:.1f}/km, mean speed {s['mean_speed_mps']:.2f} m/s",
+    ]
+    for e in result["episodes"]:
+        lines.append(
+            f"  seed {e['seed']}: {e['outcome']:8s} {e['steps']:5d} steps, "
+            f"{e['lap_fraction']:.2f} of {e['track_length_m']:.1f} m, "
+            f"|cte| {e['mean_abs_cte_m']:.3f} m, {e['mean_speed_mps']:.2f} m/s"
+        )
+    return "\n".join(lines)

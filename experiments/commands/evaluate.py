@@ -41,8 +41,16 @@ def _offline(args: argparse.Namespace) -> int:
 
 
 def _closed_loop(args: argparse.Namespace) -> int:
-    # Closed-loop evaluation in the simulator goes here (sim2real.agents.closed_loop).
-    raise UserError("closed-loop evaluation not available yet")
+    from sim2real.agents.closed_loop import evaluate_checkpoint, format_result
+    from sim2real.common.io import atomic_write_json
+
+    result = evaluate_checkpoint(args.checkpoint, episodes=args.episodes, nominal=args.nominal)
+    print(f"{result['checkpoint']['architecture']} ({result['checkpoint']['kind']}) driving:")
+    print(format_result(result))
+    if args.json:
+        atomic_write_json(args.json, result)
+        print(f"wrote {args.json}")
+    return 0
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -74,4 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sim", action="store_true", help="closed-loop evaluation in the simulator"
     )
+    parser.add_argument(
+        "--episodes", type=int, default=10, help="--sim: held-out tracks to drive (10)"
+    )
+    parser.add_argument("--nominal", action="store_true", help="--sim: the un-randomized world")
     parser.set_defaults(func=handler)

@@ -1,0 +1,40 @@
+"""`sim2real evaluate --sim`: a checkpoint drives held-out sim tracks from the command line."""
+
+import json
+
+import torch
+
+from sim2real.agents.checkpoint import ModelCard, save_checkpoint
+from sim2real.agents.model import DrivingNet, ModelSpec
+from sim2real.agents.preprocessing import Preprocessing
+from sim2real.experiments.cli import main
+
+
+def test_evaluate_sim_drives_and_writes_json(tmp_path, capsys):
+    torch.set_num_threads(1)
+    spec = ModelSpec(
+        architecture="resnet_small",
+        preprocessing=Preprocessing(crop_top=8, height=32, width=32),
+        hidden=8,
+    )
+    net = DrivingNet(spec)
+    with torch.no_grad():  # always full left at full throttle: off the road within seconds
+        net.head[-1].weight.zero_()
+        net.head[-1].bias.copy_(torch.tensor([-1.0, 1.0]))
+    card = ModelCard(spec=spec, trained_on={"env_config": {"image_size": [40, 48]}})
+    save_checkpoint(tmp_path / "ckpt", net, card)
+    out = tmp_path / "eval.json"
+    args = ["evaluate", "--checkpoint", str(tmp_path / "ckpt"), "--sim", "--episodes", "2"]
+    assert main([*args, "--nominal", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "lap completion 0%" in printed and "seed 10001" in printed
+    result = json.loads(out.read_text())
+    assert result["settings"]["seeds"] == [10_000, 10_001] and result["settings"]["nominal"]
+    assert result["settings"]["image_size"] == [40, 48]
+    assert [e["outcome"] for e in result["episodes"]] == ["off_road", "off_road"]
+    assert result["summary"]["off_road_events"] == 2
+
+
+def test_evaluate_sim_with_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "none"), "--sim"]) == 2
+    assert "not found" in capsys.readouterr().err
