@@ -1,0 +1,75 @@
+"""`sim2real experiment CONFIG --out DIR`: run (or continue) a declared grid of cached cells."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def resolve_config(name: str) -> Path:
+    """A config file path, or the name of a packaged config (e.g. "transfer_gap")."""
+    from sim2real.experiments.study import packaged_config
+
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    if path.suffix == "" and "/" not in name:
+        return packaged_config(name)
+    raise FileNotFoundError(f"{name}: no such config file (or packaged config name)")
+
+
+def print_summary(run, seconds: float | None = None) -> int:
+    """Print the report's location and headline; exit status 1 when cells failed."""
+    results = json.loads(run.report["results"].read_text()) if run.report else {}
+    head = results.get("headline", {}).get("sentence")
+    done = f" in {seconds:.0f} s" if seconds is not None else ""
+    print(
+        f"{len(run.outcomes)} cells ({len(run.computed)} computed now, "
+        f"{sum(o.cached for o in run.outcomes.values())} cached){done}"
+    )
+    if head:
+        print(f"headline: {head}")
+    for path in run.report.values():
+        print(f"wrote {path}")
+    for failure in run.failures:
+        print(f"FAILED {failure.cell.label}: {failure.error}")
+    return 1 if run.failures else 0
+
+
+def handler(args: argparse.Namespace) -> int:
+    import time
+
+    from sim2real.experiments.study import load_study_config, run_study
+
+    config = load_study_config(
+        resolve_config(args.config), real_data=args.real, policy_checkpoint=args.policy
+    )
+    if args.no_progress:
+        config.runtime.progress = False
+    if args.num_threads:
+        config.runtime.num_threads = args.num_threads
+    if args.device:
+        config.runtime.device = args.device
+    started = time.perf_counter()
+    run = run_study(config, args.out)
+    return print_summary(run, time.perf_counter() - started)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "experiment",
+        help="run a declared grid (e.g. the transfer-gap study) with cached cells",
+        description="Runs every cell of the study CONFIG (a YAML file, or a packaged name: "
+        "transfer_gap, quickstart) that is not finished yet in OUT/cells, then writes "
+        "OUT/report.md, OUT/report.html and OUT/results.json. Rerun the same command to "
+        "continue an interrupted study.",
+    )
+    parser.add_argument("config", help="study YAML, or a packaged config name")
+    parser.add_argument("--out", required=True, type=Path, help="study folder")
+    parser.add_argument("--real", nargs="+", metavar="TUB", help="override real_data")
+    parser.add_argument("--policy", metavar="CHECKPOINT", help="override policy_checkpoint")
+    parser.add_argument("--num-threads", type=int, help="torch CPU threads per cell")
+    parser.add_argument("--device", help="training device (auto, cpu, cuda)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=handler)
