@@ -150,13 +150,13 @@ def test_two_seeded_ppo_runs_give_identical_weights():
     states = []
     for _ in range(2):
         model, _ = small_model(small_config(seed=3))
-        model.learn(32)
+        model.learn(16)
         states.append({k: v.clone() for k, v in model.policy.state_dict().items()})
     assert states[0].keys() == states[1].keys()
     for k in states[0]:
         assert torch.equal(states[0][k], states[1][k]), k
     other, _ = small_model(small_config(seed=4))
-    other.learn(32)
+    other.learn(16)
     assert any(not torch.equal(v, states[0][k]) for k, v in other.policy.state_dict().items())
 
 
