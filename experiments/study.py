@@ -325,7 +325,7 @@ def plan_upstream(config: StudyConfig, out: Path) -> Plan:
     sizes = real_split_sizes(real_paths)
     model = config.pretrain.model
     stage_names = list(build_encoder(model.architecture, model.input_shape).stage_names)
-    real = {"paths": real_paths, "fingerprint": data_fingerprint(real_paths)}
+    real = {"paths": real_paths, "fingerprint": data_fingerprint(real_paths), "split": SPLIT}
     plan = Plan(config, real_paths, sizes["train"], len(stage_names), stage_names)
     plan.real, plan.runtime = real, runtime
     main_strength = config.pretrain.strengths[0]
