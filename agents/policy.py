@@ -37,7 +37,7 @@ from sim2real.agents.sb3_extractor import (
     policy_kwargs,
     policy_to_driving_net,
 )
-from sim2real.common.config import StrictModel, load_config
+from sim2real.common.config import ConfigError, StrictModel, load_config
 from sim2real.common.io import atomic_write_json
 from sim2real.common.runs import code_version, describe_run
 
@@ -354,6 +354,23 @@ def _frozen_snapshot(policy) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in policy.named_parameters() if not p.requires_grad}
 
 
+def check_resumable(out_dir: Path, config: PolicyConfig) -> None:
+    """Refuse to resume `out_dir` with a config other than its own (total_timesteps aside)."""
+    saved_path = out_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    try:
+        saved = load_config(PolicyConfig, saved_path)
+    except ConfigError as exc:
+        raise ValueError(f"cannot resume: {exc}") from None
+    ignore = {"total_timesteps"}
+    if saved.model_dump(exclude=ignore) != config.model_dump(exclude=ignore):
+        raise ValueError(
+            f"cannot resume {out_dir}: its config.yaml differs from this run's config "
+            "(only total_timesteps may change)"
+        )
+
+
 def train_policy(
     config: PolicyConfig,
     out_dir: str | Path,
@@ -372,6 +389,8 @@ def train_policy(
         raise ValueError(
             f"{out_dir} already holds a policy run; resume it (--resume) or choose another out dir"
         )
+    if zip_path.exists():
+        check_resumable(out_dir, config)
     old_threads = torch.get_num_threads()
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
@@ -414,6 +433,7 @@ def train_policy(
                 reset_num_timesteps=not resumed,
                 tb_log_name="sb3",
             )
+        callback.init_callback(model)  # (learn did it, unless there was nothing left to do)
         callback.evaluate()  # the final policy (skipped when it was just evaluated)
         _atomic_zip(zip_path)(model, None)
         evals = callback.evals

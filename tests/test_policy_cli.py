@@ -47,6 +47,13 @@ def test_train_policy_writes_a_resumable_run_and_a_policy_checkpoint(tmp_path, c
     assert main([*args, "--resume"]) == 0
     evals = json.loads((out / "evals.json").read_text())
     assert [e["timesteps"] for e in evals] == [0, 16, 32]
+    # nothing left to do: the run folder stays as it is
+    assert main([*args, "--resume"]) == 0
+    assert len(json.loads((out / "evals.json").read_text())) == 3
+    # another config cannot resume this run
+    config.write_text(yaml.safe_dump({**CONFIG, "hidden": 8}))
+    assert main([*args, "--resume"]) == 2
+    assert "differs" in capsys.readouterr().err
     net2, card2 = load_checkpoint(out / "checkpoint")
     assert card2.trained_on["timesteps"] == 32
     state = net2.state_dict()
