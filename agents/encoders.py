@@ -89,7 +89,7 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int, padding: int 
     )
 
 
-def _conv_out(shape: InputShape, stages: list[nn.Module]) -> torch.Size:
+def _conv_out(shape: InputShape, stages: list[nn.Module], architecture: str) -> torch.Size:
     """Output shape (C, H, W) of `stages` applied to a zero image of `shape`."""
     x = torch.zeros(1, *shape)
     with torch.no_grad():
@@ -99,7 +99,9 @@ def _conv_out(shape: InputShape, stages: list[nn.Module]) -> torch.Size:
             try:
                 x = stage(x)
             except RuntimeError as exc:
-                raise ValueError(f"input size {shape} is too small: {exc}") from None
+                raise ValueError(
+                    f"input size {shape} is too small for encoder {architecture!r}: {exc}"
+                ) from None
             finally:
                 stage.train(was_training)
     return x.shape[1:]
@@ -134,7 +136,7 @@ def build_nature_cnn(input_shape: InputShape, features: int = 512) -> Encoder:
         nn.Sequential(nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(inplace=True)),
         nn.Sequential(nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(inplace=True)),
     ]
-    n_flatten = int(torch.Size(_conv_out(input_shape, convs)).numel())
+    n_flatten = int(torch.Size(_conv_out(input_shape, convs, "nature_cnn")).numel())
     projection = nn.Sequential(nn.Flatten(), nn.Linear(n_flatten, features), nn.ReLU(inplace=True))
     return Encoder("nature_cnn", input_shape, [*convs, projection])
 

@@ -122,15 +122,16 @@ def _swap_batchnorm(module: nn.Module, freeze: bool) -> None:
             _swap_batchnorm(child, freeze)
 
 
-def freeze_stages(model: nn.Module, names: Sequence[str]) -> list[str]:
+def freeze_stages(model: nn.Module, names: int | str | Sequence[str]) -> list[str]:
     """Freeze the named encoder stages of `model` in place; returns the frozen stage names.
 
-    Their parameters get ``requires_grad=False`` and their BatchNorm layers become
+    `names` is anything `resolve_stages` takes (2, "all", ["stage1"]). Their parameters get
+    ``requires_grad=False`` and their BatchNorm layers become
     `FrozenBatchNorm2d` (statistics fixed in train mode too). Build optimizers afterwards,
     over `trainable_parameters(model)`.
     """
     encoder = find_encoder(model)
-    names = resolve_stages(encoder, list(names))
+    names = resolve_stages(encoder, names if isinstance(names, int | str) else list(names))
     for name in names:
         stage = encoder.stages[name]
         _swap_batchnorm(stage, freeze=True)
@@ -139,10 +140,10 @@ def freeze_stages(model: nn.Module, names: Sequence[str]) -> list[str]:
     return names
 
 
-def unfreeze_stages(model: nn.Module, names: Sequence[str]) -> list[str]:
+def unfreeze_stages(model: nn.Module, names: int | str | Sequence[str]) -> list[str]:
     """Undo `freeze_stages` for the named stages (gradual unfreezing); returns their names."""
     encoder = find_encoder(model)
-    names = resolve_stages(encoder, list(names))
+    names = resolve_stages(encoder, names if isinstance(names, int | str) else list(names))
     for name in names:
         stage = encoder.stages[name]
         _swap_batchnorm(stage, freeze=False)

@@ -35,6 +35,8 @@ def test_unknown_architecture_and_too_small_input_are_clear_errors():
         build_encoder("vgg", (3, 64, 128))
     with pytest.raises(ValueError, match="too small.*pilotnet"):
         build_encoder("pilotnet", (3, 16, 16))
+    with pytest.raises(ValueError, match="too small.*nature_cnn"):
+        build_encoder("nature_cnn", (3, 16, 16))
     with pytest.raises(ValueError, match="architecture"):
         ModelSpec(architecture="vgg")
 

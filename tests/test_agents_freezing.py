@@ -69,7 +69,7 @@ def test_frozen_batchnorm_matches_eval_batchnorm_and_ignores_train_mode():
 
 def test_unfreeze_restores_trainable_batchnorm():
     net = DrivingNet(ModelSpec(architecture="pilotnet"))
-    freeze_stages(net, ["stage1"])
+    assert freeze_stages(net, 1) == ["stage1"]
     n_trainable = len(trainable_parameters(net))
     unfreeze_stages(net, ["stage1"])
     assert frozen_stages(net) == []
