@@ -195,7 +195,9 @@ def camera_size_for(card: Any) -> tuple[int, int]:
     env_config = (card.trained_on or {}).get("env_config") or {}
     if "image_size" in env_config:
         return tuple(int(v) for v in env_config["image_size"])
-    for entry in (card.randomization or {}).values():
+    for entry in (card.randomization or {}).values():  # pretrain: one entry per sim tub
+        if isinstance(entry, dict) and "image_size" in entry:
+            return tuple(int(v) for v in entry["image_size"])
         if isinstance(entry, dict) and "image_height" in entry and "image_width" in entry:
             return int(entry["image_height"]), int(entry["image_width"])
     return (120, 160)
