@@ -9,6 +9,16 @@ used). Data defaults to ../shared/data/real/usi-track-a when present, else the s
 One torch thread, so that figures are comparable on a shared machine; both wall-clock and
 process CPU seconds are printed (on a busy machine the CPU seconds are the better guide to
 what an idle one would take).
+
+Measured 2026-11-26 on the shared 2-core CPU box (load average 10-13 from other work), 500
+usi-track-a frames, 1 thread (wall s / CPU s; epochs run incl. early-stopping patience 5):
+- a small sim checkpoint (3,000 sim frames, 10 epochs): default adapter 70.8 / 28.2 (19
+  epochs), full fine-tuning 53.7 / 21.1 (8), all frozen uncached 17.9 / 7.0 (6), all frozen
+  with cached features 6.8 / 2.7 (6); CPU s per epoch 1.49 / 2.64 / 1.17 / 0.45.
+- random init: default 65.6 / 13.8 (9), full 44.3 / 15.2 (7), all frozen uncached
+  48.4 / 12.9 (12), cached 12.9 / 4.2 (27); CPU s per epoch 1.54 / 2.17 / 1.08 / 0.16, so
+  13.9x faster than full fine-tuning per epoch (5.9x with the sim checkpoint, where 6 epochs
+  carry the one-off feature pass).
 """
 
 from __future__ import annotations

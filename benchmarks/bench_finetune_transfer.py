@@ -10,6 +10,16 @@ features), (c) the same architecture from random init (every stage trained, same
 Each is scored on the held-out last time block (`sim2real evaluate --split test`) with
 moving-block bootstrap 95% intervals; the zero-shot sim checkpoint is scored too, raw and
 scale-calibrated. Prints a table and, with --json, writes every figure.
+
+Measured 2026-11-26 (2-core CPU box) with a small sim checkpoint (pilotnet, 3,000 frames of
+`sim2real simulate` seed 0, 10 epochs of `sim2real pretrain`), 100 real frames, seeds 0-2,
+test block = last 20% of usi-track-a (2,325 frames); steering MAE per seed (mean):
+  sim + freeze all (head): 0.300 0.262 0.258 (0.273); sign agreement mean 0.774
+  sim + freeze 3:          0.338 0.287 0.289 (0.304); sign agreement mean 0.764
+  from scratch:            0.290 0.316 0.309 (0.305); sign agreement mean 0.674
+  zero-shot sim: MAE 0.295 raw, 0.275 calibrated; R^2 0.019 raw, 0.071 calibrated
+The head-only transfer beats scratch on sign agreement and Pearson r for every seed, on
+MAE for 2 of 3; the 95% intervals of single runs overlap for MAE.
 """
 
 from __future__ import annotations
