@@ -5,7 +5,7 @@ time-block split of sim frames and writes a checkpoint folder: model.safetensors
 whose card records the data, the randomization spec found beside the sim tubs, metrics and
 code version. The folder also holds config.yaml, run.json, tb/ and resume.pt, so an
 interrupted run resumes with ``resume=True``. Reading tubs into datasets is done one layer up
-(``sim2real.experiments.commands.pretrain.open_sim_data``): agents do not depend on transfer.
+(``sim2real.experiments.pretraining.open_sim_data``): agents do not depend on transfer.
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def pretrain(
     """Pretrain `config.model` on `data`; write a checkpoint (and run files) to `out_dir`.
 
     Reading sim tubs into `data` is the transfer layer's job (agents do not depend on it):
-    ``sim2real.experiments.commands.pretrain.open_sim_data`` does it for the CLI.
+    ``sim2real.experiments.pretraining.open_sim_data`` does it for the CLI.
     """
     out_dir = Path(out_dir)
     check_out_dir(out_dir, config, resume)

@@ -132,7 +132,7 @@ def _train_runtime(ctx: StepContext) -> dict[str, Any]:
 @register_step("pretrain")
 def pretrain_step(ctx: StepContext) -> dict[str, Any]:
     from sim2real.agents.pretrain import PretrainConfig
-    from sim2real.experiments.commands.pretrain import run_pretrain
+    from sim2real.experiments.pretraining import run_pretrain
 
     _threads(ctx)
     data = dict(ctx.cell.config["pretrain"])

@@ -13,7 +13,7 @@ from sim2real.agents.pretrain import (
     load_pretrain_config,
 )
 from sim2real.experiments.cli import main
-from sim2real.experiments.commands.pretrain import run_pretrain
+from sim2real.experiments.pretraining import run_pretrain
 from sim2real.transfer.tub import TubWriter
 
 INPUTS = ["cam/image_array", "user/angle", "user/throttle", "sim/cte", "sim/heading_error"]

@@ -5,73 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
-from sim2real.agents.pretrain import (
-    PretrainConfig,
-    PretrainData,
-    PretrainResult,
-    check_out_dir,
-    load_pretrain_config,
-    pretrain,
-)
-
-
-def open_sim_data(config: PretrainConfig) -> PretrainData:
-    """Read `config.data` (sim tubs), split by time blocks, and build the frame datasets."""
-    from sim2real.transfer.datasets import DrivingDataset, open_records
-    from sim2real.transfer.splits import subsample, time_block_split
-
-    if not config.data:
-        raise ValueError("no sim data given: pass at least one tub path (--data)")
-    for path in config.data:
-        if not Path(path).expanduser().exists():
-            raise FileNotFoundError(f"sim data {path}: no such file or folder")
-    record_set = open_records(config.data)
-    records = record_set.records
-    if config.max_frames is not None:
-        records = subsample(records, config.max_frames, seed=config.train.seed)
-    spec = config.model
-    counts = {name: sum(name in r.labels for r in records) for name in spec.outputs}
-    missing = [name for name, n in counts.items() if n == 0]
-    if missing:
-        raise ValueError(
-            f"{', '.join(config.data)}: no record has label(s) {missing}; labels present: "
-            f"{record_set.label_names}; set model.outputs in the config to labels the data has"
-        )
-    split = time_block_split(records, config.val_fraction, gap=config.split_gap)
-    if not split.val:
-        raise ValueError(f"{', '.join(config.data)}: too few records for a validation block")
-    cache_dir = Path(config.cache_dir) if config.cache_dir else None
-    progress = config.train.progress
-    train, val = (
-        DrivingDataset(part, spec.preprocessing, spec.outputs, cache_dir, progress=progress)
-        for part in (split.train, split.val)
-    )
-    trained_on = {
-        "paths": [str(Path(p).expanduser().resolve()) for p in config.data],
-        "frames": split.sizes(),
-        "split": {
-            "kind": "time_block",
-            "val_fraction": config.val_fraction,
-            "gap": config.split_gap,
-        },
-        "label_counts": counts,
-        "read_report": record_set.report.to_dict(),
-        "max_frames": config.max_frames,
-    }
-    return PretrainData(train=train, val=val, trained_on=trained_on)
-
-
-def run_pretrain(
-    config: PretrainConfig, out_dir: str | Path, *, resume: bool = False
-) -> PretrainResult:
-    """Open the sim data and pretrain: what `sim2real pretrain` does, for scripts and tests."""
-    check_out_dir(Path(out_dir), config, resume)  # before minutes of frame decoding
-    return pretrain(config, open_sim_data(config), out_dir, resume=resume)
-
 
 def handler(args: argparse.Namespace) -> int:
+    import yaml
+
+    from sim2real.agents.pretrain import load_pretrain_config
+    from sim2real.experiments.pretraining import run_pretrain
+
     config = load_pretrain_config(args.config, data=args.data, epochs=args.epochs, seed=args.seed)
     if args.architecture:
         config.model.architecture = args.architecture
