@@ -153,7 +153,10 @@ def domain_gap(gaps: Mapping[str, Mapping[str, Mapping[str, float]]], path: Path
         ax.set_xticklabels(stages)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, axis="y")
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles, labels, loc="upper center", ncol=len(names), fontsize=8, bbox_to_anchor=(0.5, 1.08)
+    )
     return _save(fig, path)
 
 

@@ -460,7 +460,7 @@ def write_report(run: StudyRun) -> dict[str, Path]:
             results["stage_names"],
             fig_dir / "freeze_depth.png",
         )
-    gaps = {n: s["gap"] for n, s in results["starts"].items() if "gap" in s}
+    gaps = {_display(n, results): s["gap"] for n, s in results["starts"].items() if "gap" in s}
     if gaps:
         figures["domain_gap"] = plots.domain_gap(gaps, fig_dir / "domain_gap.png")
     sim_real_rows = _sim_vs_real_rows(results)
@@ -513,15 +513,26 @@ def write_report(run: StudyRun) -> dict[str, Path]:
     strengths = [n for n in zs if n.startswith("strength_")]
     if zs.get("main") and strengths and zs.get(strengths[0]):
         a, b = zs["main"], zs[strengths[0]]
+        main_s = results["starts"]["main"]["strength"]
+        other_s = results["starts"][strengths[0]]["strength"]
         for variant in ("raw", "calibrated"):
-            va = a[variant]["steering_r2"]["value"]
-            vb = b[variant]["steering_r2"]["value"]
-            if va is not None and vb is not None:
-                summary.append(
-                    f"Zero-shot {variant} R^2 with randomization {va:.3f} vs "
-                    f"{strengths[0].replace('_', ' ')} {vb:.3f}: randomization "
-                    f"{'helps' if va > vb else 'does not help'}."
-                )
+            ia, ib = a[variant]["steering_r2"], b[variant]["steering_r2"]
+            if ia["value"] is None or ib["value"] is None:
+                continue
+            higher = (
+                f"strength {main_s:g}" if ia["value"] > ib["value"] else f"strength {other_s:g}"
+            )
+            overlap = (
+                ia["low"] is not None
+                and ib["low"] is not None
+                and ia["low"] <= ib["high"]
+                and ib["low"] <= ia["high"]
+            )
+            summary.append(
+                f"Zero-shot {variant} R^2, randomization strength {main_s:g} vs {other_s:g}: "
+                f"{_interval(ia)} vs {_interval(ib)}; {higher} is higher"
+                + (", but the 95% intervals overlap." if overlap else ".")
+            )
     for n, check in results["starts"]["main"].get("sweep_check", {}).items():
         summary.append(
             f"Freeze sweep at N={n}: best k={check['best_k']} (R^2 {_fmt(check['best_r2'])}), "
@@ -617,7 +628,7 @@ def write_report(run: StudyRun) -> dict[str, Path]:
         )
         rows.append(
             [
-                name,
+                _display(name, results),
                 _interval(z["raw"]["steering_r2"]),
                 _interval(z["calibrated"]["steering_r2"]),
                 _interval(z["raw"]["steering_mae"]),
@@ -691,7 +702,7 @@ def write_report(run: StudyRun) -> dict[str, Path]:
         for p in points:
             rows.append(
                 [
-                    name,
+                    _display(name, results),
                     str(p["frames"]),
                     str(p["n_seeds"]),
                     _agg(p["steering_r2"]),
@@ -731,13 +742,21 @@ def write_report(run: StudyRun) -> dict[str, Path]:
     return paths
 
 
+def _display(name: str, results: dict[str, Any]) -> str:
+    """A start's name for readers: "sim s=1 (main)", "sim s=0", "policy", "scratch"."""
+    start = results["starts"].get(name, {})
+    if start.get("kind") == "perception" and start.get("strength") is not None:
+        return f"sim s={start['strength']:g}" + (" (main)" if name == "main" else "")
+    return name
+
+
 def _sim_vs_real_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name, z in results["zero_shot"].items():
         if z:
             rows.append(
                 {
-                    "name": f"{name} zero-shot",
+                    "name": f"{_display(name, results)} zero-shot",
                     "sim": z["sim"]["steering_mae"],
                     "real": z["raw"]["steering_mae"],
                 }
@@ -764,7 +783,11 @@ def _sim_vs_real_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _starts_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return [
-        {"name": name, "raw": z["raw"]["steering_r2"], "calibrated": z["calibrated"]["steering_r2"]}
+        {
+            "name": _display(name, results),
+            "raw": z["raw"]["steering_r2"],
+            "calibrated": z["calibrated"]["steering_r2"],
+        }
         for name, z in results["zero_shot"].items()
         if z
     ]
