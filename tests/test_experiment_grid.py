@@ -153,3 +153,22 @@ def test_plan_ids_are_stable_and_follow_the_config(tmp_path):
     new_ids = {c.id for c in plan_runs(third, gaps)}
     zero_shot = {c.id for c in plan_runs(first, gaps) if c.config["mode"] == "zero_shot"}
     assert new_ids & set(ids) == zero_shot  # every fine-tuned cell changed, zero-shot did not
+
+
+@register_step("test_resume")
+def _resume(ctx: StepContext) -> dict:
+    """Continues from what an interrupted attempt left in its work folder."""
+    done = (ctx.work / "progress.txt").read_text() if ctx.resume else ""
+    (ctx.work / "progress.txt").write_text(done + "b")
+    return {"resumed": ctx.resume, "progress": done + "b"}
+
+
+def test_a_partial_cell_resumes_from_its_work_folder(tmp_path):
+    store = CellStore(tmp_path)
+    cell = Cell("test_resume", {"n": 1})
+    work = store.partial_path(cell.id)
+    work.mkdir(parents=True)
+    (work / "progress.txt").write_text("a")  # what a killed attempt left behind
+    outcome = run_cells([cell], store, LocalExecutor(), log=lambda _: None)[cell.id]
+    assert outcome.result == {"resumed": True, "progress": "ab"}
+    assert not work.exists() and (store.path(cell.id) / "progress.txt").read_text() == "ab"
