@@ -285,11 +285,16 @@ def build_results(run: StudyRun) -> dict[str, Any]:
         for v in config.grid.freeze_sweep.frames
         if v != 0
     }
+    sweep_seeds = set(config.grid.freeze_sweep.seeds or config.grid.seeds)
     for n in sorted(sweep_frames):
+        # only the sweep's seeds, so every depth is averaged over the same seeds
         group = [
             r
             for r in records
-            if r["start"] == "main" and r["mode"] == "transfer" and r["frames"] == n
+            if r["start"] == "main"
+            and r["mode"] == "transfer"
+            and r["frames"] == n
+            and r["seed"] in sweep_seeds
         ]
         ks = sorted({r["freeze"] for r in group})
         points = [{"freeze": k, **aggregate([r for r in group if r["freeze"] == k])} for k in ks]
