@@ -69,7 +69,7 @@ def test_split_all_cross_fits_the_calibration(checkpoint):
     assert np.isnan(ev.metrics["steering_mae"].low)  # n_boot=0: no interval
 
 
-def test_evaluate_command_writes_json_and_refuses_sim(checkpoint, tmp_path, capsys):
+def test_evaluate_command_writes_json_and_prints_a_table(checkpoint, tmp_path, capsys):
     out = tmp_path / "eval.json"
     args = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(sample_path())]
     assert main([*args, "--json", str(out), "--n-boot", "50"]) == 0
@@ -77,8 +77,6 @@ def test_evaluate_command_writes_json_and_refuses_sim(checkpoint, tmp_path, caps
     assert report["n_frames"] == 200 and report["split"] == "test"
     assert set(report["metrics"]["steering_r2"]) == {"value", "low", "high"}
     assert "steering_sign_agreement" in capsys.readouterr().out
-    assert main([*args, "--sim"]) == 2
-    assert "closed-loop evaluation not available yet" in capsys.readouterr().err
 
 
 def test_clear_errors(tmp_path, checkpoint, capsys):

@@ -1,7 +1,7 @@
-"""`sim2real evaluate`: how well a checkpoint drives, offline on recorded frames.
+"""`sim2real evaluate`: how well a checkpoint drives.
 
-The command has one branch per kind of evaluation: offline on recorded real data (now), and
-closed-loop in the simulator (``--sim``, to be added in `_closed_loop`).
+Two branches: offline on recorded (real) frames with `--data`, and closed-loop on held-out
+simulator tracks with `--sim` (`sim2real.agents.closed_loop`).
 """
 
 from __future__ import annotations
