@@ -22,6 +22,9 @@ n_envs 2, lr 3e-4, log_std_init -1), seed 0, eval on seeds 10000-10004 (randomiz
   pretrained init 0.60 0.22 0.14 0.15 0.14 0.06 0.27 0.15 0.22 (laps 20% at 0, then 0%)
   PPO's exploration and untrained critic undo the pretrained actor within 4k steps; neither
   arm completes a lap in 30k steps. 10-20 env steps/s, ~35-45 min wall per arm at that load.
+- pretrained init with policy_ppo_frozen.yaml (encoder frozen, lr 1e-4, log_std_init -2), at
+  0/4k/8k/8.2k/12k/16k/16.4k steps: laps 20 40 0 40 20 40 20 %, lap fraction 0.60 0.67 0.49
+  0.67 0.59 0.66 0.63: the init is kept (5 eval episodes: +-1 lap is noise, not a trend).
 """
 
 from __future__ import annotations
