@@ -11,6 +11,11 @@ image_noise (sensor effects), track_env (the env), expert (pure pursuit), record
 
 from gymnasium.envs.registration import register, registry
 
+from sim2real.envs.quiet import silenced_output
+
+with silenced_output():
+    import pybullet  # noqa: F401  (its first import prints a build banner)
+
 ENV_ID = "sim2real/TrackDriving-v0"
 DEFAULT_MAX_EPISODE_STEPS = 2000
 

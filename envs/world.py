@@ -17,6 +17,8 @@ import pybullet as p
 import pybullet_data
 from pybullet_utils import bullet_client
 
+from sim2real.envs.quiet import silenced_output
+
 CONTROL_DT = 0.05  # s per env step (20 Hz, like a DonkeyCar's drive loop)
 PHYSICS_SUBSTEPS = 2  # physics steps per env step (25 ms each; stable for the racecar)
 WHEEL_RADIUS = 0.05  # m, racecar.urdf
@@ -56,9 +58,10 @@ class World:
     what changes, so a reset costs milliseconds rather than a reload."""
 
     def __init__(self) -> None:
-        self.client = bullet_client.BulletClient(connection_mode=p.DIRECT)
+        with silenced_output():  # each DIRECT connect prints "argv[0]="
+            self.client = bullet_client.BulletClient(connection_mode=p.DIRECT)
+            self.render_client = bullet_client.BulletClient(connection_mode=p.DIRECT)
         self.client.setAdditionalSearchPath(pybullet_data.getDataPath())
-        self.render_client = bullet_client.BulletClient(connection_mode=p.DIRECT)
         self._distractor_ids: list[int] = []
         self.car = -1
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sim2real.agents.policy import load_policy_config, train_policy
-
 
 def handler(args: argparse.Namespace) -> int:
+    from sim2real.agents.policy import load_policy_config, train_policy
+
     config = load_policy_config(args.config, total_timesteps=args.timesteps, seed=args.seed)
     result = train_policy(config, args.out, resume=args.resume)
     print(
