@@ -37,9 +37,9 @@ from sim2real.agents.sb3_extractor import (
     policy_kwargs,
     policy_to_driving_net,
 )
-from sim2real.common.config import ConfigError, StrictModel, load_config
+from sim2real.common.config import StrictModel, load_config
 from sim2real.common.io import atomic_write_json
-from sim2real.common.runs import code_version, describe_run
+from sim2real.common.runs import check_run_dir, code_version, describe_run
 
 log = logging.getLogger(__name__)
 
@@ -356,19 +356,14 @@ def _frozen_snapshot(policy) -> dict[str, torch.Tensor]:
 
 def check_resumable(out_dir: Path, config: PolicyConfig) -> None:
     """Refuse to resume `out_dir` with a config other than its own (total_timesteps aside)."""
-    saved_path = out_dir / "config.yaml"
-    if not saved_path.is_file():
-        return
-    try:
-        saved = load_config(PolicyConfig, saved_path)
-    except ConfigError as exc:
-        raise ValueError(f"cannot resume: {exc}") from None
-    ignore = {"total_timesteps"}
-    if saved.model_dump(exclude=ignore) != config.model_dump(exclude=ignore):
-        raise ValueError(
-            f"cannot resume {out_dir}: its config.yaml differs from this run's config "
-            "(only total_timesteps may change)"
-        )
+    check_run_dir(
+        out_dir,
+        config,
+        started=True,
+        resume=True,
+        what="a policy run",
+        may_change={"total_timesteps"},
+    )
 
 
 def train_policy(

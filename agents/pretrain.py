@@ -23,9 +23,15 @@ from torch.utils.data import Dataset
 
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, save_checkpoint
 from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, ModelSpec
-from sim2real.agents.training import RESUME_FILE, FitResult, TrainConfig, fit
-from sim2real.common.config import ConfigError, StrictModel, load_config
-from sim2real.common.runs import code_version, describe_run
+from sim2real.agents.training import (
+    RESUMABLE_CHANGES,
+    RESUME_FILE,
+    FitResult,
+    TrainConfig,
+    fit,
+)
+from sim2real.common.config import StrictModel, load_config
+from sim2real.common.runs import check_run_dir, code_version, describe_run
 
 log = logging.getLogger(__name__)
 
@@ -136,24 +142,14 @@ def _randomization_in(folder: Path) -> dict[str, Any] | None:
 
 def check_out_dir(out_dir: Path, config: PretrainConfig, resume: bool) -> None:
     """Refuse to overwrite a run in `out_dir` unless resuming it with the same config."""
-    started = (out_dir / RESUME_FILE).is_file() or (out_dir / CARD_FILE).is_file()
-    if started and not resume:
-        raise ValueError(
-            f"{out_dir} already holds a pretraining run; resume it (--resume) or choose "
-            "another out dir"
-        )
-    saved_path = out_dir / "config.yaml"
-    if resume and started and saved_path.is_file():
-        try:
-            saved = load_config(PretrainConfig, saved_path)
-        except ConfigError as exc:
-            raise ValueError(f"cannot resume: {exc}") from None
-        ignore = {"train": {"epochs", "progress", "tensorboard", "device"}}
-        if saved.model_dump(exclude=ignore) != config.model_dump(exclude=ignore):
-            raise ValueError(
-                f"cannot resume {out_dir}: its config.yaml differs from this run's config "
-                "(only train.epochs may change)"
-            )
+    check_run_dir(
+        out_dir,
+        config,
+        started=(out_dir / RESUME_FILE).is_file() or (out_dir / CARD_FILE).is_file(),
+        resume=resume,
+        what="a pretraining run",
+        may_change=RESUMABLE_CHANGES,
+    )
 
 
 @dataclass

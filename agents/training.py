@@ -35,6 +35,9 @@ from sim2real.common.io import atomic_write
 log = logging.getLogger(__name__)
 
 RESUME_FILE = "resume.pt"
+RESUMABLE_CHANGES = {"train": {"epochs", "progress", "tensorboard", "device"}}
+"""Config fields a resumed training run may change (pydantic `exclude` form): more epochs,
+another device, logging; anything else makes the saved state meaningless."""
 
 
 class TrainConfig(StrictModel):

@@ -7,10 +7,11 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
-from sim2real.common.config import save_config
+from sim2real.common.config import ConfigError, load_config, save_config
 from sim2real.common.io import atomic_write_json
 
 
@@ -58,3 +59,44 @@ def describe_run(out_dir: str | Path, config: BaseModel | None = None) -> None:
             "platform": platform.platform(),
         },
     )
+
+
+def check_run_dir(
+    out_dir: str | Path,
+    config: BaseModel,
+    *,
+    started: bool,
+    resume: bool,
+    what: str,
+    may_change: Any,
+) -> None:
+    """Refuse to overwrite a started run, or to resume it with a different config.
+
+    `started`: whether `out_dir` already holds a run; `what`: its kind, for the message
+    ("a pretraining run"); `may_change`: the fields that a resume may change, in pydantic's
+    `exclude` form (e.g. ``{"train": {"epochs"}}``). The saved config is `out_dir/config.yaml`.
+    """
+    out_dir = Path(out_dir)
+    if started and not resume:
+        raise ValueError(
+            f"{out_dir} already holds {what}; resume it (--resume) or choose another out dir"
+        )
+    saved_path = out_dir / "config.yaml"
+    if not (resume and started and saved_path.is_file()):
+        return
+    try:
+        saved = load_config(type(config), saved_path)
+    except ConfigError as exc:
+        raise ValueError(f"cannot resume: {exc}") from None
+    if saved.model_dump(exclude=may_change) != config.model_dump(exclude=may_change):
+        raise ValueError(
+            f"cannot resume {out_dir}: its config.yaml differs from this run's config "
+            f"(only {_field_names(may_change)} may change)"
+        )
+
+
+def _field_names(fields: Any, prefix: str = "") -> str:
+    """{"train": {"epochs", "device"}} -> "train.device, train.epochs"."""
+    if isinstance(fields, dict):
+        return ", ".join(_field_names(v, f"{prefix}{k}.") for k, v in sorted(fields.items()))
+    return ", ".join(f"{prefix}{name}" for name in sorted(fields))

@@ -34,3 +34,23 @@ def test_json_refuses_nan(tmp_path):
     with pytest.raises(ValueError):
         atomic_write_json(tmp_path / "n.json", {"x": float("nan")})
     assert not (tmp_path / "n.json").exists()
+
+
+def test_check_run_dir_refuses_overwrite_and_changed_resume(tmp_path):
+    from sim2real.agents.training import RESUMABLE_CHANGES, TrainConfig
+    from sim2real.common.config import StrictModel, save_config
+    from sim2real.common.runs import check_run_dir
+
+    class Run(StrictModel):
+        lr_scale: float = 1.0
+        train: TrainConfig = TrainConfig()
+
+    saved = Run()
+    save_config(saved, tmp_path / "config.yaml")
+    kwargs = {"started": True, "what": "a test run", "may_change": RESUMABLE_CHANGES}
+    with pytest.raises(ValueError, match="already holds a test run"):
+        check_run_dir(tmp_path, saved, resume=False, **kwargs)
+    more_epochs = Run(train=TrainConfig(epochs=saved.train.epochs + 5))
+    check_run_dir(tmp_path, more_epochs, resume=True, **kwargs)  # allowed change
+    with pytest.raises(ValueError, match=r"differs .*only train\.device, train\.epochs"):
+        check_run_dir(tmp_path, Run(lr_scale=2.0), resume=True, **kwargs)

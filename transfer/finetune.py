@@ -40,6 +40,7 @@ from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, sa
 from sim2real.agents.freezing import find_encoder, unfreeze_stages
 from sim2real.agents.model import DrivingNet
 from sim2real.agents.training import (
+    RESUMABLE_CHANGES,
     RESUME_FILE,
     FitResult,
     TrainConfig,
@@ -48,8 +49,8 @@ from sim2real.agents.training import (
     fit,
     masked_loss,
 )
-from sim2real.common.config import ConfigError, StrictModel, load_config
-from sim2real.common.runs import code_version, describe_run
+from sim2real.common.config import StrictModel, load_config
+from sim2real.common.runs import check_run_dir, code_version, describe_run
 from sim2real.transfer.adapter import (
     AdapterConfig,
     adabn,
@@ -321,24 +322,14 @@ class FinetuneResult:
 
 def check_out_dir(out_dir: Path, config: FinetuneConfig, resume: bool) -> None:
     """Refuse to overwrite a run in `out_dir` unless resuming it with the same config."""
-    started = (out_dir / CARD_FILE).is_file() or any(out_dir.glob(f"**/{RESUME_FILE}"))
-    if started and not resume:
-        raise ValueError(
-            f"{out_dir} already holds a fine-tuning run; resume it (--resume) or choose "
-            "another out dir"
-        )
-    saved_path = out_dir / "config.yaml"
-    if resume and started and saved_path.is_file():
-        try:
-            saved = load_config(FinetuneConfig, saved_path)
-        except ConfigError as exc:
-            raise ValueError(f"cannot resume: {exc}") from None
-        ignore = {"train": {"epochs", "progress", "tensorboard", "device"}}
-        if saved.model_dump(exclude=ignore) != config.model_dump(exclude=ignore):
-            raise ValueError(
-                f"cannot resume {out_dir}: its config.yaml differs from this run's config "
-                "(only train.epochs may change)"
-            )
+    check_run_dir(
+        out_dir,
+        config,
+        started=(out_dir / CARD_FILE).is_file() or any(out_dir.glob(f"**/{RESUME_FILE}")),
+        resume=resume,
+        what="a fine-tuning run",
+        may_change=RESUMABLE_CHANGES,
+    )
 
 
 def build_model(config: FinetuneConfig) -> tuple[DrivingNet, ModelCard]:
