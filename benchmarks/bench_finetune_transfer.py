@@ -20,6 +20,19 @@ test block = last 20% of usi-track-a (2,325 frames); steering MAE per seed (mean
   zero-shot sim: MAE 0.295 raw, 0.275 calibrated; R^2 0.019 raw, 0.071 calibrated
 The head-only transfer beats scratch on sign agreement and Pearson r for every seed, on
 MAE for 2 of 3; the 95% intervals of single runs overlap for MAE.
+
+Measured again 2026-11-26 (same box, load ~1-4) with a larger sim checkpoint (pilotnet, 14,539
+training frames of a 20,000-frame `sim2real simulate` recording at strength 1, 8 epochs of
+`sim2real pretrain`, best val loss 0.102), 100 real frames, seeds 0-2, same test block:
+  sim + freeze 3:          MAE 0.261 0.255 0.261 (0.259); R^2 0.093 0.178 0.190 (0.153);
+                           r 0.471; sign agreement 0.824
+  sim + freeze all (head): MAE 0.266 0.270 0.255 (0.263); R^2 0.158 0.132 0.154 (0.148);
+                           r 0.444; sign agreement 0.802
+  from scratch:            MAE 0.290 0.316 0.309 (0.305); R^2 0.044 -0.097 0.017 (-0.012);
+                           r 0.313; sign agreement 0.674
+  zero-shot sim: MAE 0.307 raw, 0.276 calibrated; R^2 -0.011 raw, 0.127 calibrated
+Both transfer arms beat scratch on every seed and every metric; for seed 1 the R^2 intervals
+are disjoint (freeze 3 [0.073, 0.275] vs scratch [-0.253, 0.017]).
 """
 
 from __future__ import annotations
