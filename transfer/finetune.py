@@ -44,6 +44,8 @@ from sim2real.agents.training import (
     RESUME_FILE,
     FitResult,
     TrainConfig,
+    _loss_weights,
+    _state_copy,
     dataset_tensors,
     evaluate_loss,
     fit,
@@ -235,10 +237,7 @@ def fit_head_on_features(model: DrivingNet, train_set, val_set, config: TrainCon
     """
     started = time.perf_counter()
     names = list(model.spec.outputs)
-    unknown = sorted(set(config.loss_weights) - set(names))
-    if unknown:
-        raise ValueError(f"loss_weights names {unknown}, which are not outputs {names}")
-    weights = torch.tensor([float(config.loss_weights.get(n, 1.0)) for n in names])
+    weights = _loss_weights(names, config.loss_weights)
     images, targets = dataset_tensors(train_set)
     val_images, val_targets = dataset_tensors(val_set)
     aug = config.augment
@@ -252,7 +251,7 @@ def fit_head_on_features(model: DrivingNet, train_set, val_set, config: TrainCon
     head = model.head
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
-    best = (math.inf, 0, {k: v.clone() for k, v in head.state_dict().items()})
+    best = (math.inf, 0, _state_copy(head))
     history: list[dict[str, Any]] = []
     bad = 0
     stopped = False
@@ -286,7 +285,7 @@ def fit_head_on_features(model: DrivingNet, train_set, val_set, config: TrainCon
             )
             bar.set_postfix(val=f"{val_loss:.4f}")
             if val_loss < best[0] - config.min_delta:
-                best = (val_loss, epoch + 1, {k: v.clone() for k, v in head.state_dict().items()})
+                best = (val_loss, epoch + 1, _state_copy(head))
                 bad = 0
             else:
                 bad += 1
