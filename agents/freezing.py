@@ -130,25 +130,22 @@ def freeze_stages(model: nn.Module, names: int | str | Sequence[str]) -> list[st
     `FrozenBatchNorm2d` (statistics fixed in train mode too). Build optimizers afterwards,
     over `trainable_parameters(model)`.
     """
-    encoder = find_encoder(model)
-    names = resolve_stages(encoder, names if isinstance(names, int | str) else list(names))
-    for name in names:
-        stage = encoder.stages[name]
-        _swap_batchnorm(stage, freeze=True)
-        for param in stage.parameters():
-            param.requires_grad_(False)
-    return names
+    return _set_frozen(model, names, frozen=True)
 
 
 def unfreeze_stages(model: nn.Module, names: int | str | Sequence[str]) -> list[str]:
     """Undo `freeze_stages` for the named stages (gradual unfreezing); returns their names."""
+    return _set_frozen(model, names, frozen=False)
+
+
+def _set_frozen(model: nn.Module, names: int | str | Sequence[str], frozen: bool) -> list[str]:
     encoder = find_encoder(model)
     names = resolve_stages(encoder, names if isinstance(names, int | str) else list(names))
     for name in names:
         stage = encoder.stages[name]
-        _swap_batchnorm(stage, freeze=False)
+        _swap_batchnorm(stage, freeze=frozen)
         for param in stage.parameters():
-            param.requires_grad_(True)
+            param.requires_grad_(not frozen)
     return names
 
 
