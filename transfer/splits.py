@@ -95,16 +95,18 @@ def session_split(
     test_sessions: Sequence[str] = (),
 ) -> Split:
     """Hold out whole sessions by name; every other session trains."""
+    val_set, test_set = set(val_sessions), set(test_sessions)
+    held_out = val_set | test_set
     known = {record.session for record in records}
-    unknown = sorted((set(val_sessions) | set(test_sessions)) - known)
+    unknown = sorted(held_out - known)
     if unknown:
         raise ValueError(f"sessions {unknown} not found; known sessions: {sorted(known)}")
-    overlap = set(val_sessions) & set(test_sessions)
+    overlap = val_set & test_set
     if overlap:
         raise ValueError(f"sessions {sorted(overlap)} are both validation and test")
-    val = [r for r in records if r.session in set(val_sessions)]
-    test = [r for r in records if r.session in set(test_sessions)]
-    train = [r for r in records if r.session not in set(val_sessions) | set(test_sessions)]
+    val = [r for r in records if r.session in val_set]
+    test = [r for r in records if r.session in test_set]
+    train = [r for r in records if r.session not in held_out]
     if not train:
         raise ValueError("session_split: every session is held out, none left to train on")
     return Split(train=train, val=val, test=test)
