@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from sim2real.common.config import StrictModel, load_config
+from sim2real.common.config import StrictModel, load_config, validate_config
 
 DEFAULT_SPEC_FILE = "default_randomization.yaml"
 
@@ -264,7 +264,5 @@ def resolve_spec(randomization: None | RandomizationSpec | str | Path | dict) ->
     if isinstance(randomization, RandomizationSpec):
         return randomization
     if isinstance(randomization, dict):
-        from sim2real.common.config import validate_config
-
         return validate_config(RandomizationSpec, randomization, source="randomization")
     return RandomizationSpec.from_yaml(randomization)
