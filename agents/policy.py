@@ -200,62 +200,29 @@ def build_model(config: PolicyConfig, env, resolved: ResolvedModel, tensorboard_
     from stable_baselines3 import PPO, SAC
 
     if config.algorithm == "ppo":
-        p = config.ppo
-        kwargs = policy_kwargs(
-            "ppo",
-            resolved.architecture,
-            resolved.preprocessing,
-            config.hidden,
-            config.freeze,
-            p.log_std_init,
-        )
-        model = PPO(
-            FrozenAwareActorCriticPolicy,
-            env,
-            learning_rate=p.learning_rate,
-            n_steps=p.n_steps,
-            batch_size=p.batch_size,
-            n_epochs=p.n_epochs,
-            gamma=p.gamma,
-            gae_lambda=p.gae_lambda,
-            clip_range=p.clip_range,
-            ent_coef=p.ent_coef,
-            vf_coef=p.vf_coef,
-            max_grad_norm=p.max_grad_norm,
-            policy_kwargs=kwargs,
-            seed=config.seed,
-            device=config.device,
-            tensorboard_log=tensorboard_log,
-            verbose=0,
-        )
+        cls, policy_cls, params = PPO, FrozenAwareActorCriticPolicy, config.ppo
     else:
-        s = config.sac
-        kwargs = policy_kwargs(
-            "sac",
-            resolved.architecture,
-            resolved.preprocessing,
-            config.hidden,
-            config.freeze,
-            s.log_std_init,
-            s.critic_hidden,
-        )
-        model = SAC(
-            FrozenAwareSACPolicy,
-            env,
-            learning_rate=s.learning_rate,
-            buffer_size=s.buffer_size,
-            learning_starts=s.learning_starts,
-            batch_size=s.batch_size,
-            tau=s.tau,
-            gamma=s.gamma,
-            train_freq=s.train_freq,
-            gradient_steps=s.gradient_steps,
-            policy_kwargs=kwargs,
-            seed=config.seed,
-            device=config.device,
-            tensorboard_log=tensorboard_log,
-            verbose=0,
-        )
+        cls, policy_cls, params = SAC, FrozenAwareSACPolicy, config.sac
+    # PPOParams/SACParams fields are SB3's own keyword names; these two shape the policy instead
+    policy_fields = {"log_std_init", "critic_hidden"}
+    kwargs = policy_kwargs(
+        config.algorithm,
+        resolved.architecture,
+        resolved.preprocessing,
+        config.hidden,
+        config.freeze,
+        **params.model_dump(include=policy_fields),
+    )
+    model = cls(
+        policy_cls,
+        env,
+        **params.model_dump(exclude=policy_fields),
+        policy_kwargs=kwargs,
+        seed=config.seed,
+        device=config.device,
+        tensorboard_log=tensorboard_log,
+        verbose=0,
+    )
     if tensorboard_log is None:
         from stable_baselines3.common.logger import Logger
 
