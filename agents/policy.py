@@ -317,10 +317,6 @@ class PolicyResult:
     seconds: float
 
 
-def _frozen_snapshot(policy) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in policy.named_parameters() if not p.requires_grad}
-
-
 def check_resumable(out_dir: Path, config: PolicyConfig) -> None:
     """Refuse to resume `out_dir` with a config other than its own (total_timesteps aside)."""
     check_run_dir(
