@@ -391,11 +391,10 @@ def _strip(run: StudyRun, results: dict[str, Any], path: Path) -> dict[str, Any]
 
     from sim2real.agents.checkpoint import load_checkpoint
     from sim2real.agents.model import STEERING
-    from sim2real.experiments.study import SPLIT
-    from sim2real.transfer.datasets import DrivingDataset, open_records
+    from sim2real.experiments.study import study_split
+    from sim2real.transfer.datasets import DrivingDataset
     from sim2real.transfer.evaluate import predict
     from sim2real.transfer.records import read_image_rgb
-    from sim2real.transfer.splits import time_block_split
 
     records = results["runs"]
     chosen: dict[str, dict[str, Any]] = {}
@@ -412,10 +411,7 @@ def _strip(run: StudyRun, results: dict[str, Any], path: Path) -> dict[str, Any]
         chosen["zero-shot"] = zs
     if not chosen:
         return None
-    all_records = open_records(run.plan.real_paths).records
-    test = time_block_split(
-        all_records, SPLIT["val_fraction"], test_fraction=SPLIT["test_fraction"], gap=SPLIT["gap"]
-    ).test
+    test = study_split(run.plan.real_paths).test
     n = min(run.plan.config.evaluate.strip_frames, len(test))
     picks = [test[i] for i in np.linspace(0, len(test) - 1, n).round().astype(int)]
     images = [read_image_rgb(r.image_path) for r in picks]

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -35,6 +35,10 @@ from sim2real.experiments.domain_gap import FreezeRule
 from sim2real.experiments.grid import Cell, CellOutcome, CellStore, Executor, LocalExecutor
 from sim2real.experiments.grid import run_cells as _run_cells
 from sim2real.transfer.adapter import AdapterConfig
+from sim2real.transfer.evaluate import DEFAULT_SPLIT
+
+if TYPE_CHECKING:
+    from sim2real.transfer.splits import Split
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ Arm = Literal["transfer_recommended", "transfer_full", "scratch"]
 MAIN, SCRATCH, POLICY = "main", "scratch", "policy"
 RUNTIME_TRAIN_FIELDS = {"progress", "tensorboard", "device", "num_threads"}
 """TrainConfig fields that do not change results: left out of cell keys"""
-SPLIT = {"val_fraction": 0.15, "test_fraction": 0.2, "gap": 20}
+SPLIT = DEFAULT_SPLIT
 """the real split of every cell: fine-tuning's defaults, which evaluate assumes for cards
 that do not record one (zero-shot), so every network is scored on the same test block"""
 
@@ -302,16 +306,20 @@ def _train_dump(train: TrainConfig) -> dict[str, Any]:
     return train.model_dump(mode="json", exclude=RUNTIME_TRAIN_FIELDS)
 
 
-def real_split_sizes(paths: list[str]) -> dict[str, int]:
-    """Frames in the train, val and test blocks of the real data under the study's split."""
+def study_split(paths: list[str]) -> Split:
+    """The real data under `paths` cut into train | val | test blocks by the study's split."""
     from sim2real.transfer.datasets import open_records
     from sim2real.transfer.splits import time_block_split
 
     records = open_records(paths).records
-    split = time_block_split(
+    return time_block_split(
         records, SPLIT["val_fraction"], test_fraction=SPLIT["test_fraction"], gap=SPLIT["gap"]
     )
-    return split.sizes()
+
+
+def real_split_sizes(paths: list[str]) -> dict[str, int]:
+    """Frames in the train, val and test blocks of the real data under the study's split."""
+    return study_split(paths).sizes()
 
 
 def plan_upstream(config: StudyConfig, out: Path) -> Plan:
