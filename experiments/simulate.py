@@ -15,14 +15,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
 from sim2real.common.config import StrictModel, load_yaml_mapping, validate_config
 from sim2real.common.runs import describe_run
-from sim2real.transfer.tub import MANIFEST, TubWriter, read_manifest
+from sim2real.transfer.tub import MANIFEST, TubWriter, encode_jpeg, read_manifest
 
 CATALOG_LEN = 1000
 FRAME_MS = 50
@@ -86,12 +85,8 @@ def record_chunk(job: tuple[dict[str, Any], dict[str, Any], int, int]) -> list[t
         perturbation=config.perturbation,
         episode_steps=config.episode_steps,
     ):
-        ok, jpeg = cv2.imencode(
-            ".jpg",
-            cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR),
-            [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality],
-        )
-        if not ok:
+        jpeg = encode_jpeg(frame.image, config.jpeg_quality)
+        if jpeg is None:
             raise RuntimeError(f"chunk {chunk}: JPEG encoding failed")
         fields = {
             "user/angle": float(np.clip(frame.steering, -1.0, 1.0)),
@@ -99,7 +94,7 @@ def record_chunk(job: tuple[dict[str, Any], dict[str, Any], int, int]) -> list[t
             "user/mode": "user",
             **{key: float(value) for key, value in frame.labels.items()},
         }
-        out.append((jpeg.tobytes(), fields, frame.episode))
+        out.append((jpeg, fields, frame.episode))
     return out
 
 

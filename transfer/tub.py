@@ -51,6 +51,14 @@ def image_file_name(index: int, key: str) -> str:
     return f"{index}_{key.replace('/', '_')}_.jpg"
 
 
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes | None:
+    """(H, W, 3) uint8 RGB as JPEG bytes at `quality` (OpenCV); None when encoding fails."""
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    return data.tobytes() if ok else None
+
+
 def read_manifest(tub: Path) -> dict[str, Any]:
     """Parse `manifest.json` into {inputs, types, metadata, manifest_metadata, catalog}.
 
@@ -388,14 +396,10 @@ class TubWriter:
                 f"{self.path}: record {index}: image must be (H, W, 3) uint8 RGB, "
                 f"got {image.shape} {image.dtype}"
             )
-        ok, data = cv2.imencode(
-            ".jpg",
-            cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-            [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality],
-        )
-        if not ok:
+        data = encode_jpeg(image, self.jpeg_quality)
+        if data is None:
             raise ValueError(f"{self.path}: record {index}: JPEG encoding failed")
-        return data.tobytes()
+        return data
 
     def delete(self, indexes: int | Sequence[int]) -> None:
         """Mark records deleted (DonkeyCar keeps them on disk and lists them in the manifest)."""
