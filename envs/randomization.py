@@ -19,6 +19,15 @@ from sim2real.common.config import StrictModel, load_config, validate_config
 DEFAULT_SPEC_FILE = "default_randomization.yaml"
 
 
+def _draw(
+    rng: np.random.Generator, low: float, high: float, nominal: float, strength: float
+) -> float:
+    """Uniform in [low, high] shrunk toward `nominal`: strength 0 -> nominal, 1 -> [low, high]."""
+    lo = nominal + strength * (low - nominal)
+    hi = nominal + strength * (high - nominal)
+    return float(rng.uniform(lo, hi)) if hi > lo else float(lo)
+
+
 class Range(StrictModel):
     """A scalar drawn uniformly from [low, high]; `nominal` is the value at strength 0."""
 
@@ -35,16 +44,8 @@ class Range(StrictModel):
             raise ValueError(f"nominal {self.nominal} outside [low {self.low}, high {self.high}]")
         return self
 
-    def bounds(self, strength: float) -> tuple[float, float]:
-        """The range shrunk toward nominal: strength 0 -> (nominal, nominal), 1 -> (low, high)."""
-        return (
-            self.nominal + strength * (self.low - self.nominal),
-            self.nominal + strength * (self.high - self.nominal),
-        )
-
     def sample(self, rng: np.random.Generator, strength: float) -> float:
-        lo, hi = self.bounds(strength)
-        return float(rng.uniform(lo, hi)) if hi > lo else float(lo)
+        return _draw(rng, self.low, self.high, self.nominal, strength)
 
 
 class ColorRange(StrictModel):
@@ -68,11 +69,11 @@ class ColorRange(StrictModel):
         return self
 
     def sample(self, rng: np.random.Generator, strength: float) -> tuple[float, float, float]:
-        out = []
-        for lo, hi, nom in zip(self.low, self.high, self.nominal, strict=True):
-            a, b = nom + strength * (lo - nom), nom + strength * (hi - nom)
-            out.append(float(rng.uniform(a, b)) if b > a else float(a))
-        return (out[0] % 360.0, out[1], out[2])
+        h, s, v = (
+            _draw(rng, lo, hi, nom, strength)
+            for lo, hi, nom in zip(self.low, self.high, self.nominal, strict=True)
+        )
+        return (h % 360.0, s, v)
 
 
 class _Group(StrictModel):
