@@ -194,6 +194,21 @@ def resolve_model(config: PolicyConfig) -> ResolvedModel:
     return ResolvedModel(spec.architecture, spec.preprocessing, net, card)
 
 
+def make_policy_env(config: PolicyConfig, preprocessing: Preprocessing):
+    """The SB3 VecEnv of `config` (its n_envs, vec_env, seed and env settings) seen through
+    `preprocessing`."""
+    return make_vec_env(
+        config.n_envs,
+        config.vec_env,
+        config.seed,
+        preprocessing=preprocessing,
+        image_size=config.env.image_size,
+        randomization=config.env.randomization,
+        strength=config.env.strength,
+        max_episode_steps=config.env.max_episode_steps,
+    )
+
+
 def build_model(config: PolicyConfig, env, resolved: ResolvedModel, tensorboard_log=None):
     """The SB3 model (PPO or SAC) for `config` on vec env `env`, seeded, weights initialised
     from the checkpoint when given. Returns (model, init report or None)."""
@@ -355,16 +370,7 @@ def train_policy(
     started = time.perf_counter()
     resolved = resolve_model(config)
     describe_run(out_dir, config)
-    env = make_vec_env(
-        config.n_envs,
-        config.vec_env,
-        config.seed,
-        preprocessing=resolved.preprocessing,
-        image_size=config.env.image_size,
-        randomization=config.env.randomization,
-        strength=config.env.strength,
-        max_episode_steps=config.env.max_episode_steps,
-    )
+    env = make_policy_env(config, resolved.preprocessing)
     evals_path = out_dir / EVALS_FILE
     try:
         report = None

@@ -8,7 +8,7 @@ from torch import nn
 from sim2real.agents.checkpoint import ModelCard, save_checkpoint
 from sim2real.agents.freezing import FrozenBatchNorm2d
 from sim2real.agents.model import DrivingNet, ModelSpec
-from sim2real.agents.policy import PolicyConfig, build_model, resolve_model
+from sim2real.agents.policy import PolicyConfig, build_model, make_policy_env, resolve_model
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.agents.sb3_env import make_vec_env
 from sim2real.agents.sb3_extractor import (
@@ -42,14 +42,7 @@ def small_config(**overrides) -> PolicyConfig:
 def small_model(config: PolicyConfig):
     torch.set_num_threads(1)
     resolved = resolve_model(config)
-    env = make_vec_env(
-        config.n_envs,
-        config.vec_env,
-        config.seed,
-        preprocessing=resolved.preprocessing,
-        image_size=config.env.image_size,
-        max_episode_steps=config.env.max_episode_steps,
-    )
+    env = make_policy_env(config, resolved.preprocessing)
     model, report = build_model(config, env, resolved)
     return model, report
 
