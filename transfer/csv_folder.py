@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import Field
 
 from sim2real.common.config import StrictModel, load_config, validate_config
-from sim2real.transfer.records import ReadReport, Record, check_label, keep_with_images
+from sim2real.transfer.records import ReadReport, Record, keep_with_images, parse_labels
 
 
 class CsvColumns(StrictModel):
@@ -157,17 +157,9 @@ def read_csv_folder(
             report.bad_record += 1
             report.note(f"{csv_path}:{number}: {len(row)} fields, expected {len(names)}")
             continue
-        labels, problem = {}, None
-        for csv_name, label in label_map.items():
-            text = row[column[csv_name]].strip()
-            try:
-                value: Any = float(text)
-            except ValueError:
-                value = text
-            problem = check_label(label, value)
-            if problem:
-                break
-            labels[label] = float(value)
+        labels, problem = parse_labels(
+            (label, _number(row[column[csv_name]].strip())) for csv_name, label in label_map.items()
+        )
         if problem:
             report.bad_label += 1
             report.note(f"{csv_path}:{number}: {problem}")
@@ -194,6 +186,14 @@ def read_csv_folder(
     records = keep_with_images(records, report, check_images=check_images, existing=None)
     report.usable = len(records)
     return records, report
+
+
+def _number(text: str) -> float | str:
+    """`text` as a float, or the text itself when it is not a number (a bad label)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _image_path(text: str, folder: Path, image_dir: Path) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -116,6 +117,17 @@ def check_label(name: str, value: Any) -> str | None:
     if not low <= value <= high:
         return f"{name}={value!r} outside [{low}, {high}]"
     return None
+
+
+def parse_labels(values: Iterable[tuple[str, Any]]) -> tuple[dict[str, float], str | None]:
+    """(labels by name as floats, None), or ({}, the first problem found by `check_label`)."""
+    labels = {}
+    for name, value in values:
+        problem = check_label(name, value)
+        if problem:
+            return {}, problem
+        labels[name] = float(value)
+    return labels, None
 
 
 def read_image_rgb(path: str | Path) -> np.ndarray | None:

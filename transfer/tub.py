@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from sim2real.common.io import atomic_write_bytes, atomic_write_text
-from sim2real.transfer.records import ReadReport, Record, check_label, keep_with_images
+from sim2real.transfer.records import ReadReport, Record, keep_with_images, parse_labels
 
 MANIFEST = "manifest.json"
 IMAGES = "images"
@@ -162,12 +162,7 @@ def read_tub(path: str | Path, *, check_images: bool = False) -> tuple[list[Reco
         if index in deleted:
             report.deleted += 1
             continue
-        labels, problem = {}, None
-        for key in label_keys:
-            problem = check_label(key, raw.get(key))
-            if problem:
-                break
-            labels[key] = float(raw[key])
+        labels, problem = parse_labels((key, raw.get(key)) for key in label_keys)
         if problem:
             report.bad_label += 1
             report.note(f"{tub}: {where}: record {index}: {problem}")
