@@ -26,7 +26,7 @@ from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
 from sim2real.agents.encoders import build_encoder
-from sim2real.agents.freezing import freeze_stages, resolve_stages, trainable_parameters
+from sim2real.agents.freezing import freeze_stages, trainable_parameters
 from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, ModelSpec
 from sim2real.agents.preprocessing import Preprocessing
 
@@ -63,7 +63,7 @@ class EncoderExtractor(BaseFeaturesExtractor):
         self.register_buffer(
             "std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
         )
-        self.frozen = freeze_stages(self, resolve_stages(self, freeze))
+        self.frozen = freeze_stages(self, freeze)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         return self.encoder((observations - self.mean) / self.std)
