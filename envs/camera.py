@@ -28,20 +28,20 @@ from sim2real.envs.world import Distractor
 
 MAX_THETA = np.radians(85.0)  # rays beyond this see nothing new; clamp
 PINHOLE_MAX_THETA = np.radians(72.0)  # object pass covers rays up to this angle
+# camera axes (x right, y down, z forward) in a level frame (x forward, y left, z up)
+CAM_TO_LEVEL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
 
 def rotation_matrix(yaw: float, pitch_down: float, roll: float) -> np.ndarray:
     """Camera frame -> world rotation (3, 3) for a camera looking along heading `yaw` rad,
     pitched down by `pitch_down` rad and rolled by `roll` rad (positive = clockwise view)."""
-    # camera axes expressed in a level, forward-looking frame (x fwd, y left, z up)
-    cam_to_level = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
     cr, sr = np.cos(roll), np.sin(roll)
     r_roll = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])  # about forward axis
     cp, sp = np.cos(pitch_down), np.sin(pitch_down)
     r_pitch = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])  # nose down
     cy, sy = np.cos(yaw), np.sin(yaw)
     r_yaw = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
-    return r_yaw @ r_pitch @ r_roll @ cam_to_level
+    return r_yaw @ r_pitch @ r_roll @ CAM_TO_LEVEL
 
 
 @dataclass

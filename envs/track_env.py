@@ -21,7 +21,7 @@ import pybullet as p
 from gymnasium import spaces
 from gymnasium.utils import EzPickle
 
-from sim2real.envs.camera import Lens, Renderer, rotation_matrix
+from sim2real.envs.camera import CAM_TO_LEVEL, Lens, Renderer, rotation_matrix
 from sim2real.envs.image_noise import ImagePipeline
 from sim2real.envs.randomization import RandomizationSpec, resolve_spec
 from sim2real.envs.textures import Room, build_atlas
@@ -274,13 +274,9 @@ def _copy_params(params: dict) -> dict:
     return {group: dict(values) for group, values in params.items()}
 
 
-# camera axes (x right, y down, z forward) in a level frame (x forward, y left, z up)
-_CAM_TO_LEVEL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-
-
 def _camera_jitter(yaw: float, pitch: float) -> np.ndarray:
     """Camera-frame rotation (3, 3) for a small yaw and nose-down pitch rad of the mount,
     i.e. C^T Rz(yaw) Ry(pitch) C; written out because it runs every step."""
     cy, sy, cp, sp = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
     level = np.array([[cy * cp, -sy, cy * sp], [sy * cp, cy, sy * sp], [-sp, 0.0, cp]])
-    return _CAM_TO_LEVEL.T @ level @ _CAM_TO_LEVEL
+    return CAM_TO_LEVEL.T @ level @ CAM_TO_LEVEL
