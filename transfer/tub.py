@@ -147,10 +147,6 @@ def read_tub(path: str | Path, *, check_images: bool = False) -> tuple[list[Reco
                     report.bad_record += 1
                     report.note(f"{tub}: {where}: garbled record {line.strip()[:80]!r}")
                     continue
-                if not isinstance(raw, dict):
-                    report.bad_record += 1
-                    report.note(f"{tub}: {where}: record is not a JSON object")
-                    continue
                 if index in latest:
                     report.superseded += 1
                 latest[index] = (where, raw)
