@@ -131,10 +131,10 @@ class TrackDrivingEnv(gym.Env, EzPickle):
         self._latency: deque[np.ndarray] = deque(
             [np.zeros(2, np.float32)] * int(round(dyn["latency"])), maxlen=None
         )
-        self._index = self.track.nearest(self.world.state().position[:2])
+        state = self.world.state()
+        self._index = self.track.nearest(state.position[:2])
         self._progress = 0.0
         self._laps = 0
-        state = self.world.state()
         self._obs = self._observe(state)
         return self._obs, self._info(state)
 
