@@ -271,6 +271,9 @@ class ClosedLoopEvalCallback(BaseCallback):
 
     def evaluate(self) -> dict[str, Any]:
         cfg = self.config.eval
+        timesteps = int(self.model.num_timesteps)
+        if self.evals and self.evals[-1]["timesteps"] == timesteps:
+            return self.evals[-1]  # already evaluated at this step (resume, end of training)
         net = policy_to_driving_net(self.model.policy, self.preprocessing)
         t0 = time.perf_counter()
         result = evaluate_closed_loop(
@@ -284,13 +287,11 @@ class ClosedLoopEvalCallback(BaseCallback):
             stall_steps=cfg.stall_steps,
         )
         entry = {
-            "timesteps": int(self.model.num_timesteps),
+            "timesteps": timesteps,
             **result["summary"],
             "seconds": time.perf_counter() - t0,
             "episodes_detail": result["episodes"],
         }
-        if self.evals and self.evals[-1]["timesteps"] == entry["timesteps"]:
-            return self.evals[-1]  # already evaluated at this step (resume, end of training)
         self.evals.append(entry)
         for key in ("lap_completion_rate", "mean_lap_fraction", "mean_abs_cte_m", "mean_speed_mps"):
             self.logger.record(f"eval/{key}", entry[key])
