@@ -52,7 +52,7 @@ def run_quickstart(
         {
             "wall_seconds": round(seconds, 1),
             "cells_computed": len(run.computed),
-            "cells_cached": sum(o.cached for o in run.outcomes.values()),
+            "cells_cached": len(run.cached),
             "machine_before": before,
             "machine_after": machine(),
         },

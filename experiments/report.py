@@ -354,7 +354,7 @@ def build_results(run: StudyRun) -> dict[str, Any]:
         "cells": {
             "total": len(run.outcomes),
             "computed_now": len(run.computed),
-            "cached": sum(o.cached for o in run.outcomes.values()),
+            "cached": len(run.cached),
         },
     }
 

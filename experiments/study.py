@@ -534,6 +534,11 @@ class StudyRun:
         """Cells computed in this run (not read from the cache)."""
         return [o for o in self.outcomes.values() if o.ok and not o.cached]
 
+    @property
+    def cached(self) -> list[CellOutcome]:
+        """Cells read from the cache (finished by an earlier run)."""
+        return [o for o in self.outcomes.values() if o.cached]
+
 
 def run_study(
     config: StudyConfig,

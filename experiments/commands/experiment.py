@@ -26,7 +26,7 @@ def print_summary(run, seconds: float | None = None) -> int:
     done = f" in {seconds:.0f} s" if seconds is not None else ""
     print(
         f"{len(run.outcomes)} cells ({len(run.computed)} computed now, "
-        f"{sum(o.cached for o in run.outcomes.values())} cached){done}"
+        f"{len(run.cached)} cached){done}"
     )
     if head:
         print(f"headline: {head}")
