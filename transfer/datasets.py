@@ -99,6 +99,29 @@ def read_source(
     return [(str(path.resolve()), records, report)]
 
 
+def read_sources(
+    paths: Sequence[str | Path],
+    *,
+    csv_columns: CsvColumns | Mapping[str, Any] | str | Path | None = None,
+    check_images: bool = False,
+) -> RecordSet:
+    """Read every path and concatenate their usable records (path order, then time order).
+
+    No judgement of the result (see `open_records`): an empty or mostly bad set is returned.
+    """
+    records: list[Record] = []
+    total = ReadReport()
+    reports: dict[str, ReadReport] = {}
+    for path in paths:
+        for source, source_records, report in read_source(
+            path, csv_columns=csv_columns, check_images=check_images
+        ):
+            records.extend(source_records)
+            total.merge(report)
+            reports[source] = report
+    return RecordSet(records=records, report=total, reports=reports)
+
+
 def open_records(
     paths: Sequence[str | Path] | str | Path,
     *,
@@ -118,16 +141,8 @@ def open_records(
         raise ValueError("open_records: no dataset path given")
     if not 0.0 <= max_bad_fraction <= 1.0:
         raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
-    records: list[Record] = []
-    total = ReadReport()
-    reports: dict[str, ReadReport] = {}
-    for path in paths:
-        for source, source_records, report in read_source(
-            path, csv_columns=csv_columns, check_images=check_images
-        ):
-            records.extend(source_records)
-            total.merge(report)
-            reports[source] = report
+    record_set = read_sources(paths, csv_columns=csv_columns, check_images=check_images)
+    records, total = record_set.records, record_set.report
     names = ", ".join(str(p) for p in paths)
     details = "".join(f"\n  e.g. {example}" for example in total.examples[:5])
     if not records:
@@ -139,7 +154,7 @@ def open_records(
         )
     if total.bad:
         log.warning("%s: skipped %d bad records (%s)", names, total.bad, total.summary())
-    return RecordSet(records=records, report=total, reports=reports)
+    return record_set
 
 
 def decode_frames(

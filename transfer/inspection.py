@@ -19,8 +19,8 @@ import numpy as np  # noqa: E402
 
 from sim2real.common.io import atomic_write, atomic_write_bytes  # noqa: E402
 from sim2real.transfer.csv_folder import CsvColumns  # noqa: E402
-from sim2real.transfer.datasets import read_source  # noqa: E402
-from sim2real.transfer.records import ReadReport, Record, read_image_rgb  # noqa: E402
+from sim2real.transfer.datasets import read_sources  # noqa: E402
+from sim2real.transfer.records import Record, read_image_rgb  # noqa: E402
 
 STEERING = "user/angle"
 
@@ -66,16 +66,8 @@ def inspect_paths(
     The summary holds `counts` (all sources), `sources` (counts per source), `labels`
     (statistics), `sessions` and `duration_s` (timestamp span summed over sessions).
     """
-    total = ReadReport()
-    sources = {}
-    records: list[Record] = []
-    for path in paths:
-        for source, source_records, report in read_source(
-            path, csv_columns=csv_columns, check_images=check_images
-        ):
-            sources[source] = report.to_dict()
-            total.merge(report)
-            records.extend(source_records)
+    record_set = read_sources(paths, csv_columns=csv_columns, check_images=check_images)
+    records = record_set.records
     sessions: dict[str, list[int]] = {}
     for record in records:
         if record.timestamp_ms is not None:
@@ -83,8 +75,8 @@ def inspect_paths(
     duration = sum((max(t) - min(t)) / 1000 for t in sessions.values())
     summary = {
         "paths": [str(p) for p in paths],
-        "counts": total.to_dict(),
-        "sources": sources,
+        "counts": record_set.report.to_dict(),
+        "sources": {source: report.to_dict() for source, report in record_set.reports.items()},
         "sessions": sorted({r.session for r in records}),
         "duration_s": duration,
         "labels": label_statistics(records) if records else {},
