@@ -62,13 +62,7 @@ def drive_expert(
                 image=obs,
                 steering=float(expert.label[0]),
                 throttle=float(expert.label[1]),
-                labels={
-                    "sim/cte": float(info["cte"]),
-                    "sim/heading_error": float(info["heading_error"]),
-                    "sim/curvature": float(info["curvature"]),
-                    "sim/speed": float(info["speed"]),
-                    "sim/progress": float(info["progress"]),
-                },
+                labels={key: float(info[key.removeprefix("sim/")]) for key in LABEL_KEYS},
                 episode=episode,
                 step=step,
             )
