@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim2real.envs.tracks import SAMPLE_SPACING
 from sim2real.envs.world import CONTROL_DT, MAX_STEER
 
 WHEELBASE = 0.325  # m, racecar.urdf
@@ -66,7 +67,7 @@ class ExpertDriver:
         delta = np.arctan2(2.0 * WHEELBASE * np.sin(alpha), lookahead)  # rad, positive = left
         steering = float(np.clip(-delta / MAX_STEER, -1.0, 1.0))  # DonkeyCar: -1 = left
         # speed from the sharpest bend within the next ~2 s of driving
-        horizon = int((0.6 + 1.2 * speed) / 0.05)
+        horizon = int((0.6 + 1.2 * speed) / SAMPLE_SPACING)  # m -> centreline samples
         idx = (i + np.arange(0, max(horizon, 2))) % len(track.points)
         kappa = float(np.max(np.abs(track.curvature[idx])))
         v_target = np.sqrt(LATERAL_ACCEL / max(kappa, 1e-3))
