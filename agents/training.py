@@ -178,7 +178,7 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _resume_identity(config: TrainConfig) -> dict[str, Any]:
     """Config fields a resumed run must share with the interrupted one."""
-    return config.model_dump(mode="json", exclude={"epochs", "progress", "tensorboard", "device"})
+    return config.model_dump(mode="json", exclude=RESUMABLE_CHANGES["train"])
 
 
 def fit(
