@@ -25,7 +25,11 @@ from pydantic import Field, field_validator, model_validator
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sim2real.agents.checkpoint import ModelCard, load_checkpoint, save_checkpoint
-from sim2real.agents.closed_loop import HELD_OUT_SEED_START, evaluate_closed_loop
+from sim2real.agents.closed_loop import (
+    HELD_OUT_SEED_START,
+    evaluate_closed_loop,
+    held_out_seeds,
+)
 from sim2real.agents.encoders import ENCODERS
 from sim2real.agents.model import DrivingNet
 from sim2real.agents.preprocessing import Preprocessing
@@ -278,7 +282,7 @@ class ClosedLoopEvalCallback(BaseCallback):
         t0 = time.perf_counter()
         result = evaluate_closed_loop(
             net,
-            seeds=range(cfg.seed_start, cfg.seed_start + cfg.episodes),
+            seeds=held_out_seeds(cfg.episodes, cfg.seed_start),
             nominal=cfg.nominal,
             strength=self.config.env.strength,
             image_size=self.config.env.image_size,
