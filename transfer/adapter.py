@@ -140,7 +140,7 @@ def adabn(model: DrivingNet, images: torch.Tensor, *, batch_size: int = 256) -> 
     layers = batchnorm_layers(model.encoder)
     if not layers:
         return 0
-    saved = [(bn.momentum, bn.training) for bn in layers]
+    momenta = [bn.momentum for bn in layers]
     device = next(model.parameters()).device
     try:
         for bn in layers:
@@ -153,7 +153,7 @@ def adabn(model: DrivingNet, images: torch.Tensor, *, batch_size: int = 256) -> 
                 break  # a single frame has no variance; skip a trailing batch of one
             model.encoder(model.normalize(batch.to(device).float() / 255.0))
     finally:
-        for bn, (momentum, _) in zip(layers, saved, strict=True):
+        for bn, momentum in zip(layers, momenta, strict=True):
             bn.momentum = momentum
         model.eval()
     return len(layers)
@@ -220,8 +220,3 @@ def unfreeze_phases(frozen: Sequence[str], config: AdapterConfig) -> list[list[s
         )
     top_down = list(reversed(frozen))
     return [[]] + [[top_down[i]] for i in range(len(config.unfreeze_epochs))]
-
-
-def frozen_parameter_names(model: nn.Module) -> list[str]:
-    """Names of the parameters that do not require grad."""
-    return [name for name, p in model.named_parameters() if not p.requires_grad]
