@@ -179,7 +179,7 @@ class Renderer:
             ang_radius = np.arcsin(np.clip(objects[:, 3] / np.maximum(dist, 1e-6), 0, 1))
             angle = np.arccos(np.clip(cos_angle, -1, 1))
             if np.any(angle - ang_radius < min(self.lens.max_theta, PINHOLE_MAX_THETA)):
-                self._object_pass(image, position, rotation, self.client)
+                self._object_pass(image, position, rotation)
         return image
 
     def _room_pass(self, c: np.ndarray, rot: np.ndarray) -> np.ndarray:
@@ -230,13 +230,13 @@ class Renderer:
                       borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
         return out
 
-    def _object_pass(self, image: np.ndarray, c: np.ndarray, rot: np.ndarray, client) -> None:
+    def _object_pass(self, image: np.ndarray, c: np.ndarray, rot: np.ndarray) -> None:
         lens = self.lens
         forward, down = rot[:, 2], rot[:, 1]
         view = p.computeViewMatrix(c.tolist(), (c + forward).tolist(), (-down).tolist())
         ph, pw = lens.pinhole_size
         light = self.light
-        _, _, rgba, depth, _ = client.getCameraImage(
+        _, _, rgba, depth, _ = self.client.getCameraImage(
             pw,
             ph,
             view,
