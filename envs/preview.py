@@ -25,7 +25,7 @@ def preview_frames(
     """`n` frames, one per episode (seeds seed..seed+n-1), each after the expert has driven a
     little way; returns (frames (H, W, 3) uint8, captions, map of the first episode) where the
     map holds the floor texture "floor" (h, w, 3) uint8, its "extent" (xmin, xmax, ymin, ymax) m,
-    the "centreline" (N, 2) m and the camera "positions" (n0, 2) m of that episode's frames."""
+    the "centreline" (N, 2) m and the "car" (position (2,) m, yaw rad) at its frame."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     env = TrackDrivingEnv(image_size=image_size, randomization=randomization, strength=strength)
