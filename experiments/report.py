@@ -224,21 +224,16 @@ def headline(curves: dict[str, list[dict[str, Any]]], n_train: int) -> dict[str,
 def build_results(run: StudyRun) -> dict[str, Any]:
     """The JSON-ready results of a study (what results.json holds)."""
     from sim2real.experiments.domain_gap import recommend_freeze
-    from sim2real.experiments.study import SPLIT, frames_count, resolve_frames
+    from sim2real.experiments.study import SPLIT, frame_counts
 
     plan, config = run.plan, run.plan.config
     records = run_records(run)
     starts: dict[str, Any] = {}
+    grid = config.grid
     frames_grid = sorted(
-        {
-            frames_count(resolve_frames(v, plan.n_train), plan.n_train)
-            for v in [
-                *config.grid.frames,
-                *config.grid.freeze_sweep.frames,
-                *config.grid.other_starts_frames,
-            ]
-            if v != 0
-        }
+        frame_counts(
+            [*grid.frames, *grid.freeze_sweep.frames, *grid.other_starts_frames], plan.n_train
+        )
     )
     for name, start in plan.starts.items():
         entry: dict[str, Any] = {
@@ -280,13 +275,8 @@ def build_results(run: StudyRun) -> dict[str, Any]:
         if name != "scratch"
     }
     sweeps: dict[str, list[dict[str, Any]]] = {}
-    sweep_frames = {
-        frames_count(resolve_frames(v, plan.n_train), plan.n_train)
-        for v in config.grid.freeze_sweep.frames
-        if v != 0
-    }
-    sweep_seeds = set(config.grid.freeze_sweep.seeds or config.grid.seeds)
-    for n in sorted(sweep_frames):
+    sweep_seeds = set(grid.freeze_sweep.seeds or grid.seeds)
+    for n in sorted(frame_counts(grid.freeze_sweep.frames, plan.n_train)):
         # only the sweep's seeds, so every depth is averaged over the same seeds
         group = [
             r

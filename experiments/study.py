@@ -412,6 +412,11 @@ def frames_count(frames: int | None, n_train: int) -> int:
     return n_train if frames is None else frames
 
 
+def frame_counts(values: list[FrameCount], n_train: int) -> set[int]:
+    """The distinct real-frame counts the grid values `values` train on (0 left out)."""
+    return {frames_count(resolve_frames(v, n_train), n_train) for v in values if v != 0}
+
+
 def recommended_freeze(plan: Plan, start: str, frames: int | None, gaps: dict) -> int:
     """The GAP rule's freeze depth for `start` fine-tuned on `frames` real frames."""
     from sim2real.experiments.domain_gap import recommend_freeze
