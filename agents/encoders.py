@@ -52,19 +52,8 @@ class Encoder(nn.Module):
         return tuple(self.stages.keys())
 
     def _dummy_feature_dim(self) -> int:
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                out = self.forward(torch.zeros(1, *self.input_shape))
-        except RuntimeError as exc:
-            raise ValueError(
-                f"input size {self.input_shape} is too small for encoder "
-                f"{self.architecture!r}: {exc}"
-            ) from None
-        finally:
-            self.train(was_training)
-        return int(out.shape[1])
+        shape = _conv_out(self.input_shape, [*self.stages.values(), self.pool], self.architecture)
+        return int(shape.numel())
 
     def forward_stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each stage's output for normalised input (N, 3, H, W), keyed by stage name."""
