@@ -134,9 +134,6 @@ class Renderer:
         self.mode = mode
         self.client = client
         self.raster = BoxRaster(boxes, light)
-        self._objects = np.array(
-            [[*b.center, float(np.linalg.norm(b.half_extents))] for b in boxes]
-        ).reshape(-1, 4)
         room = atlas.room
         self._lo = np.array([[room.xmin], [room.ymin], [0.0]], np.float32)
         self._hi = np.array([[room.xmax], [room.ymax], [1e4]], np.float32)  # no ceiling plane
@@ -171,12 +168,12 @@ class Renderer:
         image = self._room_pass(position, rotation)
         if self.mode == "raster":
             self.raster.draw(image, position, rotation, self.lens)
-        elif len(self._objects):
-            objects = self._objects
-            rel = (objects[:, :3] - position) @ rotation  # into the camera frame
+        elif self.raster.count:
+            boxes = self.raster
+            rel = (boxes.box_centres - position) @ rotation  # into the camera frame
             dist = np.linalg.norm(rel, axis=1)
             cos_angle = rel[:, 2] / np.maximum(dist, 1e-6)
-            ang_radius = np.arcsin(np.clip(objects[:, 3] / np.maximum(dist, 1e-6), 0, 1))
+            ang_radius = np.arcsin(np.clip(boxes.radii / np.maximum(dist, 1e-6), 0, 1))
             angle = np.arccos(np.clip(cos_angle, -1, 1))
             if np.any(angle - ang_radius < min(self.lens.max_theta, PINHOLE_MAX_THETA)):
                 self._object_pass(image, position, rotation)
