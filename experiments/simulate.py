@@ -172,12 +172,9 @@ def simulate(
     bar = tqdm(
         total=config.frames, initial=done, unit="frame", desc="simulate", disable=not progress
     )
+    chunks = _chunks(config, done // config.chunk_frames)
     try:
-        for (chunk, _), frames in zip(
-            _chunks(config, done // config.chunk_frames),
-            _run_chunks(config, spec, done),
-            strict=True,
-        ):
+        for (chunk, _), frames in zip(chunks, _run_chunks(config, spec, chunks), strict=True):
             for offset, (jpeg, fields, episode) in enumerate(frames):
                 index = chunk * config.chunk_frames + offset
                 fields["_timestamp_ms"] = index * FRAME_MS
@@ -196,11 +193,11 @@ def simulate(
     return out
 
 
-def _run_chunks(config: SimulateConfig, spec: dict[str, Any], done: int) -> Iterator[list]:
-    jobs = [
-        (config.model_dump(), spec, chunk, n)
-        for chunk, n in _chunks(config, done // config.chunk_frames)
-    ]
+def _run_chunks(
+    config: SimulateConfig, spec: dict[str, Any], chunks: list[tuple[int, int]]
+) -> Iterator[list]:
+    config_data = config.model_dump()
+    jobs = [(config_data, spec, chunk, n) for chunk, n in chunks]
     if config.workers == 1 or len(jobs) <= 1:
         yield from map(record_chunk, jobs)
         return
