@@ -176,10 +176,16 @@ ENCODERS: dict[str, Callable[[InputShape], Encoder]] = {
 """Architecture name -> builder taking the input shape (3, H, W)."""
 
 
-def build_encoder(name: str, input_shape: InputShape = (3, 64, 128)) -> Encoder:
-    """Build the registered encoder `name` for inputs of `input_shape` (3, H, W)."""
+def check_architecture(name: str) -> str:
+    """`name` when it is a registered encoder, else ValueError listing the known ones."""
     if name not in ENCODERS:
         raise ValueError(f"unknown architecture {name!r}; known: {', '.join(sorted(ENCODERS))}")
+    return name
+
+
+def build_encoder(name: str, input_shape: InputShape = (3, 64, 128)) -> Encoder:
+    """Build the registered encoder `name` for inputs of `input_shape` (3, H, W)."""
+    check_architecture(name)
     if len(input_shape) != 3 or input_shape[0] != 3 or min(input_shape) < 1:
         raise ValueError(f"input_shape must be (3, H, W), got {tuple(input_shape)}")
     return ENCODERS[name](tuple(int(v) for v in input_shape))

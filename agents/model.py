@@ -14,7 +14,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from sim2real.agents.encoders import ENCODERS, Encoder, build_encoder
+from sim2real.agents.encoders import Encoder, build_encoder, check_architecture
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.common.config import StrictModel
 
@@ -39,10 +39,7 @@ class ModelSpec(StrictModel):
     @field_validator("architecture")
     @classmethod
     def _known_architecture(cls, value: str) -> str:
-        if value not in ENCODERS:
-            known = ", ".join(sorted(ENCODERS))
-            raise ValueError(f"unknown architecture {value!r}; known: {known}")
-        return value
+        return check_architecture(value)
 
     @field_validator("outputs")
     @classmethod

@@ -30,7 +30,7 @@ from sim2real.agents.closed_loop import (
     evaluate_closed_loop,
     held_out_seeds,
 )
-from sim2real.agents.encoders import ENCODERS
+from sim2real.agents.encoders import check_architecture
 from sim2real.agents.model import DrivingNet
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.agents.sb3_env import make_vec_env
@@ -142,9 +142,7 @@ class PolicyConfig(StrictModel):
     @field_validator("architecture")
     @classmethod
     def _known(cls, value: str | None) -> str | None:
-        if value is not None and value not in ENCODERS:
-            raise ValueError(f"unknown architecture {value!r}; known: {', '.join(ENCODERS)}")
-        return value
+        return value if value is None else check_architecture(value)
 
     @model_validator(mode="after")
     def _disjoint_seeds(self) -> PolicyConfig:
