@@ -145,9 +145,6 @@ def open_real_data(
 
     if not config.data:
         raise ValueError("no real data given: pass at least one tub path (--data)")
-    for path in config.data:
-        if not Path(path).expanduser().exists():
-            raise FileNotFoundError(f"real data {path}: no such file or folder")
     record_set = open_records(config.data)
     counts = {name: sum(name in r.labels for r in record_set.records) for name in outputs}
     missing = [name for name, n in counts.items() if n == 0]
