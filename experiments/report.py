@@ -755,9 +755,8 @@ def _sim_vs_real_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     records = results["runs"]
     for mode, start in (("transfer", "main"), ("scratch", "scratch")):
         group = [r for r in records if r["mode"] == mode and r["start"] == start]
-        for n in (
-            sorted({r["frames"] for r in group})[-1:] + sorted({r["frames"] for r in group})[:1]
-        ):
+        sizes = sorted({r["frames"] for r in group})
+        for n in sizes[-1:] + sizes[:1]:  # the largest N, then the smallest
             best = [r for r in group if r["frames"] == n]
             best = sorted(best, key=lambda r: (r["freeze"] or 0, r["seed"] or 0))[0]
             row = {
