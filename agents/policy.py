@@ -335,18 +335,6 @@ class PolicyResult:
     seconds: float
 
 
-def check_resumable(out_dir: Path, config: PolicyConfig) -> None:
-    """Refuse to resume `out_dir` with a config other than its own (total_timesteps aside)."""
-    check_run_dir(
-        out_dir,
-        config,
-        started=True,
-        resume=True,
-        what="a policy run",
-        may_change={"total_timesteps"},
-    )
-
-
 def train_policy(
     config: PolicyConfig,
     out_dir: str | Path,
@@ -361,12 +349,14 @@ def train_policy(
 
     out_dir = Path(out_dir)
     zip_path = out_dir / MODEL_ZIP
-    if zip_path.exists() and not resume:
-        raise ValueError(
-            f"{out_dir} already holds a policy run; resume it (--resume) or choose another out dir"
-        )
-    if zip_path.exists():
-        check_resumable(out_dir, config)
+    check_run_dir(
+        out_dir,
+        config,
+        started=zip_path.exists(),
+        resume=resume,
+        what="a policy run",
+        may_change={"total_timesteps"},
+    )
     old_threads = torch.get_num_threads()
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
