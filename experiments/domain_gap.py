@@ -135,7 +135,7 @@ def domain_gap(
             "channels": int(x.shape[1]),
             "mmd2": gap_measures.mmd2_unbiased(x, y),
             "frechet": gap_measures.frechet_distance(x, y),
-            "proxy_a_distance": 2.0 * (1.0 - 2.0 * error),
+            "proxy_a_distance": gap_measures.pad_from_error(error),
             "domain_error": error,
         }
         if ref is not None:

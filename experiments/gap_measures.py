@@ -172,10 +172,15 @@ def domain_classifier_error(x: np.ndarray, y: np.ndarray, *, c: float = 1.0) -> 
     return 0.5 * (err_x + err_y)
 
 
+def pad_from_error(error: float) -> float:
+    """Proxy A-distance 2 (1 - 2 `error`) of a domain classifier's balanced `error`."""
+    return 2.0 * (1.0 - 2.0 * error)
+
+
 def proxy_a_distance(x: np.ndarray, y: np.ndarray, *, c: float = 1.0) -> float:
     """Proxy A-distance 2 (1 - 2 err) from `domain_classifier_error` (held-out halves).
 
     2: a linear classifier separates the domains perfectly; about 0: it does no better than
     chance (the value is not clipped, so sampling noise can make it slightly negative).
     """
-    return 2.0 * (1.0 - 2.0 * domain_classifier_error(x, y, c=c))
+    return pad_from_error(domain_classifier_error(x, y, c=c))
