@@ -25,6 +25,7 @@ import torch
 
 from sim2real.agents.checkpoint import ModelCard, load_checkpoint
 from sim2real.agents.model import STEERING, THROTTLE, DrivingNet
+from sim2real.transfer.finetune import FinetuneConfig
 from sim2real.transfer.metrics import (
     DEFAULT_BLOCK_LENGTH,
     AffineCalibration,
@@ -32,7 +33,12 @@ from sim2real.transfer.metrics import (
     driving_metrics,
 )
 
-DEFAULT_SPLIT = {"val_fraction": 0.15, "test_fraction": 0.2, "gap": 20}
+_FINETUNE_FIELDS = FinetuneConfig.model_fields
+DEFAULT_SPLIT = {
+    "val_fraction": _FINETUNE_FIELDS["val_fraction"].default,
+    "test_fraction": _FINETUNE_FIELDS["test_fraction"].default,
+    "gap": _FINETUNE_FIELDS["split_gap"].default,
+}
 """the fine-tuning defaults, used when a card does not say how its data was split"""
 
 
