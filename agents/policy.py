@@ -42,7 +42,7 @@ from sim2real.agents.sb3_extractor import (
     policy_to_driving_net,
 )
 from sim2real.common.config import StrictModel, load_config
-from sim2real.common.io import atomic_write_json
+from sim2real.common.io import atomic_write, atomic_write_json
 from sim2real.common.runs import check_run_dir, code_version, describe_run
 
 log = logging.getLogger(__name__)
@@ -448,8 +448,6 @@ def _atomic_zip(zip_path: Path):
     """A callback (model, entry) that saves the SB3 model to `zip_path` atomically."""
 
     def save(model, _entry) -> None:
-        tmp = zip_path.with_name(zip_path.stem + ".tmp.zip")
-        model.save(tmp)
-        tmp.replace(zip_path)
+        atomic_write(zip_path, model.save)
 
     return save
