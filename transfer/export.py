@@ -42,14 +42,18 @@ from sim2real.agents.checkpoint import ModelCard, load_checkpoint
 from sim2real.agents.model import DrivingNet
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.common.io import atomic_write_bytes
+from sim2real.transfer.pilot import (  # the names the car's pilot part reads
+    INPUT_NAME,
+    META_SOURCE_SIZE,
+    STEERING_OUTPUT,
+    THROTTLE_OUTPUT,
+)
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "image"
-OUTPUT_ALIASES = {"user/angle": "steering", "user/throttle": "throttle"}
+OUTPUT_ALIASES = {"user/angle": STEERING_OUTPUT, "user/throttle": THROTTLE_OUTPUT}
 """ONNX output names of the DonkeyCar labels; other labels get `/` replaced by `_`."""
 META_CARD = "sim2real.model_card"
-META_SOURCE_SIZE = "sim2real.source_size"
 META_OUTPUTS = "sim2real.outputs"
 DEFAULT_SOURCE_SIZE = (120, 160)
 """(height, width) of the DonkeyCar camera frames (Raspberry Pi camera at 160x120)"""

@@ -32,6 +32,7 @@ import numpy as np
 INPUT_NAME = "image"
 STEERING_OUTPUT = "steering"
 THROTTLE_OUTPUT = "throttle"
+META_SOURCE_SIZE = "sim2real.source_size"
 
 
 class DonkeyPilot:
@@ -72,8 +73,8 @@ class DonkeyPilot:
             )
         meta = self.session.get_modelmeta().custom_metadata_map
         shape = inputs[0].shape  # ["batch", H, W, 3]
-        if "sim2real.source_size" in meta:
-            self.source_size = tuple(json.loads(meta["sim2real.source_size"]))
+        if META_SOURCE_SIZE in meta:
+            self.source_size = tuple(json.loads(meta[META_SOURCE_SIZE]))
         else:
             self.source_size = (int(shape[1]), int(shape[2]))
         if throttle is None and THROTTLE_OUTPUT not in outputs:
