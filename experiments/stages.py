@@ -119,6 +119,11 @@ def external_step(ctx: StepContext) -> dict[str, Any]:
     }
 
 
+def _started(out: Path) -> bool:
+    """Whether an interrupted attempt left a training run in `out` (resume it)."""
+    return out.exists() and any(out.iterdir())
+
+
 def _train_runtime(ctx: StepContext) -> dict[str, Any]:
     runtime = ctx.cell.runtime
     return {
@@ -141,7 +146,7 @@ def pretrain_step(ctx: StepContext) -> dict[str, Any]:
     data["cache_dir"] = ctx.cell.runtime.get("cache_dir")
     config = PretrainConfig.model_validate(data)
     out = ctx.work / CHECKPOINT
-    result = run_pretrain(config, out, resume=out.exists() and any(out.iterdir()))
+    result = run_pretrain(config, out, resume=_started(out))
     return {
         "checkpoint": ctx.store.relative(ctx.final_path() / CHECKPOINT),
         "metrics": result.card.metrics,
@@ -259,7 +264,7 @@ def _finetune(ctx: StepContext, start: Path, out: Path, real_paths: list[str]) -
             "split_gap": SPLIT["gap"],
         }
     )
-    result = finetune(finetune_config, out, resume=out.exists() and any(out.iterdir()))
+    result = finetune(finetune_config, out, resume=_started(out))
     return {
         "frames_used": int(result.card.trained_on["frames"]["train"]),
         "val_frames": int(result.card.trained_on["frames"]["val"]),
