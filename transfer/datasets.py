@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from tqdm.auto import tqdm
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.transfer import cache
 from sim2real.transfer.csv_folder import CsvColumns, find_csv, read_csv_folder, resolve_columns
-from sim2real.transfer.records import ReadReport, Record, read_image_rgb
+from sim2real.transfer.records import ReadReport, Record, decode_threads, read_image_rgb
 from sim2real.transfer.tub import is_tub, read_tub
 
 log = logging.getLogger(__name__)
@@ -175,8 +174,7 @@ def decode_frames(
             )
         frames[i] = preprocessing.apply(image).transpose(2, 0, 1)
 
-    workers = max(1, min(4, os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(decode_threads()) as pool:
         for _ in tqdm(
             pool.map(work, range(len(records))),
             total=len(records),

@@ -138,6 +138,11 @@ def read_image_rgb(path: str | Path) -> np.ndarray | None:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def decode_threads() -> int:
+    """Threads for decoding images (OpenCV drops the GIL): the CPU count, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def keep_with_images(
     records: list[Record], report: ReadReport, *, check_images: bool, existing: set[str] | None
 ) -> list[Record]:
@@ -163,7 +168,7 @@ def keep_with_images(
             )
     if not check_images:
         return present
-    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(decode_threads()) as pool:
         readable = list(pool.map(lambda r: read_image_rgb(r.image_path) is not None, present))
     kept = []
     for record, ok in zip(present, readable, strict=True):
