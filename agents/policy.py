@@ -31,12 +31,14 @@ from sim2real.agents.closed_loop import (
     held_out_seeds,
 )
 from sim2real.agents.encoders import check_architecture
+from sim2real.agents.freezing import frozen_stages
 from sim2real.agents.model import DrivingNet
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.agents.sb3_env import make_vec_env
 from sim2real.agents.sb3_extractor import (
     FrozenAwareActorCriticPolicy,
     FrozenAwareSACPolicy,
+    _actor_parts,
     load_driving_net_into_policy,
     policy_kwargs,
     policy_to_driving_net,
@@ -437,9 +439,6 @@ def train_policy(
 
 
 def _frozen_stage_names(policy) -> Sequence[str]:
-    from sim2real.agents.freezing import frozen_stages
-    from sim2real.agents.sb3_extractor import _actor_parts
-
     extractor, _ = _actor_parts(policy)
     return frozen_stages(extractor)
 
