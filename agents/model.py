@@ -117,3 +117,11 @@ class DrivingNet(nn.Module):
         """Images (N, 3, H, W) float32 in [0, 1] -> predictions (N, len(outputs))."""
         self.check_input(images)
         return self.head(self.features(images))
+
+
+def seeded_model(spec: ModelSpec, seed: int) -> DrivingNet:
+    """A fresh `DrivingNet(spec)` whose weight init is drawn from `seed`, leaving torch's
+    global random state untouched (the same seed always gives the same weights)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DrivingNet(spec)

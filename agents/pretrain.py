@@ -16,13 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from pydantic import Field, field_validator
 from torch.utils.data import Dataset
 
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, save_checkpoint
-from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, ModelSpec
+from sim2real.agents.model import STEERING, THROTTLE, ModelSpec, seeded_model
 from sim2real.agents.training import (
     RESUMABLE_CHANGES,
     RESUME_FILE,
@@ -173,9 +172,7 @@ def pretrain(
     out_dir = Path(out_dir)
     check_out_dir(out_dir, config, resume)
     describe_run(out_dir, config)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.train.seed)  # weight init, without touching global state
-        model = DrivingNet(config.model)
+    model = seeded_model(config.model, config.train.seed)
     result = fit(model, data.train, data.val, config.train, out_dir, resume=resume)
     card = ModelCard(
         kind="perception",

@@ -318,13 +318,10 @@ def random_model(architecture: str, seed: int) -> DrivingNet:
     torch initialises layers from its global generator; it is forked so the caller's
     random state is left as it was.
     """
-    from sim2real.agents.model import ModelSpec
+    from sim2real.agents.model import ModelSpec, seeded_model
 
     spec = ModelSpec(architecture=architecture)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = DrivingNet(spec)
-    return model.eval()
+    return seeded_model(spec, seed).eval()
 
 
 def measure_gap(

@@ -84,13 +84,11 @@ def simulate_step(ctx: StepContext) -> dict[str, Any]:
 @register_step("init")
 def init_step(ctx: StepContext) -> dict[str, Any]:
     from sim2real.agents.checkpoint import ModelCard, save_checkpoint
-    from sim2real.agents.model import DrivingNet, ModelSpec
+    from sim2real.agents.model import ModelSpec, seeded_model
     from sim2real.common.runs import code_version
 
     spec = ModelSpec.model_validate(ctx.cell.config["model"])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(ctx.cell.config.get("seed", 0)))
-        model = DrivingNet(spec)
+    model = seeded_model(spec, int(ctx.cell.config.get("seed", 0)))
     card = ModelCard(
         kind="perception",
         spec=spec,

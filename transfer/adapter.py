@@ -33,7 +33,7 @@ from sim2real.agents.freezing import (
     freeze_stages,
     resolve_stages,
 )
-from sim2real.agents.model import STEERING, THROTTLE, DrivingNet
+from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, seeded_model
 from sim2real.common.config import StrictModel
 
 BATCHNORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -97,9 +97,7 @@ def reheaded(
     if heads not in ("keep", "reinit"):
         raise ValueError(f"heads must be 'keep' or 'reinit', got {heads!r}")
     spec = type(model.spec).model_validate({**model.spec.model_dump(), "outputs": list(outputs)})
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        new = DrivingNet(spec)
+    new = seeded_model(spec, seed)
     new.encoder.load_state_dict(model.encoder.state_dict())
     if heads == "keep":
         old_last, new_last = _last_linear(model.head), _last_linear(new.head)

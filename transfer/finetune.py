@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_checkpoint
 from sim2real.agents.freezing import find_encoder, unfreeze_stages
-from sim2real.agents.model import DrivingNet
+from sim2real.agents.model import DrivingNet, seeded_model
 from sim2real.agents.training import (
     RESUMABLE_CHANGES,
     RESUME_FILE,
@@ -336,9 +336,7 @@ def build_model(config: FinetuneConfig) -> tuple[DrivingNet, ModelCard]:
     outputs = config.adapter.outputs
     if config.from_scratch:
         spec = type(parent.spec).model_validate({**parent.spec.model_dump(), "outputs": outputs})
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.train.seed)
-            return DrivingNet(spec), card
+        return seeded_model(spec, config.train.seed), card
     return reheaded(parent, outputs, config.adapter.heads, seed=config.train.seed), card
 
 
