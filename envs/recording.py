@@ -2,11 +2,15 @@
 
 `drive_expert(seed, n)` is self-contained per seed: the same seed gives the same frames, so
 several workers can record one seed each and the chunks can be concatenated.
+
+With a `driver` (any callable camera frame -> action, e.g. a network), the driver steers the
+car and the expert only labels: DAgger (Ross et al. 2011) data, the states a learned policy
+drives itself into, each labelled with the expert's clean command for that state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +19,12 @@ import numpy as np
 from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.randomization import RandomizationSpec
 from sim2real.envs.track_env import TrackDrivingEnv
+
+Driver = Callable[[np.ndarray], np.ndarray]
+"""A driver: camera frame (H, W, 3) uint8 RGB -> action (2,) [steering, throttle] in [-1, 1]."""
+
+MIXING_STREAM = 1
+"""SeedSequence spawn key of the driver/expert mixing draws (apart from the expert's own)."""
 
 LABEL_KEYS = ("sim/cte", "sim/heading_error", "sim/curvature", "sim/speed", "sim/progress")
 
@@ -44,20 +54,40 @@ def drive_expert(
     strength: float = 1.0,
     perturbation: float = 0.02,
     episode_steps: int = 1000,
+    driver: Driver | None = None,
+    beta: float = 0.0,
+    segment_steps: int = 1,
 ) -> Iterator[Frame]:
     """Yield `n_frames` frames of the expert driving; a new randomized episode starts after
-    `episode_steps` steps or when the car leaves the road."""
+    `episode_steps` steps or when the car leaves the road.
+
+    driver: who steers instead of the expert (None: the expert). With a driver, the expert's
+    action is executed with probability `beta`, drawn afresh every `segment_steps` steps
+    from a generator seeded by `seed`; the recorded steering and throttle are always the
+    expert's clean command for the frame's state. A deterministic driver keeps the frames a
+    function of the seed."""
     if n_frames < 0:
         raise ValueError(f"n_frames must be >= 0, got {n_frames}")
     if episode_steps < 1:
         raise ValueError(f"episode_steps must be >= 1, got {episode_steps}")
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be a probability in [0, 1], got {beta}")
+    if segment_steps < 1:
+        raise ValueError(f"segment_steps must be >= 1, got {segment_steps}")
+    mixing = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(MIXING_STREAM,)))
     env = TrackDrivingEnv(image_size=image_size, randomization=randomization, strength=strength)
     try:
         expert = ExpertDriver(env, perturbation, seed=seed)
         obs, info = env.reset(seed=seed)
         episode, step = 0, 0
+        expert_drives = True
         for _ in range(n_frames):
             action = expert.act()
+            if driver is not None:
+                if step % segment_steps == 0:
+                    expert_drives = bool(mixing.random() < beta)
+                if not expert_drives:
+                    action = _checked_action(driver(obs))
             yield Frame(
                 image=obs,
                 steering=float(expert.label[0]),
@@ -74,3 +104,13 @@ def drive_expert(
                 episode, step = episode + 1, 0
     finally:
         env.close()
+
+
+def _checked_action(action: np.ndarray) -> np.ndarray:
+    """A driver's output as a (2,) float32 action clipped to [-1, 1]."""
+    action = np.asarray(action, np.float32).reshape(-1)
+    if action.shape != (2,) or not np.all(np.isfinite(action)):
+        raise ValueError(
+            f"a driver must return 2 finite numbers [steering, throttle], got {action}"
+        )
+    return np.clip(action, -1.0, 1.0)

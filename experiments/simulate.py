@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
 from sim2real.common.config import StrictModel, load_yaml_mapping, validate_config
@@ -46,6 +46,18 @@ class SimulateConfig(StrictModel):
     episode_steps: int = Field(1000, ge=1, description="steps before a new randomized episode")
     jpeg_quality: int = Field(90, ge=10, le=100)
     workers: int = Field(1, ge=1, le=64, description="processes (does not change the data)")
+    driver: str | None = Field(
+        None, description="checkpoint folder of a network that drives (DAgger); None: the expert"
+    )
+    beta: float = Field(
+        0.5, ge=0.0, le=1.0, description="with a driver: probability the expert drives instead"
+    )
+    segment_steps: int = Field(
+        1, ge=1, description="with a driver: steps between draws of who drives (1: every step)"
+    )
+    driver_fingerprint: str | None = Field(
+        None, description="SHA-256 of the driver's files (filled in from `driver`)"
+    )
 
     @field_validator("chunk_frames")
     @classmethod
@@ -53,6 +65,30 @@ class SimulateConfig(StrictModel):
         if CATALOG_LEN % value:
             raise ValueError(f"must divide {CATALOG_LEN} (catalog length), got {value}")
         return value
+
+    @field_validator("driver")
+    @classmethod
+    def _driver_folder(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        folder = Path(value).expanduser().resolve()
+        if not folder.is_dir():
+            raise ValueError(f"driver checkpoint folder {value} not found")
+        return str(folder)
+
+    @model_validator(mode="after")
+    def _fingerprint_driver(self) -> SimulateConfig:
+        # The recording depends on the driver's weights: pin them, so a resume with changed
+        # weights is refused (a saved config keeps the fingerprint it was recorded with).
+        if self.driver is None:
+            if self.driver_fingerprint is not None:
+                raise ValueError("driver_fingerprint is set but no driver is given")
+            return self
+        if self.driver_fingerprint is None:
+            from sim2real.agents.dagger import checkpoint_fingerprint
+
+            self.driver_fingerprint = checkpoint_fingerprint(self.driver)
+        return self
 
 
 def tub_inputs() -> tuple[list[str], list[str]]:
@@ -75,6 +111,11 @@ def record_chunk(job: tuple[dict[str, Any], dict[str, Any], int, int]) -> list[t
 
     config_data, spec, chunk, n = job
     config = SimulateConfig.model_validate(config_data)
+    driver = None
+    if config.driver is not None:
+        from sim2real.agents.dagger import load_driver
+
+        driver = load_driver(config.driver, config.driver_fingerprint)
     out = []
     for frame in drive_expert(
         chunk_seed(config.seed, chunk),
@@ -84,6 +125,9 @@ def record_chunk(job: tuple[dict[str, Any], dict[str, Any], int, int]) -> list[t
         strength=config.strength,
         perturbation=config.perturbation,
         episode_steps=config.episode_steps,
+        driver=driver,
+        beta=config.beta,
+        segment_steps=config.segment_steps,
     ):
         jpeg = encode_jpeg(frame.image, config.jpeg_quality)
         if jpeg is None:

@@ -19,6 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", type=Path, help="YAML of SimulateConfig fields")
     parser.add_argument("--workers", type=int, help="processes (default 1)")
     parser.add_argument("--randomization", help="RandomizationSpec YAML (default: envs default)")
+    parser.add_argument(
+        "--driver",
+        help="checkpoint folder of a network that drives while the expert labels (DAgger)",
+    )
+    parser.add_argument(
+        "--beta", type=float, help="with --driver: probability the expert drives (default 0.5)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted recording")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -33,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "workers": args.workers,
         "randomization": args.randomization,
+        "driver": args.driver,
+        "beta": args.beta,
     }
     if args.config:
         config = load_config(SimulateConfig, args.config, **overrides)

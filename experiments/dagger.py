@@ -1,0 +1,346 @@
+"""DAgger (Ross et al. 2011) for a perception network: let it drive, label with the expert,
+aggregate, retrain, evaluate closed-loop.
+
+A behaviour-cloned network drifts into states the expert's recordings never show and then
+fails (compounding error). Each iteration k = 1..K here:
+
+1. records `frames` frames with the current network driving (the expert drives instead with
+   probability beta_k) into ``DIR/iter_k/tub``; every frame is labelled with the expert's
+   clean command (`sim2real simulate --driver`), seeds ``seed + k - 1`` (below 10,000, so
+   never a held-out evaluation track);
+2. continues training the current weights on the expert tubs plus every DAgger tub so far
+   (`fit`, the checkpoint's own preprocessing and outputs) into ``DIR/iter_k/checkpoint``;
+3. lets the new network drive `episodes` held-out tracks (`evaluate_closed_loop`).
+
+Iteration 0 is the starting checkpoint's own evaluation (the baseline). Results accumulate in
+``DIR/dagger.json``; the last iteration's checkpoint is also written to DIR itself (model.json
+names the DAgger tubs as training data). Every step resumes: a finished iteration is kept,
+an interrupted recording or training continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_checkpoint
+from sim2real.agents.closed_loop import (
+    HELD_OUT_SEED_START,
+    camera_size_for,
+    evaluate_closed_loop,
+    held_out_seeds,
+)
+from sim2real.agents.dagger import checkpoint_fingerprint
+from sim2real.agents.pretrain import PretrainConfig, find_randomization
+from sim2real.agents.training import TrainConfig, fit
+from sim2real.common.config import StrictModel
+from sim2real.common.io import atomic_write_json
+from sim2real.common.runs import check_run_dir, code_version, describe_run
+
+RESULTS_FILE = "dagger.json"
+ITERATION_RESULT = "result.json"
+
+
+def _continue_training() -> TrainConfig:
+    return TrainConfig(epochs=3, lr=5e-4)
+
+
+class DaggerConfig(StrictModel):
+    """A DAgger run; saved as DIR/config.yaml."""
+
+    checkpoint: str
+    """the network that drives first and whose weights training continues from"""
+    checkpoint_fingerprint: str | None = None
+    """SHA-256 of the starting checkpoint's files (filled in from `checkpoint`)"""
+    data: list[str] = Field(min_length=1)
+    """the expert sim tubs it was trained on; every iteration trains on these + DAgger tubs"""
+    iterations: int = Field(3, ge=1)
+    frames: int = Field(4000, ge=1)
+    """frames recorded per iteration"""
+    beta: list[float] = Field(default_factory=lambda: [0.5, 0.25, 0.0], min_length=1)
+    """per iteration, probability that the expert drives a step; the last value repeats"""
+    segment_steps: int = Field(1, ge=1)
+    """steps between draws of who drives (1: every step)"""
+    seed: int = Field(1000, ge=0)
+    """iteration k records with simulate seed `seed + k - 1` (must stay below 10,000)"""
+    perturbation: float = Field(0.02, ge=0.0, le=1.0)
+    """the expert's steering perturbations while it drives"""
+    episode_steps: int = Field(1000, ge=1)
+    chunk_frames: int = Field(200, ge=1)
+    strength: float = Field(1.0, ge=0.0)
+    """randomization strength of recordings and evaluation"""
+    randomization: str | None = None
+    """RandomizationSpec YAML of recordings and evaluation (None: the envs default)"""
+    episodes: int = Field(20, ge=1)
+    """held-out evaluation tracks after each iteration (seeds from 10,000)"""
+    eval_max_steps: int = Field(2000, ge=1)
+    train: TrainConfig = Field(default_factory=_continue_training)
+    """continued training each iteration (fewer epochs and a lower lr than a pretrain)"""
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    split_gap: int = Field(20, ge=0)
+    cache_dir: str | None = None
+    workers: int = Field(1, ge=1, le=64)
+    """recording processes (do not change the data)"""
+
+    @model_validator(mode="after")
+    def _check(self) -> DaggerConfig:
+        if any(not 0.0 <= b <= 1.0 for b in self.beta):
+            raise ValueError(f"beta values must be probabilities in [0, 1], got {self.beta}")
+        if self.seed + self.iterations > HELD_OUT_SEED_START:
+            raise ValueError(
+                f"seed {self.seed} + {self.iterations} iterations reaches the held-out "
+                f"evaluation seeds (from {HELD_OUT_SEED_START})"
+            )
+        if self.checkpoint_fingerprint is None:
+            self.checkpoint_fingerprint = checkpoint_fingerprint(self.checkpoint)
+        return self
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        return str(Path(value).expanduser().resolve())
+
+    @field_validator("data")
+    @classmethod
+    def _absolute_paths(cls, value: list[str]) -> list[str]:
+        return [str(Path(p).expanduser().resolve()) for p in value]
+
+    def beta_at(self, iteration: int) -> float:
+        """beta of iteration (1-based); the list's last value repeats."""
+        return self.beta[min(iteration, len(self.beta)) - 1]
+
+
+RESUMABLE = {"iterations", "workers"}
+"""What a resume may change: more iterations, another recording worker count."""
+
+
+def iteration_dir(out: Path, iteration: int) -> Path:
+    return out / f"iter_{iteration:02d}"
+
+
+def run_dagger(
+    config: DaggerConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Run (or continue) the DAgger iterations into `out`; returns dagger.json's content."""
+    out = Path(out)
+    for path in config.data:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"sim data {path}: no such file or folder")
+    check_run_dir(
+        out,
+        config,
+        started=(out / "config.yaml").is_file(),
+        resume=resume,
+        what="a DAgger run",
+        may_change=RESUMABLE,
+    )
+    describe_run(out, config)
+    start = Path(config.checkpoint)
+    if checkpoint_fingerprint(start) != config.checkpoint_fingerprint:
+        raise ValueError(f"{start}: the starting checkpoint changed since this run began")
+    results = {"config": config.model_dump(mode="json"), "iterations": []}
+    results["iterations"].append(_baseline(config, out))
+    _save_results(out, results)
+    driver = start
+    for k in range(1, config.iterations + 1):
+        entry = _iteration(config, out, k, driver, progress)
+        results["iterations"].append(entry)
+        _save_results(out, results)
+        driver = iteration_dir(out, k) / "checkpoint"
+    model, card = load_checkpoint(driver)
+    save_checkpoint(out, model, card)
+    return results
+
+
+def _save_results(out: Path, results: dict[str, Any]) -> None:
+    atomic_write_json(out / RESULTS_FILE, results)
+
+
+def _load_done(folder: Path) -> dict[str, Any] | None:
+    path = folder / ITERATION_RESULT
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _evaluate(config: DaggerConfig, checkpoint: Path) -> tuple[dict[str, Any], float]:
+    """Closed-loop result on the held-out tracks (as `sim2real evaluate --sim`), seconds."""
+    model, card = load_checkpoint(checkpoint)
+    t0 = time.perf_counter()
+    result = evaluate_closed_loop(
+        model,
+        seeds=held_out_seeds(config.episodes),
+        strength=config.strength,
+        image_size=camera_size_for(card),
+        max_steps=config.eval_max_steps,
+        randomization=config.randomization,
+    )
+    return result, time.perf_counter() - t0
+
+
+def _closed_loop_entry(result: dict[str, Any]) -> dict[str, Any]:
+    outcomes: dict[str, int] = {}
+    for e in result["episodes"]:
+        outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
+    return {**result["summary"], "outcomes": outcomes}
+
+
+def _baseline(config: DaggerConfig, out: Path) -> dict[str, Any]:
+    folder = iteration_dir(out, 0)
+    done = _load_done(folder)
+    if done is not None:
+        return done
+    result, seconds = _evaluate(config, Path(config.checkpoint))
+    atomic_write_json(folder / "eval.json", result)
+    entry = {
+        "iteration": 0,
+        "checkpoint": config.checkpoint,
+        "closed_loop": _closed_loop_entry(result),
+        "seconds": {"evaluate": seconds},
+        "load_average": os.getloadavg(),
+    }
+    atomic_write_json(folder / ITERATION_RESULT, entry)
+    return entry
+
+
+def _record(config: DaggerConfig, tub: Path, k: int, driver: Path, progress: bool) -> None:
+    from sim2real.experiments.simulate import SimulateConfig, simulate
+
+    card = load_checkpoint(driver)[1]
+    height, width = camera_size_for(card)
+    sim_config = SimulateConfig(
+        frames=config.frames,
+        seed=config.seed + k - 1,
+        chunk_frames=config.chunk_frames,
+        image_height=height,
+        image_width=width,
+        randomization=config.randomization,
+        strength=config.strength,
+        perturbation=config.perturbation,
+        episode_steps=config.episode_steps,
+        workers=config.workers,
+        driver=str(driver),
+        beta=config.beta_at(k),
+        segment_steps=config.segment_steps,
+    )
+    started = (tub / "manifest.json").is_file()
+    if started:
+        from sim2real.transfer.tub import read_manifest
+
+        if int(read_manifest(tub)["catalog"]["current_index"]) >= config.frames:
+            return
+    simulate(tub, sim_config, resume=started, progress=progress)
+
+
+def _iteration(
+    config: DaggerConfig, out: Path, k: int, driver: Path, progress: bool
+) -> dict[str, Any]:
+    from sim2real.experiments.pretraining import open_sim_data
+
+    folder = iteration_dir(out, k)
+    done = _load_done(folder)
+    if done is not None:
+        return done
+    tub, checkpoint = folder / "tub", folder / "checkpoint"
+    seconds: dict[str, float] = {}
+    load: dict[str, list[float]] = {}
+
+    t0 = time.perf_counter()
+    _record(config, tub, k, driver, progress)
+    seconds["record"], load["record"] = time.perf_counter() - t0, list(os.getloadavg())
+
+    tubs = [str(iteration_dir(out, i) / "tub") for i in range(1, k + 1)]
+    if not (checkpoint / CARD_FILE).is_file():
+        t0 = time.perf_counter()
+        model, card = load_checkpoint(driver)
+        train = config.train.model_copy(update={"seed": config.train.seed + k})
+        pretrain_config = PretrainConfig(
+            data=[*config.data, *tubs],
+            model=card.spec,
+            train=train,
+            val_fraction=config.val_fraction,
+            split_gap=config.split_gap,
+            cache_dir=config.cache_dir,
+        )
+        data = open_sim_data(pretrain_config)
+        result = fit(model, data.train, data.val, train, folder / "train", resume=True)
+        trained_on = {
+            **data.trained_on,
+            "env_config": {"image_size": list(camera_size_for(card))},
+            "dagger": {
+                "expert_data": config.data,
+                "dagger_tubs": tubs,
+                "start_checkpoint": config.checkpoint,
+                "iteration": k,
+            },
+        }
+        new_card = ModelCard(
+            kind=card.kind,
+            spec=card.spec,
+            trained_on=trained_on,
+            randomization=find_randomization(pretrain_config.data),
+            metrics={
+                "val": result.val_metrics,
+                "best_val_loss": result.best_val_loss,
+                "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
+            },
+            code_version=code_version(),
+            history=[
+                *card.history,
+                {
+                    "step": "dagger",
+                    "iteration": k,
+                    "beta": config.beta_at(k),
+                    "driver": str(driver),
+                    "recorded": str(tub),
+                    "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "train": train.model_dump(mode="json"),
+                    "epochs": [
+                        {key: v for key, v in h.items() if key != "val"} for h in result.history
+                    ],
+                    "seconds": sum(h["seconds"] for h in result.history),
+                },
+            ],
+        )
+        save_checkpoint(checkpoint, model, new_card)
+        seconds["train"], load["train"] = time.perf_counter() - t0, list(os.getloadavg())
+
+    result, seconds["evaluate"] = _evaluate(config, checkpoint)
+    load["evaluate"] = list(os.getloadavg())
+    atomic_write_json(folder / "eval.json", result)
+    model, card = load_checkpoint(checkpoint)
+    card.metrics["closed_loop"] = result["summary"]
+    save_checkpoint(checkpoint, model, card)
+    entry = {
+        "iteration": k,
+        "beta": config.beta_at(k),
+        "driver": str(driver),
+        "tub": str(tub),
+        "recording": _recording_stats(tub),
+        "train_frames": card.trained_on.get("frames"),
+        "closed_loop": _closed_loop_entry(result),
+        "seconds": seconds,
+        "load_average": load,
+    }
+    atomic_write_json(folder / ITERATION_RESULT, entry)
+    return entry
+
+
+def _recording_stats(tub: Path) -> dict[str, Any]:
+    """Frames and episodes in a DAgger tub (short episodes: the driver left the road)."""
+    from sim2real.transfer.datasets import open_records
+
+    records = open_records([tub]).records
+    episodes = len({r.session for r in records})
+    return {
+        "frames": len(records),
+        "episodes": episodes,
+        "mean_episode_frames": len(records) / max(episodes, 1),
+        "mean_abs_steering_label": sum(abs(r.labels["user/angle"]) for r in records)
+        / max(len(records), 1),
+    }

@@ -1,0 +1,140 @@
+"""DAgger: a driver really drives while the expert labels; recordings stay seeded and pinned
+to the driver's weights; a one-iteration run leaves a checkpoint trained on its own drives."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sim2real.agents.checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
+from sim2real.agents.dagger import load_driver, network_driver
+from sim2real.agents.model import ModelSpec, seeded_model
+from sim2real.agents.preprocessing import Preprocessing
+from sim2real.agents.training import TrainConfig
+from sim2real.envs.recording import drive_expert
+from sim2real.experiments.cli import main
+from sim2real.experiments.dagger import DaggerConfig, run_dagger
+from sim2real.experiments.simulate import SimulateConfig, simulate
+from sim2real.transfer.datasets import open_records
+
+CAMERA = (40, 48)
+SMALL = Preprocessing(crop_top=8, height=32, width=32)
+TINY_SIM = {"chunk_frames": 20, "image_height": CAMERA[0], "image_width": CAMERA[1]}
+
+
+def hard_left(frame: np.ndarray) -> np.ndarray:
+    return np.array([-1.0, 1.0], np.float32)
+
+
+def tiny_checkpoint(folder, steering=0.0, throttle=0.5, seed=0):
+    """A tiny network whose output starts near [steering, throttle], saved as a checkpoint."""
+    spec = ModelSpec(
+        architecture="resnet_small",
+        preprocessing=SMALL,
+        hidden=8,
+        outputs=["user/angle", "user/throttle", "sim/cte", "sim/heading_error"],
+    )
+    net = seeded_model(spec, seed)
+    with torch.no_grad():
+        net.head[-1].weight.mul_(0.01)
+        net.head[-1].bias.copy_(torch.tensor([steering, throttle, 0.0, 0.0]))
+    card = ModelCard(spec=spec, trained_on={"env_config": {"image_size": list(CAMERA)}})
+    return save_checkpoint(folder, net, card)
+
+
+def test_the_driver_steers_and_the_expert_labels():
+    expert = list(drive_expert(5, 60, image_size=CAMERA))
+    driven = list(drive_expert(5, 60, image_size=CAMERA, driver=hard_left, beta=0.0))
+    assert np.array_equal(driven[0].image, expert[0].image)  # same track, same start
+    assert all(f.episode == 0 for f in expert)
+    # hard left at full throttle leaves the road; the expert keeps asking to steer right
+    assert max(f.episode for f in driven) >= 1
+    first = [f for f in driven if f.episode == 0]
+    assert first[-1].labels["sim/cte"] > 0.2  # left of the centreline (cte > 0: left)
+    assert np.mean([f.steering for f in first[-5:]]) > 0.3
+    assert all(-1.0 <= f.steering <= 1.0 for f in driven)
+    # beta = 1: the expert drives every step, frame for frame the expert's recording
+    mixed = list(drive_expert(5, 60, image_size=CAMERA, driver=hard_left, beta=1.0))
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(mixed, expert, strict=True))
+
+
+def test_a_network_driver_records_the_same_frames_for_the_same_seed(tmp_path):
+    torch.set_num_threads(1)
+    model, _ = load_checkpoint(tiny_checkpoint(tmp_path / "net", steering=-0.6))
+    driver = network_driver(model)
+    a = list(drive_expert(9, 40, image_size=CAMERA, driver=driver, beta=0.5))
+    b = list(drive_expert(9, 40, image_size=CAMERA, driver=driver, beta=0.5))
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b, strict=True))
+    assert [x.steering for x in a] == [y.steering for y in b]
+    expert = list(drive_expert(9, 40, image_size=CAMERA))
+    assert not all(np.array_equal(x.image, y.image) for x, y in zip(a, expert, strict=True))
+
+
+def test_recording_pins_the_driver_and_refuses_a_changed_one(tmp_path):
+    ckpt = tiny_checkpoint(tmp_path / "net", steering=-0.6)
+    config = SimulateConfig(frames=40, seed=2, driver=str(ckpt), beta=0.3, **TINY_SIM)
+    assert len(config.driver_fingerprint) == 64
+    out = tmp_path / "tub"
+
+    def stop(chunk, done):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        simulate(out, config, progress=False, on_chunk=stop)
+    assert open_records([out]).report.usable == 20
+    assert config.driver_fingerprint in (out / "config.yaml").read_text()
+    tiny_checkpoint(ckpt, steering=0.4)  # the driver's weights change under the run
+    changed = SimulateConfig(frames=40, seed=2, driver=str(ckpt), beta=0.3, **TINY_SIM)
+    with pytest.raises(ValueError, match="driver_fingerprint"):
+        simulate(out, changed, resume=True, progress=False)
+    with pytest.raises(ValueError, match="changed"):
+        load_driver(ckpt, config.driver_fingerprint)
+
+
+def test_one_dagger_iteration_leaves_a_checkpoint_trained_on_its_drives(tmp_path, capsys):
+    torch.set_num_threads(1)
+    expert_tub = simulate(
+        tmp_path / "expert", SimulateConfig(frames=60, seed=1, **TINY_SIM), progress=False
+    )
+    start = tiny_checkpoint(tmp_path / "start", steering=-0.5)
+    config = DaggerConfig(
+        checkpoint=str(start),
+        data=[str(expert_tub)],
+        iterations=1,
+        frames=40,
+        beta=[0.0],
+        chunk_frames=20,
+        episodes=1,
+        eval_max_steps=20,
+        train=TrainConfig(epochs=1, batch_size=16, num_threads=1, tensorboard=False),
+        val_fraction=0.2,
+        split_gap=0,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    config_file = tmp_path / "dagger.yaml"
+    config_file.write_text(json.dumps(config.model_dump(mode="json")))
+    out = tmp_path / "run"
+    argv = ["dagger", "--config", str(config_file), "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    assert "iteration 1" in capsys.readouterr().out
+
+    model, card = load_checkpoint(out)
+    dagger_tub = str(out / "iter_01" / "tub")
+    assert dagger_tub in card.trained_on["paths"] and str(expert_tub) in card.trained_on["paths"]
+    assert card.history[-1]["step"] == "dagger"
+    assert "closed_loop" in read_card(out / "iter_01" / "checkpoint").metrics
+    start_weights = load_checkpoint(start)[0].state_dict()
+    assert any(not torch.equal(v, start_weights[k]) for k, v in model.state_dict().items())
+    results = json.loads((out / "dagger.json").read_text())
+    assert [e["iteration"] for e in results["iterations"]] == [0, 1]
+    assert results["iterations"][1]["recording"]["frames"] == 40
+    assert results["iterations"][0]["closed_loop"]["episodes"] == 1
+
+    # a finished iteration is kept on resume; a different recording is refused
+    before = (out / "iter_01" / "result.json").stat().st_mtime_ns
+    run_dagger(config, out, resume=True, progress=False)
+    assert (out / "iter_01" / "result.json").stat().st_mtime_ns == before
+    with pytest.raises(ValueError, match="differs"):
+        run_dagger(config.model_copy(update={"frames": 60}), out, resume=True, progress=False)
+    assert main(argv) == 2  # exists, no --resume
