@@ -10,6 +10,9 @@ inside the network, so a checkpoint needs nothing but its card to be used.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Literal
+
 import torch
 from pydantic import Field, field_validator
 from torch import nn
@@ -35,6 +38,8 @@ class ModelSpec(StrictModel):
     """width of the head's hidden layer (0: a single linear layer)"""
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     """dropout before each linear layer of the head"""
+    output_activation: Literal["identity", "tanh"] = "identity"
+    """applied to every output after the head (tanh: a SAC policy's squashed actions)"""
 
     @field_validator("architecture")
     @classmethod
@@ -116,7 +121,8 @@ class DrivingNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images (N, 3, H, W) float32 in [0, 1] -> predictions (N, len(outputs))."""
         self.check_input(images)
-        return self.head(self.features(images))
+        out = self.head(self.features(images))
+        return torch.tanh(out) if self.spec.output_activation == "tanh" else out
 
 
 def seeded_model(spec: ModelSpec, seed: int) -> DrivingNet:
@@ -125,3 +131,15 @@ def seeded_model(spec: ModelSpec, seed: int) -> DrivingNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return DrivingNet(spec)
+
+
+def unit_batches(
+    images: torch.Tensor, batch_size: int, device: torch.device | str
+) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Batches of uint8 images (N, 3, H, W) as the network takes them: (rows, x) with
+    `rows` the slice of `images` and x (B, 3, H, W) float32 in [0, 1] on `device`."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in range(0, images.shape[0], batch_size):
+        rows = slice(start, start + batch_size)
+        yield rows, images[rows].to(device).float() / 255.0

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from sim2real.agents.augment import Augmentation, augment_batch
 from sim2real.agents.freezing import trainable_parameters
-from sim2real.agents.model import DrivingNet
+from sim2real.agents.model import DrivingNet, unit_batches
 from sim2real.common.config import StrictModel
 from sim2real.common.device import resolve_device
 from sim2real.common.io import atomic_write
@@ -148,9 +148,8 @@ def evaluate_loss(
     sae = torch.zeros(n_out, dtype=torch.float64)
     count = torch.zeros(n_out, dtype=torch.float64)
     with torch.no_grad():
-        for start in range(0, images.shape[0], batch_size):
-            x = images[start : start + batch_size].to(device).float() / 255.0
-            y = targets[start : start + batch_size].to(device)
+        for rows, x in unit_batches(images, batch_size, device):
+            y = targets[rows].to(device)
             s, a, c = masked_sums(model(x).float(), y)
             sse += s.double().cpu()
             sae += a.double().cpu()

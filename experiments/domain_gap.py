@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from sim2real.agents.model import DrivingNet
+from sim2real.agents.model import DrivingNet, unit_batches
 from sim2real.common.config import StrictModel
 from sim2real.experiments import gap_measures
 
@@ -67,9 +67,8 @@ def stage_activations(
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in model.encoder.stage_names}
     try:
         with torch.no_grad():
-            for start in range(0, images.shape[0], batch_size):
-                batch = images[start : start + batch_size].to(device).float() / 255.0
-                outputs = model.encoder.forward_stages(model.normalize(batch))
+            for _, x in unit_batches(images, batch_size, device):
+                outputs = model.encoder.forward_stages(model.normalize(x))
                 for name, output in outputs.items():
                     chunks[name].append(pool_stage(output).double().cpu().numpy())
     finally:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sim2real.agents.encoders import ENCODERS, build_encoder
-from sim2real.agents.model import DrivingNet, ModelSpec
+from sim2real.agents.model import DrivingNet, ModelSpec, unit_batches
 from sim2real.agents.preprocessing import Preprocessing
 
 
@@ -60,3 +60,15 @@ def test_driving_net_normalises_inside_and_names_outputs():
 def test_duplicate_outputs_rejected():
     with pytest.raises(ValueError, match="duplicate"):
         ModelSpec(outputs=["user/angle", "user/angle"])
+
+
+def test_unit_batches_cover_every_row_once_scaled_to_unit_range():
+    images = torch.arange(7 * 3 * 2 * 2, dtype=torch.int64).remainder(256).to(torch.uint8)
+    images = images.reshape(7, 3, 2, 2)
+    batches = list(unit_batches(images, 3, "cpu"))
+    assert [rows for rows, _ in batches] == [slice(0, 3), slice(3, 6), slice(6, 9)]
+    joined = torch.cat([x for _, x in batches])
+    assert joined.dtype == torch.float32
+    assert torch.equal(joined, images.float() / 255.0)
+    with pytest.raises(ValueError, match="batch_size"):
+        next(unit_batches(images, 0, "cpu"))

@@ -33,7 +33,7 @@ from sim2real.agents.freezing import (
     freeze_stages,
     resolve_stages,
 )
-from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, seeded_model
+from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, seeded_model, unit_batches
 from sim2real.common.config import StrictModel
 
 BATCHNORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -145,11 +145,10 @@ def adabn(model: DrivingNet, images: torch.Tensor, *, batch_size: int = 256) -> 
             bn.reset_running_stats()
             bn.momentum = None
             bn.train()
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start : start + batch_size]
-            if batch.shape[0] < 2 and start > 0:
+        for rows, x in unit_batches(images, batch_size, device):
+            if x.shape[0] < 2 and rows.start > 0:
                 break  # a single frame has no variance; skip a trailing batch of one
-            model.encoder(model.normalize(batch.to(device).float() / 255.0))
+            model.encoder(model.normalize(x))
     finally:
         for bn, momentum in zip(layers, momenta, strict=True):
             bn.momentum = momentum

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from sim2real.agents.checkpoint import ModelCard, load_checkpoint
-from sim2real.agents.model import STEERING, THROTTLE, DrivingNet
+from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, unit_batches
 from sim2real.transfer.finetune import FinetuneConfig
 from sim2real.transfer.metrics import (
     DEFAULT_BLOCK_LENGTH,
@@ -47,10 +47,7 @@ def predict(model: DrivingNet, images: torch.Tensor, batch_size: int = 256) -> n
     """Predictions (N, len(outputs)) float64 for uint8 images (N, 3, H, W), eval mode."""
     model.eval()
     device = next(model.parameters()).device
-    out = [
-        model(images[i : i + batch_size].to(device).float() / 255.0).double().cpu()
-        for i in range(0, images.shape[0], batch_size)
-    ]
+    out = [model(x).double().cpu() for _, x in unit_batches(images, batch_size, device)]
     return torch.cat(out).numpy() if out else np.zeros((0, len(model.spec.outputs)))
 
 

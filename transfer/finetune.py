@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_checkpoint
 from sim2real.agents.freezing import find_encoder, unfreeze_stages
-from sim2real.agents.model import DrivingNet, seeded_model
+from sim2real.agents.model import DrivingNet, seeded_model, unit_batches
 from sim2real.agents.training import (
     RESUMABLE_CHANGES,
     RESUME_FILE,
@@ -218,10 +218,7 @@ def encode(model: DrivingNet, images: torch.Tensor, batch_size: int = 256) -> to
     """Encoder features (N, feature_dim) float32 of uint8 images (N, 3, H, W), eval mode."""
     model.eval()
     device = next(model.parameters()).device
-    chunks = [
-        model.features(images[i : i + batch_size].to(device).float() / 255.0).cpu()
-        for i in range(0, images.shape[0], batch_size)
-    ]
+    chunks = [model.features(x).cpu() for _, x in unit_batches(images, batch_size, device)]
     return torch.cat(chunks)
 
 
