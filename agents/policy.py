@@ -92,6 +92,8 @@ class PPOParams(StrictModel):
     gamma: float = Field(0.99, gt=0, le=1)
     gae_lambda: float = Field(0.95, gt=0, le=1)
     clip_range: float = Field(0.2, gt=0)
+    target_kl: float | None = Field(None, gt=0)
+    """stop an update's epochs early once the approximate KL passes 1.5 x this (None: never)"""
     ent_coef: float = Field(0.0, ge=0)
     vf_coef: float = Field(0.5, ge=0)
     max_grad_norm: float = Field(0.5, gt=0)
@@ -427,9 +429,7 @@ def train_policy(
         metrics={
             "closed_loop": {k: v for k, v in final.items() if k != "episodes_detail"},
             "frozen_stages": list(_frozen_stage_names(model.policy)),
-            "action_output": "clip(mean, -1, 1)"
-            if config.algorithm == "ppo"
-            else "SAC: tanh(mean) in training; the checkpoint's linear head is clipped instead",
+            "action_output": "clip(mean, -1, 1)" if config.algorithm == "ppo" else "tanh(mean)",
         },
         code_version=code_version(),
         history=history,

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
@@ -171,16 +172,34 @@ def driving_spec_for(policy: BasePolicy, preprocessing: Preprocessing) -> ModelS
         outputs=list(POLICY_OUTPUTS),
         hidden=linears[0].out_features if len(linears) == 2 else 0,
         dropout=0.0,
+        output_activation="tanh" if _squashes(policy) else "identity",
     )
+
+
+def _squashes(policy: BasePolicy) -> bool:
+    """Whether `policy`'s deterministic action is tanh(actor output) rescaled to its action
+    space (SAC), rather than the clipped actor output (PPO). A squashing policy must act in
+    [-1, 1] (the DonkeyCar range), where SB3's rescale is the identity, so that the exported
+    tanh outputs are the actions themselves; ValueError otherwise."""
+    if not policy.squash_output:
+        return False
+    space = policy.action_space
+    if not (
+        isinstance(space, spaces.Box) and np.all(space.low == -1.0) and np.all(space.high == 1.0)
+    ):
+        raise ValueError(
+            f"a squashed ({type(policy).__name__}) policy exports as tanh outputs in [-1, 1]; "
+            f"its action space is {space}, which would need a rescale DrivingNet does not have"
+        )
+    return True
 
 
 @torch.no_grad()
 def policy_to_driving_net(policy: BasePolicy, preprocessing: Preprocessing) -> DrivingNet:
     """A `DrivingNet` (outputs user/angle, user/throttle; no dropout) computing `policy`'s
-    mean action before clipping from its encoder and actor layers. Clip to [-1, 1] to drive.
-
-    For SAC the actor's mean is squashed by tanh afterwards, which DrivingNet's linear head
-    does not do: the export is exact for PPO and, for SAC, exact only where |mean| is small."""
+    deterministic action from its encoder and actor layers: PPO's mean action before clipping
+    (clip to [-1, 1] to drive, as SB3's predict does), SAC's tanh-squashed mean (the network's
+    output_activation is "tanh"), which equals SB3's ``predict(obs, deterministic=True)``."""
     spec = driving_spec_for(policy, preprocessing)
     extractor, linears = _actor_parts(policy)
     model = DrivingNet(spec)
@@ -234,4 +253,10 @@ def load_driving_net_into_policy(model: DrivingNet, policy: BasePolicy) -> dict[
                 report["skipped"].append(f"output row {name} (not a checkpoint output)")
     else:
         report["skipped"].append("output layer (shapes differ)")
+    policy_activation = "tanh" if policy.squash_output else "identity"
+    if model.spec.output_activation != policy_activation:
+        report["skipped"].append(
+            f"output activation (checkpoint {model.spec.output_activation}, policy "
+            f"{policy_activation}: the policy's actions are {policy_activation} of the outputs)"
+        )
     return report

@@ -190,7 +190,7 @@ def test_preprocessed_observations_match_the_dataset_path():
 
 
 @pytest.mark.slow
-def test_sac_keeps_frozen_stages_in_actor_and_critics_and_exports_the_actor_mean(tmp_path):
+def test_sac_keeps_frozen_stages_in_actor_and_critics_and_exports_the_squashed_mean(tmp_path):
     save_net(tmp_path / "ckpt")
     config = small_config(
         algorithm="sac",
@@ -231,4 +231,32 @@ def test_sac_keeps_frozen_stages_in_actor_and_critics_and_exports_the_actor_mean
     with torch.no_grad():
         mean, _, _ = policy.actor.get_action_dist_params(images * 255.0)
     exported = policy_to_driving_net(policy, SMALL)
-    torch.testing.assert_close(exported(images), mean, rtol=0, atol=1e-5)
+    torch.testing.assert_close(exported(images), torch.tanh(mean), rtol=0, atol=1e-5)
+
+
+def test_sac_checkpoint_reproduces_sb3_deterministic_actions_with_the_tanh_squash(tmp_path):
+    from stable_baselines3 import SAC
+
+    from sim2real.agents.checkpoint import load_checkpoint
+    from sim2real.agents.policy import MODEL_ZIP, train_policy
+
+    torch.set_num_threads(1)
+    config = small_config(
+        algorithm="sac",
+        total_timesteps=24,
+        sac={"buffer_size": 100, "learning_starts": 8, "batch_size": 8, "critic_hidden": [16]},
+    )
+    result = train_policy(config, tmp_path / "run")
+    net, card = load_checkpoint(result.checkpoint_dir)
+    model = SAC.load(tmp_path / "run" / MODEL_ZIP, device="cpu")
+    assert card.spec.output_activation == "tanh"
+
+    obs = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    expected, _ = model.predict(obs, deterministic=True)
+    pixels = torch.from_numpy(obs).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        got = net(pixels / 255.0).numpy()
+        mean, _, _ = model.policy.actor.get_action_dist_params(pixels)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    # the squash matters at these weights: clipping the mean (the old export) is off
+    assert np.abs(np.clip(mean.numpy(), -1, 1) - expected).max() > 1e-3
