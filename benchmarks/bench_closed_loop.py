@@ -6,7 +6,7 @@ Usage: python benchmarks/bench_closed_loop.py CKPT|EVAL.json ... [--episodes 20]
 For each checkpoint: `evaluate_closed_loop` on the held-out seeds (10,000..), as `sim2real
 evaluate --sim`, then per failed episode the place it failed: the sharpest |curvature| of the
 centreline in the 1.5 m before the car left the road (against the track's own 90th
-percentile), the car's speed, and the episode's sampled latency, field of view and top speed
+percentile) and the episode's sampled latency, field of view and top speed
 (successes for comparison). An EVAL.json (from `sim2real evaluate --sim --json`, or a
 `sim2real dagger` run's iter_NN/eval.json) is analysed without driving again. One torch
 thread; the load average is printed beside wall time.
