@@ -4,6 +4,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from model_helpers import set_batchnorm_statistics
 
 from sim2real.agents.checkpoint import ModelCard, save_checkpoint
 from sim2real.agents.model import DrivingNet, ModelSpec
@@ -30,13 +31,8 @@ def frames():
 def _checkpoint(directory, outputs=("user/angle", "user/throttle"), seed=0):
     spec = ModelSpec(architecture="pilotnet", outputs=list(outputs), hidden=16)
     torch.manual_seed(seed)
-    model = DrivingNet(spec)
     # non-trivial BatchNorm statistics, so the export must carry them
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
+    model = set_batchnorm_statistics(DrivingNet(spec))
     save_checkpoint(directory, model, ModelCard(spec=spec, trained_on={"test": True}))
     return model.eval()
 

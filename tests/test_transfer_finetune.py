@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from model_helpers import set_batchnorm_statistics
 
 from sim2real.agents.checkpoint import ModelCard, load_checkpoint, read_weights, save_checkpoint
 from sim2real.agents.model import DrivingNet, ModelSpec
@@ -21,12 +22,7 @@ def parent(tmp_path_factory):
     folder = tmp_path_factory.mktemp("parent")
     spec = ModelSpec(outputs=["user/angle", "user/throttle", "sim/cte"], hidden=16)
     torch.manual_seed(0)
-    model = DrivingNet(spec)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
+    model = set_batchnorm_statistics(DrivingNet(spec))
     card = ModelCard(spec=spec, trained_on={"sim": True}, history=[{"step": "pretrain"}])
     save_checkpoint(folder, model, card)
     return folder
