@@ -37,7 +37,8 @@ from sim2real.agents.closed_loop import (
     held_out_seeds,
 )
 from sim2real.agents.dagger import checkpoint_fingerprint
-from sim2real.agents.pretrain import PretrainConfig, find_randomization
+from sim2real.agents.model import ModelSpec
+from sim2real.agents.pretrain import PretrainData, find_randomization
 from sim2real.agents.training import TrainConfig, fit
 from sim2real.common.config import StrictModel
 from sim2real.common.io import atomic_write_json
@@ -60,6 +61,9 @@ class DaggerConfig(StrictModel):
     """SHA-256 of the starting checkpoint's files (filled in from `checkpoint`)"""
     data: list[str] = Field(min_length=1)
     """the expert sim tubs it was trained on; every iteration trains on these + DAgger tubs"""
+    expert_frames: int | None = Field(None, ge=10)
+    """train on a block subsample of this many expert frames per iteration (None: all);
+    bounds the cost of an iteration and the expert data's weight against the DAgger data"""
     iterations: int = Field(3, ge=1)
     frames: int = Field(4000, ge=1)
     """frames recorded per iteration"""
@@ -239,8 +243,6 @@ def _record(config: DaggerConfig, tub: Path, k: int, driver: Path, progress: boo
 def _iteration(
     config: DaggerConfig, out: Path, k: int, driver: Path, progress: bool
 ) -> dict[str, Any]:
-    from sim2real.experiments.pretraining import open_sim_data
-
     folder = iteration_dir(out, k)
     done = _load_done(folder)
     if done is not None:
@@ -258,21 +260,14 @@ def _iteration(
         t0 = time.perf_counter()
         model, card = load_checkpoint(driver)
         train = config.train.model_copy(update={"seed": config.train.seed + k})
-        pretrain_config = PretrainConfig(
-            data=[*config.data, *tubs],
-            model=card.spec,
-            train=train,
-            val_fraction=config.val_fraction,
-            split_gap=config.split_gap,
-            cache_dir=config.cache_dir,
-        )
-        data = open_sim_data(pretrain_config)
+        data = aggregate_data(config, tubs, card.spec, seed=train.seed)
         result = fit(model, data.train, data.val, train, folder / "train", resume=True)
         trained_on = {
             **data.trained_on,
             "env_config": {"image_size": list(camera_size_for(card))},
             "dagger": {
                 "expert_data": config.data,
+                "expert_frames": config.expert_frames,
                 "dagger_tubs": tubs,
                 "start_checkpoint": config.checkpoint,
                 "iteration": k,
@@ -282,7 +277,7 @@ def _iteration(
             kind=card.kind,
             spec=card.spec,
             trained_on=trained_on,
-            randomization=find_randomization(pretrain_config.data),
+            randomization=find_randomization([*config.data, *tubs]),
             metrics={
                 "val": result.val_metrics,
                 "best_val_loss": result.best_val_loss,
@@ -329,6 +324,43 @@ def _iteration(
     }
     atomic_write_json(folder / ITERATION_RESULT, entry)
     return entry
+
+
+def aggregate_data(
+    config: DaggerConfig, tubs: list[str], spec: ModelSpec, *, seed: int
+) -> PretrainData:
+    """The expert tubs (all, or a `config.expert_frames` block subsample drawn with `seed`)
+    plus the DAgger `tubs`, split by time blocks per episode, as datasets for `spec`."""
+    from sim2real.transfer.datasets import DrivingDataset, open_records
+    from sim2real.transfer.splits import subsample, time_block_split
+
+    expert, dagger = open_records(config.data), open_records(tubs)
+    records = expert.records
+    if config.expert_frames is not None:
+        records = subsample(records, config.expert_frames, seed=seed)
+    records = [*records, *dagger.records]
+    split = time_block_split(records, config.val_fraction, gap=config.split_gap)
+    if not split.val:
+        raise ValueError(f"{', '.join(config.data)} + DAgger tubs: too few frames to validate")
+    cache_dir = Path(config.cache_dir) if config.cache_dir else None
+    progress = config.train.progress
+    train, val = (
+        DrivingDataset(part, spec.preprocessing, spec.outputs, cache_dir, progress=progress)
+        for part in (split.train, split.val)
+    )
+    trained_on = {
+        "paths": [*config.data, *tubs],
+        "frames": split.sizes(),
+        "expert_frames_used": len(records) - len(dagger.records),
+        "dagger_frames": len(dagger.records),
+        "split": {
+            "kind": "time_block",
+            "val_fraction": config.val_fraction,
+            "gap": config.split_gap,
+        },
+        "read_report": {"expert": expert.report.to_dict(), "dagger": dagger.report.to_dict()},
+    }
+    return PretrainData(train=train, val=val, trained_on=trained_on)
 
 
 def _recording_stats(tub: Path) -> dict[str, Any]:

@@ -101,6 +101,7 @@ def test_one_dagger_iteration_leaves_a_checkpoint_trained_on_its_drives(tmp_path
     config = DaggerConfig(
         checkpoint=str(start),
         data=[str(expert_tub)],
+        expert_frames=40,
         iterations=1,
         frames=40,
         beta=[0.0],
@@ -123,6 +124,7 @@ def test_one_dagger_iteration_leaves_a_checkpoint_trained_on_its_drives(tmp_path
     dagger_tub = str(out / "iter_01" / "tub")
     assert dagger_tub in card.trained_on["paths"] and str(expert_tub) in card.trained_on["paths"]
     assert card.history[-1]["step"] == "dagger"
+    assert card.trained_on["dagger_frames"] == 40 and card.trained_on["expert_frames_used"] == 40
     assert "closed_loop" in read_card(out / "iter_01" / "checkpoint").metrics
     start_weights = load_checkpoint(start)[0].state_dict()
     assert any(not torch.equal(v, start_weights[k]) for k, v in model.state_dict().items())
