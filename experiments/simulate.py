@@ -11,7 +11,7 @@ chunks that `resume=True` continues. The run folder is the tub itself, with `con
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,10 @@ def _chunks(config: SimulateConfig, first: int) -> list[tuple[int, int]]:
     ]
 
 
+ChunkMapper = Callable[[Callable[[Any], list], list], Iterable[list]]
+"""map_chunks(record_chunk, jobs) -> each job's frames, in job order"""
+
+
 def simulate(
     out: str | Path,
     config: SimulateConfig,
@@ -178,12 +182,16 @@ def simulate(
     resume: bool = False,
     progress: bool = True,
     on_chunk: Callable[[int, int], None] | None = None,
+    map_chunks: ChunkMapper | None = None,
 ) -> Path:
     """Record `config.frames` expert frames into the tub `out`; returns `out`.
 
     Refuses an existing tub unless `resume`; resuming checks the saved config matches
     (workers may differ) and records the chunks still missing. `on_chunk(chunk, frames_done)`
-    is called after each chunk is safely in the tub.
+    is called after each chunk is safely in the tub. `map_chunks(record_chunk, jobs)`, when
+    given, records the chunks instead of the local process pool (e.g.
+    `sim2real.experiments.ray_executor.ray_map` for Ray workers); it must yield the results
+    in job order, and `config.workers` is then unused.
     """
     out = Path(out)
     spec = _resolved_spec(config)
@@ -218,7 +226,8 @@ def simulate(
     )
     chunks = _chunks(config, done // config.chunk_frames)
     try:
-        for (chunk, _), frames in zip(chunks, _run_chunks(config, spec, chunks), strict=True):
+        recorded = _run_chunks(config, spec, chunks, map_chunks)
+        for (chunk, _), frames in zip(chunks, recorded, strict=True):
             for offset, (jpeg, fields, episode) in enumerate(frames):
                 index = chunk * config.chunk_frames + offset
                 fields["_timestamp_ms"] = index * FRAME_MS
@@ -238,10 +247,16 @@ def simulate(
 
 
 def _run_chunks(
-    config: SimulateConfig, spec: dict[str, Any], chunks: list[tuple[int, int]]
+    config: SimulateConfig,
+    spec: dict[str, Any],
+    chunks: list[tuple[int, int]],
+    map_chunks: ChunkMapper | None = None,
 ) -> Iterator[list]:
     config_data = config.model_dump()
     jobs = [(config_data, spec, chunk, n) for chunk, n in chunks]
+    if map_chunks is not None:
+        yield from map_chunks(record_chunk, jobs)
+        return
     if config.workers == 1 or len(jobs) <= 1:
         yield from map(record_chunk, jobs)
         return

@@ -40,6 +40,7 @@ def print_summary(run, seconds: float | None = None) -> int:
 def handler(args: argparse.Namespace) -> int:
     import time
 
+    from sim2real.experiments.ray_executor import executor_from_args
     from sim2real.experiments.study import load_study_config, run_study
 
     config = load_study_config(
@@ -51,12 +52,19 @@ def handler(args: argparse.Namespace) -> int:
         config.runtime.num_threads = args.num_threads
     if args.device:
         config.runtime.device = args.device
+    executor = executor_from_args(args)
     started = time.perf_counter()
-    run = run_study(config, args.out)
+    try:
+        run = run_study(config, args.out, executor=executor)
+    finally:  # also when planning fails before the study closes it
+        if executor is not None:
+            executor.close()
     return print_summary(run, time.perf_counter() - started)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from sim2real.experiments.ray_executor import add_executor_arguments
+
     parser = subparsers.add_parser(
         "experiment",
         help="run a declared grid (e.g. the transfer-gap study) with cached cells",
@@ -72,4 +80,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-threads", type=int, help="torch CPU threads per cell")
     parser.add_argument("--device", help="training device (auto, cpu, cuda)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_executor_arguments(parser)
     parser.set_defaults(func=handler)

@@ -10,13 +10,21 @@ from pathlib import Path
 def handler(args: argparse.Namespace) -> int:
     from sim2real.experiments.commands.experiment import print_summary
     from sim2real.experiments.quickstart import run_quickstart
+    from sim2real.experiments.ray_executor import executor_from_args
 
+    executor = executor_from_args(args)
     started = time.perf_counter()
-    run = run_quickstart(args.out, config_path=args.config)
+    try:
+        run = run_quickstart(args.out, config_path=args.config, executor=executor)
+    finally:  # also when planning fails before the study closes it
+        if executor is not None:
+            executor.close()
     return print_summary(run, time.perf_counter() - started)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from sim2real.experiments.ray_executor import add_executor_arguments
+
     parser = subparsers.add_parser(
         "quickstart",
         help="simulate, pretrain, fine-tune, evaluate and report on the shipped sample",
@@ -29,4 +37,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=Path("runs/quickstart"), help="folder (runs/quickstart)"
     )
     parser.add_argument("--config", type=Path, help="another study YAML instead of quickstart")
+    add_executor_arguments(parser)
     parser.set_defaults(func=handler)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from sim2real.experiments.ray_executor import add_executor_arguments
+
     parser = subparsers.add_parser(
         "simulate",
         help="record the expert driving randomized tracks into a DonkeyCar tub v2",
@@ -28,11 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted recording")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_executor_arguments(parser, cells=False)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from sim2real.common.config import load_config, validate_config
+    from sim2real.experiments.ray_executor import ray_map, session_from_args
     from sim2real.experiments.simulate import SimulateConfig, simulate
 
     overrides = {
@@ -48,6 +52,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         given = {k: v for k, v in overrides.items() if v is not None}
         config = validate_config(SimulateConfig, given, "command line")
-    out = simulate(args.out, config, resume=args.resume, progress=not args.no_progress)
+    session = session_from_args(args)
+    try:
+        out = simulate(
+            args.out,
+            config,
+            resume=args.resume,
+            progress=not args.no_progress,
+            map_chunks=ray_map if session else None,
+        )
+    finally:
+        if session:
+            session.close()
     print(f"recorded {config.frames} frames into {out}")
     return 0
