@@ -200,6 +200,8 @@ def test_sac_keeps_frozen_stages_in_actor_and_critics_and_exports_the_squashed_m
     )
     model, report = small_model(config)
     assert "head hidden layer" in report["copied"]
+    # a perception head is linear; SAC squashes what it copied: the report says so
+    assert any(s.startswith("output activation (checkpoint identity") for s in report["skipped"])
     policy = model.policy
     frozen = {n: p.detach().clone() for n, p in policy.named_parameters() if not p.requires_grad}
     prefixes = {n.split(".")[0] for n in frozen}
