@@ -1,17 +1,10 @@
 """Policy benchmarks (run by hand; figures go in the report, not in tests).
 
-1. PPO learning curves, encoder (and actor) initialised from a perception pretrain
-   checkpoint vs random init, same config, budget and seeds:
+Closed-loop lap completion of a checkpoint on held-out randomized tracks:
 
-       python benchmarks/bench_policy.py curves --pretrained /tmp/pre --out /tmp/bench_policy \
-           [--config experiments/configs/policy_ppo.yaml] [--timesteps 30000] [--arm both]
+    python benchmarks/bench_policy.py drive --checkpoint /tmp/pre [--episodes 20] [--nominal]
 
-2. Closed-loop lap completion of a checkpoint on held-out randomized tracks:
-
-       python benchmarks/bench_policy.py drive --checkpoint /tmp/pre [--episodes 20] [--nominal]
-
-Both print tables; `curves` also writes OUT/curves.json and OUT/curves.png. Each arm's run
-folder (OUT/random, OUT/pretrained) resumes when re-run (interrupted runs continue).
+The PPO learning curves (pretrained vs random init) are benchmarks/bench_policy_curves.py.
 
 Measured 2026-11-26 on the shared 2-core CPU box (load ~11), policy_ppo.yaml (pilotnet, 64x128,
 n_envs 2, lr 3e-4, log_std_init -1), seed 0, eval on seeds 10000-10004 (randomized):
@@ -30,70 +23,13 @@ n_envs 2, lr 3e-4, log_std_init -1), seed 0, eval on seeds 10000-10004 (randomiz
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
 
 from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.closed_loop import evaluate_closed_loop, held_out_seeds
-from sim2real.agents.policy import EVALS_FILE, load_policy_config, train_policy
 from sim2real.common.io import atomic_write_json
-
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "experiments/configs/policy_ppo.yaml"
-
-
-def curves(args: argparse.Namespace) -> None:
-    out = Path(args.out)
-    arms = ["random", "pretrained"] if args.arm == "both" else [args.arm]
-    for arm in arms:
-        config = load_policy_config(args.config, total_timesteps=args.timesteps, seed=args.seed)
-        if arm == "pretrained":
-            if not args.pretrained:
-                raise SystemExit("--pretrained CHECKPOINT is needed for the pretrained arm")
-            config.init_checkpoint = str(args.pretrained)
-        t0 = time.perf_counter()
-        result = train_policy(config, out / arm, resume=True)
-        print(f"{arm}: {result.evals[-1]['timesteps']} steps, {time.perf_counter() - t0:.0f} s")
-    table = {}
-    for arm in ("random", "pretrained"):
-        path = out / arm / EVALS_FILE
-        if path.is_file():
-            evals = json.loads(path.read_text())
-            table[arm] = [
-                {k: e[k] for k in ("timesteps", "lap_completion_rate", "mean_lap_fraction",
-                                   "mean_abs_cte_m", "mean_speed_mps", "off_road_per_km")}
-                for e in evals
-            ]  # fmt: skip
-    atomic_write_json(out / "curves.json", table)
-    for arm, rows in table.items():
-        print(f"\n{arm}: steps  laps  lap-fraction  |cte| m  speed m/s  off-road/km")
-        for r in rows:
-            print(
-                f"  {r['timesteps']:7d} {100 * r['lap_completion_rate']:5.0f}% "
-                f"{r['mean_lap_fraction']:12.2f} {r['mean_abs_cte_m']:8.3f} "
-                f"{r['mean_speed_mps']:9.2f} {r['off_road_per_km']:11.1f}"
-            )
-    plot(table, out / "curves.png")
-
-
-def plot(table: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for arm, rows in table.items():
-        steps = [r["timesteps"] for r in rows]
-        axes[0].plot(steps, [r["lap_completion_rate"] for r in rows], "o-", label=arm)
-        axes[1].plot(steps, [r["mean_lap_fraction"] for r in rows], "o-", label=arm)
-    axes[0].set(xlabel="env steps", ylabel="lap completion rate", ylim=(-0.05, 1.05))
-    axes[1].set(xlabel="env steps", ylabel="mean lap fraction", ylim=(-0.05, 1.05))
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
 
 
 def drive(args: argparse.Namespace) -> None:
@@ -129,14 +65,6 @@ def main() -> None:
     torch.set_num_threads(1)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
-    c = sub.add_parser("curves")
-    c.add_argument("--out", required=True)
-    c.add_argument("--pretrained", help="perception checkpoint for the pretrained arm")
-    c.add_argument("--config", default=str(DEFAULT_CONFIG))
-    c.add_argument("--timesteps", type=int)
-    c.add_argument("--seed", type=int)
-    c.add_argument("--arm", choices=["both", "random", "pretrained"], default="both")
-    c.set_defaults(func=curves)
     d = sub.add_parser("drive")
     d.add_argument("--checkpoint", required=True)
     d.add_argument("--episodes", type=int, default=20)
