@@ -52,7 +52,7 @@ def import_ray() -> Any:
 class RaySession:
     """Ray in this process: joined if initialised, else started here (and stopped by `close`).
 
-    address: an existing cluster ("auto", "HOST:PORT", "ray://HOST:PORT"); None starts a
+    address: an existing cluster ("auto" or the head's "HOST:PORT"); None starts a
     local Ray with `num_cpus` CPUs (None: all of this machine's) and `num_gpus` GPUs.
     """
 
@@ -249,8 +249,8 @@ def add_executor_arguments(parser: argparse.ArgumentParser, *, cells: bool = Tru
     )
     group.add_argument(
         "--address",
-        help="Ray cluster to join (auto, HOST:PORT or ray://HOST:PORT); default: start a "
-        "local Ray on this machine",
+        help="Ray cluster to join from one of its nodes (auto or HOST:PORT of its head); "
+        "default: start a local Ray on this machine",
     )
     group.add_argument(
         "--ray-cpus", type=int, help="CPUs of the local Ray (default: all); not with --address"
