@@ -196,3 +196,64 @@ def test_ray_map_keeps_item_order_with_a_small_window(ray_session):
 def _slow_square(n: int) -> int:
     time.sleep(0.05 * (6 - n))
     return n * n
+
+
+DRIVER = """
+import sys, time
+from pathlib import Path
+from sim2real.experiments.grid import Cell, CellStore, register_step, run_cells
+from sim2real.experiments.ray_executor import RayExecutor
+
+@register_step("test_ray_driver")
+def step(ctx):
+    with Path(ctx.cell.config["log"]).open("a") as handle:
+        handle.write("attempt\\n")
+    release = Path(ctx.cell.config["release"]) if ctx.cell.config["release"] else None
+    while release is not None and not release.exists():
+        time.sleep(0.1)
+    return {"resumed": ctx.resume}
+
+def cells(root):
+    return [
+        Cell("test_ray_driver", {"log": str(root / f"{n}.log"), "release": release})
+        for n, release in (("quick", None), ("held", str(root / "release")))
+    ]
+
+if __name__ == "__main__":
+    root = Path(sys.argv[1])
+    run_cells(cells(root), CellStore(root), RayExecutor(num_cpus=2), log=print)
+"""
+
+
+@pytest.mark.slow
+def test_ray_driver_killed_mid_grid_loses_no_finished_cell(ray_session, tmp_path):
+    """The driver (with its own local Ray) is SIGKILLed while one cell still runs; a rerun
+    reads the finished cell from the store and resumes the other one's partial folder."""
+    import runpy
+    import subprocess
+
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    root = tmp_path / "root"
+    driver = subprocess.Popen([sys.executable, str(script), str(root)])
+    try:
+        quick_done = root / "cells"
+        deadline = time.monotonic() + 120
+        while not list(quick_done.glob("test_ray_driver-*/result.json")):
+            assert driver.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        while not (root / "held.log").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        driver.kill()
+        driver.wait()
+    (root / "release").touch()
+    module = runpy.run_path(str(script))  # registers the step here; Ray ships it by value
+    cells = module["cells"](root)
+    store = CellStore(root)
+    outcomes = run_cells(cells, store, RayExecutor(), log=lambda _: None)
+    quick, held = (outcomes[c.id] for c in cells)
+    assert quick.cached and (root / "quick.log").read_text().count("attempt") == 1
+    assert held.ok and held.result == {"resumed": True}
+    assert (root / "held.log").read_text().count("attempt") == 2
