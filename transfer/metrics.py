@@ -19,10 +19,13 @@ scale of this driver" (see FINDINGS.md).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
+from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
 DEFAULT_BLOCK_LENGTH = 20
 """frames per bootstrap block: 1 s at the DonkeyCar's 20 Hz"""
@@ -39,33 +42,32 @@ def _as_2d(values: np.ndarray) -> np.ndarray:
 
 
 def mae(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Mean absolute error along the last axis."""
-    return np.mean(np.abs(_as_2d(pred) - _as_2d(truth)), axis=-1)
+    """Mean absolute error along the last axis (one value per row of 2-D input)."""
+    return mean_absolute_error(_as_2d(truth).T, _as_2d(pred).T, multioutput="raw_values")
 
 
 def rmse(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Root mean squared error along the last axis."""
-    return np.sqrt(np.mean((_as_2d(pred) - _as_2d(truth)) ** 2, axis=-1))
+    return root_mean_squared_error(_as_2d(truth).T, _as_2d(pred).T, multioutput="raw_values")
 
 
 def r2(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Coefficient of determination 1 - SS_res / SS_tot (NaN when the truth is constant)."""
-    pred, truth = _as_2d(pred), _as_2d(truth)
-    ss_res = np.sum((truth - pred) ** 2, axis=-1)
-    ss_tot = np.sum((truth - truth.mean(axis=-1, keepdims=True)) ** 2, axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), np.nan)
+        scores = r2_score(
+            _as_2d(truth).T, _as_2d(pred).T, multioutput="raw_values", force_finite=False
+        )
+    return np.where(np.isfinite(scores), scores, np.nan)
 
 
 def pearson_r(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Pearson correlation along the last axis (NaN when either side is constant)."""
     pred, truth = _as_2d(pred), _as_2d(truth)
-    dp = pred - pred.mean(axis=-1, keepdims=True)
-    dt = truth - truth.mean(axis=-1, keepdims=True)
-    denom = np.sqrt(np.sum(dp**2, axis=-1) * np.sum(dt**2, axis=-1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.sum(dp * dt, axis=-1) / denom
-    return np.where(denom > 0, np.clip(r, -1.0, 1.0), np.nan)
+    if pred.shape[-1] < 2:
+        return np.full(pred.shape[0], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return np.atleast_1d(stats.pearsonr(pred, truth, axis=-1).statistic)
 
 
 def sign_agreement(
