@@ -4,7 +4,7 @@ Run by hand; prints tables and writes OUT/curves.json, OUT/curves.csv and OUT/cu
 
     python benchmarks/bench_policy_curves.py --pretrained CKPT --out DIR \
         [--config experiments/configs/policy_ppo_curves.yaml] [--seeds 0 1] [--timesteps N] \
-        [--arms pretrained random] [--laps 0.5] [--fraction 0.6]
+        [--arms pretrained random] [--laps 0.1 0.5] [--fraction 0.1 0.6]
 
 Every run is `sim2real.agents.policy.train_policy` (the `train-policy` machinery: its closed-loop
 evaluation callback writes the curve to evals.json) on the same config. The arms differ only in
@@ -180,8 +180,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--timesteps", type=int, help="override total_timesteps")
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=["pretrained", "random"])
-    parser.add_argument("--laps", type=float, default=0.5, help="lap completion threshold")
-    parser.add_argument("--fraction", type=float, default=0.6, help="lap fraction threshold")
+    parser.add_argument(
+        "--laps", type=float, nargs="+", default=[0.1, 0.5], help="lap completion thresholds"
+    )
+    parser.add_argument(
+        "--fraction", type=float, nargs="+", default=[0.1, 0.6], help="lap fraction thresholds"
+    )
     parser.add_argument("--report-only", action="store_true", help="train nothing, summarise")
     args = parser.parse_args()
     if "pretrained" in args.arms and args.pretrained is None:
@@ -207,24 +211,27 @@ def main() -> None:
         if not ref_path.is_file():
             atomic_write_json(ref_path, reference(args, arm_config(args, "pretrained", 0)))
         ref = json.loads(ref_path.read_text(encoding="utf-8"))
+    thresholds = [("lap_completion_rate", t) for t in args.laps] + [
+        ("mean_lap_fraction", t) for t in args.fraction
+    ]
     summary = {}
     for arm, by_seed in runs.items():
+        p = pooled(by_seed)
         summary[arm] = {
-            "pooled": pooled(by_seed),
-            "steps_to_laps": {s: steps_to_reach(v, "lap_completion_rate", args.laps)
-                              for s, v in by_seed.items()},
-            "steps_to_fraction": {s: steps_to_reach(v, "mean_lap_fraction", args.fraction)
-                                  for s, v in by_seed.items()},
-        }  # fmt: skip
-        p = summary[arm]["pooled"]
-        summary[arm]["pooled_steps_to_laps"] = steps_to_reach(p, "lap_completion_rate", args.laps)
-        summary[arm]["pooled_steps_to_fraction"] = steps_to_reach(
-            p, "mean_lap_fraction", args.fraction
-        )
+            "pooled": p,
+            "steps_to": [
+                {
+                    "metric": key,
+                    "threshold": t,
+                    "per_seed": {s: steps_to_reach(v, key, t) for s, v in by_seed.items()},
+                    "pooled": steps_to_reach(p, key, t),
+                }
+                for key, t in thresholds
+            ],
+        }
     table = {
         "config": str(args.config),
         "pretrained": str(args.pretrained) if args.pretrained else None,
-        "thresholds": {"lap_completion_rate": args.laps, "mean_lap_fraction": args.fraction},
         "perception_alone": ref,
         "runs": {a: {s: [{k: e[k] for k in COLUMNS} for e in v] for s, v in r.items()}
                  for a, r in runs.items()},
@@ -255,12 +262,12 @@ def main() -> None:
             pl = f"({100 * p['lap_completion_rate']:3.0f})" if p else ""
             pf = f"({p['mean_lap_fraction']:.2f})" if p else ""
             print(f"  {step:6d}  {laps} {pl:6s}  {frac} {pf}")
-        s = summary[arm]
-        print(
-            f"  steps to laps >= {100 * args.laps:.0f}%: {s['steps_to_laps']} "
-            f"(pooled {s['pooled_steps_to_laps']}); to lap fraction >= {args.fraction}: "
-            f"{s['steps_to_fraction']} (pooled {s['pooled_steps_to_fraction']})"
-        )
+        for row in summary[arm]["steps_to"]:
+            name = "laps" if row["metric"] == "lap_completion_rate" else "lap fraction"
+            print(
+                f"  steps to {name} >= {row['threshold']}: per seed {row['per_seed']}, "
+                f"pooled {row['pooled']}"
+            )
 
 
 if __name__ == "__main__":
