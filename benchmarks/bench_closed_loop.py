@@ -9,7 +9,8 @@ centreline in the 1.5 m before the car left the road (against the track's own 90
 percentile) and the episode's sampled latency, field of view and top speed
 (successes for comparison). An EVAL.json (from `sim2real evaluate --sim --json`, or a
 `sim2real dagger` run's iter_NN/eval.json) is analysed without driving again. One torch
-thread; the load average is printed beside wall time.
+thread; the load average is printed beside wall time. --throttle-scale S multiplies the
+network's throttle output (does a slower car fail less?).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 
 from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.closed_loop import camera_size_for, evaluate_closed_loop, held_out_seeds
+from sim2real.agents.model import THROTTLE, DrivingNet
 from sim2real.envs.track_env import TrackDrivingEnv
 from sim2real.envs.tracks import SAMPLE_SPACING
 
@@ -48,13 +50,22 @@ def episode_context(env: TrackDrivingEnv, episode: dict) -> dict:
     }
 
 
-def bench(source: str, episodes: int) -> dict:
+def scale_throttle(model: DrivingNet, scale: float) -> None:
+    """Multiply the network's throttle output by `scale` (its last layer's throttle row)."""
+    last, i = model.head[-1], model.output_index(THROTTLE)
+    with torch.no_grad():
+        last.weight[i] *= scale
+        last.bias[i] *= scale
+
+
+def bench(source: str, episodes: int, throttle_scale: float = 1.0) -> dict:
     if source.endswith(".json"):
         result = json.loads(Path(source).read_text())
         result["wall_s"], result["load_average"] = float("nan"), os.getloadavg()
         size = tuple(result["settings"]["image_size"])
     else:
         model, card = load_checkpoint(source)
+        scale_throttle(model, throttle_scale)
         size = camera_size_for(card)
         t0 = time.perf_counter()
         result = evaluate_closed_loop(model, seeds=held_out_seeds(episodes), image_size=size)
@@ -120,6 +131,9 @@ def main() -> None:
     parser.add_argument("checkpoints", nargs="*")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--throttle-scale", type=float, default=1.0, help="scale the network's throttle (speed)"
+    )
     parser.add_argument("--dagger", type=Path, help="print the table of a sim2real dagger run")
     args = parser.parse_args()
     if args.dagger:
@@ -128,7 +142,7 @@ def main() -> None:
     torch.set_num_threads(1)
     results = {}
     for checkpoint in args.checkpoints:
-        results[checkpoint] = bench(checkpoint, args.episodes)
+        results[checkpoint] = bench(checkpoint, args.episodes, args.throttle_scale)
         print_result(checkpoint, results[checkpoint])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
