@@ -10,7 +10,9 @@ percentile) and the episode's sampled latency, field of view and top speed
 (successes for comparison). An EVAL.json (from `sim2real evaluate --sim --json`, or a
 `sim2real dagger` run's iter_NN/eval.json) is analysed without driving again. One torch
 thread; the load average is printed beside wall time. --throttle-scale S multiplies the
-network's throttle output (does a slower car fail less?).
+network's throttle output (does a slower car fail less?), --steering-scale its steering
+(does a network that under-steers in bends do better with a gain?); --expert drives the
+expert on the same tracks first (the ceiling).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import torch
 
 from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.closed_loop import camera_size_for, evaluate_closed_loop, held_out_seeds
-from sim2real.agents.model import THROTTLE, DrivingNet
+from sim2real.agents.model import STEERING, THROTTLE, DrivingNet
+from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.track_env import TrackDrivingEnv
 from sim2real.envs.tracks import SAMPLE_SPACING
 
@@ -50,22 +53,25 @@ def episode_context(env: TrackDrivingEnv, episode: dict) -> dict:
     }
 
 
-def scale_throttle(model: DrivingNet, scale: float) -> None:
-    """Multiply the network's throttle output by `scale` (its last layer's throttle row)."""
-    last, i = model.head[-1], model.output_index(THROTTLE)
+def scale_output(model: DrivingNet, name: str, scale: float) -> None:
+    """Multiply the network's output `name` by `scale` (its last layer's row)."""
+    last, i = model.head[-1], model.output_index(name)
     with torch.no_grad():
         last.weight[i] *= scale
         last.bias[i] *= scale
 
 
-def bench(source: str, episodes: int, throttle_scale: float = 1.0) -> dict:
+def bench(
+    source: str, episodes: int, throttle_scale: float = 1.0, steering_scale: float = 1.0
+) -> dict:
     if source.endswith(".json"):
         result = json.loads(Path(source).read_text())
         result["wall_s"], result["load_average"] = float("nan"), os.getloadavg()
         size = tuple(result["settings"]["image_size"])
     else:
         model, card = load_checkpoint(source)
-        scale_throttle(model, throttle_scale)
+        scale_output(model, THROTTLE, throttle_scale)
+        scale_output(model, STEERING, steering_scale)
         size = camera_size_for(card)
         t0 = time.perf_counter()
         result = evaluate_closed_loop(model, seeds=held_out_seeds(episodes), image_size=size)
@@ -77,6 +83,31 @@ def bench(source: str, episodes: int, throttle_scale: float = 1.0) -> dict:
     finally:
         env.close()
     return result
+
+
+def expert_laps(episodes: int, image_size: tuple[int, int] = (120, 160)) -> dict:
+    """The expert (no perturbation) on the same held-out tracks, under the same episode
+    rules (one lap, off-road, 2000 steps): the ceiling a cloned network can hope for."""
+    env = TrackDrivingEnv(image_size=image_size)
+    expert = ExpertDriver(env)
+    outcomes = []
+    try:
+        for seed in held_out_seeds(episodes):
+            env.reset(seed=seed)
+            expert.reset()
+            outcome = "timeout"
+            for _ in range(2000):
+                _, _, terminated, _, info = env.step(expert.act())
+                if info["laps"] >= 1:
+                    outcome = "lap"
+                    break
+                if terminated:
+                    outcome = "off_road" if info["off_road"] else "flipped"
+                    break
+            outcomes.append(outcome)
+    finally:
+        env.close()
+    return {"seeds": held_out_seeds(episodes), "outcomes": outcomes}
 
 
 def print_result(name: str, result: dict) -> None:
@@ -134,15 +165,29 @@ def main() -> None:
     parser.add_argument(
         "--throttle-scale", type=float, default=1.0, help="scale the network's throttle (speed)"
     )
+    parser.add_argument(
+        "--steering-scale", type=float, default=1.0, help="scale the network's steering"
+    )
     parser.add_argument("--dagger", type=Path, help="print the table of a sim2real dagger run")
+    parser.add_argument("--expert", action="store_true", help="also drive the expert (ceiling)")
     args = parser.parse_args()
     if args.dagger:
         print_dagger(args.dagger)
         return
     torch.set_num_threads(1)
     results = {}
+    if args.expert:
+        t0 = time.perf_counter()
+        results["expert"] = expert_laps(args.episodes)
+        laps = results["expert"]["outcomes"].count("lap")
+        print(
+            f"expert: {laps}/{args.episodes} laps, outcomes {results['expert']['outcomes']}; "
+            f"{time.perf_counter() - t0:.0f} s wall at load {os.getloadavg()[0]:.1f}"
+        )
     for checkpoint in args.checkpoints:
-        results[checkpoint] = bench(checkpoint, args.episodes, args.throttle_scale)
+        results[checkpoint] = bench(
+            checkpoint, args.episodes, args.throttle_scale, args.steering_scale
+        )
         print_result(checkpoint, results[checkpoint])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
