@@ -10,7 +10,9 @@ Run by hand (each setup computes the whole grid in a fresh folder under --out):
 
 Setups (2 CPUs): ``local``: `LocalExecutor`, one cell at a time with the config's threads;
 ``ray1``: Ray with one cell at a time on 2 CPUs (the same threads: Ray's own overhead);
-``ray2``: Ray with two cells at a time, 1 CPU, 1 thread and 1 sim worker each.
+``ray2``: Ray with two cells at a time, 1 CPU, 1 thread and 1 sim worker each;
+``local1``: the local executor with ray2's 1 thread and 1 sim worker (ray2's baseline: the
+same numbers, one cell at a time).
 
 The estimate models a cluster of N machines like this one, each running one cell at a time
 at the cost measured here. The study runs its stages one after another (recordings and
@@ -18,7 +20,8 @@ starts, pretraining, domain gap, fine-tuning), so each stage takes the longest-f
 schedule of its cells on N machines, and the driver's own time (planning, the report) stays
 serial: T(N) = driver + sum over stages of makespan(stage, N); speed-up = T(1) / T(N).
 With --plan, the cells of that config's grid are costed with the measured cells of the same
-id, else the median measured cost of cells of the same kind (fine-tunes: same mode).
+id, else the median measured cost of like cells (fine-tunes: same mode and real frames, else
+same mode; others: same kind).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ STAGES = {
 """cell kind -> the study stage it runs in (stages run one after another)"""
 SETUPS = {
     "local": {"ray": False, "threads": None, "workers": None},
+    "local1": {"ray": False, "threads": 1, "workers": 1},
     "ray1": {"ray": True, "cpus_per_cell": 2, "threads": None, "workers": None},
     "ray2": {"ray": True, "cpus_per_cell": 1, "threads": 1, "workers": 1},
 }
@@ -127,8 +131,12 @@ def makespan(costs: list[float], machines: int) -> float:
     return max(loads)
 
 
-def _group(cell_kind: str, config: dict) -> str:
-    return f"run/{config.get('mode')}" if cell_kind == "run" else cell_kind
+def _groups(cell_kind: str, config: dict) -> list[str]:
+    """Groups of like cost, closest first: fine-tunes by (mode, real frames), then mode."""
+    if cell_kind != "run":
+        return [cell_kind]
+    mode = config.get("mode")
+    return [f"run/{mode}/{config.get('frames')}", f"run/{mode}"]
 
 
 def stage_costs(results: dict[str, dict], cells: list[Cell] | None = None) -> dict:
@@ -142,13 +150,15 @@ def stage_costs(results: dict[str, dict], cells: list[Cell] | None = None) -> di
         return {"stages": stages, "guessed": 0, "unknown": 0}
     by_group: dict[str, list[float]] = {}
     for r in results.values():
-        by_group.setdefault(_group(r["kind"], r["config"]), []).append(r["seconds"])
+        for group in _groups(r["kind"], r["config"]):
+            by_group.setdefault(group, []).append(r["seconds"])
     stages, guessed, unknown = {}, 0, 0
     for cell in cells:
+        like = [by_group[g] for g in _groups(cell.kind, cell.config) if by_group.get(g)]
         if cell.id in results:
             cost = results[cell.id]["seconds"]
-        elif by_group.get(_group(cell.kind, cell.config)):
-            cost, guessed = statistics.median(by_group[_group(cell.kind, cell.config)]), guessed + 1
+        elif like:
+            cost, guessed = statistics.median(like[0]), guessed + 1
         else:
             unknown += 1
             continue
@@ -212,7 +222,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="bench folder (one fresh study per setup)")
     parser.add_argument("--config", default="quickstart", help="packaged name or YAML")
-    parser.add_argument("--setups", nargs="+", choices=sorted(SETUPS), default=list(SETUPS))
+    parser.add_argument(
+        "--setups", nargs="+", choices=sorted(SETUPS), default=["local", "ray1", "ray2"]
+    )
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray")
     parser.add_argument("--estimate", type=Path, help="only estimate, from this study folder")
     parser.add_argument("--wall", type=float, help="its measured wall time (driver = wall - cells)")
