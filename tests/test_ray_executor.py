@@ -79,6 +79,7 @@ def test_ray_retries_a_killed_worker_and_not_a_failing_step(ray_session, tmp_pat
     assert ray_session.ray.is_initialized()  # the executor joined the session, left it up
 
 
+@pytest.mark.slow  # a second worker kill: ~4 s that the default suite's budget lacks
 def test_ray_without_retries_reports_the_dead_worker_and_finishes_the_rest(ray_session, tmp_path):
     store = CellStore(tmp_path)
     cells = _attempt_cells(tmp_path)
