@@ -95,20 +95,22 @@ def gap_with(pads: list[float]) -> dict[str, dict[str, float]]:
 
 
 @pytest.mark.parametrize(
-    ("n_real", "pads", "freeze", "regime"),
+    ("n_real", "pads", "scarce_freeze", "freeze", "regime"),
     [
-        (100, [0.2, 0.5, 0.9, 1.5, 1.9], 3, "scarce"),  # similar prefix 3 > ceil(5/2)
-        (100, [1.8, 0.5, 0.5, 0.5, 0.5], 3, "scarce"),  # nothing similar: keep the lower half
-        (100, [0.1, 0.1, 0.1, 0.1, 0.1], 5, "scarce"),  # all similar: head only
-        (1000, [0.2, 0.5, 1.2, 0.1, 0.1], 2, "moderate"),  # prefix stops at the first gap
-        (1000, [1.2, 0.1, 0.1, 0.1, 0.1], 0, "moderate"),
-        (5000, [0.1, 0.1, 0.1, 0.1, 0.1], 0, "plentiful"),
+        (100, [1.8, 0.5, 0.5, 0.5, 0.5], "all", 5, "scarce"),  # default: head only
+        (100, [0.2, 0.5, 0.9, 1.5, 1.9], "half", 3, "scarce"),  # similar prefix 3 > ceil(5/2)
+        (100, [1.8, 0.5, 0.5, 0.5, 0.5], "half", 3, "scarce"),  # nothing similar: lower half
+        (100, [0.1, 0.1, 0.1, 0.1, 0.1], "half", 5, "scarce"),  # all similar: head only
+        (1000, [0.2, 0.5, 1.2, 0.1, 0.1], "all", 2, "moderate"),  # prefix stops at a gap
+        (1000, [1.2, 0.1, 0.1, 0.1, 0.1], "all", 0, "moderate"),
+        (5000, [0.1, 0.1, 0.1, 0.1, 0.1], "all", 0, "plentiful"),
     ],
 )
-def test_freeze_rule(n_real, pads, freeze, regime):
-    advice = recommend_freeze(n_real, gap_with(pads))
+def test_freeze_rule(n_real, pads, scarce_freeze, freeze, regime):
+    advice = recommend_freeze(n_real, gap_with(pads), FreezeRule(scarce_freeze=scarce_freeze))
     assert (advice.freeze, advice.regime) == (freeze, regime)
     assert advice.stages == [f"stage{i + 1}" for i in range(freeze)]
+    assert ("head only" in advice.rule) == (scarce_freeze == "all")
 
 
 def test_freeze_rule_thresholds_are_configurable():
@@ -127,7 +129,8 @@ def test_table_shows_stages_numbers_and_rule():
     }
     text = format_gap_table(gap, recommend_freeze(100, gap))
     assert "stage2" in text and "0.400" in text and "1.500" in text
-    assert "freeze 1 of 2 stages (stage1)" in text and "scarce" in text and "rule:" in text
+    assert "freeze 2 of 2 stages (stage1, stage2)" in text and "scarce" in text
+    assert "rule:" in text
 
 
 @pytest.fixture(scope="module")
