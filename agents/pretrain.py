@@ -179,13 +179,7 @@ def pretrain(
         spec=config.model,
         trained_on=data.trained_on,
         randomization=find_randomization(config.data),
-        metrics={
-            "val": result.val_metrics,
-            "best_val_loss": result.best_val_loss,
-            "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run,
-            "stopped_early": result.stopped_early,
-        },
+        metrics=result.card_metrics(),
         code_version=code_version(),
         history=[
             {

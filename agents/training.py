@@ -81,6 +81,17 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
+    def card_metrics(self, epochs_run: int | None = None) -> dict[str, Any]:
+        """The model card's ``metrics``: val metrics at the best epoch and how training went
+        (`epochs_run` overrides this fit's count, e.g. summed over fine-tuning phases)."""
+        return {
+            "val": self.val_metrics,
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "epochs_run": self.epochs_run if epochs_run is None else epochs_run,
+            "stopped_early": self.stopped_early,
+        }
+
 
 def dataset_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     """All of `dataset` as (images (N, 3, H, W) uint8, targets (N, L) float32) tensors.

@@ -278,12 +278,7 @@ def _iteration(
             spec=card.spec,
             trained_on=trained_on,
             randomization=find_randomization([*config.data, *tubs]),
-            metrics={
-                "val": result.val_metrics,
-                "best_val_loss": result.best_val_loss,
-                "best_epoch": result.best_epoch,
-                "epochs_run": result.epochs_run,
-            },
+            metrics=result.card_metrics(),
             code_version=code_version(),
             history=[
                 *card.history,
@@ -331,22 +326,23 @@ def aggregate_data(
 ) -> PretrainData:
     """The expert tubs (all, or a `config.expert_frames` block subsample drawn with `seed`)
     plus the DAgger `tubs`, split by time blocks per episode, as datasets for `spec`."""
-    from sim2real.transfer.datasets import DrivingDataset, open_records
-    from sim2real.transfer.splits import subsample, time_block_split
+    from sim2real.experiments.pretraining import split_datasets
+    from sim2real.transfer.datasets import open_records
+    from sim2real.transfer.splits import subsample
 
     expert, dagger = open_records(config.data), open_records(tubs)
     records = expert.records
     if config.expert_frames is not None:
         records = subsample(records, config.expert_frames, seed=seed)
     records = [*records, *dagger.records]
-    split = time_block_split(records, config.val_fraction, gap=config.split_gap)
-    if not split.val:
-        raise ValueError(f"{', '.join(config.data)} + DAgger tubs: too few frames to validate")
-    cache_dir = Path(config.cache_dir) if config.cache_dir else None
-    progress = config.train.progress
-    train, val = (
-        DrivingDataset(part, spec.preprocessing, spec.outputs, cache_dir, progress=progress)
-        for part in (split.train, split.val)
+    split, train, val = split_datasets(
+        records,
+        spec,
+        val_fraction=config.val_fraction,
+        gap=config.split_gap,
+        cache_dir=config.cache_dir,
+        progress=config.train.progress,
+        source=f"{', '.join(config.data)} + DAgger tubs",
     )
     trained_on = {
         "paths": [*config.data, *tubs],

@@ -6,8 +6,11 @@ agents do not depend on transfer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from sim2real.agents.model import ModelSpec
 from sim2real.agents.pretrain import (
     PretrainConfig,
     PretrainData,
@@ -16,11 +19,42 @@ from sim2real.agents.pretrain import (
     pretrain,
 )
 
+if TYPE_CHECKING:
+    from sim2real.transfer.datasets import DrivingDataset
+    from sim2real.transfer.records import Record
+    from sim2real.transfer.splits import Split
+
+
+def split_datasets(
+    records: Sequence[Record],
+    spec: ModelSpec,
+    *,
+    val_fraction: float,
+    gap: int,
+    cache_dir: str | None,
+    progress: bool,
+    source: str,
+) -> tuple[Split, DrivingDataset, DrivingDataset]:
+    """The time-block split of `records` and the frame datasets (train, val) for `spec`;
+    `source` names the data in the error raised when no validation block is left."""
+    from sim2real.transfer.datasets import DrivingDataset
+    from sim2real.transfer.splits import time_block_split
+
+    split = time_block_split(records, val_fraction, gap=gap)
+    if not split.val:
+        raise ValueError(f"{source}: too few records for a validation block")
+    folder = Path(cache_dir) if cache_dir else None
+    train, val = (
+        DrivingDataset(part, spec.preprocessing, spec.outputs, folder, progress=progress)
+        for part in (split.train, split.val)
+    )
+    return split, train, val
+
 
 def open_sim_data(config: PretrainConfig) -> PretrainData:
     """Read `config.data` (sim tubs), split by time blocks, and build the frame datasets."""
-    from sim2real.transfer.datasets import DrivingDataset, open_records
-    from sim2real.transfer.splits import subsample, time_block_split
+    from sim2real.transfer.datasets import open_records
+    from sim2real.transfer.splits import subsample
 
     if not config.data:
         raise ValueError("no sim data given: pass at least one tub path (--data)")
@@ -39,14 +73,14 @@ def open_sim_data(config: PretrainConfig) -> PretrainData:
             f"{', '.join(config.data)}: no record has label(s) {missing}; labels present: "
             f"{record_set.label_names}; set model.outputs in the config to labels the data has"
         )
-    split = time_block_split(records, config.val_fraction, gap=config.split_gap)
-    if not split.val:
-        raise ValueError(f"{', '.join(config.data)}: too few records for a validation block")
-    cache_dir = Path(config.cache_dir) if config.cache_dir else None
-    progress = config.train.progress
-    train, val = (
-        DrivingDataset(part, spec.preprocessing, spec.outputs, cache_dir, progress=progress)
-        for part in (split.train, split.val)
+    split, train, val = split_datasets(
+        records,
+        spec,
+        val_fraction=config.val_fraction,
+        gap=config.split_gap,
+        cache_dir=config.cache_dir,
+        progress=config.train.progress,
+        source=", ".join(config.data),
     )
     trained_on = {
         "paths": [str(Path(p).expanduser().resolve()) for p in config.data],

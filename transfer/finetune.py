@@ -425,13 +425,7 @@ def finetune(
         spec=model.spec,
         trained_on={**data.trained_on, "parent_checkpoint": step["parent"]},
         randomization=None if config.from_scratch else parent_card.randomization,
-        metrics={
-            "val": last.val_metrics,
-            "best_val_loss": last.best_val_loss,
-            "best_epoch": last.best_epoch,
-            "epochs_run": sum(f.epochs_run for f in fits),
-            "stopped_early": last.stopped_early,
-        },
+        metrics=last.card_metrics(epochs_run=sum(f.epochs_run for f in fits)),
         code_version=code_version(),
         history=[*history, step],
     )

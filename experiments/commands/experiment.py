@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sim2real.experiments.grid import Executor
 
 
 def resolve_config(name: str) -> Path:
@@ -37,10 +43,22 @@ def print_summary(run, seconds: float | None = None) -> int:
     return 1 if run.failures else 0
 
 
-def handler(args: argparse.Namespace) -> int:
-    import time
-
+def run_with_executor(args: argparse.Namespace, run: Callable[[Executor | None], Any]) -> int:
+    """`run(executor)` with the executor the options ask for (None: local), closed even when
+    planning fails before the study closes it; then the summary. Exit status as print_summary."""
     from sim2real.experiments.ray_executor import executor_from_args
+
+    executor = executor_from_args(args)
+    started = time.perf_counter()
+    try:
+        result = run(executor)
+    finally:
+        if executor is not None:
+            executor.close()
+    return print_summary(result, time.perf_counter() - started)
+
+
+def handler(args: argparse.Namespace) -> int:
     from sim2real.experiments.study import load_study_config, run_study
 
     config = load_study_config(
@@ -52,14 +70,7 @@ def handler(args: argparse.Namespace) -> int:
         config.runtime.num_threads = args.num_threads
     if args.device:
         config.runtime.device = args.device
-    executor = executor_from_args(args)
-    started = time.perf_counter()
-    try:
-        run = run_study(config, args.out, executor=executor)
-    finally:  # also when planning fails before the study closes it
-        if executor is not None:
-            executor.close()
-    return print_summary(run, time.perf_counter() - started)
+    return run_with_executor(args, lambda executor: run_study(config, args.out, executor=executor))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

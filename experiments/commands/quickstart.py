@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 
 def handler(args: argparse.Namespace) -> int:
-    from sim2real.experiments.commands.experiment import print_summary
+    from sim2real.experiments.commands.experiment import run_with_executor
     from sim2real.experiments.quickstart import run_quickstart
-    from sim2real.experiments.ray_executor import executor_from_args
 
-    executor = executor_from_args(args)
-    started = time.perf_counter()
-    try:
-        run = run_quickstart(args.out, config_path=args.config, executor=executor)
-    finally:  # also when planning fails before the study closes it
-        if executor is not None:
-            executor.close()
-    return print_summary(run, time.perf_counter() - started)
+    return run_with_executor(
+        args, lambda executor: run_quickstart(args.out, config_path=args.config, executor=executor)
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
