@@ -50,8 +50,10 @@ class Cell:
 
     kind: the step function that runs it (a key of `STEPS`); config: JSON-ready data that
     determines the result; deps: (role, cell id) of upstream cells whose results it reads;
-    runtime: settings that do not change the result (threads, progress bars, cache folder),
-    left out of the key; label: a short human name for logs and reports.
+    runtime: settings left out of the key (threads, device, progress bars, cache folder): they
+    change results only through floating-point rounding, which training can grow into
+    seed-sized differences, so numbers match bit for bit at equal threads and device only;
+    label: a short human name for logs and reports.
     """
 
     kind: str

@@ -46,7 +46,7 @@ FrameCount = int | Literal["all"]
 Arm = Literal["transfer_recommended", "transfer_full", "scratch"]
 MAIN, SCRATCH, POLICY = "main", "scratch", "policy"
 RUNTIME_TRAIN_FIELDS = {"progress", "tensorboard", "device", "num_threads"}
-"""TrainConfig fields that do not change results: left out of cell keys"""
+"""TrainConfig fields left out of cell keys (see RuntimeSettings on threads and device)"""
 SPLIT = DEFAULT_SPLIT
 """the real split of every cell: fine-tuning's defaults, which evaluate assumes for cards
 that do not record one (zero-shot), so every network is scored on the same test block"""
@@ -170,7 +170,9 @@ class EvaluateStage(StrictModel):
 
 
 class RuntimeSettings(StrictModel):
-    """Settings that do not change any result (left out of cell keys)."""
+    """Settings left out of cell keys: how a cell runs, not what it computes. Threads and
+    device change results through floating-point rounding only (seed-sized after training):
+    compare numbers computed with the same settings."""
 
     workers: int = Field(1, ge=1, le=64)
     """simulation processes"""
