@@ -14,7 +14,7 @@ Seeds default to 10_000.. so that they never coincide with training seeds (which
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,31 @@ def held_out_seeds(episodes: int, start: int = HELD_OUT_SEED_START) -> list[int]
     return list(range(start, start + episodes))
 
 
+def network_policy(model: DrivingNet) -> Callable[[np.ndarray], np.ndarray]:
+    """`model` (put in eval mode, on its own device) as a policy: preprocessed frame
+    (height, width, 3) uint8 at the network's input size -> action (2,) float32
+    [steering, throttle] clipped to [-1, 1]."""
+    for name in (STEERING, THROTTLE):
+        if name not in model.outputs:
+            raise ValueError(
+                f"a driving network needs outputs {STEERING!r} and {THROTTLE!r}; "
+                f"has {model.outputs}"
+            )
+    steer_i, throttle_i = model.output_index(STEERING), model.output_index(THROTTLE)
+    device = next(model.parameters()).device
+    model.eval()
+
+    @torch.no_grad()
+    def act(obs: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(obs).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+        out = model(x)[0]
+        return np.clip(
+            np.array([out[steer_i].item(), out[throttle_i].item()], np.float32), -1.0, 1.0
+        )
+
+    return act
+
+
 @torch.no_grad()
 def drive_episode(
     model: DrivingNet,
@@ -56,20 +81,14 @@ def drive_episode(
     or "timeout"), steps, track_length_m, progress_m (along the centreline), distance_m
     (odometer), lap_fraction (progress / track length, clipped to [0, 1]), mean_abs_cte_m,
     max_abs_cte_m, mean_speed_mps, off_road_events."""
-    steer_i, throttle_i = model.output_index(STEERING), model.output_index(THROTTLE)
-    device = next(model.parameters()).device
+    act = network_policy(model)
     obs, info = env.reset(seed=seed, options={"randomize": not nominal})
     track_length = float(env.unwrapped.track.length)
     abs_cte, speeds = [abs(info["cte"])], []
     outcome, steps, terminated = "timeout", 0, False
     best_progress, best_step = 0.0, 0
     while steps < max_steps:
-        x = torch.from_numpy(obs).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
-        out = model(x)[0]
-        action = np.clip(
-            np.array([out[steer_i].item(), out[throttle_i].item()], np.float32), -1.0, 1.0
-        )
-        obs, _, terminated, _, info = env.step(action)
+        obs, _, terminated, _, info = env.step(act(obs))
         steps += 1
         abs_cte.append(abs(info["cte"]))
         speeds.append(abs(info["speed"]))

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from sim2real.agents.checkpoint import CARD_FILE, WEIGHTS_FILE, load_checkpoint
-from sim2real.agents.model import STEERING, THROTTLE, DrivingNet
+from sim2real.agents.closed_loop import network_policy
+from sim2real.agents.model import DrivingNet
 
 
 def checkpoint_fingerprint(directory: str | Path) -> str:
@@ -37,26 +38,10 @@ def checkpoint_fingerprint(directory: str | Path) -> str:
 
 def network_driver(model: DrivingNet) -> Callable[[np.ndarray], np.ndarray]:
     """`model` (eval mode, its own device) as a driver: camera frame (H, W, 3) uint8 RGB ->
-    action (2,) float32 [steering, throttle] clipped to [-1, 1]."""
-    for name in (STEERING, THROTTLE):
-        if name not in model.outputs:
-            raise ValueError(
-                f"a driver needs outputs {STEERING!r} and {THROTTLE!r}; has {model.outputs}"
-            )
-    steer_i, throttle_i = model.output_index(STEERING), model.output_index(THROTTLE)
+    the card's preprocessing -> `closed_loop.network_policy`'s action (2,) float32."""
+    act = network_policy(model)
     preprocessing = model.spec.preprocessing
-    device = next(model.parameters()).device
-    model.eval()
-
-    @torch.no_grad()
-    def drive(frame: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(preprocessing.apply(frame)).to(device)
-        out = model(x.permute(2, 0, 1).unsqueeze(0).float() / 255.0)[0]
-        return np.clip(
-            np.array([out[steer_i].item(), out[throttle_i].item()], np.float32), -1.0, 1.0
-        )
-
-    return drive
+    return lambda frame: act(preprocessing.apply(frame))
 
 
 _LOADED: dict[tuple[str, str], Callable[[np.ndarray], np.ndarray]] = {}
