@@ -10,7 +10,8 @@ from sim2real.agents.preprocessing import Preprocessing
 from sim2real.experiments.cli import main
 
 
-def test_evaluate_sim_drives_and_writes_json(tmp_path, capsys):
+def _full_left_checkpoint(folder):
+    """A tiny network that always steers full left at full throttle (off the road soon)."""
     torch.set_num_threads(1)
     spec = ModelSpec(
         architecture="resnet_small",
@@ -22,7 +23,11 @@ def test_evaluate_sim_drives_and_writes_json(tmp_path, capsys):
         net.head[-1].weight.zero_()
         net.head[-1].bias.copy_(torch.tensor([-1.0, 1.0]))
     card = ModelCard(spec=spec, trained_on={"env_config": {"image_size": [40, 48]}})
-    save_checkpoint(tmp_path / "ckpt", net, card)
+    save_checkpoint(folder, net, card)
+
+
+def test_evaluate_sim_drives_and_writes_json(tmp_path, capsys):
+    _full_left_checkpoint(tmp_path / "ckpt")
     out = tmp_path / "eval.json"
     args = ["evaluate", "--checkpoint", str(tmp_path / "ckpt"), "--sim", "--episodes", "2"]
     assert main([*args, "--nominal", "--json", str(out)]) == 0
@@ -38,3 +43,25 @@ def test_evaluate_sim_drives_and_writes_json(tmp_path, capsys):
 def test_evaluate_sim_with_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(tmp_path / "none"), "--sim"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_evaluate_sim_strength_and_seed_start(tmp_path, capsys):
+    _full_left_checkpoint(tmp_path / "ckpt")
+    out = tmp_path / "eval.json"
+    args = ["evaluate", "--checkpoint", str(tmp_path / "ckpt"), "--sim", "--episodes", "1"]
+    assert main([*args, "--strength", "0.5", "--seed-start", "10020", "--json", str(out)]) == 0
+    assert "strength 0.5" in capsys.readouterr().out
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["seeds"] == [10_020] and settings["strength"] == 0.5
+    assert not settings["nominal"]
+
+
+def test_evaluate_sim_rejects_bad_strength_and_training_seeds(tmp_path, capsys):
+    _full_left_checkpoint(tmp_path / "ckpt")
+    args = ["evaluate", "--checkpoint", str(tmp_path / "ckpt"), "--sim"]
+    assert main([*args, "--strength", "1.5"]) == 2
+    assert "--strength must lie in [0, 1], got 1.5" in capsys.readouterr().err
+    assert main([*args, "--seed-start", "5"]) == 2
+    assert "held-out seeds start at 10000" in capsys.readouterr().err
+    assert main([*args, "--nominal", "--strength", "0.5"]) == 2
+    assert "leave out --strength" in capsys.readouterr().err

@@ -41,10 +41,30 @@ def _offline(args: argparse.Namespace) -> int:
 
 
 def _closed_loop(args: argparse.Namespace) -> int:
-    from sim2real.agents.closed_loop import evaluate_checkpoint, format_result
+    from sim2real.agents.closed_loop import (
+        HELD_OUT_SEED_START,
+        evaluate_checkpoint,
+        format_result,
+    )
     from sim2real.common.io import atomic_write_json
 
-    result = evaluate_checkpoint(args.checkpoint, episodes=args.episodes, nominal=args.nominal)
+    seed_start = HELD_OUT_SEED_START if args.seed_start is None else args.seed_start
+    if seed_start < HELD_OUT_SEED_START:
+        raise UserError(
+            f"--seed-start {seed_start} could drive training tracks: held-out seeds start at "
+            f"{HELD_OUT_SEED_START}"
+        )
+    if not 0.0 <= args.strength <= 1.0:
+        raise UserError(f"--strength must lie in [0, 1], got {args.strength}")
+    if args.nominal and args.strength != 1.0:
+        raise UserError("--nominal is the un-randomized world: leave out --strength")
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        episodes=args.episodes,
+        nominal=args.nominal,
+        strength=args.strength,
+        seed_start=seed_start,
+    )
     print(f"{result['checkpoint']['architecture']} ({result['checkpoint']['kind']}) driving:")
     print(format_result(result))
     if args.json:
@@ -86,4 +106,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--episodes", type=int, default=10, help="--sim: held-out tracks to drive (10)"
     )
     parser.add_argument("--nominal", action="store_true", help="--sim: the un-randomized world")
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        help="--sim: randomization strength in [0, 1] (1: the full spec, the default)",
+    )
+    parser.add_argument(
+        "--seed-start",
+        type=int,
+        help="--sim: first held-out track seed (default 10000, the first held-out one)",
+    )
     parser.set_defaults(func=handler)
