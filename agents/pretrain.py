@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, field_validator
@@ -49,6 +49,10 @@ class PretrainConfig(StrictModel):
     """the last part of every recording held out for validation and early stopping"""
     split_gap: int = Field(20, ge=0)
     """frames dropped at the train/val cut (20 = 1 s at 20 Hz) so no near-twins straddle it"""
+    split: Literal["time_block", "episodes"] = "time_block"
+    """time_block: the last `val_fraction` of every episode validates (after `split_gap`);
+    episodes: a seed-drawn `val_fraction` of whole episodes validates (unseen tracks, no gap
+    loss: better for recordings of many short episodes)"""
     max_frames: int | None = Field(None, ge=10)
     """train on a reproducible block subsample of this many frames (None: all)"""
     cache_dir: str | None = None

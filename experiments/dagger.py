@@ -25,7 +25,7 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -88,6 +88,8 @@ class DaggerConfig(StrictModel):
     """continued training each iteration (fewer epochs and a lower lr than a pretrain)"""
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     split_gap: int = Field(20, ge=0)
+    split: Literal["time_block", "episodes"] = "time_block"
+    """as PretrainConfig.split: time blocks per episode, or whole episodes held out"""
     cache_dir: str | None = None
     workers: int = Field(1, ge=1, le=64)
     """recording processes (do not change the data)"""
@@ -325,8 +327,8 @@ def aggregate_data(
     config: DaggerConfig, tubs: list[str], spec: ModelSpec, *, seed: int
 ) -> PretrainData:
     """The expert tubs (all, or a `config.expert_frames` block subsample drawn with `seed`)
-    plus the DAgger `tubs`, split by time blocks per episode, as datasets for `spec`."""
-    from sim2real.experiments.pretraining import split_datasets
+    plus the DAgger `tubs`, split as `config.split` says, as datasets for `spec`."""
+    from sim2real.experiments.pretraining import split_datasets, split_description
     from sim2real.transfer.datasets import open_records
     from sim2real.transfer.splits import subsample
 
@@ -343,17 +345,15 @@ def aggregate_data(
         cache_dir=config.cache_dir,
         progress=config.train.progress,
         source=f"{', '.join(config.data)} + DAgger tubs",
+        kind=config.split,
+        seed=seed,
     )
     trained_on = {
         "paths": [*config.data, *tubs],
         "frames": split.sizes(),
         "expert_frames_used": len(records) - len(dagger.records),
         "dagger_frames": len(dagger.records),
-        "split": {
-            "kind": "time_block",
-            "val_fraction": config.val_fraction,
-            "gap": config.split_gap,
-        },
+        "split": split_description(config.split, config.val_fraction, config.split_gap),
         "read_report": {"expert": expert.report.to_dict(), "dagger": dagger.report.to_dict()},
     }
     return PretrainData(train=train, val=val, trained_on=trained_on)

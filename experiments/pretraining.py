@@ -34,13 +34,22 @@ def split_datasets(
     cache_dir: str | None,
     progress: bool,
     source: str,
+    kind: str = "time_block",
+    seed: int = 0,
 ) -> tuple[Split, DrivingDataset, DrivingDataset]:
-    """The time-block split of `records` and the frame datasets (train, val) for `spec`;
-    `source` names the data in the error raised when no validation block is left."""
+    """The split of `records` (`kind` "time_block", or "episodes" held out whole, drawn with
+    `seed`) and the frame datasets (train, val) for `spec`; `source` names the data in the
+    error raised when no validation block is left."""
     from sim2real.transfer.datasets import DrivingDataset
-    from sim2real.transfer.splits import time_block_split
+    from sim2real.transfer.splits import episode_split, time_block_split
 
-    split = time_block_split(records, val_fraction, gap=gap)
+    if kind == "episodes":
+        try:
+            split = episode_split(records, val_fraction, seed=seed)
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from exc
+    else:
+        split = time_block_split(records, val_fraction, gap=gap)
     if not split.val:
         raise ValueError(f"{source}: too few records for a validation block")
     folder = Path(cache_dir) if cache_dir else None
@@ -49,6 +58,13 @@ def split_datasets(
         for part in (split.train, split.val)
     )
     return split, train, val
+
+
+def split_description(kind: str, val_fraction: float, gap: int) -> dict[str, object]:
+    """How a training run split its data, for its model card."""
+    if kind == "episodes":
+        return {"kind": "episodes", "val_fraction": val_fraction}
+    return {"kind": "time_block", "val_fraction": val_fraction, "gap": gap}
 
 
 def open_sim_data(config: PretrainConfig) -> PretrainData:
@@ -81,15 +97,13 @@ def open_sim_data(config: PretrainConfig) -> PretrainData:
         cache_dir=config.cache_dir,
         progress=config.train.progress,
         source=", ".join(config.data),
+        kind=config.split,
+        seed=config.train.seed,
     )
     trained_on = {
         "paths": [str(Path(p).expanduser().resolve()) for p in config.data],
         "frames": split.sizes(),
-        "split": {
-            "kind": "time_block",
-            "val_fraction": config.val_fraction,
-            "gap": config.split_gap,
-        },
+        "split": split_description(config.split, config.val_fraction, config.split_gap),
         "label_counts": counts,
         "read_report": record_set.report.to_dict(),
         "max_frames": config.max_frames,

@@ -12,7 +12,7 @@ from sim2real.agents.preprocessing import Preprocessing
 from sim2real.transfer.datasets import DrivingDataset, open_records
 from sim2real.transfer.records import Record
 from sim2real.transfer.sample_data import sample_path
-from sim2real.transfer.splits import session_split, subsample, time_block_split
+from sim2real.transfer.splits import episode_split, session_split, subsample, time_block_split
 from sim2real.transfer.tub import TubWriter
 
 PRE = Preprocessing(crop_top=4, height=8, width=16)
@@ -118,6 +118,21 @@ def test_session_split():
     assert split.sizes() == {"train": 10, "val": 5, "test": 3}
     with pytest.raises(ValueError, match="not found"):
         session_split(records, ["zzz"])
+
+
+def test_episode_split_holds_out_whole_episodes_drawn_by_seed():
+    records = fake_records([(f"ep{i}", 10 + i) for i in range(20)])
+    split = episode_split(records, 0.25, seed=1)
+    val_sessions = {r.session for r in split.val}
+    assert len(val_sessions) == 5 and not val_sessions & {r.session for r in split.train}
+    assert len(split.train) + len(split.val) == len(records)  # no frames lost to gaps
+    for session in val_sessions:  # every held-out episode is whole
+        assert sum(r.session == session for r in split.val) == 10 + int(session[2:])
+    assert split == episode_split(records, 0.25, seed=1)
+    assert {r.session for r in episode_split(records, 0.25, seed=2).val} != val_sessions
+    assert len({r.session for r in episode_split(records[:25], 0.9, seed=0).train}) == 1
+    with pytest.raises(ValueError, match="needs at least 2"):
+        episode_split(fake_records([("only", 30)]), 0.2, seed=0)
 
 
 def test_subsample_blocks_spread_and_reproducible():

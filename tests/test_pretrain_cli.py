@@ -158,3 +158,27 @@ def test_config_naming_only_the_architecture_keeps_the_auxiliary_heads(tmp_path)
     config = load_pretrain_config(path, epochs=2)
     assert config.model.outputs == list(DEFAULT_OUTPUTS)
     assert config.train.epochs == 2
+
+
+def test_episode_split_holds_out_whole_sim_episodes_and_loses_no_frames(tmp_path):
+    from sim2real.experiments.pretraining import open_sim_data
+
+    rng = np.random.default_rng(0)
+    with TubWriter(tmp_path / "tub", INPUTS, TYPES) as writer:
+        for i in range(100):  # ten episodes of ten frames, as simulate names its sessions
+            record = {name: 0.1 for name in OUTPUTS}
+            record["_session_id"] = f"sim_0_{i // 10:04d}_000"
+            writer.write(record, rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    common = {
+        "data": [str(tmp_path / "tub")],
+        "cache_dir": str(tmp_path / "cache"),
+        "train": {"progress": False},
+    }
+    data = open_sim_data(PretrainConfig(**common, split="episodes", val_fraction=0.2))
+    assert data.trained_on["split"] == {"kind": "episodes", "val_fraction": 0.2}
+    assert data.trained_on["frames"] == {"train": 80, "val": 20, "test": 0}
+    blocks = open_sim_data(PretrainConfig(**common, val_fraction=0.2, split_gap=2))
+    assert blocks.trained_on["split"]["kind"] == "time_block"
+    assert sum(blocks.trained_on["frames"].values()) < 100  # each episode's cut drops a gap
+    with pytest.raises(ValueError, match="split"):
+        PretrainConfig(**common, split="random")

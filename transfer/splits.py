@@ -112,6 +112,27 @@ def session_split(
     return Split(train=train, val=val, test=test)
 
 
+def episode_split(records: Sequence[Record], val_fraction: float, *, seed: int) -> Split:
+    """Hold out a seed-drawn `val_fraction` of whole (source, session) streams for validation.
+
+    For sim recordings of many short randomized episodes: validation then scores unseen
+    tracks and appearances, and no frames are lost to gaps at cuts. ValueError when there are
+    fewer than two streams.
+    """
+    _check_fractions(val_fraction, 0.0)
+    groups = streams(records)
+    if len(groups) < 2:
+        raise ValueError(
+            f"episode_split: {len(records)} records form {len(groups)} stream(s); holding out "
+            "whole episodes needs at least 2 (use the time-block split)"
+        )
+    n_val = min(max(1, round(len(groups) * val_fraction)), len(groups) - 1)
+    held_out = set(np.random.default_rng(seed).choice(len(groups), n_val, replace=False).tolist())
+    train = [r for i, g in enumerate(groups) if i not in held_out for r in g]
+    val = [r for i, g in enumerate(groups) if i in held_out for r in g]
+    return Split(train=train, val=val)
+
+
 def subsample(records: Sequence[Record], n: int, seed: int, *, block_len: int = 10) -> list[Record]:
     """`n` records as short contiguous blocks spread over the sequence, reproducible by seed.
 
