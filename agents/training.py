@@ -5,11 +5,12 @@ masked MSE per output (NaN targets are ignored, so real frames without sim label
 same heads), early stopping on validation loss with the best weights restored, TensorBoard
 scalars in ``out_dir/tb``, a tqdm bar, and a ``out_dir/resume.pt`` after every epoch so an
 interrupted run continues where it stopped. Two runs with the same seed, data and thread
-count give identical weights.
+count give identical weights (on a GPU too: cuDNN is held to deterministic kernels).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -178,6 +179,17 @@ def evaluate_loss(
     return float((weights.double().cpu() * mse).sum()), metrics
 
 
+def deterministic_cudnn() -> contextlib.AbstractContextManager:
+    """cuDNN limited to deterministic kernels, no autotuning (TF32 left as configured): the
+    same seed then gives the same weights on a GPU too, at some speed."""
+    return torch.backends.cudnn.flags(
+        enabled=True,
+        benchmark=False,
+        deterministic=True,
+        allow_tf32=torch.backends.cudnn.allow_tf32,
+    )
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63)
 
@@ -271,6 +283,9 @@ def fit(
     started = time.perf_counter()
     stopped_early = bool(history and history[-1].get("stopped_early"))
     n = images.shape[0]
+    exit_stack = contextlib.ExitStack()
+    if device.type == "cuda":  # cuDNN's fastest kernels are not reproducible run to run
+        exit_stack.enter_context(deterministic_cudnn())
     try:
         while not state["finished"] and state["epoch"] < config.epochs:
             epoch = state["epoch"]
@@ -346,6 +361,7 @@ def fit(
             if stopped_early:
                 break
     finally:
+        exit_stack.close()
         if writer is not None:
             writer.close()
         torch.set_num_threads(old_threads)
