@@ -12,7 +12,8 @@ percentile) and the episode's sampled latency, field of view and top speed
 thread; the load average is printed beside wall time. --throttle-scale S multiplies the
 network's throttle output (does a slower car fail less?), --steering-scale its steering
 (does a network that under-steers in bends do better with a gain?); --expert drives the
-expert on the same tracks first (the ceiling).
+expert on the same tracks first (the ceiling). --strength 0 0.5 1 drives each checkpoint at
+each randomization strength (lap completion against how far the world strays from nominal).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def bench(
     throttle_scale: float = 1.0,
     steering_scale: float = 1.0,
     seed_start: int = HELD_OUT_SEED_START,
+    strength: float = 1.0,
 ) -> dict:
     if source.endswith(".json"):
         result = json.loads(Path(source).read_text())
@@ -84,9 +86,9 @@ def bench(
         size = camera_size_for(card)
         t0 = time.perf_counter()
         seeds = held_out_seeds(episodes, seed_start)
-        result = evaluate_closed_loop(model, seeds=seeds, image_size=size)
+        result = evaluate_closed_loop(model, seeds=seeds, image_size=size, strength=strength)
         result["wall_s"], result["load_average"] = time.perf_counter() - t0, os.getloadavg()
-    env = TrackDrivingEnv(image_size=size)
+    env = TrackDrivingEnv(image_size=size, strength=result["settings"]["strength"])
     try:
         for e in result["episodes"]:
             e.update(episode_context(env, e))
@@ -96,11 +98,11 @@ def bench(
 
 
 def expert_laps(
-    episodes: int, seed_start: int = HELD_OUT_SEED_START, image_size: tuple[int, int] = (120, 160)
+    episodes: int, seed_start: int = HELD_OUT_SEED_START, strength: float = 1.0
 ) -> dict:
     """The expert (no perturbation) on the same held-out tracks, under the same episode
     rules (one lap, off-road, 2000 steps): the ceiling a cloned network can hope for."""
-    env = TrackDrivingEnv(image_size=image_size)
+    env = TrackDrivingEnv(strength=strength)  # rendered: camera shake draws from the env's rng
     expert = ExpertDriver(env)
     outcomes = []
     try:
@@ -186,6 +188,13 @@ def main() -> None:
     parser.add_argument(
         "--steering-scale", type=float, default=1.0, help="scale the network's steering"
     )
+    parser.add_argument(
+        "--strength",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="randomization strength(s): each checkpoint is driven at each (lap rate vs strength)",
+    )
     parser.add_argument("--dagger", type=Path, help="print the table of a sim2real dagger run")
     parser.add_argument("--expert", action="store_true", help="also drive the expert (ceiling)")
     args = parser.parse_args()
@@ -196,17 +205,24 @@ def main() -> None:
     results = {}
     if args.expert:
         t0 = time.perf_counter()
-        results["expert"] = expert_laps(args.episodes, args.seed_start)
+        results["expert"] = expert_laps(args.episodes, args.seed_start, max(args.strength))
         laps = results["expert"]["outcomes"].count("lap")
         print(
             f"expert: {laps}/{args.episodes} laps, outcomes {results['expert']['outcomes']}; "
             f"{time.perf_counter() - t0:.0f} s wall at load {os.getloadavg()[0]:.1f}"
         )
     for checkpoint in args.checkpoints:
-        results[checkpoint] = bench(
-            checkpoint, args.episodes, args.throttle_scale, args.steering_scale, args.seed_start
-        )
-        print_result(checkpoint, results[checkpoint])
+        for strength in args.strength:
+            key = checkpoint if args.strength == [1.0] else f"{checkpoint}@{strength}"
+            results[key] = bench(
+                checkpoint,
+                args.episodes,
+                args.throttle_scale,
+                args.steering_scale,
+                args.seed_start,
+                strength,
+            )
+            print_result(f"{checkpoint} (strength {strength})", results[key])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
