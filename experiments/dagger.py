@@ -73,10 +73,10 @@ class DaggerConfig(StrictModel):
     """steps between draws of who drives (1: every step)"""
     seed: int = Field(1000, ge=0)
     """iteration k records with simulate seed `seed + k - 1` (must stay below 10,000)"""
-    perturbation: float = Field(0.02, ge=0.0, le=1.0)
-    """the expert's steering perturbations while it drives"""
+    perturbation: float = Field(0.2, ge=0.0, le=1.0)
+    """the expert's steering perturbations while it drives (as `sim2real simulate`)"""
     episode_steps: int = Field(1000, ge=1)
-    chunk_frames: int = Field(200, ge=1)
+    chunk_frames: int = Field(100, ge=1)
     strength: float = Field(1.0, ge=0.0)
     """randomization strength of recordings and evaluation"""
     randomization: str | None = None

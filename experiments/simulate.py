@@ -34,7 +34,10 @@ class SimulateConfig(StrictModel):
     frames: int = Field(1000, ge=1, description="frames to record")
     seed: int = Field(0, ge=0, description="base seed; chunk k uses a seed derived from (seed, k)")
     chunk_frames: int = Field(
-        200, ge=1, le=CATALOG_LEN, description="frames per chunk (divides 1000)"
+        100,
+        ge=1,
+        le=CATALOG_LEN,
+        description="frames per chunk (divides 1000); each chunk drives a new randomized track",
     )
     image_height: int = Field(120, ge=8, le=1024, description="camera rows (px)")
     image_width: int = Field(160, ge=8, le=1024, description="camera columns (px)")
@@ -42,7 +45,14 @@ class SimulateConfig(StrictModel):
         None, description="RandomizationSpec YAML; None: the envs package default"
     )
     strength: float = Field(1.0, ge=0.0, description="randomization strength (0: nominal world)")
-    perturbation: float = Field(0.02, ge=0.0, description="expert's perturbation for recoveries")
+    perturbation: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="probability per step that the expert starts a 2-8 step steering offset "
+        "(the label stays its clean command): recordings then hold the recoveries a cloned "
+        "network needs",
+    )
     episode_steps: int = Field(1000, ge=1, description="steps before a new randomized episode")
     jpeg_quality: int = Field(90, ge=10, le=100)
     workers: int = Field(1, ge=1, le=64, description="processes (does not change the data)")
