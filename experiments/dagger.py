@@ -328,7 +328,7 @@ def aggregate_data(
 ) -> PretrainData:
     """The expert tubs (all, or a `config.expert_frames` block subsample drawn with `seed`)
     plus the DAgger `tubs`, split as `config.split` says, as datasets for `spec`."""
-    from sim2real.experiments.pretraining import split_datasets, split_description
+    from sim2real.experiments.pretraining import split_datasets
     from sim2real.transfer.datasets import open_records
     from sim2real.transfer.splits import subsample
 
@@ -337,23 +337,15 @@ def aggregate_data(
     if config.expert_frames is not None:
         records = subsample(records, config.expert_frames, seed=seed)
     records = [*records, *dagger.records]
-    split, train, val = split_datasets(
-        records,
-        spec,
-        val_fraction=config.val_fraction,
-        gap=config.split_gap,
-        cache_dir=config.cache_dir,
-        progress=config.train.progress,
-        source=f"{', '.join(config.data)} + DAgger tubs",
-        kind=config.split,
-        seed=seed,
+    split, train, val, described = split_datasets(
+        records, spec, config, source=f"{', '.join(config.data)} + DAgger tubs", seed=seed
     )
     trained_on = {
         "paths": [*config.data, *tubs],
         "frames": split.sizes(),
         "expert_frames_used": len(records) - len(dagger.records),
         "dagger_frames": len(dagger.records),
-        "split": split_description(config.split, config.val_fraction, config.split_gap),
+        "split": described,
         "read_report": {"expert": expert.report.to_dict(), "dagger": dagger.report.to_dict()},
     }
     return PretrainData(train=train, val=val, trained_on=trained_on)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sim2real.agents.model import ModelSpec
 from sim2real.agents.pretrain import (
@@ -20,51 +20,58 @@ from sim2real.agents.pretrain import (
 )
 
 if TYPE_CHECKING:
+    from sim2real.agents.training import TrainConfig
     from sim2real.transfer.datasets import DrivingDataset
     from sim2real.transfer.records import Record
     from sim2real.transfer.splits import Split
 
 
+class SplitSettings(Protocol):
+    """The data-split fields a PretrainConfig and a DaggerConfig share."""
+
+    val_fraction: float
+    split_gap: int
+    split: str
+    cache_dir: str | None
+    train: TrainConfig
+
+
 def split_datasets(
     records: Sequence[Record],
     spec: ModelSpec,
+    settings: SplitSettings,
     *,
-    val_fraction: float,
-    gap: int,
-    cache_dir: str | None,
-    progress: bool,
     source: str,
-    kind: str = "time_block",
-    seed: int = 0,
-) -> tuple[Split, DrivingDataset, DrivingDataset]:
-    """The split of `records` (`kind` "time_block", or "episodes" held out whole, drawn with
-    `seed`) and the frame datasets (train, val) for `spec`; `source` names the data in the
-    error raised when no validation block is left."""
+    seed: int,
+) -> tuple[Split, DrivingDataset, DrivingDataset, dict[str, object]]:
+    """Split `records` as `settings.split` says ("time_block", or "episodes" held out whole,
+    drawn with `seed`) and build the frame datasets (train, val) for `spec`; also returns
+    the split's description for the model card. `source` names the data in errors."""
     from sim2real.transfer.datasets import DrivingDataset
     from sim2real.transfer.splits import episode_split, time_block_split
 
-    if kind == "episodes":
+    if settings.split == "episodes":
         try:
-            split = episode_split(records, val_fraction, seed=seed)
+            split = episode_split(records, settings.val_fraction, seed=seed)
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from exc
+        described: dict[str, object] = {"kind": "episodes", "val_fraction": settings.val_fraction}
     else:
-        split = time_block_split(records, val_fraction, gap=gap)
+        split = time_block_split(records, settings.val_fraction, gap=settings.split_gap)
+        described = {
+            "kind": "time_block",
+            "val_fraction": settings.val_fraction,
+            "gap": settings.split_gap,
+        }
     if not split.val:
         raise ValueError(f"{source}: too few records for a validation block")
-    folder = Path(cache_dir) if cache_dir else None
+    folder = Path(settings.cache_dir) if settings.cache_dir else None
+    progress = settings.train.progress
     train, val = (
         DrivingDataset(part, spec.preprocessing, spec.outputs, folder, progress=progress)
         for part in (split.train, split.val)
     )
-    return split, train, val
-
-
-def split_description(kind: str, val_fraction: float, gap: int) -> dict[str, object]:
-    """How a training run split its data, for its model card."""
-    if kind == "episodes":
-        return {"kind": "episodes", "val_fraction": val_fraction}
-    return {"kind": "time_block", "val_fraction": val_fraction, "gap": gap}
+    return split, train, val, described
 
 
 def open_sim_data(config: PretrainConfig) -> PretrainData:
@@ -89,21 +96,13 @@ def open_sim_data(config: PretrainConfig) -> PretrainData:
             f"{', '.join(config.data)}: no record has label(s) {missing}; labels present: "
             f"{record_set.label_names}; set model.outputs in the config to labels the data has"
         )
-    split, train, val = split_datasets(
-        records,
-        spec,
-        val_fraction=config.val_fraction,
-        gap=config.split_gap,
-        cache_dir=config.cache_dir,
-        progress=config.train.progress,
-        source=", ".join(config.data),
-        kind=config.split,
-        seed=config.train.seed,
+    split, train, val, described = split_datasets(
+        records, spec, config, source=", ".join(config.data), seed=config.train.seed
     )
     trained_on = {
         "paths": [str(Path(p).expanduser().resolve()) for p in config.data],
         "frames": split.sizes(),
-        "split": split_description(config.split, config.val_fraction, config.split_gap),
+        "split": described,
         "label_counts": counts,
         "read_report": record_set.report.to_dict(),
         "max_frames": config.max_frames,
