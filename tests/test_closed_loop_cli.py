@@ -63,5 +63,6 @@ def test_evaluate_sim_rejects_bad_strength_and_training_seeds(tmp_path, capsys):
     assert "--strength must lie in [0, 1], got 1.5" in capsys.readouterr().err
     assert main([*args, "--seed-start", "5"]) == 2
     assert "held-out seeds start at 10000" in capsys.readouterr().err
-    assert main([*args, "--nominal", "--strength", "0.5"]) == 2
-    assert "leave out --strength" in capsys.readouterr().err
+    for strength in ("0.5", "1"):  # any explicit strength, the default value too
+        assert main([*args, "--nominal", "--strength", strength]) == 2
+        assert "leave out --strength" in capsys.readouterr().err

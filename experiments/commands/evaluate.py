@@ -54,15 +54,16 @@ def _closed_loop(args: argparse.Namespace) -> int:
             f"--seed-start {seed_start} could drive training tracks: held-out seeds start at "
             f"{HELD_OUT_SEED_START}"
         )
-    if not 0.0 <= args.strength <= 1.0:
-        raise UserError(f"--strength must lie in [0, 1], got {args.strength}")
-    if args.nominal and args.strength != 1.0:
+    if args.nominal and args.strength is not None:
         raise UserError("--nominal is the un-randomized world: leave out --strength")
+    strength = 1.0 if args.strength is None else args.strength
+    if not 0.0 <= strength <= 1.0:
+        raise UserError(f"--strength must lie in [0, 1], got {strength}")
     result = evaluate_checkpoint(
         args.checkpoint,
         episodes=args.episodes,
         nominal=args.nominal,
-        strength=args.strength,
+        strength=strength,
         seed_start=seed_start,
     )
     print(f"{result['checkpoint']['architecture']} ({result['checkpoint']['kind']}) driving:")
@@ -109,7 +110,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--strength",
         type=float,
-        default=1.0,
         help="--sim: randomization strength in [0, 1] (1: the full spec, the default)",
     )
     parser.add_argument(
