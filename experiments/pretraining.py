@@ -75,7 +75,8 @@ def split_datasets(
 
 
 def open_sim_data(config: PretrainConfig) -> PretrainData:
-    """Read `config.data` (sim tubs), split by time blocks, and build the frame datasets."""
+    """Read `config.data` (sim tubs), split them as `config.split` says, and build the frame
+    datasets."""
     from sim2real.transfer.datasets import open_records
     from sim2real.transfer.splits import subsample
 
