@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -49,6 +49,9 @@ class TrainConfig(StrictModel):
     batch_size: int = Field(128, ge=2)
     lr: float = Field(1e-3, gt=0.0)
     """AdamW learning rate (param groups may set their own)"""
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """"cosine": every group's rate falls from its start value to 0 along a half cosine over
+    all batches of `epochs` (raising `epochs` on resume stretches what is left)"""
     weight_decay: float = Field(1e-4, ge=0.0)
     patience: int = Field(3, ge=0)
     """stop after this many epochs without a better validation loss (0: never stop early)"""
@@ -135,6 +138,15 @@ def masked_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor)
     """Sum over outputs of weight * MSE over the frames that have that label."""
     sse, _, count = masked_sums(pred, target)
     return (weights * sse / count.clamp(min=1)).sum()
+
+
+def lr_factor(schedule: str, step: int, total_steps: int) -> float:
+    """Multiplier of the start learning rate at batch `step` (0-based) of `total_steps`."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(step / max(total_steps, 1), 1.0)))
+    raise ValueError(f"unknown lr_schedule {schedule!r}: use 'constant' or 'cosine'")
 
 
 def _loss_weights(names: Sequence[str], weights: dict[str, float]) -> torch.Tensor:
@@ -245,6 +257,7 @@ def fit(
     if not any(p.requires_grad for group in groups for p in group["params"]):
         raise ValueError("nothing to train: every parameter is frozen")
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    start_lrs = [group["lr"] for group in optimizer.param_groups]
 
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "bad_epochs": 0, "finished": False}
     history: list[dict[str, Any]] = []
@@ -310,7 +323,12 @@ def fit(
             cuda = [device.index or 0] if device.type == "cuda" else []
             with torch.random.fork_rng(devices=cuda):
                 torch.manual_seed(_epoch_seed(config.seed, epoch) + 1)
-                for idx in bar:
+                for b, idx in enumerate(bar):
+                    factor = lr_factor(
+                        config.lr_schedule, epoch * len(batches) + b, config.epochs * len(batches)
+                    )
+                    for group, start_lr in zip(optimizer.param_groups, start_lrs, strict=True):
+                        group["lr"] = start_lr * factor
                     x, y = augment_batch(
                         images[idx], targets[idx], names, generator, config.augment
                     )
@@ -323,7 +341,11 @@ def fit(
                     seen += len(idx)
                     bar.set_postfix(loss=f"{loss.item():.4f}")
             train_loss = total / max(seen, 1)
-            entry: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
+            entry: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "lr": optimizer.param_groups[0]["lr"],
+            }
             if val is not None:
                 val_loss, metrics = evaluate_loss(model, *val, names, weights, device)
                 entry["val_loss"] = val_loss

@@ -118,6 +118,26 @@ def test_resume_continues_from_the_saved_epoch(tmp_path):
         assert torch.equal(resumed_net.state_dict()[key], value), key
 
 
+def test_cosine_schedule_decays_to_zero_and_resumes_exactly(tmp_path):
+    train, val = _data(64, 0), _data(32, 1)
+    config = _config(epochs=3, patience=0, lr=0.01, lr_schedule="cosine")
+    full_net = _net()
+    full = fit(full_net, train, val, config, tmp_path / "full")
+    lrs = [h["lr"] for h in full.history]  # the rate of each epoch's last batch
+    assert lrs[0] < 0.01 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.01 * 0.05
+
+    def interrupt(epoch, model):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_net(), train, val, config, tmp_path / "part", on_epoch_start=interrupt)
+    resumed_net = _net(seed=99)
+    fit(resumed_net, train, val, config, tmp_path / "part", resume=True)
+    for key, value in full_net.state_dict().items():
+        assert torch.equal(resumed_net.state_dict()[key], value), key
+
+
 def test_resume_with_a_different_config_is_refused(tmp_path):
     train = _data(32, 0)
     fit(_net(), train, None, _config(epochs=1), tmp_path)
