@@ -41,18 +41,6 @@ RESUMABLE_CHANGES = {"train": {"epochs", "progress", "tensorboard", "device"}}
 another device, logging; anything else makes the saved state meaningless."""
 
 
-class Balance(StrictModel):
-    """Frame weights in the training loss that even out the histogram of one label's magnitude,
-    so that rare large values (sharp steering) are not shrunk toward the common small ones."""
-
-    label: str = "user/angle"
-    """an output of the model; its magnitude |value| is binned"""
-    bins: int = Field(10, ge=2, le=100)
-    """equal-width bins of |value| from 0 to the largest magnitude in the training set"""
-    max_weight: float = Field(5.0, ge=1.0)
-    """cap on a frame's weight, relative to the mean weight 1"""
-
-
 class TrainConfig(StrictModel):
     """How `fit` trains; saved with every run."""
 
@@ -71,8 +59,6 @@ class TrainConfig(StrictModel):
     """a validation loss must beat the best by more than this to count as better"""
     loss_weights: dict[str, float] = Field(default_factory=dict)
     """weight of each output's MSE in the loss, by output name (unlisted: 1.0)"""
-    balance: Balance | None = None
-    """weight training frames by the rarity of one label's magnitude (None: all frames 1)"""
     seed: int = 0
     device: str = "auto"
     """"auto" (CUDA when present), "cpu", "cuda", "cuda:1" ..."""
@@ -141,49 +127,17 @@ def dataset_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return images, targets.float()
 
 
-def masked_sums(
-    pred: torch.Tensor, target: torch.Tensor, frame_weights: torch.Tensor | None = None
-) -> tuple[torch.Tensor, ...]:
-    """Per output: (sum of squared errors, sum of absolute errors, count), NaN targets skipped;
-    with `frame_weights` (N,), each frame's terms and count are scaled by its weight."""
+def masked_sums(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per output: (sum of squared errors, sum of absolute errors, count), NaN targets skipped."""
     mask = ~torch.isnan(target)
     diff = torch.where(mask, pred - torch.nan_to_num(target), torch.zeros_like(pred))
-    weight = mask.to(pred.dtype)
-    if frame_weights is not None:
-        weight = weight * frame_weights.to(pred.dtype).view(-1, 1)
-    return (weight * diff.pow(2)).sum(0), (weight * diff.abs()).sum(0), weight.sum(0)
+    return diff.pow(2).sum(0), diff.abs().sum(0), mask.sum(0)
 
 
-def masked_loss(
-    pred: torch.Tensor,
-    target: torch.Tensor,
-    weights: torch.Tensor,
-    frame_weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Sum over outputs of weight * MSE over the frames that have that label (a weighted mean
-    over frames with `frame_weights` (N,))."""
-    sse, _, count = masked_sums(pred, target, frame_weights)
-    return (weights * sse / count.clamp(min=1e-12)).sum()
-
-
-def balance_weights(values: torch.Tensor, balance: Balance) -> torch.Tensor:
-    """(N,) frame weights for label `values` (N,): proportional to 1 / (frames in the bin of
-    |value|), capped at `balance.max_weight`, mean 1 over labelled frames; NaN labels get 1."""
-    weights = torch.ones(values.shape[0], dtype=torch.float32)
-    labelled = ~torch.isnan(values)
-    magnitude = values[labelled].abs().double()
-    if magnitude.numel() == 0 or float(magnitude.max()) == 0.0:
-        return weights
-    edges = torch.linspace(0.0, float(magnitude.max()), balance.bins + 1, dtype=torch.float64)
-    bins = torch.bucketize(magnitude, edges[1:-1], right=True)
-    counts = torch.bincount(bins, minlength=balance.bins).double()
-    w = 1.0 / counts[bins]
-    for _ in range(100):  # rescale the uncapped weights until the mean is 1 under the cap
-        w = (w / w.mean()).clamp(max=balance.max_weight)
-        if abs(float(w.mean()) - 1.0) < 1e-9:
-            break
-    weights[labelled] = w.float()
-    return weights
+def masked_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Sum over outputs of weight * MSE over the frames that have that label."""
+    sse, _, count = masked_sums(pred, target)
+    return (weights * sse / count.clamp(min=1)).sum()
 
 
 def lr_factor(schedule: str, step: int, total_steps: int) -> float:
@@ -292,15 +246,6 @@ def fit(
         raise ValueError(
             f"dataset images are {tuple(images.shape[1:])}; the model takes {expected}"
         )
-    frame_weights = None
-    if config.balance is not None:
-        if config.balance.label not in names:
-            raise ValueError(
-                f"balance.label {config.balance.label!r} is not an output of the model {names}"
-            )
-        frame_weights = balance_weights(
-            targets[:, names.index(config.balance.label)], config.balance
-        )
     val = dataset_tensors(val_set) if val_set is not None and len(val_set) > 0 else None
     if val is not None and tuple(val[0].shape[1:]) != expected:
         raise ValueError(f"validation images are {tuple(val[0].shape[1:])}; model takes {expected}")
@@ -388,8 +333,7 @@ def fit(
                         images[idx], targets[idx], names, generator, config.augment
                     )
                     x, y = x.to(device), y.to(device)
-                    w = None if frame_weights is None else frame_weights[idx].to(device)
-                    loss = masked_loss(model(x), y, weights, w)
+                    loss = masked_loss(model(x), y, weights)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()

@@ -8,7 +8,7 @@ from sim2real.agents.augment import Augmentation
 from sim2real.agents.freezing import freeze_stages
 from sim2real.agents.model import DrivingNet, ModelSpec
 from sim2real.agents.preprocessing import Preprocessing
-from sim2real.agents.training import Balance, TrainConfig, balance_weights, fit, masked_loss
+from sim2real.agents.training import TrainConfig, fit, masked_loss
 
 PRE = Preprocessing(height=32, width=64)
 OUTPUTS = ["user/angle", "user/throttle", "sim/cte"]
@@ -42,31 +42,6 @@ def test_masked_loss_ignores_nan_targets_and_weights_outputs():
     target = torch.tensor([[0.0, float("nan")], [1.0, 0.0]])
     # output 0: errors 1, 2 -> mse 2.5; output 1: only frame 2 -> error 2 -> mse 4
     assert masked_loss(pred, target, torch.tensor([1.0, 0.5])).item() == pytest.approx(2.5 + 2.0)
-
-
-def test_frame_weights_make_the_loss_a_weighted_mean():
-    pred = torch.zeros(3, 1)
-    target = torch.tensor([[1.0], [2.0], [float("nan")]])
-    weighted = masked_loss(pred, target, torch.ones(1), torch.tensor([3.0, 1.0, 5.0]))
-    assert weighted.item() == pytest.approx((3 * 1 + 1 * 4) / 4)
-
-
-def test_balance_weights_favour_rare_magnitudes_with_a_cap():
-    values = torch.cat([torch.full((90,), 0.05), torch.full((9,), -0.9), torch.tensor([0.95])])
-    values[0] = float("nan")
-    w = balance_weights(values, Balance(bins=4, max_weight=3.0))
-    assert w[0] == 1.0  # unlabelled
-    labelled = w[1:]
-    assert labelled.mean().item() == pytest.approx(1.0)
-    small, large = labelled[:89], labelled[89:]
-    assert torch.allclose(large, torch.tensor(3.0)) and small[0] < 0.8  # 9.9x uncapped
-    assert torch.allclose(small, small[0]) and torch.allclose(large, large[0])  # sign-blind
-    assert torch.equal(balance_weights(torch.zeros(5), Balance()), torch.ones(5))
-
-
-def test_balance_on_an_unknown_output_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="balance.label 'sim/speed' is not an output"):
-        fit(_net(), _data(32, 0), None, _config(balance=Balance(label="sim/speed")), tmp_path)
 
 
 def test_two_seeded_trainings_give_identical_weights(tmp_path):
