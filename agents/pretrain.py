@@ -3,9 +3,11 @@
 `pretrain(config, data, out_dir)` trains with augmentation and early stopping (`fit`) on a
 time-block split of sim frames and writes a checkpoint folder: model.safetensors + model.json
 whose card records the data, the randomization spec found beside the sim tubs, metrics and
-code version. The folder also holds config.yaml, run.json, tb/ and resume.pt, so an
-interrupted run resumes with ``resume=True``. Reading tubs into datasets is done one layer up
-(``sim2real.experiments.pretraining.open_sim_data``): agents do not depend on transfer.
+code version (with `calibrate_steering`, also the steering gain measured on the validation
+frames and applied to the weights). The folder also holds config.yaml, run.json, tb/ and
+resume.pt, so an interrupted run resumes with ``resume=True``. Reading tubs into datasets is
+done one layer up (``sim2real.experiments.pretraining.open_sim_data``): agents do not depend
+on transfer.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ import yaml
 from pydantic import Field, field_validator
 from torch.utils.data import Dataset
 
+from sim2real.agents.calibration import calibrate_output
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, save_checkpoint
-from sim2real.agents.model import STEERING, THROTTLE, ModelSpec, seeded_model
+from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, ModelSpec, seeded_model
 from sim2real.agents.training import (
     RESUMABLE_CHANGES,
     RESUME_FILE,
     FitResult,
     TrainConfig,
+    dataset_tensors,
     fit,
 )
 from sim2real.common.config import StrictModel, load_config
@@ -57,6 +61,10 @@ class PretrainConfig(StrictModel):
     """train on a reproducible block subsample of this many frames (None: all)"""
     cache_dir: str | None = None
     """frame cache folder (None: sim2real's default cache)"""
+    calibrate_steering: bool = False
+    """after training, scale the steering output by 1 / its attenuation slope on the validation
+    frames (`sim2real.agents.calibration`): a cloned network then under-steers less in closed
+    loop. The card's validation metrics stay those of the uncorrected output."""
 
     @field_validator("model", mode="before")
     @classmethod
@@ -165,6 +173,31 @@ class PretrainData:
     trained_on: dict[str, Any]
 
 
+def calibrate_steering(model: DrivingNet, val: Dataset) -> dict[str, Any]:
+    """`calibrate_output` for the steering output on validation set `val`, in place; returns
+    the card's record. A network whose steering does not rise with the label (one that learnt
+    nothing) is kept as it is, with the reason recorded under "skipped"."""
+    if STEERING not in model.outputs:
+        raise ValueError(
+            f"calibrate_steering needs output {STEERING!r}; the model has {model.outputs}"
+        )
+    if len(val) == 0:
+        raise ValueError("calibrate_steering needs validation frames; the split left none")
+    images, targets = dataset_tensors(val)
+    try:
+        calibration = calibrate_output(model, images, targets, STEERING)
+    except ValueError as exc:  # a network that learnt no steering: keep it, say why
+        log.warning("steering not calibrated: %s", exc)
+        return {"output": STEERING, "gain": 1.0, "skipped": str(exc)}
+    log.info(
+        "steering attenuation slope %.3f on %d validation frames: output scaled by %.3f",
+        calibration["slope"],
+        calibration["frames"],
+        calibration["gain"],
+    )
+    return calibration
+
+
 def pretrain(
     config: PretrainConfig, data: PretrainData, out_dir: str | Path, *, resume: bool = False
 ) -> PretrainResult:
@@ -178,12 +211,15 @@ def pretrain(
     describe_run(out_dir, config)
     model = seeded_model(config.model, config.train.seed)
     result = fit(model, data.train, data.val, config.train, out_dir, resume=resume)
+    metrics = result.card_metrics()
+    if config.calibrate_steering:
+        metrics["steering_calibration"] = calibrate_steering(model, data.val)
     card = ModelCard(
         kind="perception",
         spec=config.model,
         trained_on=data.trained_on,
         randomization=find_randomization(config.data),
-        metrics=result.card_metrics(),
+        metrics=metrics,
         code_version=code_version(),
         history=[
             {

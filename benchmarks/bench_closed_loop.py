@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sim2real.agents.calibration import scale_output
 from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.closed_loop import (
     HELD_OUT_SEED_START,
@@ -34,7 +35,7 @@ from sim2real.agents.closed_loop import (
     evaluate_closed_loop,
     held_out_seeds,
 )
-from sim2real.agents.model import STEERING, THROTTLE, DrivingNet
+from sim2real.agents.model import STEERING, THROTTLE
 from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.track_env import TrackDrivingEnv
 from sim2real.envs.tracks import SAMPLE_SPACING
@@ -57,14 +58,6 @@ def episode_context(env: TrackDrivingEnv, episode: dict) -> dict:
         "hfov": float(params["camera"]["hfov"]),
         "top_speed": float(params["dynamics"]["top_speed"]),
     }
-
-
-def scale_output(model: DrivingNet, name: str, scale: float) -> None:
-    """Multiply the network's output `name` by `scale` (its last layer's row)."""
-    last, i = model.head[-1], model.output_index(name)
-    with torch.no_grad():
-        last.weight[i] *= scale
-        last.bias[i] *= scale
 
 
 def bench(

@@ -32,6 +32,15 @@ def handler(args: argparse.Namespace) -> int:
     )
     for name, m in metrics["val"].items():
         print(f"  {name:20s} val RMSE {m['rmse']:.4f}  MAE {m['mae']:.4f}  (n={m['n']})")
+    calibration = metrics.get("steering_calibration")
+    if calibration and "skipped" in calibration:
+        print(f"  steering not calibrated: {calibration['skipped']}")
+    elif calibration:
+        print(
+            f"  steering calibrated: attenuation slope {calibration['slope']:.3f} on "
+            f"{calibration['frames']} val frames, output scaled by {calibration['gain']:.3f} "
+            f"(val RMSE {calibration['rmse_before']:.4f} -> {calibration['rmse_after']:.4f})"
+        )
     return 0
 
 

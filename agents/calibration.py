@@ -1,0 +1,101 @@
+"""Steering calibration: undo the attenuation of a regression network's steering output.
+
+A network that regresses steering from single frames cannot see everything the label depends
+on, so its predictions are shrunk toward the mean: regressed on the label, they rise with slope
+b < 1 (0.76-0.79 for the closed-loop PilotNet on an unseen sim recording). In closed loop that
+is under-steering, and the car drifts out of bends. `calibrate_output` measures b on held-out
+frames and scales the output by 1 / b in the last linear layer itself, so every consumer of the
+checkpoint (closed-loop evaluation, ONNX export, the DonkeyCar pilot, fine-tuning) drives with
+the corrected gain.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+
+from sim2real.agents.model import DrivingNet, unit_batches
+
+MAX_GAIN = 2.0
+"""largest correction applied (a slope under 0.5 means the output is mostly noise)"""
+
+
+def scale_output(model: DrivingNet, name: str, gain: float) -> None:
+    """Multiply the network's output `name` by `gain`, in its last linear layer (identity
+    output activation only: under tanh a scaled pre-activation is not a scaled output)."""
+    if model.spec.output_activation != "identity":
+        raise ValueError(
+            f"scaling output {name!r} needs output_activation 'identity', "
+            f"this network has {model.spec.output_activation!r}"
+        )
+    last = model.head[-1]
+    if not isinstance(last, nn.Linear):
+        raise ValueError(f"the head ends in {type(last).__name__}, not a Linear layer")
+    i = model.output_index(name)
+    with torch.no_grad():
+        last.weight[i] *= gain
+        last.bias[i] *= gain
+
+
+@torch.no_grad()
+def predictions(model: DrivingNet, images: torch.Tensor, batch_size: int = 512) -> np.ndarray:
+    """Model outputs (N, L) for uint8 frames (N, 3, H, W), in eval mode, on the model's device."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model(x).float().cpu() for _, x in unit_batches(images, batch_size, device)]
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def attenuation(prediction: np.ndarray, label: np.ndarray) -> dict[str, float]:
+    """Least-squares line prediction = intercept + slope * label over frames with a label:
+    slope (1 = no attenuation), intercept, r and the frame count."""
+    keep = ~np.isnan(label)
+    if keep.sum() < 10 or np.ptp(label[keep]) == 0:
+        raise ValueError(
+            f"calibration needs at least 10 labelled frames with varying labels, got {keep.sum()}"
+        )
+    fit = stats.linregress(label[keep], prediction[keep])
+    return {
+        "slope": float(fit.slope),
+        "intercept": float(fit.intercept),
+        "r": float(fit.rvalue),
+        "frames": int(keep.sum()),
+    }
+
+
+def calibrate_output(
+    model: DrivingNet, images: torch.Tensor, targets: torch.Tensor, name: str
+) -> dict[str, Any]:
+    """Measure output `name`'s attenuation on held-out frames (uint8 (N, 3, H, W), targets
+    (N, L) in the model's output order) and scale it by 1 / slope, clipped to [1, MAX_GAIN].
+
+    Returns what the card records: output, slope, intercept, r, frames, gain, and the RMSE on
+    those frames before and after (offline the uncorrected output has the lower RMSE: the gain
+    is for driving, not for the frame-wise error).
+    """
+    i = model.output_index(name)
+    prediction = predictions(model, images)[:, i].astype(np.float64)
+    label = targets[:, i].double().numpy()
+    measured = attenuation(prediction, label)
+    if measured["slope"] <= 0:
+        raise ValueError(
+            f"output {name!r} does not rise with its label on {measured['frames']} held-out "
+            f"frames (slope {measured['slope']:.3f}): nothing to calibrate"
+        )
+    gain = float(np.clip(1.0 / measured["slope"], 1.0, MAX_GAIN))
+    scale_output(model, name, gain)
+    keep = ~np.isnan(label)
+    error = prediction[keep] - label[keep]
+    return {
+        "output": name,
+        **measured,
+        "gain": gain,
+        "rmse_before": float(np.sqrt(np.mean(error**2))),
+        "rmse_after": float(np.sqrt(np.mean((gain * prediction[keep] - label[keep]) ** 2))),
+    }
