@@ -40,10 +40,13 @@ def held_out_seeds(episodes: int, start: int = HELD_OUT_SEED_START) -> list[int]
     return list(range(start, start + episodes))
 
 
-def network_policy(model: DrivingNet) -> Callable[[np.ndarray], np.ndarray]:
+def network_policy(
+    model: DrivingNet, throttle_scale: float = 1.0
+) -> Callable[[np.ndarray], np.ndarray]:
     """`model` (put in eval mode, on its own device) as a policy: preprocessed frame
     (height, width, 3) uint8 at the network's input size -> action (2,) float32
-    [steering, throttle] clipped to [-1, 1]."""
+    [steering, throttle * throttle_scale] clipped to [-1, 1]. `throttle_scale` plays the part
+    of DonkeyCar's ``AI_THROTTLE_MULT`` (the car applies it after the pilot part)."""
     for name in (STEERING, THROTTLE):
         if name not in model.outputs:
             raise ValueError(
@@ -59,7 +62,9 @@ def network_policy(model: DrivingNet) -> Callable[[np.ndarray], np.ndarray]:
         x = torch.from_numpy(obs).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
         out = model(x)[0]
         return np.clip(
-            np.array([out[steer_i].item(), out[throttle_i].item()], np.float32), -1.0, 1.0
+            np.array([out[steer_i].item(), throttle_scale * out[throttle_i].item()], np.float32),
+            -1.0,
+            1.0,
         )
 
     return act
@@ -74,6 +79,7 @@ def drive_episode(
     nominal: bool = False,
     max_steps: int = 2000,
     stall_steps: int | None = 100,
+    throttle_scale: float = 1.0,
 ) -> dict[str, Any]:
     """Let `model` drive one episode of `env` (reset with `seed`); per-episode metrics.
 
@@ -81,7 +87,7 @@ def drive_episode(
     or "timeout"), steps, track_length_m, progress_m (along the centreline), distance_m
     (odometer), lap_fraction (progress / track length, clipped to [0, 1]), mean_abs_cte_m,
     max_abs_cte_m, mean_speed_mps, off_road_events."""
-    act = network_policy(model)
+    act = network_policy(model, throttle_scale)
     obs, info = env.reset(seed=seed, options={"randomize": not nominal})
     track_length = float(env.unwrapped.track.length)
     abs_cte, speeds = [abs(info["cte"])], []
@@ -157,6 +163,7 @@ def evaluate_closed_loop(
     max_steps: int = 2000,
     randomization: None | str | Path | dict = None,
     stall_steps: int | None = 100,
+    throttle_scale: float = 1.0,
 ) -> dict[str, Any]:
     """Let `model` drive one episode per seed; returns ``{"summary": ..., "episodes": [...],
     "settings": ...}`` (see `summarize` and `drive_episode`).
@@ -165,8 +172,11 @@ def evaluate_closed_loop(
     world (strength 0) on each seed's track; otherwise the randomization spec at `strength`.
     image_size: the camera's (H, W) before the model's own preprocessing (crop, resize).
     stall_steps: end an episode after this many steps without 0.1 m of new progress (None:
-    never; 100 steps = 5 s).
+    never; 100 steps = 5 s). throttle_scale: multiplies the network's throttle (drive slower
+    or faster than it was trained to, as DonkeyCar's ``AI_THROTTLE_MULT`` does).
     """
+    if not 0.0 < throttle_scale <= 2.0:
+        raise ValueError(f"throttle_scale must be in (0, 2], got {throttle_scale}")
     for name in (STEERING, THROTTLE):
         if name not in model.outputs:
             raise ValueError(
@@ -187,7 +197,13 @@ def evaluate_closed_loop(
     try:
         results = [
             drive_episode(
-                model, env, seed, nominal=nominal, max_steps=max_steps, stall_steps=stall_steps
+                model,
+                env,
+                seed,
+                nominal=nominal,
+                max_steps=max_steps,
+                stall_steps=stall_steps,
+                throttle_scale=throttle_scale,
             )
             for seed in seeds
         ]
@@ -204,6 +220,7 @@ def evaluate_closed_loop(
             "image_size": [int(v) for v in image_size],
             "max_steps": int(max_steps),
             "stall_steps": stall_steps,
+            "throttle_scale": float(throttle_scale),
             "randomization": None if randomization is None else str(randomization),
         },
     }
@@ -230,6 +247,7 @@ def evaluate_checkpoint(
     strength: float = 1.0,
     max_steps: int = 2000,
     seed_start: int = HELD_OUT_SEED_START,
+    throttle_scale: float = 1.0,
 ) -> dict[str, Any]:
     """`evaluate_closed_loop` for checkpoint folder `directory` (camera size from its card);
     the result also names the checkpoint."""
@@ -243,6 +261,7 @@ def evaluate_checkpoint(
         strength=strength,
         image_size=camera_size_for(card),
         max_steps=max_steps,
+        throttle_scale=throttle_scale,
     )
     result["checkpoint"] = {
         "path": str(Path(directory).resolve()),
@@ -256,6 +275,8 @@ def format_result(result: dict[str, Any]) -> str:
     """A short table: the summary line, then one line per episode."""
     s, settings = result["summary"], result["settings"]
     world = "nominal" if settings["nominal"] else f"randomized (strength {settings['strength']})"
+    if settings.get("throttle_scale", 1.0) != 1.0:
+        world += f", throttle x{settings['throttle_scale']:g}"
     lines = [
         f"{s['episodes']} held-out {world} tracks, seeds {settings['seeds'][0]}.."
         f"{settings['seeds'][-1]}: lap completion {100 * s['lap_completion_rate']:.0f}%, "

@@ -35,7 +35,7 @@ from sim2real.agents.closed_loop import (
     evaluate_closed_loop,
     held_out_seeds,
 )
-from sim2real.agents.model import STEERING, THROTTLE
+from sim2real.agents.model import STEERING
 from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.track_env import TrackDrivingEnv
 from sim2real.envs.tracks import SAMPLE_SPACING
@@ -74,12 +74,13 @@ def bench(
         size = tuple(result["settings"]["image_size"])
     else:
         model, card = load_checkpoint(source)
-        scale_output(model, THROTTLE, throttle_scale)
         scale_output(model, STEERING, steering_scale)
         size = camera_size_for(card)
         t0 = time.perf_counter()
         seeds = held_out_seeds(episodes, seed_start)
-        result = evaluate_closed_loop(model, seeds=seeds, image_size=size, strength=strength)
+        result = evaluate_closed_loop(
+            model, seeds=seeds, image_size=size, strength=strength, throttle_scale=throttle_scale
+        )
         result["wall_s"], result["load_average"] = time.perf_counter() - t0, os.getloadavg()
     env = TrackDrivingEnv(image_size=size, strength=result["settings"]["strength"])
     try:

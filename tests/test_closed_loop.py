@@ -54,6 +54,17 @@ def test_metrics_follow_how_the_network_drives():
     assert s["distance_m"] == pytest.approx(s["mean_speed_mps"] * s["steps"] * 0.05, rel=1e-6)
 
 
+def test_throttle_scale_slows_the_network_down():
+    torch.set_num_threads(1)
+    net = constant_driver(0.0, 0.6)
+    full = drive(net, seeds=[10_001], max_steps=60)
+    half = drive(net, seeds=[10_001], max_steps=60, throttle_scale=0.5)
+    assert half["settings"]["throttle_scale"] == 0.5
+    assert half["summary"]["mean_speed_mps"] < 0.8 * full["summary"]["mean_speed_mps"]
+    with pytest.raises(ValueError, match="throttle_scale must be in"):
+        drive(net, seeds=[10_001], max_steps=5, throttle_scale=0.0)
+
+
 def test_same_seeds_same_metrics_and_held_out_defaults():
     torch.set_num_threads(1)
     net = constant_driver(0.2, 0.5)

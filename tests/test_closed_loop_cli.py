@@ -53,6 +53,9 @@ def test_evaluate_sim_strength_and_seed_start(tmp_path, capsys):
     assert "strength 0.5" in capsys.readouterr().out
     settings = json.loads(out.read_text())["settings"]
     assert settings["seeds"] == [10_020] and settings["strength"] == 0.5
+    assert settings["throttle_scale"] == 1.0
+    assert main([*args, "--throttle-scale", "0.8"]) == 0
+    assert "throttle x0.8" in capsys.readouterr().out
     assert not settings["nominal"]
 
 
@@ -63,6 +66,8 @@ def test_evaluate_sim_rejects_bad_strength_and_training_seeds(tmp_path, capsys):
     assert "--strength must lie in [0, 1], got 1.5" in capsys.readouterr().err
     assert main([*args, "--seed-start", "5"]) == 2
     assert "held-out seeds start at 10000" in capsys.readouterr().err
+    assert main([*args, "--episodes", "1", "--throttle-scale", "-1"]) == 2
+    assert "throttle_scale must be in (0, 2], got -1" in capsys.readouterr().err
     for strength in ("0.5", "1"):  # any explicit strength, the default value too
         assert main([*args, "--nominal", "--strength", strength]) == 2
         assert "leave out --strength" in capsys.readouterr().err

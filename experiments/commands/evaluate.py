@@ -65,6 +65,7 @@ def _closed_loop(args: argparse.Namespace) -> int:
         nominal=args.nominal,
         strength=strength,
         seed_start=seed_start,
+        throttle_scale=args.throttle_scale,
     )
     print(f"{result['checkpoint']['architecture']} ({result['checkpoint']['kind']}) driving:")
     print(format_result(result))
@@ -116,5 +117,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed-start",
         type=int,
         help="--sim: first held-out track seed (default 10000, the first held-out one)",
+    )
+    parser.add_argument(
+        "--throttle-scale",
+        type=float,
+        default=1.0,
+        help="--sim: multiply the network's throttle, like DonkeyCar's AI_THROTTLE_MULT (1.0)",
     )
     parser.set_defaults(func=handler)
