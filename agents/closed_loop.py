@@ -275,11 +275,11 @@ def format_result(result: dict[str, Any]) -> str:
     """A short table: the summary line, then one line per episode."""
     s, settings = result["summary"], result["settings"]
     world = "nominal" if settings["nominal"] else f"randomized (strength {settings['strength']})"
-    if settings.get("throttle_scale", 1.0) != 1.0:
-        world += f", throttle x{settings['throttle_scale']:g}"
+    scale = settings.get("throttle_scale", 1.0)
+    driven = "" if scale == 1.0 else f" (throttle x{scale:g})"
     lines = [
         f"{s['episodes']} held-out {world} tracks, seeds {settings['seeds'][0]}.."
-        f"{settings['seeds'][-1]}: lap completion {100 * s['lap_completion_rate']:.0f}%, "
+        f"{settings['seeds'][-1]}{driven}: lap completion {100 * s['lap_completion_rate']:.0f}%, "
         f"mean lap fraction {s['mean_lap_fraction']:.2f}, mean |cte| {s['mean_abs_cte_m']:.3f} m, "
         f"off-road {s['off_road_per_km']:.1f}/km, mean speed {s['mean_speed_mps']:.2f} m/s",
     ]

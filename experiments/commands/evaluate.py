@@ -59,14 +59,23 @@ def _closed_loop(args: argparse.Namespace) -> int:
     strength = 1.0 if args.strength is None else args.strength
     if not 0.0 <= strength <= 1.0:
         raise UserError(f"--strength must lie in [0, 1], got {strength}")
-    result = evaluate_checkpoint(
-        args.checkpoint,
-        episodes=args.episodes,
-        nominal=args.nominal,
-        strength=strength,
-        seed_start=seed_start,
-        throttle_scale=args.throttle_scale,
-    )
+    import torch
+
+    # The network sees one frame at a time: more threads only contend with the simulator
+    # (two 2-thread evaluations beside a training job ran over 10x slower than with 1).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = evaluate_checkpoint(
+            args.checkpoint,
+            episodes=args.episodes,
+            nominal=args.nominal,
+            strength=strength,
+            seed_start=seed_start,
+            throttle_scale=args.throttle_scale,
+        )
+    finally:
+        torch.set_num_threads(threads)
     print(f"{result['checkpoint']['architecture']} ({result['checkpoint']['kind']}) driving:")
     print(format_result(result))
     if args.json:
