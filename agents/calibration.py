@@ -18,7 +18,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from sim2real.agents.model import DrivingNet, unit_batches
+from sim2real.agents.model import DrivingNet, predict
 
 MAX_GAIN = 2.0
 """largest correction applied (a slope under 0.5 means the output is mostly noise)"""
@@ -39,17 +39,6 @@ def scale_output(model: DrivingNet, name: str, gain: float) -> None:
     with torch.no_grad():
         last.weight[i] *= gain
         last.bias[i] *= gain
-
-
-@torch.no_grad()
-def predictions(model: DrivingNet, images: torch.Tensor, batch_size: int = 512) -> np.ndarray:
-    """Model outputs (N, L) for uint8 frames (N, 3, H, W), in eval mode, on the model's device."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = [model(x).float().cpu() for _, x in unit_batches(images, batch_size, device)]
-    model.train(was_training)
-    return torch.cat(out).numpy()
 
 
 def attenuation(prediction: np.ndarray, label: np.ndarray) -> dict[str, float]:
@@ -80,7 +69,7 @@ def calibrate_output(
     is for driving, not for the frame-wise error).
     """
     i = model.output_index(name)
-    prediction = predictions(model, images)[:, i].astype(np.float64)
+    prediction = predict(model, images)[:, i]
     label = targets[:, i].double().numpy()
     measured = attenuation(prediction, label)
     if measured["slope"] <= 0:

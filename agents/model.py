@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import Field, field_validator
 from torch import nn
@@ -143,3 +144,12 @@ def unit_batches(
     for start in range(0, images.shape[0], batch_size):
         rows = slice(start, start + batch_size)
         yield rows, images[rows].to(device).float() / 255.0
+
+
+@torch.no_grad()
+def predict(model: DrivingNet, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Predictions (N, len(outputs)) float64 for uint8 images (N, 3, H, W), eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model(x).double().cpu() for _, x in unit_batches(images, batch_size, device)]
+    return torch.cat(out).numpy() if out else np.zeros((0, len(model.spec.outputs)))

@@ -380,10 +380,9 @@ def _strip(run: StudyRun, results: dict[str, Any], path: Path) -> dict[str, Any]
     import torch
 
     from sim2real.agents.checkpoint import load_checkpoint
-    from sim2real.agents.model import STEERING
+    from sim2real.agents.model import STEERING, predict
     from sim2real.experiments.study import study_split
     from sim2real.transfer.datasets import DrivingDataset
-    from sim2real.transfer.evaluate import predict
     from sim2real.transfer.records import read_image_rgb
 
     records = results["runs"]

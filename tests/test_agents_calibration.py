@@ -9,11 +9,10 @@ from sim2real.agents.calibration import (
     MAX_GAIN,
     attenuation,
     calibrate_output,
-    predictions,
     scale_output,
 )
 from sim2real.agents.checkpoint import load_checkpoint
-from sim2real.agents.model import DrivingNet, ModelSpec
+from sim2real.agents.model import DrivingNet, ModelSpec, predict
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.agents.pretrain import calibrate_steering
 from sim2real.experiments.cli import main
@@ -53,9 +52,9 @@ def test_attenuation_measures_the_slope_of_prediction_on_label():
 
 def test_scale_output_scales_one_output_only():
     net, x = _net(), _frames(8)
-    before = predictions(net, x)
+    before = predict(net, x)
     scale_output(net, "user/angle", 1.5)
-    after = predictions(net, x)
+    after = predict(net, x)
     np.testing.assert_allclose(after[:, 0], 1.5 * before[:, 0], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(after[:, 1:], before[:, 1:])
     with pytest.raises(ValueError, match="output_activation 'identity'"):
@@ -64,12 +63,12 @@ def test_scale_output_scales_one_output_only():
 
 def test_calibrate_output_undoes_a_known_attenuation_and_caps_the_gain():
     net, x = _net(), _frames()
-    shrunk = torch.from_numpy(predictions(net, x))
+    shrunk = torch.from_numpy(predict(net, x))
     result = calibrate_output(net, x, shrunk / 0.6, "user/angle")  # labels 1/0.6 x predictions
     assert result["slope"] == pytest.approx(0.6, rel=1e-4)
     assert result["gain"] == pytest.approx(1 / 0.6, rel=1e-4)
     assert result["rmse_after"] < 1e-4 < result["rmse_before"]
-    np.testing.assert_allclose(predictions(net, x)[:, 0], (shrunk / 0.6)[:, 0], atol=1e-4)
+    np.testing.assert_allclose(predict(net, x)[:, 0], (shrunk / 0.6)[:, 0], atol=1e-4)
 
     capped = _net()
     result = calibrate_output(capped, x, shrunk / 0.3, "user/angle")
@@ -95,17 +94,17 @@ def test_pretrain_with_calibrate_steering_records_and_applies_the_gain(tmp_path)
     assert calibration["gain"] == pytest.approx(float(np.clip(1 / calibration["slope"], 1, 2)))
     # the two runs differ only in the steering row of the last layer, by the recorded gain
     x = _frames(4)
-    a, b = predictions(runs["calibrated"][0], x), predictions(runs["plain"][0], x)
+    a, b = predict(runs["calibrated"][0], x), predict(runs["plain"][0], x)
     np.testing.assert_allclose(a[:, 0], calibration["gain"] * b[:, 0], rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(a[:, 1:], b[:, 1:])
 
 
 def test_a_network_that_learnt_no_steering_is_kept_uncalibrated():
     net, x = _net(), _frames(32)
-    before = predictions(net, x)
+    before = predict(net, x)
     flat = torch.zeros(32, len(OUTPUTS))  # every steering label the same: no slope to measure
     record = calibrate_steering(net, TensorDataset(x, flat))
     assert record["gain"] == 1.0 and "varying labels" in record["skipped"]
-    np.testing.assert_array_equal(predictions(net, x), before)
+    np.testing.assert_array_equal(predict(net, x), before)
     with pytest.raises(ValueError, match="needs validation frames"):
         calibrate_steering(net, TensorDataset(x[:0], flat[:0]))

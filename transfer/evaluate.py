@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from sim2real.agents.checkpoint import ModelCard, load_checkpoint
-from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, unit_batches
+from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, predict
 from sim2real.transfer.finetune import FinetuneConfig
 from sim2real.transfer.metrics import (
     DEFAULT_BLOCK_LENGTH,
@@ -40,15 +39,6 @@ DEFAULT_SPLIT = {
     "gap": _FINETUNE_FIELDS["split_gap"].default,
 }
 """the fine-tuning defaults, used when a card does not say how its data was split"""
-
-
-@torch.no_grad()
-def predict(model: DrivingNet, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Predictions (N, len(outputs)) float64 for uint8 images (N, 3, H, W), eval mode."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = [model(x).double().cpu() for _, x in unit_batches(images, batch_size, device)]
-    return torch.cat(out).numpy() if out else np.zeros((0, len(model.spec.outputs)))
 
 
 def split_settings(card: ModelCard) -> dict[str, float]:
