@@ -74,7 +74,8 @@ def bench(
         size = tuple(result["settings"]["image_size"])
     else:
         model, card = load_checkpoint(source)
-        scale_output(model, STEERING, steering_scale)
+        if steering_scale != 1.0:  # scale_output refuses tanh heads (policies): only when asked
+            scale_output(model, STEERING, steering_scale)
         size = camera_size_for(card)
         t0 = time.perf_counter()
         seeds = held_out_seeds(episodes, seed_start)
