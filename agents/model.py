@@ -63,6 +63,32 @@ class ModelSpec(StrictModel):
         return self.preprocessing.input_shape
 
 
+PER_IMAGE_MIN_STD = 0.02
+"""Floor of a frame's own std under per-image normalisation ([0, 1] units, about 5 grey
+levels), so a uniform frame is not blown up into noise."""
+
+
+class InputNormalization(nn.Module):
+    """Images (N, 3, H, W) float32 in [0, 1] -> the encoder's input, as `preprocessing` says:
+    its fixed per-channel mean/std, or each frame's own mean/std (`normalization`)."""
+
+    def __init__(self, preprocessing: Preprocessing) -> None:
+        super().__init__()
+        self.per_image = preprocessing.normalization == "per_image"
+        # Not persistent: the card is the one source of truth for normalisation.
+        mean = torch.tensor(preprocessing.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(preprocessing.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if not self.per_image:
+            return (images - self.mean) / self.std
+        mean = images.mean(dim=(1, 2, 3), keepdim=True)
+        std = (images - mean).square().mean(dim=(1, 2, 3), keepdim=True).sqrt()
+        return (images - mean) / std.clamp_min(PER_IMAGE_MIN_STD)
+
+
 def build_head(feature_dim: int, n_outputs: int, hidden: int, dropout: float) -> nn.Sequential:
     """Features (N, feature_dim) -> outputs (N, n_outputs): [dropout, linear, ReLU] + linear."""
     layers: list[nn.Module] = []
@@ -84,11 +110,7 @@ class DrivingNet(nn.Module):
         self.head = build_head(
             self.encoder.feature_dim, len(spec.outputs), spec.hidden, spec.dropout
         )
-        # Not persistent: the card is the one source of truth for normalisation.
-        mean = torch.tensor(spec.preprocessing.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(spec.preprocessing.std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("mean", mean, persistent=False)
-        self.register_buffer("std", std, persistent=False)
+        self.input_norm = InputNormalization(spec.preprocessing)
 
     @property
     def outputs(self) -> list[str]:
@@ -103,8 +125,8 @@ class DrivingNet(nn.Module):
             raise KeyError(f"output {name!r} not in this network's outputs {known}") from None
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) float32 in [0, 1] -> normalised with the spec's per-channel mean/std."""
-        return (images - self.mean) / self.std
+        """(N, 3, H, W) float32 in [0, 1] -> normalised as the spec's preprocessing says."""
+        return self.input_norm(images)
 
     def check_input(self, images: torch.Tensor) -> None:
         """Fail clearly when `images` is not (N, 3, H, W) at this network's input size."""

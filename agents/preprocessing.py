@@ -7,6 +7,8 @@ divides by 255 and normalises with its card's mean and std.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import cv2
 import numpy as np
 from pydantic import Field, model_validator
@@ -25,6 +27,10 @@ class Preprocessing(StrictModel):
     """per-channel mean of [0, 1] RGB, subtracted inside the network"""
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     """per-channel std of [0, 1] RGB, divided inside the network"""
+    normalization: Literal["fixed", "per_image"] = "fixed"
+    """fixed: subtract `mean`, divide by `std` (the same for every frame); per_image: subtract
+    each frame's own mean and divide by its own std (over all pixels and channels), so a dark,
+    washed-out or low-contrast frame reaches the encoder at one brightness and contrast"""
 
     @model_validator(mode="after")
     def _positive_std(self) -> Preprocessing:

@@ -3,7 +3,7 @@
 `EncoderExtractor` is an SB3 ``BaseFeaturesExtractor`` around a registered `Encoder` (same
 `build_encoder`, ``features_dim = encoder.feature_dim``). It receives what SB3 gives for a
 uint8 image space after ``VecTransposeImage``: (N, 3, H, W) float32 in [0, 1], and normalises
-with the preprocessing mean/std exactly as ``DrivingNet.normalize`` does. Its lower stages can
+with the same `InputNormalization` as ``DrivingNet.normalize``. Its lower stages can
 be frozen at construction (`freeze_stages`: requires_grad False and FrozenBatchNorm2d), so that
 SB3 rebuilding a policy (``PPO.load`` when resuming) rebuilds it frozen.
 
@@ -28,7 +28,7 @@ from torch import nn
 
 from sim2real.agents.encoders import build_encoder
 from sim2real.agents.freezing import freeze_stages, trainable_parameters
-from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, ModelSpec
+from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, InputNormalization, ModelSpec
 from sim2real.agents.preprocessing import Preprocessing
 
 POLICY_OUTPUTS = [STEERING, THROTTLE]
@@ -38,8 +38,8 @@ POLICY_OUTPUTS = [STEERING, THROTTLE]
 class EncoderExtractor(BaseFeaturesExtractor):
     """SB3 features extractor: images (N, 3, H, W) float32 in [0, 1] -> (N, feature_dim).
 
-    architecture: a registered encoder name; mean/std: the preprocessing's per-channel
-    statistics; freeze: stages to freeze now (an int k, "all", "none" or stage names)."""
+    architecture: a registered encoder name; mean/std/normalization: the preprocessing's
+    (see `Preprocessing`); freeze: stages to freeze now (an int k, "all", "none" or stage names)."""
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class EncoderExtractor(BaseFeaturesExtractor):
         mean: Sequence[float] = (0.5, 0.5, 0.5),
         std: Sequence[float] = (0.25, 0.25, 0.25),
         freeze: int | str | Sequence[str] = 0,
+        normalization: str = "fixed",
     ) -> None:
         shape = tuple(int(v) for v in observation_space.shape)
         if len(shape) != 3 or shape[0] != 3:
@@ -58,16 +59,19 @@ class EncoderExtractor(BaseFeaturesExtractor):
         encoder = build_encoder(architecture, shape)
         super().__init__(observation_space, encoder.feature_dim)
         self.encoder = encoder
-        self.register_buffer(
-            "mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
-        )
-        self.register_buffer(
-            "std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
+        self.input_norm = InputNormalization(
+            Preprocessing(
+                height=shape[1],
+                width=shape[2],
+                mean=tuple(mean),
+                std=tuple(std),
+                normalization=normalization,
+            )
         )
         self.frozen = freeze_stages(self, freeze)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.encoder((observations - self.mean) / self.std)
+        return self.encoder(self.input_norm(observations))
 
 
 class FrozenAwareActorCriticPolicy(ActorCriticPolicy):
@@ -116,6 +120,7 @@ def policy_kwargs(
             "architecture": architecture,
             "mean": tuple(preprocessing.mean),
             "std": tuple(preprocessing.std),
+            "normalization": preprocessing.normalization,
             "freeze": freeze if isinstance(freeze, int | str) else list(freeze),
         },
         "activation_fn": nn.ReLU,

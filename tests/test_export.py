@@ -28,8 +28,13 @@ def frames():
     return load_frames([r.image_path for r in records[::50]])  # 20 real frames, 120x160
 
 
-def _checkpoint(directory, outputs=("user/angle", "user/throttle"), seed=0):
-    spec = ModelSpec(architecture="pilotnet", outputs=list(outputs), hidden=16)
+def _checkpoint(directory, outputs=("user/angle", "user/throttle"), seed=0, prep=None):
+    spec = ModelSpec(
+        architecture="pilotnet",
+        outputs=list(outputs),
+        hidden=16,
+        preprocessing=prep or Preprocessing(),
+    )
     torch.manual_seed(seed)
     # non-trivial BatchNorm statistics, so the export must carry them
     model = set_batchnorm_statistics(DrivingNet(spec))
@@ -132,3 +137,23 @@ def test_export_command_writes_a_checked_model(tmp_path, capsys):
     assert DonkeyPilot(tmp_path / "p.onnx").run(np.zeros((120, 160, 3), np.uint8)) is not None
     assert main([*args, "--source-size", "96", "128", "--check-data", str(sample_path())]) == 2
     assert "--source-size" in capsys.readouterr().err
+
+
+def test_per_image_normalization_exports_and_ignores_exposure(tmp_path, frames):
+    _checkpoint(tmp_path / "ckpt", prep=Preprocessing(normalization="per_image"))
+    result = export_onnx(tmp_path / "ckpt", tmp_path / "p.onnx", check_frames=frames[:4])
+    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
+    session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
+    bright = run_onnx(session, frames[:8])["steering"]
+    # the same frames at 60% exposure (no clipping): per-image normalisation undoes the gain,
+    # up to uint8 rounding, so the outputs move far less than they differ between frames
+    dim = (frames[:8].astype(np.float32) * 0.6).round().astype(np.uint8)
+    moved = np.abs(run_onnx(session, dim)["steering"] - bright).max()
+    assert moved < 0.1 * np.ptp(bright)
+    # the fixed normalisation exports too, and its outputs do move with exposure
+    _checkpoint(tmp_path / "fixed")
+    fixed = export_onnx(tmp_path / "fixed", tmp_path / "f.onnx", dynamo=False).onnx_path
+    session = ort.InferenceSession(str(fixed), providers=["CPUExecutionProvider"])
+    bright = run_onnx(session, frames[:8])["steering"]
+    moved = np.abs(run_onnx(session, dim)["steering"] - bright).max()
+    assert moved > 0.3 * np.ptp(bright)

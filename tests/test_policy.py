@@ -72,17 +72,20 @@ def policy_mean(model, images):
         return policy.get_distribution(images * 255.0).distribution.mean
 
 
-def test_checkpoint_into_extractor_and_back_gives_identical_outputs(tmp_path):
+@pytest.mark.parametrize("normalization", ["fixed", "per_image"])
+def test_checkpoint_into_extractor_and_back_gives_identical_outputs(tmp_path, normalization):
     # outputs in another order plus an auxiliary head: actions are picked by name
-    net = save_net(tmp_path / "ckpt", outputs=("sim/cte", "user/throttle", "user/angle"))
-    model, report = small_model(small_config(init_checkpoint=str(tmp_path / "ckpt")))
+    prep = SMALL.model_copy(update={"normalization": normalization})
+    net = save_net(tmp_path / "ckpt", outputs=("sim/cte", "user/throttle", "user/angle"), prep=prep)
+    config = small_config(init_checkpoint=str(tmp_path / "ckpt"), preprocessing=prep.model_dump())
+    model, report = small_model(config)
     assert "output row user/angle" in report["copied"]
     images = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
     expected = net(images)[:, [2, 1]]
     torch.testing.assert_close(policy_mean(model, images), expected, rtol=0, atol=1e-6)
 
-    exported = policy_to_driving_net(model.policy, SMALL)
+    exported = policy_to_driving_net(model.policy, prep)
     assert exported.outputs == ["user/angle", "user/throttle"]
     torch.testing.assert_close(exported(images), expected, rtol=0, atol=1e-6)
     encoder_in = net.encoder.state_dict()
@@ -90,7 +93,7 @@ def test_checkpoint_into_extractor_and_back_gives_identical_outputs(tmp_path):
         assert torch.equal(tensor, encoder_in[name]), name
 
     # and back into a fresh policy: the same actions again
-    other, _ = small_model(small_config(seed=5))
+    other, _ = small_model(small_config(seed=5, preprocessing=prep.model_dump()))
     load_driving_net_into_policy(exported, other.policy)
     torch.testing.assert_close(policy_mean(other, images), expected, rtol=0, atol=1e-6)
 

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
+import torch
 
+from sim2real.agents.model import PER_IMAGE_MIN_STD, InputNormalization
 from sim2real.agents.preprocessing import Preprocessing
 
 
@@ -23,3 +25,27 @@ def test_bad_values_fail_on_validation():
         Preprocessing(std=(0.1, 0.0, 0.1))
     with pytest.raises(ValueError):
         Preprocessing(crop_top=-1)
+
+
+def test_per_image_normalization_removes_each_frames_brightness_and_contrast():
+    norm = InputNormalization(Preprocessing(normalization="per_image"))
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.2
+    out = norm(images)
+    torch.testing.assert_close(out.mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.std(dim=(1, 2, 3), correction=0), torch.ones(4))
+    # each frame at its own exposure and contrast: the encoder sees the same input
+    gain, offset = torch.tensor([0.5, 1.0, 1.5, 0.3]), torch.tensor([0.1, 0.0, -0.2, 0.4])
+    changed = images * gain.view(4, 1, 1, 1) + offset.view(4, 1, 1, 1)
+    torch.testing.assert_close(norm(changed), out, atol=1e-5, rtol=0)
+    # the fixed normalisation keeps them apart
+    fixed = InputNormalization(Preprocessing())
+    assert (fixed(changed) - fixed(images)).abs().max() > 0.5
+
+
+def test_per_image_normalization_of_a_uniform_frame_stays_finite():
+    norm = InputNormalization(Preprocessing(normalization="per_image"))
+    flat = torch.full((1, 3, 4, 4), 0.7)
+    flat[0, 0, 0, 0] += 0.01  # one grey level of difference is not amplified into +-1
+    out = norm(flat)
+    assert torch.isfinite(out).all()
+    assert out.abs().max() <= 0.01 / PER_IMAGE_MIN_STD + 1e-6
