@@ -38,7 +38,7 @@ from sim2real.agents.closed_loop import (
 )
 from sim2real.agents.dagger import checkpoint_fingerprint
 from sim2real.agents.model import ModelSpec
-from sim2real.agents.pretrain import PretrainData, find_randomization
+from sim2real.agents.pretrain import PretrainData, calibrate_steering, find_randomization
 from sim2real.agents.training import TrainConfig, fit
 from sim2real.common.config import StrictModel
 from sim2real.common.io import atomic_write_json
@@ -90,6 +90,9 @@ class DaggerConfig(StrictModel):
     split_gap: int = Field(20, ge=0)
     split: Literal["time_block", "episodes"] = "time_block"
     """as PretrainConfig.split: time blocks per episode, or whole episodes held out"""
+    calibrate_steering: bool = False
+    """as PretrainConfig.calibrate_steering: after each iteration's training, scale steering by
+    1 / its attenuation slope on the validation frames (the training undoes the last gain)"""
     cache_dir: str | None = None
     workers: int = Field(1, ge=1, le=64)
     """recording processes (do not change the data)"""
@@ -264,6 +267,9 @@ def _iteration(
         train = config.train.model_copy(update={"seed": config.train.seed + k})
         data = aggregate_data(config, tubs, card.spec, seed=train.seed)
         result = fit(model, data.train, data.val, train, folder / "train", resume=True)
+        metrics = result.card_metrics()
+        if config.calibrate_steering:
+            metrics["steering_calibration"] = calibrate_steering(model, data.val)
         trained_on = {
             **data.trained_on,
             "env_config": {"image_size": list(camera_size_for(card))},
@@ -280,7 +286,7 @@ def _iteration(
             spec=card.spec,
             trained_on=trained_on,
             randomization=find_randomization([*config.data, *tubs]),
-            metrics=result.card_metrics(),
+            metrics=metrics,
             code_version=code_version(),
             history=[
                 *card.history,

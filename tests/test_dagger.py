@@ -111,6 +111,7 @@ def test_one_dagger_iteration_leaves_a_checkpoint_trained_on_its_drives(tmp_path
         train=TrainConfig(epochs=1, batch_size=16, num_threads=1, tensorboard=False),
         val_fraction=0.2,
         split_gap=0,
+        calibrate_steering=True,
         cache_dir=str(tmp_path / "cache"),
     )
     config_file = tmp_path / "dagger.yaml"
@@ -126,6 +127,9 @@ def test_one_dagger_iteration_leaves_a_checkpoint_trained_on_its_drives(tmp_path
     assert card.history[-1]["step"] == "dagger"
     assert card.trained_on["dagger_frames"] == 40 and card.trained_on["expert_frames_used"] == 40
     assert "closed_loop" in read_card(out / "iter_01" / "checkpoint").metrics
+    calibration = card.metrics["steering_calibration"]  # measured, or skipped with a reason
+    assert 1.0 <= calibration["gain"] <= 2.0
+    assert "slope" in calibration or "does not rise" in calibration["skipped"]
     start_weights = load_checkpoint(start)[0].state_dict()
     assert any(not torch.equal(v, start_weights[k]) for k, v in model.state_dict().items())
     results = json.loads((out / "dagger.json").read_text())
