@@ -10,7 +10,7 @@ inside the network, so a checkpoint needs nothing but its card to be used.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import numpy as np
@@ -69,17 +69,22 @@ levels), so a uniform frame is not blown up into noise."""
 
 
 class InputNormalization(nn.Module):
-    """Images (N, 3, H, W) float32 in [0, 1] -> the encoder's input, as `preprocessing` says:
-    its fixed per-channel mean/std, or each frame's own mean/std (`normalization`)."""
+    """Images (N, 3, H, W) float32 in [0, 1] -> the encoder's input: minus the per-channel
+    `mean`, over `std` ("fixed"), or minus each frame's own mean, over its own std
+    ("per_image"); the three are a `Preprocessing`'s fields of those names."""
 
-    def __init__(self, preprocessing: Preprocessing) -> None:
+    def __init__(
+        self, mean: Sequence[float], std: Sequence[float], normalization: str = "fixed"
+    ) -> None:
         super().__init__()
-        self.per_image = preprocessing.normalization == "per_image"
+        if normalization not in ("fixed", "per_image"):
+            raise ValueError(f"normalization must be 'fixed' or 'per_image', got {normalization!r}")
+        self.per_image = normalization == "per_image"
         # Not persistent: the card is the one source of truth for normalisation.
-        mean = torch.tensor(preprocessing.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(preprocessing.std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("mean", mean, persistent=False)
-        self.register_buffer("std", std, persistent=False)
+        mean_t = torch.tensor(tuple(mean), dtype=torch.float32).view(1, 3, 1, 1)
+        std_t = torch.tensor(tuple(std), dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean_t, persistent=False)
+        self.register_buffer("std", std_t, persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if not self.per_image:
@@ -110,7 +115,8 @@ class DrivingNet(nn.Module):
         self.head = build_head(
             self.encoder.feature_dim, len(spec.outputs), spec.hidden, spec.dropout
         )
-        self.input_norm = InputNormalization(spec.preprocessing)
+        pre = spec.preprocessing
+        self.input_norm = InputNormalization(pre.mean, pre.std, pre.normalization)
 
     @property
     def outputs(self) -> list[str]:

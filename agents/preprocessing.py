@@ -2,7 +2,7 @@
 
 A `Preprocessing` is stored in every dataset cache and every model card, so training and
 inference cannot drift apart. Images stay uint8 until the network: the network itself
-divides by 255 and normalises with its card's mean and std.
+divides by 255 and normalises, with its card's mean and std or by each frame's own.
 """
 
 from __future__ import annotations

@@ -59,15 +59,7 @@ class EncoderExtractor(BaseFeaturesExtractor):
         encoder = build_encoder(architecture, shape)
         super().__init__(observation_space, encoder.feature_dim)
         self.encoder = encoder
-        self.input_norm = InputNormalization(
-            Preprocessing(
-                height=shape[1],
-                width=shape[2],
-                mean=tuple(mean),
-                std=tuple(std),
-                normalization=normalization,
-            )
-        )
+        self.input_norm = InputNormalization(mean, std, normalization)
         self.frozen = freeze_stages(self, freeze)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:

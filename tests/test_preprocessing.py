@@ -28,7 +28,7 @@ def test_bad_values_fail_on_validation():
 
 
 def test_per_image_normalization_removes_each_frames_brightness_and_contrast():
-    norm = InputNormalization(Preprocessing(normalization="per_image"))
+    norm = InputNormalization((0.5,) * 3, (0.25,) * 3, "per_image")
     images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.2
     out = norm(images)
     torch.testing.assert_close(out.mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-6, rtol=0)
@@ -38,14 +38,21 @@ def test_per_image_normalization_removes_each_frames_brightness_and_contrast():
     changed = images * gain.view(4, 1, 1, 1) + offset.view(4, 1, 1, 1)
     torch.testing.assert_close(norm(changed), out, atol=1e-5, rtol=0)
     # the fixed normalisation keeps them apart
-    fixed = InputNormalization(Preprocessing())
+    fixed = InputNormalization((0.5,) * 3, (0.25,) * 3, "fixed")
     assert (fixed(changed) - fixed(images)).abs().max() > 0.5
 
 
 def test_per_image_normalization_of_a_uniform_frame_stays_finite():
-    norm = InputNormalization(Preprocessing(normalization="per_image"))
+    norm = InputNormalization((0.5,) * 3, (0.25,) * 3, "per_image")
     flat = torch.full((1, 3, 4, 4), 0.7)
     flat[0, 0, 0, 0] += 0.01  # one grey level of difference is not amplified into +-1
     out = norm(flat)
     assert torch.isfinite(out).all()
     assert out.abs().max() <= 0.01 / PER_IMAGE_MIN_STD + 1e-6
+
+
+def test_unknown_normalization_is_a_clear_error():
+    with pytest.raises(ValueError, match="'per_frame'"):
+        InputNormalization((0.5,) * 3, (0.25,) * 3, "per_frame")
+    with pytest.raises(ValueError, match="normalization"):
+        Preprocessing(normalization="per_frame")
