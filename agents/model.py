@@ -89,9 +89,8 @@ class InputNormalization(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if not self.per_image:
             return (images - self.mean) / self.std
-        mean = images.mean(dim=(1, 2, 3), keepdim=True)
-        std = (images - mean).square().mean(dim=(1, 2, 3), keepdim=True).sqrt()
-        return (images - mean) / std.clamp_min(PER_IMAGE_MIN_STD)
+        var, mean = torch.var_mean(images, dim=(1, 2, 3), correction=0, keepdim=True)
+        return (images - mean) / var.sqrt().clamp_min(PER_IMAGE_MIN_STD)
 
 
 def build_head(feature_dim: int, n_outputs: int, hidden: int, dropout: float) -> nn.Sequential:
