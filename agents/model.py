@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from sim2real.agents.encoders import Encoder, build_encoder, check_architecture
-from sim2real.agents.preprocessing import Preprocessing
+from sim2real.agents.preprocessing import NORMALIZATIONS, Preprocessing
 from sim2real.common.config import StrictModel
 
 STEERING = "user/angle"
@@ -77,8 +77,9 @@ class InputNormalization(nn.Module):
         self, mean: Sequence[float], std: Sequence[float], normalization: str = "fixed"
     ) -> None:
         super().__init__()
-        if normalization not in ("fixed", "per_image"):
-            raise ValueError(f"normalization must be 'fixed' or 'per_image', got {normalization!r}")
+        if normalization not in NORMALIZATIONS:
+            allowed = " or ".join(map(repr, NORMALIZATIONS))
+            raise ValueError(f"normalization must be {allowed}, got {normalization!r}")
         self.per_image = normalization == "per_image"
         # Not persistent: the card is the one source of truth for normalisation.
         mean_t = torch.tensor(tuple(mean), dtype=torch.float32).view(1, 3, 1, 1)

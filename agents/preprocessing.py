@@ -7,13 +7,17 @@ divides by 255 and normalises, with its card's mean and std or by each frame's o
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
 from pydantic import Field, model_validator
 
 from sim2real.common.config import StrictModel
+
+Normalization = Literal["fixed", "per_image"]
+NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
+"""the input normalisation modes, see `Preprocessing.normalization`"""
 
 
 class Preprocessing(StrictModel):
@@ -27,7 +31,7 @@ class Preprocessing(StrictModel):
     """per-channel mean of [0, 1] RGB, subtracted inside the network"""
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     """per-channel std of [0, 1] RGB, divided inside the network"""
-    normalization: Literal["fixed", "per_image"] = "fixed"
+    normalization: Normalization = "fixed"
     """fixed: subtract `mean`, divide by `std` (the same for every frame); per_image: subtract
     each frame's own mean and divide by its own std (over all pixels and channels), so a dark,
     washed-out or low-contrast frame reaches the encoder at one brightness and contrast"""
