@@ -1,0 +1,166 @@
+"""One video per closed-loop episode: the camera beside a top-down map of the track with the
+car's path so far, and the expert's and the network's actions as labelled bars.
+
+`DriveVideoRecorder` is a `sim2real.agents.closed_loop.DriveRecorder`: pass it to
+`evaluate_checkpoint(..., recorder=...)` (or `sim2real evaluate --sim --video DIR`). It writes
+``DIR/seed-<seed>.mp4`` per episode and keeps ``DIR/videos.jsonl``: one JSON line per video
+with the seed, the lap result and the mean |steering error| of the network against the expert.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from sim2real.agents.closed_loop import DriveFrame
+from sim2real.common.io import atomic_write_text
+from sim2real.envs.tracks import Track
+from sim2real.experiments.video import (
+    EXPERT_COLOUR,
+    FPS,
+    GREY,
+    NETWORK_COLOUR,
+    VideoFile,
+    check_writable_folder,
+    even,
+    signed_bar,
+    text,
+    upscale,
+)
+
+INDEX_NAME = "videos.jsonl"
+MAP_BACKGROUND, ROAD, CENTRE, PATH = (18, 40, 18), (90, 90, 90), (200, 200, 200), (255, 60, 60)
+
+
+class TrackMap:
+    """A top-down drawing of `track` in a `size` x `size` px square: the road (its width to
+    scale) with a centre line; `draw(positions)` adds a driven path and the car."""
+
+    def __init__(self, track: Track, size: int, margin: float = 0.6) -> None:
+        xmin, ymin, xmax, ymax = track.bounds(margin)
+        self.scale = (size - 1) / max(xmax - xmin, ymax - ymin)  # px per m
+        self.origin = np.array([xmin, ymin])
+        # centre the shorter side
+        self.offset = (size - 1 - self.scale * np.array([xmax - xmin, ymax - ymin])) / 2
+        self.size = size
+        self.background = np.full((size, size, 3), MAP_BACKGROUND, np.uint8)
+        centre = self.pixels(track.points)
+        road_px = max(2, int(round(track.width * self.scale)))
+        cv2.polylines(self.background, [centre], True, ROAD, road_px, cv2.LINE_AA)
+        cv2.polylines(self.background, [centre], True, CENTRE, 1, cv2.LINE_AA)
+        self.path = self.background.copy()
+        self._last: np.ndarray | None = None
+
+    def pixels(self, xy: np.ndarray) -> np.ndarray:
+        """World (N, 2) m -> (N, 1, 2) int32 px (y up in the world = up in the image)."""
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        u = (xy[:, 0] - self.origin[0]) * self.scale + self.offset[0]
+        v = self.size - 1 - ((xy[:, 1] - self.origin[1]) * self.scale + self.offset[1])
+        return np.round(np.stack([u, v], axis=1)).astype(np.int32).reshape(-1, 1, 2)
+
+    def draw(self, position: np.ndarray, yaw: float) -> np.ndarray:
+        """The map with the path driven so far (extended to `position` (2,) m) and the car as
+        an arrow pointing along `yaw` rad; (size, size, 3) uint8."""
+        point = self.pixels(position)[0, 0]
+        if self._last is not None:  # the path layer grows by one segment per frame
+            cv2.line(self.path, tuple(self._last), tuple(point), PATH, 2, cv2.LINE_AA)
+        self._last = point
+        canvas = self.path.copy()
+        tip = point + np.round(12 * np.array([np.cos(yaw), -np.sin(yaw)])).astype(np.int32)
+        cv2.arrowedLine(canvas, tuple(point), tuple(tip), (255, 255, 0), 2, cv2.LINE_AA, 0, 0.4)
+        return canvas
+
+
+class DriveVideoRecorder:
+    """Writes one video per closed-loop episode into `folder` (see the module docstring).
+
+    scale: camera enlargement (integer); the map is a square as tall as the enlarged camera.
+    suffix: ".mp4" (OpenCV's mp4v) or ".avi" (MJPG). Each video is renamed into place when its
+    episode ends and the index is rewritten then, so an interrupted run leaves whole files."""
+
+    def __init__(
+        self, folder: str | Path, *, scale: int = 2, suffix: str = ".mp4", fps: float = FPS
+    ) -> None:
+        self.folder = check_writable_folder(folder, what="video folder")
+        if scale < 1:
+            raise ValueError(f"scale must be >= 1, got {scale}")
+        self.scale, self.suffix, self.fps = int(scale), suffix, float(fps)
+        self.entries: list[dict[str, Any]] = []
+        self._video: VideoFile | None = None
+
+    def begin(self, seed: int, track: Track) -> None:
+        self.seed, self.track = seed, track
+        self._map: TrackMap | None = None
+        self._errors: list[float] = []
+        self._video = VideoFile(self.folder / f"seed-{seed}{self.suffix}", self.fps)
+
+    def frame(self, frame: DriveFrame) -> None:
+        assert self._video is not None, "begin() first"
+        view = upscale(frame.camera, self.scale)
+        if self._map is None:
+            self._map = TrackMap(self.track, view.shape[0])
+        self._errors.append(abs(float(frame.network_action[0] - frame.expert_action[0])))
+        track_map = self._map.draw(frame.position, frame.yaw)
+        self._video.write(compose(view, track_map, frame, self.seed, self.fps))
+
+    def end(self, episode: dict[str, Any]) -> None:
+        assert self._video is not None, "begin() first"
+        video, self._video = self._video, None
+        video.close(keep=True)
+        entry = {
+            "video": video.path.name,
+            "seed": int(episode["seed"]),
+            "outcome": episode["outcome"],
+            "completed": bool(episode["completed"]),
+            "lap_fraction": round(float(episode["lap_fraction"]), 4),
+            "steps": int(episode["steps"]),
+            "frames": video.frames,
+            "mean_abs_steering_error": round(float(np.mean(self._errors)), 4),
+            "mean_abs_cte_m": round(float(episode["mean_abs_cte_m"]), 4),
+            "codec": video.codec,
+        }
+        self.entries = [e for e in self.entries if e["video"] != entry["video"]] + [entry]
+        lines = "".join(json.dumps(e) + "\n" for e in self.entries)
+        atomic_write_text(self.folder / INDEX_NAME, lines)
+
+    def abort(self) -> None:
+        """Drop a video in progress (after an error)."""
+        if self._video is not None:
+            self._video.close(keep=False)
+            self._video = None
+
+
+def compose(
+    view: np.ndarray, track_map: np.ndarray, frame: DriveFrame, seed: int, fps: float = FPS
+) -> np.ndarray:
+    """Camera `view` beside `track_map`, above a panel with the caption and four bars
+    (expert / network steering and throttle); (H, W, 3) uint8, even sides."""
+    top_h = view.shape[0]
+    width = even(view.shape[1] + track_map.shape[1])
+    panel_h = 4 * 15 + 22
+    out = np.zeros((even(top_h + panel_h), width, 3), np.uint8)
+    out[:top_h, : view.shape[1]] = view
+    out[: track_map.shape[0], view.shape[1] : view.shape[1] + track_map.shape[1]] = track_map
+    y = top_h + 15
+    text(
+        out,
+        4,
+        y,
+        f"seed {seed}  step {frame.step}  t {frame.step / fps:5.1f} s  "
+        f"cte {frame.cte:+.2f} m  {frame.speed:.2f} m/s",
+        GREY,
+    )
+    expert, network = frame.expert_action, frame.network_action
+    rows = (
+        ("expert st", expert[0], EXPERT_COLOUR),
+        ("net st", network[0], NETWORK_COLOUR),
+        ("expert th", expert[1], EXPERT_COLOUR),
+        ("net th", network[1], NETWORK_COLOUR),
+    )
+    for k, (label, value, colour) in enumerate(rows):
+        signed_bar(out, 4, y + 5 + 15 * k, width - 8, 12, float(value), colour, label)
+    return out
