@@ -36,10 +36,10 @@ def check_video_path(path: str | Path) -> Path:
     (.mp4, .avi), not a folder, and a parent folder that exists or can be made and takes a
     new file. Raises ValueError naming the path otherwise."""
     path = Path(path)
-    if path.suffix.lower() not in CODECS:
-        raise ValueError(f"{path}: a video file must end in {' or '.join(CODECS)}")
     if path.is_dir():
         raise ValueError(f"{path}: is a folder, not a video file name")
+    if path.suffix.lower() not in CODECS:
+        raise ValueError(f"{path}: a video file must end in {' or '.join(CODECS)}")
     check_writable_folder(path.parent, what="video folder")
     return path
 
@@ -222,10 +222,12 @@ def playback_frame(
     size: tuple[int, int],
     scale: int,
     labels: Sequence[str] | None = None,
+    start_ms: int | None = None,
 ) -> np.ndarray:
     """One playback frame (H, W, 3) uint8 RGB: the record's image (resized to `size` (H, W),
-    black if unreadable) enlarged `scale` times, a caption line and one bar per label of
-    PLAYBACK_LABELS in `labels` (default: those the record has; a missing one shows "--")."""
+    black if unreadable) enlarged `scale` times, a caption line (index, session, seconds since
+    `start_ms`) and one bar per label of PLAYBACK_LABELS in `labels` (default: those the record
+    has; a missing one shows "--")."""
     height, width = size
     if image is None:
         image = np.zeros((height, width, 3), np.uint8)
@@ -239,7 +241,9 @@ def playback_frame(
     frame = np.zeros((even(view.shape[0] + panel_h), frame_w, 3), np.uint8)
     frame[: view.shape[0], : view.shape[1]] = view
     top = view.shape[0]
-    stamp = "" if record.timestamp_ms is None else f"  t {record.timestamp_ms / 1000:.2f} s"
+    stamp = ""
+    if record.timestamp_ms is not None and start_ms is not None:
+        stamp = f"  t {(record.timestamp_ms - start_ms) / 1000:.2f} s"
     text(frame, 4, top + 14, f"#{record.index} {record.session}{stamp}", GREY)
     for k, (name, caption, span) in enumerate(rows):
         value = record.labels.get(name, float("nan"))
@@ -272,9 +276,15 @@ def tub_video(
     size = first.shape[:2] if first is not None else (120, 160)
     # every frame of a video has one size: the panel shows every label any record has
     labels = sorted({name for r in records for name in r.labels})
+    starts: dict[tuple[str, str], int] = {}  # the time shown counts from each session's start
+    for r in records:
+        if r.timestamp_ms is not None:
+            key = (r.source, r.session)
+            starts[key] = min(starts.get(key, r.timestamp_ms), r.timestamp_ms)
     with VideoFile(path, fps) as video:
         for record in records:
             image = read_image_rgb(record.image_path)
-            video.write(playback_frame(record, image, size, scale, labels))
+            start = starts.get((record.source, record.session))
+            video.write(playback_frame(record, image, size, scale, labels, start))
     return {"path": str(video.path), "frames": video.frames, "codec": video.codec,
             "size": list(video.size or ())}  # fmt: skip
