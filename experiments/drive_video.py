@@ -5,11 +5,17 @@ car's path so far, and the expert's and the network's actions as labelled bars.
 `evaluate_checkpoint(..., recorder=...)` (or `sim2real evaluate --sim --video DIR`). It writes
 ``DIR/seed-<seed>.mp4`` per episode and keeps ``DIR/videos.jsonl``: one JSON line per video
 with the seed, the lap result and the mean |steering error| of the network against the expert.
+
+`drive_clips` re-drives the worst and the best episode of an evaluation into small animated
+WebP clips (`ClipRecorder`: camera at its own size, the last 15 s at 10 fps), which an HTML
+report can embed as data URIs and browsers play in an <img>.
 """
 
 from __future__ import annotations
 
+import io
 import json
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +23,7 @@ import cv2
 import numpy as np
 
 from sim2real.agents.closed_loop import DriveFrame
-from sim2real.common.io import atomic_write_text
+from sim2real.common.io import atomic_write_bytes, atomic_write_text
 from sim2real.envs.tracks import Track
 from sim2real.experiments.video import (
     EXPERT_COLOUR,
@@ -135,10 +141,16 @@ class DriveVideoRecorder:
 
 
 def compose(
-    view: np.ndarray, track_map: np.ndarray, frame: DriveFrame, seed: int, fps: float = FPS
+    view: np.ndarray,
+    track_map: np.ndarray,
+    frame: DriveFrame,
+    seed: int,
+    fps: float = FPS,
+    short: bool = False,
 ) -> np.ndarray:
     """Camera `view` beside `track_map`, above a panel with the caption and four bars
-    (expert / network steering and throttle); (H, W, 3) uint8, even sides."""
+    (expert / network steering and throttle); (H, W, 3) uint8, even sides. short: a caption
+    that fits a 280 px wide frame (no step count, no speed)."""
     top_h = view.shape[0]
     width = even(view.shape[1] + track_map.shape[1])
     panel_h = 4 * 15 + 22
@@ -146,14 +158,13 @@ def compose(
     out[:top_h, : view.shape[1]] = view
     out[: track_map.shape[0], view.shape[1] : view.shape[1] + track_map.shape[1]] = track_map
     y = top_h + 15
-    text(
-        out,
-        4,
-        y,
-        f"seed {seed}  step {frame.step}  t {frame.step / fps:5.1f} s  "
-        f"cte {frame.cte:+.2f} m  {frame.speed:.2f} m/s",
-        GREY,
-    )
+    caption = f"seed {seed}  t {frame.step / fps:4.1f} s  cte {frame.cte:+.2f} m"
+    if not short:
+        caption = (
+            f"seed {seed}  step {frame.step}  t {frame.step / fps:5.1f} s  "
+            f"cte {frame.cte:+.2f} m  {frame.speed:.2f} m/s"
+        )
+    text(out, 4, y, caption, GREY)
     expert, network = frame.expert_action, frame.network_action
     rows = (
         ("expert st", expert[0], EXPERT_COLOUR),
@@ -164,3 +175,112 @@ def compose(
     for k, (label, value, colour) in enumerate(rows):
         signed_bar(out, 4, y + 5 + 15 * k, width - 8, 12, float(value), colour, label)
     return out
+
+
+class ClipRecorder:
+    """Keeps the last `seconds` of each episode, every `stride`-th step, composed at the
+    camera's own size, and writes it as an animated WebP ``folder/<prefix>seed-<seed>.webp``
+    (plays in browsers' <img>; Pillow encodes it). `written` lists the clips' paths."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        prefix: str = "",
+        stride: int = 2,
+        seconds: float = 15.0,
+        quality: int = 50,
+    ) -> None:
+        self.folder = check_writable_folder(folder, what="clip folder")
+        self.prefix, self.stride, self.quality = prefix, int(stride), int(quality)
+        self.keep = max(1, int(round(seconds * FPS / self.stride)))
+        self.written: list[Path] = []
+
+    def begin(self, seed: int, track: Track) -> None:
+        self.seed, self.track = seed, track
+        self._map: TrackMap | None = None
+        self._frames: deque[np.ndarray] = deque(maxlen=self.keep)
+
+    def frame(self, frame: DriveFrame) -> None:
+        if self._map is None:
+            self._map = TrackMap(self.track, frame.camera.shape[0])
+        track_map = self._map.draw(frame.position, frame.yaw)  # every step: the path stays whole
+        if frame.step % self.stride == 0:
+            self._frames.append(compose(frame.camera, track_map, frame, self.seed, short=True))
+
+    def end(self, episode: dict[str, Any]) -> None:
+        from PIL import Image
+
+        images = [Image.fromarray(f) for f in self._frames]
+        if not images:
+            return
+        buffer = io.BytesIO()
+        images[0].save(
+            buffer,
+            format="WEBP",
+            save_all=True,
+            append_images=images[1:],
+            duration=int(round(1000 * self.stride / FPS)),
+            loop=0,
+            quality=self.quality,
+            method=0,
+        )
+        path = self.folder / f"{self.prefix}seed-{self.seed}.webp"
+        atomic_write_bytes(path, buffer.getvalue())
+        self.written.append(path)
+
+
+def worst_and_best(episodes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{"worst": ..., "best": ...} of closed-loop episodes, ranked by lap completed, then lap
+    fraction, then mean |cte| (lower is better); one entry "only" when there is one episode."""
+    if not episodes:
+        raise ValueError("no episodes to choose from")
+
+    def rank(e: dict[str, Any]) -> tuple[bool, float, float]:
+        return (bool(e["completed"]), float(e["lap_fraction"]), -float(e["mean_abs_cte_m"]))
+
+    worst, best = min(episodes, key=rank), max(episodes, key=rank)
+    if worst["seed"] == best["seed"]:
+        return {"only": worst}
+    return {"worst": worst, "best": best}
+
+
+def drive_clips(
+    checkpoint: str | Path, closed_loop: dict[str, Any], folder: str | Path
+) -> list[dict[str, Any]]:
+    """Re-drive the worst and the best episode of `closed_loop` (an `evaluate_closed_loop`
+    result for `checkpoint`) with the same settings and write a WebP clip of each into
+    `folder`; returns one entry per clip: role, seed, outcome and lap fraction as first
+    driven, the re-drive's outcome (the same unless floating-point rounding differs), path."""
+    from sim2real.agents.checkpoint import load_checkpoint
+    from sim2real.agents.closed_loop import evaluate_closed_loop
+
+    model, _ = load_checkpoint(checkpoint)
+    settings = closed_loop["settings"]
+    entries = []
+    for role, episode in worst_and_best(closed_loop["episodes"]).items():
+        clips = ClipRecorder(folder, prefix=f"drive-{role}-")
+        again = evaluate_closed_loop(
+            model,
+            seeds=[episode["seed"]],
+            nominal=settings["nominal"],
+            strength=settings["strength"],
+            image_size=tuple(settings["image_size"]),
+            max_steps=settings["max_steps"],
+            randomization=settings.get("randomization"),
+            stall_steps=settings.get("stall_steps", 100),
+            throttle_scale=settings.get("throttle_scale", 1.0),
+            recorder=clips,
+        )["episodes"][0]
+        if clips.written:
+            entries.append(
+                {
+                    "role": role,
+                    "seed": int(episode["seed"]),
+                    "outcome": episode["outcome"],
+                    "lap_fraction": float(episode["lap_fraction"]),
+                    "redriven_outcome": again["outcome"],
+                    "path": clips.written[0],
+                }
+            )
+    return entries

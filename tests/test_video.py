@@ -1,5 +1,6 @@
 """Videos: closed-loop drives recorded from real PyBullet episodes, tub playback, bad paths."""
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -189,3 +190,27 @@ def test_video_file_is_written_whole_or_not_at_all(tmp_path):
             video.write(np.zeros((16, 16, 3), np.uint8))
     assert video.codec == "MJPG" and read_video(tmp_path / "b.avi")[:3] == (5, 32, 48)
     assert [p.name for p in tmp_path.iterdir()] == ["b.avi"]
+
+
+def test_report_clips_show_the_worst_and_best_drive_and_embed_in_html(tmp_path):
+    from PIL import Image
+
+    from sim2real.experiments.drive_video import drive_clips
+    from sim2real.experiments.report import render_html
+
+    _checkpoint(tmp_path / "ckpt")  # full left: each seed leaves the road after its own distance
+    net = constant_driver(-1.0, 1.0)
+    result = evaluate_closed_loop(net, seeds=[10_000, 10_001, 10_002], image_size=CAMERA)
+    by_fraction = sorted(result["episodes"], key=lambda e: e["lap_fraction"])
+    clips = {c["role"]: c for c in drive_clips(tmp_path / "ckpt", result, tmp_path / "fig")}
+    assert clips["worst"]["seed"] == by_fraction[0]["seed"]
+    assert clips["best"]["seed"] == by_fraction[-1]["seed"]
+    for clip in clips.values():
+        episode = next(e for e in result["episodes"] if e["seed"] == clip["seed"])
+        assert clip["redriven_outcome"] == episode["outcome"] == "off_road"
+        with Image.open(clip["path"]) as webp:  # every 2nd step, as an animation
+            assert webp.format == "WEBP" and webp.n_frames == (episode["steps"] + 1) // 2
+            assert webp.size == (CAMERA[1] + CAMERA[0], webp.size[1])
+    page = render_html([("img", "drive_worst")], {"drive_worst": clips["worst"]["path"]}, "T")
+    embedded = page.split('src="data:image/webp;base64,')[1].split('"')[0]
+    assert base64.b64decode(embedded) == clips["worst"]["path"].read_bytes()
