@@ -10,7 +10,9 @@ Usage: python benchmarks/bench_video.py [--steps 300] [--repeat 3] [--checkpoint
    command is the expert's): the frames a video gets are the same kind either way.
 2. Encoding: those frames fed to `DriveVideoRecorder` (camera x2 beside the track map, bars,
    mp4v), timed from `begin` to the renamed file, `--repeat` times; wall and CPU seconds.
-3. Hook cost: a parked network (constant zero output) driven for `--steps` steps with and
+3. Report clip: the same frames into `ClipRecorder` (animated WebP, the last 15 s at 10 fps,
+   camera at its own size), as the study report embeds the worst and best drive.
+4. Hook cost: a parked network (constant zero output) driven for `--steps` steps with and
    without a recorder that keeps frames; the difference per step is the hook's overhead
    (render copy + expert command), not counting encoding.
 
@@ -36,7 +38,7 @@ from sim2real.agents.model import DrivingNet, ModelSpec
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.track_env import TrackDrivingEnv
-from sim2real.experiments.drive_video import DriveVideoRecorder
+from sim2real.experiments.drive_video import ClipRecorder, DriveVideoRecorder
 from sim2real.experiments.video import read_video
 
 SEED = 10_000
@@ -123,6 +125,17 @@ def encode(frames, track, episode, folder: Path) -> tuple[float, float, Path]:
     )
 
 
+def clip(frames, track, episode, folder: Path) -> tuple[float, float, Path]:
+    """(wall s, CPU s, path) of writing the report's WebP clip of the drive."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    recorder = ClipRecorder(folder)
+    recorder.begin(SEED, track)
+    for frame in frames:
+        recorder.frame(frame)
+    recorder.end(episode)
+    return time.perf_counter() - wall, time.process_time() - cpu, recorder.written[0]
+
+
 def hook_overhead(steps: int) -> dict[str, float]:
     """Wall s per step of a parked network's drive without and with a frame-keeping recorder."""
     net = DrivingNet(
@@ -169,6 +182,9 @@ def main() -> None:
             print(f"encode: {wall:.2f} s wall, {cpu:.2f} s CPU (load {load:.1f})")
         count, height, width, _ = read_video(path)
         size = path.stat().st_size
+        clip_wall, clip_cpu, clip_path = clip(frames, track, episode, folder)
+        clip_bytes = clip_path.stat().st_size
+    print(f"report clip: {clip_wall:.2f} s wall, {clip_cpu:.2f} s CPU, {clip_bytes / 1e6:.2f} MB")
     overhead = hook_overhead(args.steps)
     print(
         f"video: {count} frames {width}x{height}, {size / 1e6:.2f} MB; OpenCV threads "
@@ -183,6 +199,7 @@ def main() -> None:
         "encode": results,
         "best_wall_s": min(r["wall_s"] for r in results),
         "hook": overhead,
+        "clip": {"wall_s": clip_wall, "cpu_s": clip_cpu, "bytes": clip_bytes},
         "cpus": os.cpu_count(),
         "opencv": cv2.__version__,
         "opencv_threads": cv2.getNumThreads(),

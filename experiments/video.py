@@ -210,6 +210,7 @@ PLAYBACK_LABELS: tuple[tuple[str, str, float], ...] = (
     ("pilot/throttle", "pilot th", 1.0),
     ("sim/cte", "cte m", 0.5),
     ("sim/heading_error", "head rad", 0.5),
+    ("sim/speed", "m/s", 3.0),
 )
 """(label, caption, bar span) drawn by `tub_video` when a record has the label"""
 
