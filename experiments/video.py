@@ -262,15 +262,38 @@ def _needle(canvas: np.ndarray, cx: int, cy: int, steering: float, length: int =
     cv2.circle(canvas, (cx, cy), 3, (255, 230, 0), -1, cv2.LINE_AA)
 
 
+def recording_rate(records: Sequence[Record]) -> float:
+    """Frames per second the records were taken at: 1000 / the median gap between consecutive
+    timestamps of one session (gaps over 1 s, pauses, left out), rounded to a whole number in
+    [1, 60]; FPS (20) when the records carry no timestamps."""
+    gaps = [
+        b.timestamp_ms - a.timestamp_ms
+        for a, b in zip(records, records[1:], strict=False)
+        if a.timestamp_ms is not None
+        and b.timestamp_ms is not None
+        and (a.source, a.session) == (b.source, b.session)
+        and 0 < b.timestamp_ms - a.timestamp_ms <= 1000
+    ]
+    if not gaps:
+        return FPS
+    return float(np.clip(round(1000.0 / float(np.median(gaps))), 1, 60))
+
+
 def tub_video(
-    records: Sequence[Record], path: str | Path, *, fps: float = FPS, scale: int = 2
+    records: Sequence[Record],
+    path: str | Path,
+    *,
+    fps: float | None = None,
+    scale: int = 2,
 ) -> dict[str, object]:
     """Play `records` (in their order) back as a video at `path` (.mp4 or .avi), one frame per
-    record at `fps` (20 = DonkeyCar's rate), each image enlarged `scale` times with its labels
-    drawn in (steering needle and bars for every label in PLAYBACK_LABELS it has). All frames
-    take the first readable image's size. Returns {"path", "frames", "codec", "size"}."""
+    record at `fps` (default: the recording's own rate, `recording_rate`; 20 for DonkeyCar),
+    each image enlarged `scale` times with its labels drawn in (steering needle and bars for
+    every label in PLAYBACK_LABELS it has). All frames take the first readable image's size.
+    Returns {"path", "frames", "fps", "codec", "size"}."""
     if not records:
         raise ValueError("no records to play back")
+    fps = recording_rate(records) if fps is None else float(fps)
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
     first = next((im for r in records if (im := read_image_rgb(r.image_path)) is not None), None)
@@ -287,5 +310,5 @@ def tub_video(
             image = read_image_rgb(record.image_path)
             start = starts.get((record.source, record.session))
             video.write(playback_frame(record, image, size, scale, labels, start))
-    return {"path": str(video.path), "frames": video.frames, "codec": video.codec,
+    return {"path": str(video.path), "frames": video.frames, "fps": fps, "codec": video.codec,
             "size": list(video.size or ())}  # fmt: skip

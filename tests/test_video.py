@@ -21,6 +21,7 @@ from sim2real.experiments.video import (
     VideoFile,
     playback_frame,
     read_video,
+    recording_rate,
 )
 from sim2real.transfer.datasets import read_sources
 from sim2real.transfer.records import Record
@@ -151,7 +152,7 @@ def test_inspect_video_plays_every_usable_record_of_the_sample_tub(tmp_path, cap
     out = tmp_path / "out" / "sample.mp4"
     assert main(["data", "inspect", str(tub), "--no-decode", "--video", str(out)]) == 0
     usable = len(read_sources([tub], check_images=False).records)
-    assert f"({usable} frames, mp4v)" in capsys.readouterr().out
+    assert f"({usable} frames at 20 fps, mp4v)" in capsys.readouterr().out
     frames, height, width, fps = read_video(out)
     assert (frames, fps) == (usable, pytest.approx(20.0))
     assert width == 2 * 160 and height > 2 * 120
@@ -214,3 +215,18 @@ def test_report_clips_show_the_worst_and_best_drive_and_embed_in_html(tmp_path):
     page = render_html([("img", "drive_worst")], {"drive_worst": clips["worst"]["path"]}, "T")
     embedded = page.split('src="data:image/webp;base64,')[1].split('"')[0]
     assert base64.b64decode(embedded) == clips["worst"]["path"].read_bytes()
+
+
+def test_playback_rate_is_the_recordings_own():
+    def records(gaps_ms, session="s", start=1000):
+        times = np.cumsum([start, *gaps_ms])
+        return [Record(i, session, int(t), Path("x.jpg"), {}, "tub") for i, t in enumerate(times)]
+
+    assert recording_rate(records([51, 49, 50, 5000, 52])) == 20.0  # a pause is not a frame gap
+    assert recording_rate(records([100, 101, 99])) == 10.0
+    # gaps count within a session only: 50, 50, 200, 200 -> 125 ms (the 200 ms between the
+    # sessions would make it 200)
+    joined = records([50, 50]) + records([200, 200], session="t", start=1300)
+    assert recording_rate(joined) == 8.0
+    untimed = [Record(0, "s", None, Path("x.jpg"), {}, "tub")] * 3
+    assert recording_rate(untimed) == 20.0

@@ -26,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--video",
         type=Path,
         metavar="OUT",
-        help="play the records back into a video (.mp4, or .avi for MJPG) at 20 fps, one frame "
-        "per usable record, labels drawn in",
+        help="play the records back into a video (.mp4, or .avi for MJPG) at their recording "
+        "rate (20 fps for DonkeyCar), one frame per usable record, labels drawn in",
     )
     inspect.add_argument(
         "--no-decode", action="store_true", help="only check images exist (faster)"
@@ -64,5 +64,8 @@ def run_inspect(args: argparse.Namespace) -> int:
         from sim2real.experiments.video import tub_video
 
         video = tub_video(records, args.video)
-        print(f"video: {args.video} ({video['frames']} frames, {video['codec']})")
+        print(
+            f"video: {args.video} ({video['frames']} frames at {video['fps']:g} fps, "
+            f"{video['codec']})"
+        )
     return 0 if records else 1
