@@ -26,6 +26,7 @@ from sim2real.agents.closed_loop import DriveFrame
 from sim2real.common.io import atomic_write_bytes, atomic_write_text
 from sim2real.envs.tracks import Track
 from sim2real.experiments.video import (
+    CODECS,
     EXPERT_COLOUR,
     FPS,
     GREY,
@@ -44,7 +45,7 @@ MAP_BACKGROUND, ROAD, CENTRE, PATH = (18, 40, 18), (90, 90, 90), (200, 200, 200)
 
 class TrackMap:
     """A top-down drawing of `track` in a `size` x `size` px square: the road (its width to
-    scale) with a centre line; `draw(positions)` adds a driven path and the car."""
+    scale) with a centre line; `draw(position, yaw)` adds the driven path and the car."""
 
     def __init__(self, track: Track, size: int, margin: float = 0.6) -> None:
         xmin, ymin, xmax, ymax = track.bounds(margin)
@@ -81,12 +82,33 @@ class TrackMap:
         return canvas
 
 
+def read_index(path: Path) -> list[dict[str, Any]]:
+    """The entries of a videos.jsonl index ([] when there is none); ValueError naming the
+    file and line when a line is not a JSON object with a "video" name."""
+    if not path.is_file():
+        return []
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: line {number} is not JSON ({exc.msg})") from exc
+        if not isinstance(entry, dict) or not isinstance(entry.get("video"), str):
+            raise ValueError(f'{path}: line {number} has no "video" name')
+        entries.append(entry)
+    return entries
+
+
 class DriveVideoRecorder:
     """Writes one video per closed-loop episode into `folder` (see the module docstring).
 
     scale: camera enlargement (integer); the map is a square as tall as the enlarged camera.
     suffix: ".mp4" (OpenCV's mp4v) or ".avi" (MJPG). Each video is renamed into place when its
-    episode ends and the index is rewritten then, so an interrupted run leaves whole files."""
+    episode ends and the index is rewritten then, so an interrupted run leaves whole files. An
+    index already in `folder` is kept: a video of the same name replaces its line.
+    `recorded` counts the videos written by this recorder."""
 
     def __init__(
         self, folder: str | Path, *, scale: int = 2, suffix: str = ".mp4", fps: float = FPS
@@ -94,8 +116,11 @@ class DriveVideoRecorder:
         self.folder = check_writable_folder(folder, what="video folder")
         if scale < 1:
             raise ValueError(f"scale must be >= 1, got {scale}")
+        if suffix not in CODECS:
+            raise ValueError(f"video suffix must be one of {', '.join(CODECS)}, got {suffix!r}")
         self.scale, self.suffix, self.fps = int(scale), suffix, float(fps)
-        self.entries: list[dict[str, Any]] = []
+        self.entries = read_index(self.folder / INDEX_NAME)
+        self.recorded = 0
         self._video: VideoFile | None = None
 
     def begin(self, seed: int, track: Track) -> None:
@@ -130,6 +155,7 @@ class DriveVideoRecorder:
             "codec": video.codec,
         }
         self.entries = [e for e in self.entries if e["video"] != entry["video"]] + [entry]
+        self.recorded += 1
         lines = "".join(json.dumps(e) + "\n" for e in self.entries)
         atomic_write_text(self.folder / INDEX_NAME, lines)
 

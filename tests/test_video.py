@@ -117,6 +117,15 @@ def test_evaluate_sim_video_cli_writes_one_video_per_episode(tmp_path, capsys):
     for e in entries:
         assert e["outcome"] == "off_road" and not e["completed"]
         assert read_video(tmp_path / "v" / e["video"])[0] == e["steps"]
+    # a later run into the same folder adds to the index; a video driven again replaces its line
+    more = ["--episodes", "2", "--seed-start", "10001", "--nominal", "--video", str(tmp_path / "v")]
+    assert main([*args[:-2], *more]) == 0
+    assert "videos: 2 in" in capsys.readouterr().out
+    entries = [json.loads(x) for x in (tmp_path / "v" / "videos.jsonl").read_text().splitlines()]
+    assert [e["seed"] for e in entries] == [10_000, 10_001, 10_002]
+    (tmp_path / "v" / "videos.jsonl").write_text("{not json\n")
+    assert main([*args, "--video", str(tmp_path / "v")]) == 2
+    assert "videos.jsonl: line 1 is not JSON" in capsys.readouterr().err
 
 
 def test_bad_video_paths_are_one_line_errors(tmp_path, capsys):

@@ -89,7 +89,7 @@ def _closed_loop(args: argparse.Namespace) -> int:
     print(f"{result['checkpoint']['architecture']} ({result['checkpoint']['kind']}) driving:")
     print(format_result(result))
     if recorder is not None:
-        print(f"videos: {len(recorder.entries)} in {args.video} (index {args.video}/videos.jsonl)")
+        print(f"videos: {recorder.recorded} in {args.video} (index {args.video}/videos.jsonl)")
     if args.json:
         atomic_write_json(args.json, result)
         print(f"wrote {args.json}")
