@@ -15,15 +15,18 @@ Seeds default to 10_000.. so that they never coincide with training seeds (which
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from sim2real.agents.model import STEERING, THROTTLE, DrivingNet
 from sim2real.agents.sb3_env import PreprocessObservation
+from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.track_env import TrackDrivingEnv
+from sim2real.envs.tracks import Track
 from sim2real.envs.world import CONTROL_DT
 
 STALL_PROGRESS_M = 0.1
@@ -31,6 +34,39 @@ STALL_PROGRESS_M = 0.1
 
 HELD_OUT_SEED_START = 10_000
 """First seed of held-out evaluation tracks; training seeds stay below it."""
+
+
+@dataclass(frozen=True)
+class DriveFrame:
+    """One decision of a recorded drive: what the car saw and what each driver would do.
+
+    camera: (H, W, 3) uint8 RGB, the env's frame before the model's preprocessing.
+    position: (2,) m, the car's true position; yaw: rad. network_action and expert_action:
+    (2,) float32 [steering, throttle]; the network's is executed, the expert's is the clean
+    pure-pursuit command for the same state. cte: m (positive = left of the centreline);
+    speed: m/s."""
+
+    step: int
+    camera: np.ndarray
+    position: np.ndarray
+    yaw: float
+    network_action: np.ndarray
+    expert_action: np.ndarray
+    cte: float
+    speed: float
+
+
+class DriveRecorder(Protocol):
+    """Receives a drive as it happens (`drive_episode(recorder=...)`), e.g. to write a video."""
+
+    def begin(self, seed: int, track: Track) -> None:
+        """A new episode on `track` starts."""
+
+    def frame(self, frame: DriveFrame) -> None:
+        """The network acts on `frame.camera` (called once per step, before the step)."""
+
+    def end(self, episode: dict[str, Any]) -> None:
+        """The episode is over; `episode` is `drive_episode`'s result."""
 
 
 def held_out_seeds(episodes: int, start: int = HELD_OUT_SEED_START) -> list[int]:
@@ -80,8 +116,13 @@ def drive_episode(
     max_steps: int = 2000,
     stall_steps: int | None = 100,
     throttle_scale: float = 1.0,
+    recorder: DriveRecorder | None = None,
 ) -> dict[str, Any]:
     """Let `model` drive one episode of `env` (reset with `seed`); per-episode metrics.
+
+    recorder: gets every step's camera frame, pose and the network's and expert's actions
+    (`DriveFrame`); the env must have render_mode "rgb_array" then. None (the default) adds
+    no work per step.
 
     Returns seed, completed (one lap done), outcome ("lap", "off_road", "flipped", "stalled"
     or "timeout"), steps, track_length_m, progress_m (along the centreline), distance_m
@@ -93,8 +134,14 @@ def drive_episode(
     abs_cte, speeds = [abs(info["cte"])], []
     outcome, steps, terminated = "timeout", 0, False
     best_progress, best_step = 0.0, 0
+    if recorder is not None:
+        expert = ExpertDriver(env)
+        recorder.begin(int(seed), env.unwrapped.track)
     while steps < max_steps:
-        obs, _, terminated, _, info = env.step(act(obs))
+        action = act(obs)
+        if recorder is not None:
+            _record(recorder, env, expert, steps, action, info)
+        obs, _, terminated, _, info = env.step(action)
         steps += 1
         abs_cte.append(abs(info["cte"]))
         speeds.append(abs(info["speed"]))
@@ -110,7 +157,7 @@ def drive_episode(
             outcome = "stalled"
             break
     distance = float(np.sum(speeds) * CONTROL_DT)
-    return {
+    result = {
         "seed": int(seed),
         "completed": outcome == "lap",
         "outcome": outcome,
@@ -124,6 +171,35 @@ def drive_episode(
         "mean_speed_mps": float(np.mean(speeds)) if speeds else 0.0,
         "off_road_events": int(outcome == "off_road"),
     }
+    if recorder is not None:
+        recorder.end(result)
+    return result
+
+
+def _record(
+    recorder: DriveRecorder,
+    env: PreprocessObservation,
+    expert: ExpertDriver,
+    step: int,
+    action: np.ndarray,
+    info: dict[str, Any],
+) -> None:
+    camera = env.unwrapped.render()
+    if camera is None:
+        raise ValueError("recording a drive needs an env made with render_mode='rgb_array'")
+    state = env.unwrapped.car_state
+    recorder.frame(
+        DriveFrame(
+            step=step,
+            camera=camera,
+            position=np.asarray(state.position[:2], np.float64).copy(),
+            yaw=float(state.yaw),
+            network_action=action,
+            expert_action=expert.act(),
+            cte=float(info["cte"]),
+            speed=float(info["speed"]),
+        )
+    )
 
 
 def summarize(episodes: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -164,6 +240,7 @@ def evaluate_closed_loop(
     randomization: None | str | Path | dict = None,
     stall_steps: int | None = 100,
     throttle_scale: float = 1.0,
+    recorder: DriveRecorder | None = None,
 ) -> dict[str, Any]:
     """Let `model` drive one episode per seed; returns ``{"summary": ..., "episodes": [...],
     "settings": ...}`` (see `summarize` and `drive_episode`).
@@ -174,6 +251,7 @@ def evaluate_closed_loop(
     stall_steps: end an episode after this many steps without 0.1 m of new progress (None:
     never; 100 steps = 5 s). throttle_scale: multiplies the network's throttle (drive slower
     or faster than it was trained to, as DonkeyCar's ``AI_THROTTLE_MULT`` does).
+    recorder: sees every episode step by step (see `DriveRecorder`), e.g. to write videos.
     """
     if not 0.0 < throttle_scale <= 2.0:
         raise ValueError(f"throttle_scale must be in (0, 2], got {throttle_scale}")
@@ -191,7 +269,12 @@ def evaluate_closed_loop(
     was_training = model.training
     model.eval()
     env = PreprocessObservation(
-        TrackDrivingEnv(image_size=image_size, randomization=randomization, strength=strength),
+        TrackDrivingEnv(
+            image_size=image_size,
+            randomization=randomization,
+            strength=strength,
+            render_mode=None if recorder is None else "rgb_array",
+        ),
         model.spec.preprocessing,
     )
     try:
@@ -204,6 +287,7 @@ def evaluate_closed_loop(
                 max_steps=max_steps,
                 stall_steps=stall_steps,
                 throttle_scale=throttle_scale,
+                recorder=recorder,
             )
             for seed in seeds
         ]
@@ -248,9 +332,10 @@ def evaluate_checkpoint(
     max_steps: int = 2000,
     seed_start: int = HELD_OUT_SEED_START,
     throttle_scale: float = 1.0,
+    recorder: DriveRecorder | None = None,
 ) -> dict[str, Any]:
     """`evaluate_closed_loop` for checkpoint folder `directory` (camera size from its card);
-    the result also names the checkpoint."""
+    the result also names the checkpoint. recorder: see `evaluate_closed_loop`."""
     from sim2real.agents.checkpoint import load_checkpoint
 
     model, card = load_checkpoint(directory)
@@ -262,6 +347,7 @@ def evaluate_checkpoint(
         image_size=camera_size_for(card),
         max_steps=max_steps,
         throttle_scale=throttle_scale,
+        recorder=recorder,
     )
     result["checkpoint"] = {
         "path": str(Path(directory).resolve()),

@@ -421,6 +421,25 @@ def _strip(run: StudyRun, results: dict[str, Any], path: Path) -> dict[str, Any]
     }
 
 
+def _drive_clips(run: StudyRun, results: dict[str, Any], fig_dir: Path) -> list[dict[str, Any]]:
+    """WebP clips of the worst and the best closed-loop episode of the zero-shot main network
+    (re-driven: two episodes), or none when it did not drive."""
+    from sim2real.experiments.drive_video import drive_clips
+
+    zs = next(
+        (
+            r
+            for r in results["runs"]
+            if r["mode"] == "zero_shot" and r["start"] == "main" and r["closed_loop"]
+        ),
+        None,
+    )
+    if zs is None:
+        return []
+    closed_loop = run.outcomes[zs["id"]].result["closed_loop"]
+    return drive_clips(run.out / zs["checkpoint"], closed_loop, fig_dir)
+
+
 def write_report(run: StudyRun) -> dict[str, Path]:
     """Write results.json, report.md, report.html and the figures under `run.out`."""
     out = run.out
@@ -473,6 +492,9 @@ def write_report(run: StudyRun) -> dict[str, Path]:
     if strip is not None:
         figures["frames"] = fig_dir / "frames.png"
         results["frame_strip"] = strip
+    clips = _drive_clips(run, results, fig_dir)
+    for clip in clips:
+        figures[f"drive_{clip['role']}"] = clip["path"]
 
     # ---- text
     head = results["headline"]
@@ -711,6 +733,19 @@ def write_report(run: StudyRun) -> dict[str, Path]:
             )
         )
         blocks.append(("img", "frames"))
+    if clips:
+        blocks.append(("h2", "Drives in sim (zero-shot main network)"))
+        for clip in clips:
+            blocks.append(
+                (
+                    "p",
+                    f"{clip['role']} episode: seed {clip['seed']}, {clip['outcome']} at lap "
+                    f"fraction {clip['lap_fraction']:.2f} (re-driven for the clip: "
+                    f"{clip['redriven_outcome']}); the last 15 s, camera beside the track map, "
+                    "expert (green) and network (orange) steering and throttle.",
+                )
+            )
+            blocks.append(("img", f"drive_{clip['role']}"))
     blocks.append(
         (
             "p",
@@ -819,7 +854,8 @@ def render_markdown(blocks, figures: dict[str, Path], out: Path) -> str:
 
 
 def render_html(blocks, figures: dict[str, Path], title: str) -> str:
-    """One HTML file with every figure embedded as a base64 PNG (no external files)."""
+    """One HTML file with every figure embedded as a base64 PNG or animated WebP (no external
+    files)."""
     body: list[str] = []
     esc = html.escape
     for kind, content in blocks:
@@ -840,7 +876,8 @@ def render_html(blocks, figures: dict[str, Path], title: str) -> str:
             )
         elif kind == "img" and content in figures:
             data = base64.b64encode(figures[content].read_bytes()).decode("ascii")
-            body.append(f'<img alt="{esc(content)}" src="data:image/png;base64,{data}">')
+            mime = "image/webp" if figures[content].suffix == ".webp" else "image/png"
+            body.append(f'<img alt="{esc(content)}" src="data:{mime};base64,{data}">')
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
         "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"

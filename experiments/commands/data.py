@@ -23,6 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--csv-columns", help="CSV column spec: a preset ('udacity') or a YAML file"
     )
     inspect.add_argument(
+        "--video",
+        type=Path,
+        metavar="OUT",
+        help="play the records back into a video (.mp4, or .avi for MJPG) at their recording "
+        "rate (20 fps for DonkeyCar), one frame per usable record, labels drawn in",
+    )
+    inspect.add_argument(
         "--no-decode", action="store_true", help="only check images exist (faster)"
     )
     inspect.set_defaults(func=run_inspect)
@@ -36,6 +43,10 @@ def run_inspect(args: argparse.Namespace) -> int:
         steering_histogram,
     )
 
+    if args.video:
+        from sim2real.experiments.video import check_video_path
+
+        check_video_path(args.video)  # before reading: a bad name fails fast
     summary, records = inspect_paths(
         args.paths, csv_columns=args.csv_columns, check_images=not args.no_decode
     )
@@ -49,4 +60,12 @@ def run_inspect(args: argparse.Namespace) -> int:
     if records and args.hist:
         steering_histogram(records, args.hist)
         print(f"steering histogram: {args.hist}")
+    if records and args.video:
+        from sim2real.experiments.video import tub_video
+
+        video = tub_video(records, args.video)
+        print(
+            f"video: {args.video} ({video['frames']} frames at {video['fps']:g} fps, "
+            f"{video['codec']})"
+        )
     return 0 if records else 1

@@ -16,6 +16,8 @@ def _offline(args: argparse.Namespace) -> int:
     from sim2real.common.io import atomic_write_json
     from sim2real.transfer.evaluate import evaluate_offline, format_table
 
+    if args.video:
+        raise UserError("--video records closed-loop drives: use it with --sim")
     if not args.data:
         raise UserError("offline evaluation needs recorded frames: pass --data REAL...")
     evaluation = evaluate_offline(
@@ -59,6 +61,11 @@ def _closed_loop(args: argparse.Namespace) -> int:
     strength = 1.0 if args.strength is None else args.strength
     if not 0.0 <= strength <= 1.0:
         raise UserError(f"--strength must lie in [0, 1], got {strength}")
+    recorder = None
+    if args.video:
+        from sim2real.experiments.drive_video import DriveVideoRecorder
+
+        recorder = DriveVideoRecorder(args.video)  # fails here, before driving, if unwritable
     import torch
 
     # The network sees one frame at a time: more threads only contend with the simulator
@@ -73,11 +80,16 @@ def _closed_loop(args: argparse.Namespace) -> int:
             strength=strength,
             seed_start=seed_start,
             throttle_scale=args.throttle_scale,
+            recorder=recorder,
         )
     finally:
         torch.set_num_threads(threads)
+        if recorder is not None:
+            recorder.abort()
     print(f"{result['checkpoint']['architecture']} ({result['checkpoint']['kind']}) driving:")
     print(format_result(result))
+    if recorder is not None:
+        print(f"videos: {recorder.recorded} in {args.video} (index {args.video}/videos.jsonl)")
     if args.json:
         atomic_write_json(args.json, result)
         print(f"wrote {args.json}")
@@ -132,5 +144,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=1.0,
         help="--sim: multiply the network's throttle, like DonkeyCar's AI_THROTTLE_MULT (1.0)",
+    )
+    parser.add_argument(
+        "--video",
+        type=Path,
+        metavar="DIR",
+        help="--sim: write one MP4 per episode here (camera, track map, expert vs network "
+        "actions) and an index DIR/videos.jsonl",
     )
     parser.set_defaults(func=handler)
