@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_checkpoint
 from sim2real.agents.freezing import find_encoder, unfreeze_stages
 from sim2real.agents.model import DrivingNet, seeded_model, unit_batches
+from sim2real.agents.shipped import resolve_checkpoint
 from sim2real.agents.training import (
     RESUMABLE_CHANGES,
     RESUME_FILE,
@@ -61,6 +62,7 @@ from sim2real.transfer.adapter import (
     reheaded,
     unfreeze_phases,
 )
+from sim2real.transfer.datasets import check_source_sizes
 
 log = logging.getLogger(__name__)
 
@@ -357,6 +359,8 @@ def finetune(
         data = open_real_data(
             config, adapter.outputs, model.spec.preprocessing, progress=config.train.progress
         )
+    report = data.trained_on.get("read_report") or {}
+    check_source_sizes(parent_card, {", ".join(map(str, config.data)): report})
     describe_run(out_dir, config)
 
     if config.from_scratch:
@@ -402,7 +406,7 @@ def finetune(
     step = {
         "step": "finetune_from_scratch" if config.from_scratch else "finetune",
         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "parent": str(Path(config.checkpoint).expanduser().resolve()),
+        "parent": str(resolve_checkpoint(config.checkpoint).resolve()),
         "adapter": adapter.model_dump(mode="json"),
         "frozen_stages": frozen,
         "cached_features": cached,

@@ -63,7 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "throttle, ... Checked against torch on real frames before it is written. Drive "
         "it with sim2real.transfer.pilot.DonkeyPilot in the car's manage.py.",
     )
-    parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint folder")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="checkpoint folder, or a shipped name (sim2real models)",
+    )
     parser.add_argument("--onnx", required=True, type=Path, help="output .onnx file")
     parser.add_argument(
         "--source-size",
