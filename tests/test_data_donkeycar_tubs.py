@@ -24,7 +24,7 @@ MODES = ["user"] * 6 + ["local_angle"] * 2 + ["local"] * 4  # 12 frames
 
 def image(i, size=(24, 32)):
     frame = np.zeros((*size, 3), np.uint8)
-    frame[..., i % 3] = 40 + 5 * i
+    frame[..., i % 3] = (40 + 5 * i) % 200
     return frame
 
 
@@ -130,3 +130,31 @@ def test_frame_size_is_recorded_and_another_size_refused(tmp_path):
     own = ModelCard(trained_on={"read_report": record_set.report.to_dict()})
     assert own.source_size == (240, 320)
     check_source_sizes(own, record_set.reports)
+
+
+def test_finetune_and_evaluate_refuse_frames_of_another_size(tmp_path, capsys):
+    import torch
+
+    from sim2real.agents.checkpoint import save_checkpoint
+    from sim2real.agents.model import DrivingNet, ModelSpec
+    from sim2real.experiments.cli import main
+
+    big = tmp_path / "big"
+    rng = np.random.default_rng(0)
+    with TubWriter(big, AI_INPUTS[:4], AI_TYPES[:4]) as writer:
+        for i in range(120):  # enough for the time-block split (gap 20 frames)
+            fields = {"user/angle": float(rng.uniform(-1, 1)), "user/throttle": 0.3}
+            writer.write({**fields, "user/mode": "user"}, image(i, (240, 320)))
+    spec = ModelSpec(hidden=8)
+    torch.manual_seed(0)
+    save_checkpoint(
+        tmp_path / "pre", DrivingNet(spec), ModelCard(spec=spec, source_size=(120, 160))
+    )
+    common = ["--checkpoint", str(tmp_path / "pre"), "--data", str(big)]
+    assert main(["finetune", *common, "--out", str(tmp_path / "ft"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "frames are 320x240" in err and "trained on 160x120" in err
+    assert not (tmp_path / "ft" / "model.json").exists()
+    assert main(["evaluate", *common, "--split", "all"]) == 2
+    err = capsys.readouterr().err
+    assert f"{big.resolve()}: frames are 320x240" in err and "trained on 160x120" in err
