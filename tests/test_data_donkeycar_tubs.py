@@ -8,6 +8,7 @@ import pytest
 
 from sim2real.agents.checkpoint import ModelCard
 from sim2real.transfer.datasets import check_source_sizes, open_records
+from sim2real.transfer.inspection import format_summary, inspect_paths
 from sim2real.transfer.tub import TubWriter, read_tub
 
 AI_INPUTS = [
@@ -58,6 +59,8 @@ def test_pilot_frames_are_no_labels_by_default_and_counted(tmp_path):
     assert report.total == report.usable + report.pilot_driven
     assert "pilot driven 6" in report.summary()
     assert all("pilot/angle" not in r.labels for r in records)
+    summary, _ = inspect_paths([tub], check_images=False)
+    assert "pilot-driven frames skipped 6" in format_summary(summary)
 
 
 def test_pilot_frames_included_on_request(tmp_path):

@@ -93,7 +93,7 @@ def test_pilot_part_returns_sane_commands_on_real_frames(exported, frames):
     assert pilot.run(None) == (0.0, 0.0)
     assert pilot.run_threaded(frames[0]) == pilot.run(frames[0])
     assert DonkeyPilot(result.onnx_path, throttle=0.3).run(frames[0])[1] == 0.3
-    with pytest.raises(ValueError, match="exported for 120x160"):
+    with pytest.raises(ValueError, match=r"exported for 160x120 RGB frames, shape \(120, 160, 3\)"):
         pilot.run(np.zeros((96, 128, 3), np.uint8))
     pilot.shutdown()
     with pytest.raises(RuntimeError, match="shutdown"):

@@ -78,6 +78,8 @@ class FinetuneConfig(StrictModel):
     """pretrained checkpoint folder (from scratch: only its architecture and input are used)"""
     data: list[str] = Field(default_factory=list)
     """real tubs (or folders of tubs, CSV folders)"""
+    include_pilot: bool = False
+    """also train on frames the pilot drove (DonkeyCar user/mode local, local_angle)"""
     frames: int | None = Field(None, ge=2)
     """train on a reproducible block subsample of this many frames (None: all usable)"""
     from_scratch: bool = False
@@ -147,7 +149,7 @@ def open_real_data(
 
     if not config.data:
         raise ValueError("no real data given: pass at least one tub path (--data)")
-    record_set = open_records(config.data)
+    record_set = open_records(config.data, include_pilot=config.include_pilot)
     counts = {name: sum(name in r.labels for r in record_set.records) for name in outputs}
     missing = [name for name, n in counts.items() if n == 0]
     if missing:

@@ -153,9 +153,10 @@ class DonkeyPilot:
         frame = np.asarray(img_arr)
         if frame.shape != (*self.source_size, 3):
             raise ValueError(
-                f"camera frame is {frame.shape}; {self.path.name} was exported for "
-                f"{self.source_size[0]}x{self.source_size[1]} RGB frames "
-                "(set IMAGE_H/IMAGE_W in myconfig.py or re-export with --source-size)"
+                f"camera frame is {frame.shape} (H, W, C); {self.path.name} was exported for "
+                f"{self.source_size[1]}x{self.source_size[0]} RGB frames, shape "
+                f"{(*self.source_size, 3)} (set IMAGE_W/IMAGE_H in myconfig.py, or re-export "
+                "with --source-size)"
             )
         if frame.dtype != np.uint8:
             frame = np.clip(frame, 0, 255).astype(np.uint8)
