@@ -7,8 +7,11 @@ torch, no OpenCV: the crop/resize/normalisation is inside the graph (`sim2real e
 On the car (DonkeyCar 5.4, Python >= 3.12)::
 
     pip install "onnxruntime>=1.18"
-    cp pilot.py ~/mycar/sim2real_pilot.py        # next to manage.py
-    cp pilot.onnx ~/mycar/models/pilot.onnx      # from `sim2real export --onnx pilot.onnx`
+    cp transfer/pilot.py ~/mycar/sim2real_pilot.py   # this file, next to manage.py
+    cp pilot.onnx ~/mycar/models/pilot.onnx          # from `sim2real export --onnx pilot.onnx`
+
+(``transfer/pilot.py`` of a sim2real checkout; where sim2real is installed, ``python -c
+"import sim2real.transfer.pilot as m; print(m.__file__)"`` prints its path.)
 
 In ``manage.py``, ``drive()``: add the part *unconditionally*, after the ``if model_path:``
 block (at that ``if``'s indentation, not inside it: that block only runs for Keras/TFLite/
