@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sim2real.agents.model import DrivingNet, ModelSpec
+from sim2real.agents.shipped import resolve_checkpoint
 from sim2real.common.config import StrictModel, validate_config
 from sim2real.common.io import atomic_write, atomic_write_json
 
@@ -42,6 +43,35 @@ class ModelCard(StrictModel):
     code_version: dict[str, Any] = Field(default_factory=dict)
     history: list[dict[str, Any]] = Field(default_factory=list)
     """one entry per training step that produced these weights, oldest first"""
+    source_size: tuple[int, int] | None = None
+    """(height, width) px of the camera frames the weights were fitted on, before the crop
+    and resize; filled from ``trained_on["read_report"]`` when not given; None: unknown"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _source_size_from_data(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("source_size") is None:
+            trained_on = data.get("trained_on")
+            report = trained_on.get("read_report") if isinstance(trained_on, dict) else None
+            sizes = report.get("frame_sizes") if isinstance(report, dict) else None
+            if isinstance(sizes, list) and len(sizes) == 1:
+                data = {**data, "source_size": sizes[0]}
+        return data
+
+    def check_source_size(self, size: tuple[int, int], what: str) -> None:
+        """Raise ValueError when frames of `size` (H, W) are not what these weights saw.
+
+        `what` names the frames in the message (a tub path). Crops are in source pixels, so
+        a frame of another size would be cut and scaled differently from training.
+        """
+        if self.source_size is not None and tuple(size) != tuple(self.source_size):
+            h, w = self.source_size
+            raise ValueError(
+                f"{what}: frames are {size[1]}x{size[0]} (WxH) but the network was trained on "
+                f"{w}x{h} frames; its crop ({self.spec.preprocessing.crop_top} rows) would cut "
+                f"a different part of the view. Record at {w}x{h} (DonkeyCar: IMAGE_W = {w}, "
+                f"IMAGE_H = {h} in myconfig.py) or resize the frames first"
+            )
 
 
 def save_checkpoint(directory: str | Path, model: DrivingNet, card: ModelCard) -> Path:
@@ -60,10 +90,8 @@ def save_checkpoint(directory: str | Path, model: DrivingNet, card: ModelCard) -
 
 
 def read_card(directory: str | Path) -> ModelCard:
-    """The validated `ModelCard` of checkpoint folder `directory`."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"checkpoint folder {directory} not found")
+    """The validated `ModelCard` of checkpoint folder (or shipped name) `directory`."""
+    directory = resolve_checkpoint(directory)
     path = directory / CARD_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {directory} is not a sim2real checkpoint")
@@ -84,7 +112,8 @@ def read_card(directory: str | Path) -> ModelCard:
 
 def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:
     """The state dict stored in checkpoint folder `directory` (CPU tensors)."""
-    path = Path(directory) / WEIGHTS_FILE
+    directory = resolve_checkpoint(directory)
+    path = directory / WEIGHTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: checkpoint {directory} has no weights")
     try:
@@ -132,7 +161,7 @@ def load_checkpoint(
     `architecture` / `input_shape` (3, H, W), when given, must match the card, else ValueError.
     The model is returned in eval mode on `device`.
     """
-    directory = Path(directory)
+    directory = resolve_checkpoint(directory)
     card = read_card(directory)
     if architecture is not None and card.spec.architecture != architecture:
         raise ValueError(

@@ -19,11 +19,12 @@ import torch
 from sim2real.agents.checkpoint import CARD_FILE, WEIGHTS_FILE, load_checkpoint
 from sim2real.agents.closed_loop import network_policy
 from sim2real.agents.model import DrivingNet
+from sim2real.agents.shipped import resolve_checkpoint
 
 
 def checkpoint_fingerprint(directory: str | Path) -> str:
     """SHA-256 (hex) over a checkpoint folder's model.json and model.safetensors bytes."""
-    directory = Path(directory)
+    directory = resolve_checkpoint(directory)
     digest = hashlib.sha256()
     for name in (CARD_FILE, WEIGHTS_FILE):
         path = directory / name
@@ -51,7 +52,7 @@ def load_driver(directory: str | Path, fingerprint: str | None = None):
     """The checkpoint in `directory` as a driver (see `network_driver`), loaded on the CPU with
     one torch thread, once per process and fingerprint. With `fingerprint`, the folder must
     still hold those exact files (ValueError otherwise)."""
-    directory = Path(directory).expanduser().resolve()
+    directory = resolve_checkpoint(directory).resolve()
     found = checkpoint_fingerprint(directory)
     if fingerprint is not None and found != fingerprint:
         raise ValueError(

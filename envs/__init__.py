@@ -13,8 +13,16 @@ from gymnasium.envs.registration import register, registry
 
 from sim2real.envs.quiet import silenced_output
 
-with silenced_output():
-    import pybullet  # noqa: F401  (its first import prints a build banner)
+SIM_EXTRA_HINT = (
+    "the simulator needs pybullet, which is not installed: pip install 'sim2real[sim]' "
+    "(pybullet 3.2.7 has wheels for Python 3.11; on 3.12+ it builds from source)"
+)
+
+try:
+    with silenced_output():
+        import pybullet  # noqa: F401  (its first import prints a build banner)
+except ImportError as exc:
+    raise ModuleNotFoundError(SIM_EXTRA_HINT, name="pybullet") from exc
 
 ENV_ID = "sim2real/TrackDriving-v0"
 DEFAULT_MAX_EPISODE_STEPS = 2000

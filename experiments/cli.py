@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"sim2real {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        if exc.name != "pybullet":
+            raise
+        print(f"sim2real {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"sim2real {args.command}: interrupted", file=sys.stderr)
         return 130

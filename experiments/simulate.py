@@ -25,7 +25,7 @@ from sim2real.transfer.tub import MANIFEST, TubWriter, encode_jpeg, read_manifes
 
 CATALOG_LEN = 1000
 FRAME_MS = 50
-"""Nominal frame period written as `_timestamp_ms` (20 Hz, the DonkeyCar default rate)."""
+"""Nominal frame period between `_timestamp_ms` values (20 Hz, the DonkeyCar default rate)."""
 
 
 class SimulateConfig(StrictModel):
@@ -235,12 +235,14 @@ def simulate(
         total=config.frames, initial=done, unit="frame", desc="simulate", disable=not progress
     )
     chunks = _chunks(config, done // config.chunk_frames)
+    # wall-clock-like like DonkeyCar's: the tub's creation time (kept on resume) + frame period
+    start_ms = round(float(writer.manifest_metadata.get("created_at", 0.0)) * 1000)
     try:
         recorded = _run_chunks(config, spec, chunks, map_chunks)
         for (chunk, _), frames in zip(chunks, recorded, strict=True):
             for offset, (jpeg, fields, episode) in enumerate(frames):
                 index = chunk * config.chunk_frames + offset
-                fields["_timestamp_ms"] = index * FRAME_MS
+                fields["_timestamp_ms"] = start_ms + index * FRAME_MS
                 fields["_session_id"] = f"sim_{config.seed}_{chunk:04d}_{episode:03d}"
                 writer.write(fields, jpeg)
             writer.flush()

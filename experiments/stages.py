@@ -102,8 +102,9 @@ def init_step(ctx: StepContext) -> dict[str, Any]:
 @register_step("external")
 def external_step(ctx: StepContext) -> dict[str, Any]:
     from sim2real.agents.checkpoint import read_card
+    from sim2real.agents.shipped import resolve_checkpoint
 
-    source = Path(ctx.cell.config["path"])
+    source = resolve_checkpoint(ctx.cell.config["path"])
     target = ctx.work / CHECKPOINT
     if target.exists():
         shutil.rmtree(target)

@@ -93,7 +93,7 @@ def test_pilot_part_returns_sane_commands_on_real_frames(exported, frames):
     assert pilot.run(None) == (0.0, 0.0)
     assert pilot.run_threaded(frames[0]) == pilot.run(frames[0])
     assert DonkeyPilot(result.onnx_path, throttle=0.3).run(frames[0])[1] == 0.3
-    with pytest.raises(ValueError, match="exported for 120x160"):
+    with pytest.raises(ValueError, match=r"exported for 160x120 RGB frames, shape \(120, 160, 3\)"):
         pilot.run(np.zeros((96, 128, 3), np.uint8))
     pilot.shutdown()
     with pytest.raises(RuntimeError, match="shutdown"):
@@ -157,3 +157,69 @@ def test_per_image_normalization_exports_and_ignores_exposure(tmp_path, frames):
     bright = run_onnx(session, frames[:8])["steering"]
     moved = np.abs(run_onnx(session, dim)["steering"] - bright).max()
     assert moved > 0.3 * np.ptp(bright)
+
+
+PILOT_ALONE = """
+import sys
+sys.modules["sim2real"] = None  # the car has no sim2real: importing it would fail
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from sim2real_pilot import DonkeyPilot
+
+onnx = sys.argv[2]
+try:
+    DonkeyPilot(onnx, image_size=(240, 320))
+except ValueError as exc:
+    print("WRONG-SIZE", exc)
+pilot = DonkeyPilot(onnx, image_size=(120, 160))
+frame = np.full((120, 160, 3), 90, np.uint8)
+before = pilot.run(frame)
+try:
+    pilot.load(sys.argv[1] + "/missing.onnx")
+except FileNotFoundError:
+    print("MISSING kept the old model:", pilot.run(frame) == before)
+pilot.load(onnx)  # DonkeyCar's model reload
+print("RELOADED", pilot.run(frame) == before, all(-1 <= v <= 1 for v in before))
+"""
+
+
+def test_pilot_copied_alone_checks_the_camera_size_when_built_and_reloads(exported, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    import sim2real.transfer.pilot as pilot_module
+
+    _, result = exported
+    shutil.copy(pilot_module.__file__, tmp_path / "sim2real_pilot.py")
+    done = subprocess.run(
+        [sys.executable, "-c", PILOT_ALONE, str(tmp_path), str(result.onnx_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    wrong = next(line for line in lines if line.startswith("WRONG-SIZE"))
+    assert "320x240" in wrong and "160x120" in wrong and "IMAGE_W" in wrong
+    assert "MISSING kept the old model: True" in lines
+    assert "RELOADED True True" in lines
+
+
+def test_pilot_docstring_is_right_for_donkeycar_5():
+    import sim2real.transfer.pilot as pilot_module
+
+    doc = pilot_module.__doc__
+    assert "onnxruntime>=1.18" in doc and "AI_THROTTLE_MULT = 0.7" in doc
+    assert "Start the car *without* ``--model``" in doc and "not inside it" in doc
+    assert "image_size=(cfg.IMAGE_H, cfg.IMAGE_W)" in doc
+
+
+def test_export_refuses_a_frame_size_the_network_was_not_trained_on(tmp_path):
+    spec = ModelSpec(architecture="pilotnet", hidden=8)
+    card = ModelCard(spec=spec, source_size=(120, 160))
+    save_checkpoint(tmp_path / "ckpt", DrivingNet(spec), card)
+    with pytest.raises(ValueError, match=r"frames are 320x240 .* trained on 160x120"):
+        export_onnx(tmp_path / "ckpt", tmp_path / "p.onnx", source_size=(240, 320))
+    assert not (tmp_path / "p.onnx").exists()

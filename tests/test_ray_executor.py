@@ -168,9 +168,14 @@ def test_ray_tiny_grid_reproduces_the_local_executor_cell_for_cell(ray_session, 
     assert len(weights) >= 3 and _weights(tmp_path / "ray") == weights
 
 
-def _tub(path: Path) -> tuple[bytes, dict[str, bytes]]:
-    """Catalog lines and image bytes: everything but creation times."""
-    lines = b"".join(p.read_bytes() for p in sorted(path.glob("catalog_*.catalog")))
+def _tub(path: Path) -> tuple[list[dict], dict[str, bytes]]:
+    """Catalog lines and image bytes: everything but creation times (and `_timestamp_ms`,
+    which counts from the tub's creation)."""
+    lines = [
+        {k: v for k, v in json.loads(line).items() if k != "_timestamp_ms"}
+        for p in sorted(path.glob("catalog_*.catalog"))
+        for line in p.read_text().splitlines()
+    ]
     return lines, {p.name: p.read_bytes() for p in sorted((path / "images").iterdir())}
 
 

@@ -1,5 +1,8 @@
 """`simulate`: same seed -> same tub whatever the worker count; interrupted runs resume."""
 
+import json
+import time
+
 import pytest
 
 pytest.importorskip("sim2real.envs.recording", reason="ENVS' sim2real.envs.recording not present")
@@ -13,8 +16,13 @@ TINY = {"frames": 60, "chunk_frames": 20, "image_height": 64, "image_width": 64}
 
 
 def content(tub):
-    """Catalog lines and image bytes: everything but creation times."""
-    lines = b"".join(path.read_bytes() for path in sorted(tub.glob("catalog_*.catalog")))
+    """Catalog lines and image bytes: everything but creation times (and `_timestamp_ms`,
+    which counts from the tub's creation)."""
+    lines = [
+        {k: v for k, v in json.loads(line).items() if k != "_timestamp_ms"}
+        for path in sorted(tub.glob("catalog_*.catalog"))
+        for line in path.read_text().splitlines()
+    ]
     images = {p.name: p.read_bytes() for p in sorted((tub / "images").iterdir())}
     return lines, images
 
@@ -63,6 +71,15 @@ def test_interrupted_run_leaves_whole_chunks_and_resumes(reference, tmp_path):
         simulate(out, config.model_copy(update={"seed": 5}), resume=True, progress=False)
     simulate(out, config.model_copy(update={"workers": 2}), resume=True, progress=False)
     assert content(out) == content(reference)
+
+
+def test_timestamps_are_wall_clock_like_at_20_hz(reference):
+    records = open_records([reference]).records
+    stamps = [r.timestamp_ms for r in records]
+    created_ms = read_manifest(reference)["manifest_metadata"]["created_at"] * 1000
+    assert abs(stamps[0] - created_ms) < 1000  # starts when the tub was created
+    assert abs(stamps[0] - time.time() * 1000) < 3600 * 1000  # not 1970
+    assert set(map(int.__sub__, stamps[1:], stamps[:-1])) == {50}
 
 
 def test_chunk_seeds_depend_on_seed_and_chunk_only():

@@ -18,7 +18,13 @@ from typing import Any
 from pydantic import Field
 
 from sim2real.common.config import StrictModel, load_config, validate_config
-from sim2real.transfer.records import ReadReport, Record, keep_with_images, parse_labels
+from sim2real.transfer.records import (
+    ReadReport,
+    Record,
+    keep_with_images,
+    note_frame_size,
+    parse_labels,
+)
 
 
 class CsvColumns(StrictModel):
@@ -185,6 +191,7 @@ def read_csv_folder(
         )
     records = keep_with_images(records, report, check_images=check_images, existing=None)
     report.usable = len(records)
+    note_frame_size(records, report)
     return records, report
 
 

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from sim2real.agents.checkpoint import ModelCard
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.transfer import cache
 from sim2real.transfer.csv_folder import CsvColumns, find_csv, read_csv_folder, resolve_columns
@@ -82,18 +83,25 @@ def read_source(
     *,
     csv_columns: CsvColumns | Mapping[str, Any] | str | Path | None = None,
     check_images: bool = False,
+    include_pilot: bool = False,
 ) -> list[tuple[str, list[Record], ReadReport]]:
-    """Read one path (tub, folder of tubs, CSV folder) into (source, records, report) triples."""
+    """Read one path (tub, folder of tubs, CSV folder) into (source, records, report) triples.
+
+    `include_pilot`: keep tub records whose `user/mode` says the pilot drove (see `read_tub`).
+    """
     path = Path(path).expanduser()
     columns = resolve_columns(csv_columns) if csv_columns is not None else None
     kind = dataset_kind(path, columns)
+    check, pilot = check_images, include_pilot
     if kind == "tub" and path.is_file():
         path = path.parent  # the tub's manifest.json was named
     if kind == "tub":
-        return [(str(path.resolve()), *read_tub(path, check_images=check_images))]
+        return [(str(path.resolve()), *read_tub(path, check_images=check, include_pilot=pilot))]
     if kind == "tubs":
         tubs = sorted((child for child in path.iterdir() if is_tub(child)), key=lambda p: p.name)
-        return [(str(t.resolve()), *read_tub(t, check_images=check_images)) for t in tubs]
+        return [
+            (str(t.resolve()), *read_tub(t, check_images=check, include_pilot=pilot)) for t in tubs
+        ]
     records, report = read_csv_folder(path, columns, check_images=check_images)
     return [(str(path.resolve()), records, report)]
 
@@ -103,6 +111,7 @@ def read_sources(
     *,
     csv_columns: CsvColumns | Mapping[str, Any] | str | Path | None = None,
     check_images: bool = False,
+    include_pilot: bool = False,
 ) -> RecordSet:
     """Read every path and concatenate their usable records (path order, then time order).
 
@@ -113,7 +122,7 @@ def read_sources(
     reports: dict[str, ReadReport] = {}
     for path in paths:
         for source, source_records, report in read_source(
-            path, csv_columns=csv_columns, check_images=check_images
+            path, csv_columns=csv_columns, check_images=check_images, include_pilot=include_pilot
         ):
             records.extend(source_records)
             total.merge(report)
@@ -127,12 +136,15 @@ def open_records(
     csv_columns: CsvColumns | Mapping[str, Any] | str | Path | None = None,
     max_bad_fraction: float = 0.5,
     check_images: bool = False,
+    include_pilot: bool = False,
 ) -> RecordSet:
     """Read every path and concatenate their usable records (path order, then time order).
 
     Raises ValueError naming the paths when nothing usable remains, or when the share of bad
     records (bad / (bad + usable), deleted ones not counted) exceeds `max_bad_fraction`.
     `check_images` decodes every image to count unreadable ones (slower: about 0.3 ms each).
+    `include_pilot` keeps frames the pilot drove (DonkeyCar `user/mode` local or local_angle),
+    which are otherwise skipped and counted as `pilot_driven`: they are not a person's steering.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
@@ -140,7 +152,9 @@ def open_records(
         raise ValueError("open_records: no dataset path given")
     if not 0.0 <= max_bad_fraction <= 1.0:
         raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
-    record_set = read_sources(paths, csv_columns=csv_columns, check_images=check_images)
+    record_set = read_sources(
+        paths, csv_columns=csv_columns, check_images=check_images, include_pilot=include_pilot
+    )
     records, total = record_set.records, record_set.report
     names = ", ".join(str(p) for p in paths)
     details = "".join(f"\n  e.g. {example}" for example in total.examples[:5])
@@ -153,7 +167,32 @@ def open_records(
         )
     if total.bad:
         log.warning("%s: skipped %d bad records (%s)", names, total.bad, total.summary())
+    if total.pilot_driven:
+        log.warning(
+            "%s: skipped %d frames the pilot drove (user/mode local or local_angle: not a "
+            "person's steering); include_pilot keeps them",
+            names,
+            total.pilot_driven,
+        )
+    if total.mode_missing:
+        log.warning(
+            "%s: %d records have no user/mode; taken as driven by a person",
+            names,
+            total.mode_missing,
+        )
     return record_set
+
+
+def check_source_sizes(card: ModelCard, reports: Mapping[str, ReadReport | dict]) -> None:
+    """Raise ValueError naming the source when its frames differ in size from the frames
+    `card`'s network was trained on (see `ModelCard.check_source_size`).
+
+    `reports`: read report (or its `to_dict()`) by source, e.g. `RecordSet.reports`.
+    """
+    for source, report in reports.items():
+        sizes = report.frame_sizes if isinstance(report, ReadReport) else report.get("frame_sizes")
+        for size in sizes or []:
+            card.check_source_size((int(size[0]), int(size[1])), source)
 
 
 def decode_frames(

@@ -107,7 +107,7 @@ def evaluate_offline(
     progress: bool = True,
 ) -> Evaluation:
     """Metrics with block-bootstrap intervals of `checkpoint` on the real frames of `data`."""
-    from sim2real.transfer.datasets import DrivingDataset, open_records
+    from sim2real.transfer.datasets import DrivingDataset, check_source_sizes, open_records
     from sim2real.transfer.splits import time_block_split
 
     if split not in ("test", "all"):
@@ -117,6 +117,7 @@ def evaluate_offline(
     model, card = load_checkpoint(checkpoint)
     labels = _labels(model)
     record_set = open_records([str(p) for p in data])
+    check_source_sizes(card, record_set.reports)
     records = record_set.records
     settings = split_settings(card)
     if split == "test":

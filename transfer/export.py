@@ -232,6 +232,7 @@ def export_model(
     import onnxruntime as ort
 
     onnx_path = Path(onnx_path)
+    card.check_source_size(tuple(source_size), f"export for {source_size[1]}x{source_size[0]}")
     model = model.to("cpu").eval()
     wrapper = CarInputModel(model, source_size).eval()
     frames = None
@@ -287,7 +288,8 @@ def export_onnx(
     tolerance: float = PARITY_TOLERANCE,
     dynamo: bool = True,
 ) -> ExportResult:
-    """Export checkpoint `checkpoint_dir` to `onnx_path` for frames of `source_size` (H, W).
+    """Export checkpoint `checkpoint_dir` to `onnx_path` for frames of `source_size` (H, W),
+    which must be the size the network was trained on where its card records one.
 
     With `check_frames` (N, H, W, 3) uint8, onnxruntime's outputs are compared with the torch
     wrapper's and the export fails (nothing written) if they differ by more than `tolerance`.

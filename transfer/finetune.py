@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_checkpoint
 from sim2real.agents.freezing import find_encoder, unfreeze_stages
 from sim2real.agents.model import DrivingNet, seeded_model, unit_batches
+from sim2real.agents.shipped import resolve_checkpoint
 from sim2real.agents.training import (
     RESUMABLE_CHANGES,
     RESUME_FILE,
@@ -61,6 +62,7 @@ from sim2real.transfer.adapter import (
     reheaded,
     unfreeze_phases,
 )
+from sim2real.transfer.datasets import check_source_sizes
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,8 @@ class FinetuneConfig(StrictModel):
     """pretrained checkpoint folder (from scratch: only its architecture and input are used)"""
     data: list[str] = Field(default_factory=list)
     """real tubs (or folders of tubs, CSV folders)"""
+    include_pilot: bool = False
+    """also train on frames the pilot drove (DonkeyCar user/mode local, local_angle)"""
     frames: int | None = Field(None, ge=2)
     """train on a reproducible block subsample of this many frames (None: all usable)"""
     from_scratch: bool = False
@@ -145,7 +149,7 @@ def open_real_data(
 
     if not config.data:
         raise ValueError("no real data given: pass at least one tub path (--data)")
-    record_set = open_records(config.data)
+    record_set = open_records(config.data, include_pilot=config.include_pilot)
     counts = {name: sum(name in r.labels for r in record_set.records) for name in outputs}
     missing = [name for name, n in counts.items() if n == 0]
     if missing:
@@ -357,6 +361,8 @@ def finetune(
         data = open_real_data(
             config, adapter.outputs, model.spec.preprocessing, progress=config.train.progress
         )
+    report = data.trained_on.get("read_report") or {}
+    check_source_sizes(parent_card, {", ".join(map(str, config.data)): report})
     describe_run(out_dir, config)
 
     if config.from_scratch:
@@ -402,7 +408,7 @@ def finetune(
     step = {
         "step": "finetune_from_scratch" if config.from_scratch else "finetune",
         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "parent": str(Path(config.checkpoint).expanduser().resolve()),
+        "parent": str(resolve_checkpoint(config.checkpoint).resolve()),
         "adapter": adapter.model_dump(mode="json"),
         "frozen_stages": frozen,
         "cached_features": cached,

@@ -60,13 +60,16 @@ def inspect_paths(
     *,
     csv_columns: CsvColumns | Mapping[str, Any] | str | Path | None = None,
     check_images: bool = True,
+    include_pilot: bool = False,
 ) -> tuple[dict[str, Any], list[Record]]:
     """Read every path and summarise it: (summary dict, usable records).
 
     The summary holds `counts` (all sources), `sources` (counts per source), `labels`
     (statistics), `sessions` and `duration_s` (timestamp span summed over sessions).
     """
-    record_set = read_sources(paths, csv_columns=csv_columns, check_images=check_images)
+    record_set = read_sources(
+        paths, csv_columns=csv_columns, check_images=check_images, include_pilot=include_pilot
+    )
     records = record_set.records
     sessions: dict[str, list[int]] = {}
     for record in records:
@@ -96,6 +99,19 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"bad labels {counts['bad_label']}  usable {counts['usable']}",
         f"sessions {len(summary['sessions'])}  duration {summary['duration_s']:.0f} s",
     ]
+    if counts.get("pilot_driven"):
+        lines.append(
+            f"pilot-driven frames skipped {counts['pilot_driven']} (user/mode local or "
+            "local_angle: not a person's driving; --include-pilot keeps them)"
+        )
+    if counts.get("pilot_included"):
+        lines.append(f"pilot-driven frames included {counts['pilot_included']}")
+    if counts.get("mode_missing"):
+        lines.append(
+            f"no user/mode on {counts['mode_missing']} usable records: taken as driven by a person"
+        )
+    if counts.get("frame_sizes"):
+        lines.append("frames " + ", ".join(f"{w}x{h}" for h, w in counts["frame_sizes"]))
     for name, s in summary["labels"].items():
         lines.append(
             f"  {name:<20} mean {s['mean']:+.3f}  std {s['std']:.3f}  min {s['min']:+.3f}  "

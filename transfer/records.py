@@ -17,6 +17,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+# Labels a record may lack (DonkeyCar writes pilot/* only on frames where the pilot ran, with
+# RECORD_DURING_AI = True); any other label a tub declares must be present.
+OPTIONAL_LABELS = ("pilot/angle", "pilot/throttle")
+
 # Labels with a known valid range; a value outside it makes the record a bad record.
 # DonkeyCar convention: steering -1 = full left, +1 = full right; throttle in [-1, 1].
 LABEL_RANGES: dict[str, tuple[float, float]] = {
@@ -36,7 +40,8 @@ class Record:
 
     `index` is the frame's index within its source (a tub's `_index`, a CSV's row number),
     `timestamp_ms` wall-clock (or simulated) milliseconds when known, `labels` every numeric
-    label by name (`user/angle`, `user/throttle`, `sim/cte`, ...), `source` the dataset path.
+    label by name (`user/angle`, `user/throttle`, `sim/cte`, ...), `source` the dataset path,
+    `mode` DonkeyCar's `user/mode` (`user`, `local_angle`, `local`) when recorded.
     """
 
     index: int
@@ -45,14 +50,15 @@ class Record:
     image_path: Path
     labels: dict[str, float]
     source: str
+    mode: str | None = None
 
 
 @dataclass
 class ReadReport:
     """Counts of what a reader found; `usable` records are the ones returned.
 
-    total = deleted + superseded + bad_record + missing_image + unreadable_image + bad_label
-    + usable, where `total` counts every record line (or CSV row) read.
+    total = deleted + superseded + pilot_driven + bad_record + missing_image + unreadable_image
+    + bad_label + usable, where `total` counts every record line (or CSV row) read.
     """
 
     total: int = 0
@@ -60,6 +66,9 @@ class ReadReport:
     """records whose index is listed in the tub's `deleted_indexes`"""
     superseded: int = 0
     """earlier records whose index was written again later (the later one counts)"""
+    pilot_driven: int = 0
+    """records whose `user/mode` says the pilot drove (`local`, `local_angle`): their
+    `user/*` values are not a person's driving, so they are no labels (unless included)"""
     bad_record: int = 0
     """garbled catalog lines / CSV rows, records without an index or image name"""
     missing_image: int = 0
@@ -68,6 +77,12 @@ class ReadReport:
     bad_label: int = 0
     """a label is missing, not a number, not finite, or outside its range (LABEL_RANGES)"""
     usable: int = 0
+    pilot_included: int = 0
+    """of the usable records, those the pilot drove (kept because they were asked for)"""
+    mode_missing: int = 0
+    """of the usable records, those without `user/mode` (taken as driven by a person)"""
+    frame_sizes: list[list[int]] = field(default_factory=list)
+    """distinct [height, width] px of the frames (the first usable frame of each source)"""
     examples: list[str] = field(default_factory=list)
 
     @property
@@ -92,6 +107,9 @@ class ReadReport:
             if f.name == "examples":
                 for message in other.examples:
                     self.note(message)
+            elif f.name == "frame_sizes":
+                for size in other.frame_sizes:
+                    self.add_frame_size(size)
             else:
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
@@ -101,10 +119,50 @@ class ReadReport:
         data["bad_fraction"] = self.bad_fraction
         return data
 
+    def add_frame_size(self, size: Iterable[int]) -> None:
+        """Note a frame size [height, width] (kept once)."""
+        size = [int(v) for v in size]
+        if size not in self.frame_sizes:
+            self.frame_sizes.append(size)
+
     def summary(self) -> str:
         """One line of counts, e.g. `total 120, deleted 10, ..., usable 100`."""
-        names = [f.name for f in fields(self) if f.name != "examples"]
-        return ", ".join(f"{name.replace('_', ' ')} {getattr(self, name)}" for name in names)
+        skip = ("examples", "frame_sizes", "pilot_included", "mode_missing")
+        names = [f.name for f in fields(self) if f.name not in skip]
+        text = ", ".join(f"{name.replace('_', ' ')} {getattr(self, name)}" for name in names)
+        if self.pilot_included:
+            text += f" (of which {self.pilot_included} pilot-driven, included)"
+        if self.mode_missing:
+            text += (
+                f"; {self.mode_missing} usable record(s) have no user/mode and are taken as "
+                "driven by a person"
+            )
+        if self.frame_sizes:
+            text += "; frames " + ", ".join(f"{w}x{h}" for h, w in self.frame_sizes)
+        return text
+
+
+PILOT_MODES = ("local", "local_angle")
+"""DonkeyCar `user/mode` values where the pilot steered (`local_angle`) or drove (`local`)."""
+USER_MODE = "user/mode"
+
+
+def pilot_drove(raw: dict[str, Any]) -> bool | None:
+    """True when record `raw`'s `user/mode` says the pilot drove, False for `user`, None when
+    the record has no `user/mode`."""
+    mode = raw.get(USER_MODE)
+    if mode is None:
+        return None
+    return str(mode) in PILOT_MODES
+
+
+def note_frame_size(records: list[Record], report: ReadReport) -> None:
+    """Record the size of the first decodable frame of `records` in `report` (one decode)."""
+    for record in records[:5]:
+        image = read_image_rgb(record.image_path)
+        if image is not None:
+            report.add_frame_size(image.shape[:2])
+            return
 
 
 def check_label(name: str, value: Any) -> str | None:

@@ -27,7 +27,17 @@ import cv2
 import numpy as np
 
 from sim2real.common.io import atomic_write_bytes, atomic_write_text
-from sim2real.transfer.records import ReadReport, Record, keep_with_images, parse_labels
+from sim2real.transfer.records import (
+    OPTIONAL_LABELS,
+    PILOT_MODES,
+    USER_MODE,
+    ReadReport,
+    Record,
+    keep_with_images,
+    note_frame_size,
+    parse_labels,
+    pilot_drove,
+)
 
 MANIFEST = "manifest.json"
 IMAGES = "images"
@@ -106,13 +116,19 @@ def read_manifest(tub: Path) -> dict[str, Any]:
     }
 
 
-def read_tub(path: str | Path, *, check_images: bool = False) -> tuple[list[Record], ReadReport]:
+def read_tub(
+    path: str | Path, *, check_images: bool = False, include_pilot: bool = False
+) -> tuple[list[Record], ReadReport]:
     """Read one tub v2 into records in `_index` order, skipping and counting bad ones.
 
     Skipped: indexes in `deleted_indexes`; earlier copies of an index written again later
-    (DonkeyCar appends when a session restarts at an index); garbled lines; records with a
-    missing, non-numeric, non-finite or out-of-range label; missing images; with
-    `check_images`, images that do not decode. Raises ValueError when the manifest is bad.
+    (DonkeyCar appends when a session restarts at an index); records whose `user/mode` says
+    the pilot drove (`local`, `local_angle`), unless `include_pilot`; garbled lines; records
+    with a missing, non-numeric, non-finite or out-of-range label (`pilot/angle` and
+    `pilot/throttle` may be absent: DonkeyCar writes them only while the pilot runs); missing
+    images; with `check_images`, images that do not decode. A record without `user/mode` is
+    taken as driven by a person (counted in `mode_missing`). Raises ValueError when the
+    manifest is bad.
     """
     tub = Path(path).resolve()
     manifest = read_manifest(tub)
@@ -158,7 +174,15 @@ def read_tub(path: str | Path, *, check_images: bool = False) -> tuple[list[Reco
         if index in deleted:
             report.deleted += 1
             continue
-        labels, problem = parse_labels((key, raw.get(key)) for key in label_keys)
+        drove = pilot_drove(raw)
+        if drove and not include_pilot:
+            report.pilot_driven += 1
+            continue
+        labels, problem = parse_labels(
+            (key, raw.get(key))
+            for key in label_keys
+            if not (key in OPTIONAL_LABELS and raw.get(key) is None)
+        )
         if problem:
             report.bad_label += 1
             report.note(f"{tub}: {where}: record {index}: {problem}")
@@ -172,13 +196,44 @@ def read_tub(path: str | Path, *, check_images: bool = False) -> tuple[list[Reco
                 image_path=images_dir / str(raw[image_key]),
                 labels=labels,
                 source=str(tub),
+                mode=None if drove is None else str(raw[USER_MODE]),
             )
         )
     names = os.listdir(images_dir) if images_dir.is_dir() else []
     existing = {os.path.join(images_dir, name) for name in names}
     records = keep_with_images(records, report, check_images=check_images, existing=existing)
     report.usable = len(records)
+    report.pilot_included = sum(r.mode in PILOT_MODES for r in records)
+    report.mode_missing = sum(r.mode is None for r in records)
+    note_frame_size(records, report)
     return records, report
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python number it holds (JSON cannot write numpy scalars)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def tub_value(value: Any, kind: str) -> Any:
+    """`value` as DonkeyCar's `Tub.write_record` stores an input of type `kind`.
+
+    float -> float, int -> int, boolean -> bool, str as is, nparray -> nested lists
+    (``tolist``), list / vector -> a list of its items; numpy scalars become Python numbers
+    so the line is JSON. None stays None (DonkeyCar then leaves the key out).
+    """
+    if value is None:
+        return None
+    if kind == "float":
+        return float(value)
+    if kind == "int":
+        return int(value)
+    if kind == "boolean":
+        return bool(value)
+    if kind == "nparray":
+        return np.asarray(value).tolist()
+    if kind in ("list", "vector"):
+        return [_plain(item) for item in value]
+    return _plain(value)
 
 
 class TubWriter:
@@ -187,7 +242,9 @@ class TubWriter:
     `inputs`/`types` are DonkeyCar's (e.g. ["cam/image_array", "user/angle"], ["image_array",
     "float"]). `write(record, image)` takes the non-image inputs by key (optionally
     `_timestamp_ms` and `_session_id`) and the frame as (H, W, 3) uint8 RGB or encoded JPEG
-    bytes (stored byte for byte). Records are flushed every `flush_every` writes and on close;
+    bytes (stored byte for byte). Values are converted as DonkeyCar converts them
+    (`tub_value`: numpy arrays, vectors, booleans), and a None value is left out of the line.
+    Records are flushed every `flush_every` writes and on close;
     an interrupted writer leaves a valid tub holding every flushed record.
     """
 
@@ -354,13 +411,16 @@ class TubWriter:
                 continue
             if key not in record:
                 raise ValueError(f"{self.path}: record {index} lacks input {key!r}")
-            value = record[key]
-            if kind == "float":
-                value = float(value)
-                if not np.isfinite(value):
-                    raise ValueError(f"{self.path}: record {index}: {key}={value} is not finite")
-            elif kind == "int":
-                value = int(value)
+            try:
+                value = tub_value(record[key], kind)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"{self.path}: record {index}: {key}={record[key]!r} is not a {kind} ({exc})"
+                ) from None
+            if value is None:
+                continue  # DonkeyCar leaves None values out of the record line
+            if kind == "float" and not np.isfinite(value):
+                raise ValueError(f"{self.path}: record {index}: {key}={value} is not finite")
             line[key] = value
         if self.image_key is not None:
             if image is None:

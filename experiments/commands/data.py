@@ -17,6 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     inspect.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="tub or CSV folder")
     inspect.add_argument("--json", type=Path, help="write the summary as JSON here")
+    inspect.add_argument(
+        "--include-pilot",
+        action="store_true",
+        help="keep frames the pilot drove (user/mode local, local_angle), skipped by default",
+    )
     inspect.add_argument("--sheet", type=Path, help="write a contact sheet of frames (PNG)")
     inspect.add_argument("--hist", type=Path, help="write a steering histogram (PNG)")
     inspect.add_argument(
@@ -48,7 +53,10 @@ def run_inspect(args: argparse.Namespace) -> int:
 
         check_video_path(args.video)  # before reading: a bad name fails fast
     summary, records = inspect_paths(
-        args.paths, csv_columns=args.csv_columns, check_images=not args.no_decode
+        args.paths,
+        csv_columns=args.csv_columns,
+        check_images=not args.no_decode,
+        include_pilot=args.include_pilot,
     )
     print(format_summary(summary))
     if args.json:

@@ -111,7 +111,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "intervals, raw and scale-calibrated. --split test scores only the held-out last "
         "block of each recording (as fine-tuning cut it).",
     )
-    parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint folder")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="checkpoint folder, or a shipped name (sim2real models)",
+    )
     parser.add_argument("--data", nargs="+", metavar="REAL", help="real tub(s) or CSV folders")
     parser.add_argument("--json", type=Path, help="write the metrics to this JSON file")
     parser.add_argument(

@@ -29,9 +29,14 @@ def _check_frames(paths: list[str] | None, source_size: tuple[int, int], n: int)
 
 
 def handler(args: argparse.Namespace) -> int:
-    from sim2real.transfer.export import export_onnx
+    from sim2real.agents.checkpoint import read_card
+    from sim2real.transfer.export import DEFAULT_SOURCE_SIZE, export_onnx
 
-    source_size = (args.source_size[0], args.source_size[1])
+    card = read_card(args.checkpoint)
+    if args.source_size is None:
+        source_size = card.source_size or DEFAULT_SOURCE_SIZE
+    else:
+        source_size = (args.source_size[0], args.source_size[1])
     frames = _check_frames(args.check_data, source_size, args.check_frames)
     result = export_onnx(
         args.checkpoint,
@@ -63,15 +68,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "throttle, ... Checked against torch on real frames before it is written. Drive "
         "it with sim2real.transfer.pilot.DonkeyPilot in the car's manage.py.",
     )
-    parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint folder")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="checkpoint folder, or a shipped name (sim2real models)",
+    )
     parser.add_argument("--onnx", required=True, type=Path, help="output .onnx file")
     parser.add_argument(
         "--source-size",
         nargs=2,
         type=int,
-        default=[120, 160],
         metavar=("H", "W"),
-        help="camera frame height and width (default 120 160, DonkeyCar's)",
+        help="camera frame height and width (default: the frame size the network was "
+        "trained on, from its card; else 120 160, DonkeyCar's)",
     )
     parser.add_argument(
         "--check-data",

@@ -47,7 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "held out for `sim2real evaluate`. OUT becomes a checkpoint folder. --from-scratch "
         "trains the same architecture from random init with the same budget (the baseline).",
     )
-    parser.add_argument("--checkpoint", type=Path, help="pretrained checkpoint folder")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="pretrained checkpoint folder, or a shipped name (sim2real models)",
+    )
     parser.add_argument("--data", nargs="+", metavar="REAL", help="real tub(s) or CSV folders")
     parser.add_argument("--out", required=True, type=Path, help="output checkpoint folder")
     parser.add_argument("--frames", type=int, help="train on N frames (default: all usable)")

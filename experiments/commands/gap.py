@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "recommends how many stages to freeze for fine-tuning on the real frames.",
     )
     model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--checkpoint", type=Path, help="checkpoint folder (model.json)")
+    model.add_argument("--checkpoint", type=Path, help="checkpoint folder, or a shipped name")
     model.add_argument(
         "--architecture", help="measure an untrained network of this architecture instead"
     )
