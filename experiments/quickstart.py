@@ -20,6 +20,9 @@ from sim2real.experiments.grid import Executor
 from sim2real.experiments.study import StudyRun, load_study_config, packaged_config, run_study
 
 QUICKSTART_CONFIG = "quickstart"
+"""fine-tunes the shipped network"""
+QUICKSTART_PRETRAIN_CONFIG = "quickstart_pretrain"
+"""pretrains its own small network first"""
 
 
 def machine() -> dict[str, object]:
@@ -37,12 +40,18 @@ def run_quickstart(
     out: str | Path,
     *,
     config_path: str | Path | None = None,
+    pretrain: bool = False,
     executor: Executor | None = None,
     log_line: Callable[[str], None] = print,
 ) -> StudyRun:
-    """Run (or continue) the quickstart study in `out`; returns the `StudyRun`."""
+    """Run (or continue) the quickstart study in `out`; returns the `StudyRun`.
+
+    `config_path` (another study YAML) wins over `pretrain` (the packaged config that
+    pretrains its own small network instead of fine-tuning the shipped one).
+    """
     out = Path(out)
-    config = load_study_config(config_path or packaged_config(QUICKSTART_CONFIG))
+    name = QUICKSTART_PRETRAIN_CONFIG if pretrain else QUICKSTART_CONFIG
+    config = load_study_config(config_path or packaged_config(name))
     before = machine()
     started = time.perf_counter()
     run = run_study(config, out, executor=executor, log_line=log_line)

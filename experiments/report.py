@@ -241,6 +241,8 @@ def build_results(run: StudyRun) -> dict[str, Any]:
             "strength": start.strength,
             "cell": start.cell.id,
         }
+        if start.kind == "checkpoint":
+            entry["source"] = start.cell.config["path"]
         outcome = run.outcomes.get(start.cell.id)
         if outcome is not None and outcome.ok:
             entry["checkpoint"] = outcome.result.get("checkpoint")
@@ -505,10 +507,8 @@ def write_report(run: StudyRun) -> dict[str, Path]:
             f"Real data: {', '.join(results['real']['paths'])} "
             f"({results['real']['train_frames_available']} training frames before "
             "the held-out validation and test blocks; every network is scored on "
-            "the same later test block). Pretraining: "
-            f"{config.pretrain.model.architecture} on {config.sim.frames} sim "
-            f"frames per randomization strength {config.pretrain.strengths}; "
-            f"seeds {config.grid.seeds}.",
+            f"the same later test block). {_starts_sentence(config)} "
+            f"Seeds {config.grid.seeds}.",
         )
     )
     blocks.append(("h2", "Summary"))
@@ -767,11 +767,28 @@ def write_report(run: StudyRun) -> dict[str, Path]:
     return paths
 
 
+def _starts_sentence(config) -> str:
+    """Where the study's starts come from: a given checkpoint and/or sim pretraining."""
+    pretrained = list(config.pretrain.strengths)
+    parts = []
+    if config.start_checkpoint:
+        pretrained = pretrained[1:]
+        parts.append(f"Main start: the checkpoint {config.start_checkpoint}, used as is.")
+    if pretrained:
+        parts.append(
+            f"Pretraining: {config.pretrain.model.architecture} on {config.sim.frames} sim "
+            f"frames per randomization strength {pretrained}."
+        )
+    return " ".join(parts)
+
+
 def _display(name: str, results: dict[str, Any]) -> str:
     """A start's name for readers: "sim s=1 (main)", "sim s=0", "policy", "scratch"."""
     start = results["starts"].get(name, {})
     if start.get("kind") == "perception" and start.get("strength") is not None:
         return f"sim s={start['strength']:g}" + (" (main)" if name == "main" else "")
+    if start.get("kind") == "checkpoint":
+        return f"{Path(start['source']).name} (main)"
     return name
 
 

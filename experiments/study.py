@@ -191,6 +191,10 @@ class StudyConfig(StrictModel):
     """real tubs; None: the shipped sample (sim2real.transfer.sample_data)"""
     policy_checkpoint: str | None = None
     """a policy checkpoint folder (sim2real train-policy); None or missing: skipped, noted"""
+    start_checkpoint: str | None = None
+    """the main start: a checkpoint folder or a shipped name (`sim2real models`) used as is
+    instead of pretraining at the first strength; scratch then trains its architecture.
+    None: pretrain the main start (the first of `pretrain.strengths`)"""
     sim: SimStage = Field(default_factory=SimStage)
     pretrain: PretrainStage = Field(default_factory=PretrainStage)
     finetune: FinetuneStage = Field(default_factory=FinetuneStage)
@@ -327,13 +331,17 @@ def real_split_sizes(paths: list[str]) -> dict[str, int]:
 def plan_upstream(config: StudyConfig, out: Path) -> Plan:
     """Recordings, pretraining, the scratch init, the policy copy and gap cells."""
     from sim2real.agents.encoders import build_encoder
-    from sim2real.experiments.stages import data_fingerprint, file_sha256
+    from sim2real.experiments.stages import data_fingerprint
 
     cache_dir = Path(config.runtime.cache_dir or out / "frame_cache")
     runtime = _runtime(config, cache_dir)
     real_paths = config.real_paths()
     sizes = real_split_sizes(real_paths)
     model = config.pretrain.model
+    if config.start_checkpoint is not None:
+        from sim2real.agents.checkpoint import read_card
+
+        model = read_card(config.start_checkpoint).spec
     stage_names = list(build_encoder(model.architecture, model.input_shape).stage_names)
     real = {"paths": real_paths, "fingerprint": data_fingerprint(real_paths), "split": SPLIT}
     plan = Plan(config, real_paths, sizes["train"], len(stage_names), stage_names)
@@ -343,7 +351,7 @@ def plan_upstream(config: StudyConfig, out: Path) -> Plan:
         config, main_strength, config.sim.test_frames, config.sim.test_seed, runtime
     )
     pretrain_base = {
-        "model": model.model_dump(mode="json"),
+        "model": config.pretrain.model.model_dump(mode="json"),
         "train": _train_dump(config.pretrain.train),
         "val_fraction": config.pretrain.val_fraction,
         "split_gap": config.pretrain.split_gap,
@@ -351,12 +359,16 @@ def plan_upstream(config: StudyConfig, out: Path) -> Plan:
     }
     for i, strength in enumerate(config.pretrain.strengths):
         sim = _sim_cell(config, strength, config.sim.frames, config.sim.seed, runtime)
+        if i == 0 and config.start_checkpoint is not None:
+            cell = _external_cell(config.start_checkpoint, runtime, "start checkpoint")
+            plan.starts[MAIN] = Start(MAIN, cell, sim, strength, "checkpoint")
+            continue
         cell = Cell(
             "pretrain",
             {"pretrain": pretrain_base, "strength": strength},
             deps=(("sim", sim.id),),
             runtime=runtime,
-            label=f"pretrain {model.architecture} s={strength:g}",
+            label=f"pretrain {config.pretrain.model.architecture} s={strength:g}",
         )
         name = MAIN if i == 0 else f"strength_{strength:g}"
         plan.starts[name] = Start(name, cell, sim, strength, "perception")
@@ -371,14 +383,8 @@ def plan_upstream(config: StudyConfig, out: Path) -> Plan:
     plan.starts[SCRATCH] = Start(SCRATCH, init, plan.starts[MAIN].sim, None, "scratch")
     if config.policy_checkpoint:
         path = Path(config.policy_checkpoint).expanduser().resolve()
-        weights = path / "model.safetensors"
-        if weights.is_file() and (path / "model.json").is_file():
-            cell = Cell(
-                "external",
-                {"path": str(path), "weights_sha256": file_sha256(weights)},
-                runtime=runtime,
-                label="policy checkpoint",
-            )
+        if (path / "model.safetensors").is_file() and (path / "model.json").is_file():
+            cell = _external_cell(path, runtime, "policy checkpoint")
             plan.starts[POLICY] = Start(POLICY, cell, plan.starts[MAIN].sim, None, "policy")
         else:
             plan.notes.append(
@@ -401,6 +407,22 @@ def plan_upstream(config: StudyConfig, out: Path) -> Plan:
             label=f"gap {start.name}",
         )
     return plan
+
+
+def _external_cell(reference: str | Path, runtime: dict[str, Any], label: str) -> Cell:
+    """A cell that copies a checkpoint made elsewhere (a folder or a shipped name), keyed by
+    its resolved folder and its weights' digest."""
+    from sim2real.agents.shipped import resolve_checkpoint
+    from sim2real.experiments.stages import file_sha256
+
+    path = resolve_checkpoint(reference).resolve()
+    weights = path / "model.safetensors"
+    return Cell(
+        "external",
+        {"path": str(path), "weights_sha256": file_sha256(weights)},
+        runtime=runtime,
+        label=label,
+    )
 
 
 def resolve_frames(value: FrameCount, n_train: int) -> int | None:

@@ -172,3 +172,36 @@ def test_a_partial_cell_resumes_from_its_work_folder(tmp_path):
     outcome = run_cells([cell], store, LocalExecutor(), log=lambda _: None)[cell.id]
     assert outcome.result == {"resumed": True, "progress": "ab"}
     assert not work.exists() and (store.path(cell.id) / "progress.txt").read_text() == "ab"
+
+
+def test_a_start_checkpoint_replaces_the_main_pretraining(tmp_path):
+    from sim2real.agents.checkpoint import ModelCard, save_checkpoint
+    from sim2real.agents.model import ModelSpec, seeded_model
+    from sim2real.agents.preprocessing import Preprocessing
+
+    spec = ModelSpec(
+        architecture="nature_cnn",
+        outputs=["user/angle", "user/throttle", "sim/cte"],
+        preprocessing=Preprocessing(height=48, width=96, normalization="per_image"),
+    )
+    folder = save_checkpoint(tmp_path / "start", seeded_model(spec, 0), ModelCard(spec=spec))
+    config = StudyConfig.model_validate(
+        {
+            "start_checkpoint": str(folder),
+            "pretrain": {"strengths": [1.0, 0.0]},
+            "grid": {"frames": [0, 50], "seeds": [0], "freeze_sweep": {"frames": []}},
+        }
+    )
+    plan = plan_upstream(config, tmp_path / "study")
+    main = plan.starts[MAIN]
+    assert main.kind == "checkpoint" and main.cell.kind == "external"
+    assert main.cell.config["path"] == str(folder.resolve())
+    assert [s.cell.kind for s in plan.starts.values()].count("pretrain") == 1  # strength 0 only
+    # scratch trains the start's architecture, input and normalisation, not pretrain.model's
+    init = ModelSpec.model_validate(plan.starts["scratch"].cell.config["model"])
+    assert (init.architecture, init.input_shape) == ("nature_cnn", spec.input_shape)
+    assert init.preprocessing.normalization == "per_image"
+    assert plan.stage_names == list(seeded_model(spec, 0).encoder.stage_names)
+    other = config.model_copy(update={"start_checkpoint": "no-such-network"})
+    with pytest.raises(FileNotFoundError, match="no-such-network"):
+        plan_upstream(other, tmp_path / "study2")
