@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sim2real.agents.shipped import shipped_names
 from sim2real.common.config import ConfigError
 from sim2real.experiments.grid import (
     Cell,
@@ -131,6 +132,9 @@ def test_packaged_configs_validate_and_declare_the_issue_grid():
     assert len(study.grid.seeds) >= 3 and study.pretrain.strengths == [1.0, 0.0]
     quick = load_study_config(packaged_config("quickstart"))
     assert quick.real_data is None
+    assert quick.start_checkpoint in shipped_names()  # the quickstart starts from shipped weights
+    small = load_study_config(packaged_config("quickstart_pretrain"))
+    assert small.start_checkpoint is None and small.pretrain.strengths == [1.0, 0.0]
 
 
 def test_plan_ids_are_stable_and_follow_the_config(tmp_path):
