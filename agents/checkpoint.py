@@ -16,12 +16,13 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from sim2real.agents.model import DrivingNet, ModelSpec
 from sim2real.common.config import StrictModel, validate_config
-from sim2real.common.io import atomic_write, atomic_write_json
+from sim2real.common.io import atomic_write_json
+from sim2real.common.tensorfile import save_tensors
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -50,11 +51,9 @@ def save_checkpoint(directory: str | Path, model: DrivingNet, card: ModelCard) -
     if model.spec != card.spec:
         raise ValueError("card.spec differs from the model's spec; save the model's own spec")
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()
-    }
     metadata = {"format": "sim2real", "format_version": str(card.format_version)}
-    atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata))
+    # save_tensors: the same weights give the same bytes (md5 comparisons mean something)
+    save_tensors(directory / WEIGHTS_FILE, model.state_dict(), metadata)
     atomic_write_json(directory / CARD_FILE, card.model_dump(mode="json"))
     return directory
 
@@ -90,7 +89,10 @@ def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable safetensors file: {exc}") from None
+        raise ValueError(
+            f"{path}: not a readable safetensors file ({exc}); copy the checkpoint folder again "
+            "or point at another one"
+        ) from None
 
 
 def check_state_dict(

@@ -158,33 +158,56 @@ def open_records(
 
 def decode_frames(
     records: Sequence[Record], preprocessing: Preprocessing, *, progress: bool = True
-) -> np.ndarray:
-    """Decode and preprocess every record's image: (N, 3, H, W) uint8 RGB.
+) -> tuple[np.ndarray, list[int]]:
+    """Decode and preprocess every record's image: ((N, 3, H, W) uint8 RGB, bad indices).
 
-    Raises ValueError naming the first image that does not decode.
+    An image that is missing or does not decode leaves its row zero and its index in the
+    returned list (in order), so one bad file costs one frame, not the run.
     """
-    frames = np.empty((len(records), *preprocessing.input_shape), dtype=np.uint8)
+    frames = np.zeros((len(records), *preprocessing.input_shape), dtype=np.uint8)
 
-    def work(i: int) -> None:
+    def work(i: int) -> bool:
         image = read_image_rgb(records[i].image_path)
         if image is None:
-            raise ValueError(
-                f"{records[i].image_path}: image missing or not decodable (open the dataset "
-                "with check_images=True to skip such records)"
-            )
+            return False
         frames[i] = preprocessing.apply(image).transpose(2, 0, 1)
+        return True
 
     with ThreadPoolExecutor(decode_threads()) as pool:
-        for _ in tqdm(
-            pool.map(work, range(len(records))),
-            total=len(records),
-            desc="decoding frames",
-            unit="frame",
-            disable=not progress,
-            leave=False,
-        ):
-            pass
-    return frames
+        decoded = list(
+            tqdm(
+                pool.map(work, range(len(records))),
+                total=len(records),
+                desc="decoding frames",
+                unit="frame",
+                disable=not progress,
+                leave=False,
+            )
+        )
+    return frames, [i for i, ok in enumerate(decoded) if not ok]
+
+
+def count_undecodable(
+    report: ReadReport, records: Sequence[Record], bad: Sequence[int], max_bad_fraction: float
+) -> None:
+    """Move the records at `bad` (images found not to decode) from usable to unreadable in
+    `report`; ValueError naming the sources when the bad share then exceeds
+    `max_bad_fraction`."""
+    for i in bad:
+        record = records[i]
+        report.usable -= 1
+        report.unreadable_image += 1
+        report.note(
+            f"{record.source}: record {record.index}: image {record.image_path} not decodable"
+        )
+    if report.bad_fraction > max_bad_fraction:
+        names = ", ".join(sorted({r.source for r in records}))
+        details = "".join(f"\n  e.g. {example}" for example in report.examples[:5])
+        raise ValueError(
+            f"{names}: {report.bad_fraction:.0%} of records are bad, more than "
+            f"max_bad_fraction {max_bad_fraction:.0%} ({report.summary()}); repair or remove "
+            f"the bad files (sim2real data inspect lists them){details}"
+        )
 
 
 class DrivingDataset(Dataset):
@@ -194,6 +217,11 @@ class DrivingDataset(Dataset):
     labels goes through the same heads. Preprocessed frames are cached on disk in
     `cache_dir` (default `sim2real.transfer.cache.default_cache_dir()`) keyed by the image
     files and the preprocessing, so later epochs and runs skip JPEG decoding.
+
+    Records whose image does not decode are dropped (listed in `undecodable`) and counted
+    in `report` (the read report of the record set, which model cards keep) when given;
+    ValueError when the share of bad records then exceeds `max_bad_fraction` (of `report`,
+    else of `records`).
     """
 
     def __init__(
@@ -204,10 +232,16 @@ class DrivingDataset(Dataset):
         cache_dir: Path | None = None,
         *,
         progress: bool = True,
+        report: ReadReport | None = None,
+        max_bad_fraction: float = 0.5,
     ) -> None:
         self.records = list(records)
         if not self.records:
             raise ValueError("DrivingDataset: no records")
+        self.report = report if report is not None else ReadReport(usable=len(self.records))
+        self.max_bad_fraction = max_bad_fraction
+        self.undecodable: list[str] = []
+        """image paths dropped because they did not decode"""
         if not label_names:
             raise ValueError("DrivingDataset: label_names is empty")
         self.preprocessing = preprocessing
@@ -224,19 +258,40 @@ class DrivingDataset(Dataset):
         self._targets = torch.from_numpy(targets)
 
     def _load_frames(self, progress: bool) -> np.ndarray:
+        """The frames of the decodable records (cached); drops the others from `records`."""
         key = cache.frames_key(self.records, self.preprocessing)
-        shape = (len(self.records), *self.preprocessing.input_shape)
+        bad = cache.load_undecodable(self.cache_dir, key)
+        shape = (len(self.records) - len(bad), *self.preprocessing.input_shape)
         frames = cache.load_frames(self.cache_dir, key, shape)
-        if frames is not None:
+        if frames is None:
+            frames, bad = decode_frames(self.records, self.preprocessing, progress=progress)
+            frames = np.delete(frames, bad, axis=0) if bad else frames
+            try:
+                self.cache_path = cache.save_frames(
+                    self.cache_dir,
+                    key,
+                    frames,
+                    self.preprocessing,
+                    [r.source for r in self.records],
+                    undecodable=bad,
+                )
+            except OSError as exc:
+                log.warning("frame cache not written to %s: %s", self.cache_dir, exc)
+        else:
             self.cache_path = cache.cache_paths(self.cache_dir, key)[0]
-            return frames
-        frames = decode_frames(self.records, self.preprocessing, progress=progress)
-        try:
-            self.cache_path = cache.save_frames(
-                self.cache_dir, key, frames, self.preprocessing, [r.source for r in self.records]
+        if bad:
+            self.undecodable = [str(self.records[i].image_path) for i in bad]
+            count_undecodable(self.report, self.records, bad, self.max_bad_fraction)
+            dropped = set(bad)
+            self.records = [r for i, r in enumerate(self.records) if i not in dropped]
+            log.warning(
+                "skipped %d image(s) that do not decode, e.g. %s", len(bad), self.undecodable[0]
             )
-        except OSError as exc:
-            log.warning("frame cache not written to %s: %s", self.cache_dir, exc)
+        if not self.records:
+            raise ValueError(
+                f"{self.undecodable[0]} and every other image of this data do not decode; "
+                "check the files (sim2real data inspect)"
+            )
         return frames
 
     def __len__(self) -> int:

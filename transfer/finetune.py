@@ -179,7 +179,9 @@ def open_real_data(
         raise ValueError(f"{', '.join(config.data)}: too few records for a validation block")
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
     train_set, val_set = (
-        DrivingDataset(part, preprocessing, outputs, cache_dir, progress=progress)
+        DrivingDataset(
+            part, preprocessing, outputs, cache_dir, progress=progress, report=record_set.report
+        )
         for part in (train, val)
     )
     trained_on = {
