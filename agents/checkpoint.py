@@ -61,6 +61,11 @@ def save_checkpoint(directory: str | Path, model: DrivingNet, card: ModelCard) -
 def read_card(directory: str | Path) -> ModelCard:
     """The validated `ModelCard` of checkpoint folder `directory`."""
     directory = Path(directory)
+    if directory.is_file():
+        raise ValueError(
+            f"{directory} is a file; a checkpoint is the folder holding model.json and "
+            f"model.safetensors: pass {directory.parent}"
+        )
     if not directory.is_dir():
         raise FileNotFoundError(f"checkpoint folder {directory} not found")
     path = directory / CARD_FILE
