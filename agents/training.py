@@ -216,7 +216,7 @@ RESUME_KEYS = (
 )
 
 
-def _read_resume_file(path: Path) -> dict[str, Any]:
+def read_resume_file(path: Path) -> dict[str, Any]:
     """The training state in `path`, read with torch's restricted (weights-only) unpickler;
     ValueError naming `path` when it is truncated, not torch's format or holds anything but
     tensors and plain values (never retried with the unsafe full unpickler)."""
@@ -291,7 +291,7 @@ def fit(
     best_state: dict[str, torch.Tensor] | None = None
     resume_path = out_dir / RESUME_FILE
     if resume and resume_path.is_file():
-        saved = _read_resume_file(resume_path)
+        saved = read_resume_file(resume_path)
         if saved["config"] != _resume_identity(config):
             raise ValueError(
                 f"{resume_path} was written with a different training config; "

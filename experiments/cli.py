@@ -44,7 +44,12 @@ def option_error(exc: ValidationError, argv: list[str]) -> str:
     for err in exc.errors():
         field = ".".join(str(part) for part in err["loc"]) or "<root>"
         flag = "--" + str(err["loc"][-1]).replace("_", "-") if err["loc"] else ""
-        if flag in argv:
+        # the option that set the field: its own name, else the one given this value
+        value = str(err.get("input"))
+        pairs = zip(argv, argv[1:], strict=False)
+        given = [a for a, v in pairs if a.startswith("--") and v == value]
+        flag = flag if flag in argv else (given[0] if len(given) == 1 else "")
+        if flag:
             what = f"{flag} {err.get('input')!r}"
         else:
             what = f"{exc.title}.{field} = {err.get('input')!r}"

@@ -115,6 +115,7 @@ def open_sim_data(config: PretrainConfig) -> PretrainData:
         "split": described,
         "label_counts": counts,
         "read_report": record_set.report.to_dict(),
+        "source_size": list(train.source_shape[:2]),
         "max_frames": config.max_frames,
     }
     return PretrainData(train=train, val=val, trained_on=trained_on)

@@ -124,10 +124,10 @@ def test_planted_pickles_in_checkpoints_and_resume_files_never_run(tmp_path, mar
         assert not marker.exists(), args
         assert re.search(r"model\.safetensors|model\.json|policy_state", err), (args, err)
     # a resume.pt holding objects is refused by torch's weights-only reader, with a clean error
-    from sim2real.agents.training import _read_resume_file
+    from sim2real.agents.training import read_resume_file
 
     with pytest.raises(ValueError, match="resume.pt: not a training state sim2real can read"):
-        _read_resume_file(run / "resume.pt")
+        read_resume_file(run / "resume.pt")
     assert not marker.exists()
     assert {p: p.read_bytes() for p in inputs} == inputs  # nothing modified
 

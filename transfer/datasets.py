@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -143,13 +144,17 @@ def open_records(
     record_set = read_sources(paths, csv_columns=csv_columns, check_images=check_images)
     records, total = record_set.records, record_set.report
     names = ", ".join(str(p) for p in paths)
-    details = "".join(f"\n  e.g. {example}" for example in total.examples[:5])
+    details = "".join(f"; e.g. {example}" for example in total.examples[:2])
     if not records:
-        raise ValueError(f"{names}: no usable records ({total.summary()}){details}")
+        raise ValueError(
+            f"{names}: no usable records ({total.summary()}){details}; check the data with "
+            "sim2real data inspect"
+        )
     if total.bad_fraction > max_bad_fraction:
         raise ValueError(
             f"{names}: {total.bad_fraction:.0%} of records are bad, more than max_bad_fraction "
-            f"{max_bad_fraction:.0%} ({total.summary()}){details}"
+            f"{max_bad_fraction:.0%} ({total.summary()}){details}; repair or remove the bad "
+            "files (sim2real data inspect lists them)"
         )
     if total.bad:
         log.warning("%s: skipped %d bad records (%s)", names, total.bad, total.summary())
@@ -202,11 +207,43 @@ def count_undecodable(
         )
     if report.bad_fraction > max_bad_fraction:
         names = ", ".join(sorted({r.source for r in records}))
-        details = "".join(f"\n  e.g. {example}" for example in report.examples[:5])
+        details = "".join(f"; e.g. {example}" for example in report.examples[:2])
         raise ValueError(
             f"{names}: {report.bad_fraction:.0%} of records are bad, more than "
-            f"max_bad_fraction {max_bad_fraction:.0%} ({report.summary()}); repair or remove "
-            f"the bad files (sim2real data inspect lists them){details}"
+            f"max_bad_fraction {max_bad_fraction:.0%} ({report.summary()}){details}; repair or "
+            "remove the bad files (sim2real data inspect lists them)"
+        )
+
+
+def expected_source_size(trained_on: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    """(H, W) of the camera frames a checkpoint was trained on, when its card says."""
+    trained_on = trained_on or {}
+    size = trained_on.get("source_size")
+    if size is None and isinstance(trained_on.get("env_config"), Mapping):
+        size = trained_on["env_config"].get("image_size")  # a policy's camera
+    if isinstance(size, Sequence) and len(size) == 2:
+        return int(size[0]), int(size[1])
+    return None
+
+
+def check_source_frames(
+    dataset: DrivingDataset, trained_on: Mapping[str, Any] | None, checkpoint: str | Path
+) -> None:
+    """ValueError naming the data when its frames are grayscale, or not the size the
+    checkpoint was trained on (its crop is in source pixels, so another size means another
+    view of the road)."""
+    shape, path = dataset.source_shape, dataset.records[0].image_path
+    if len(shape) == 2 or shape[2] == 1:
+        raise ValueError(
+            f"{path}: frames are grayscale ({shape[1]}x{shape[0]}, one channel); the network "
+            "takes colour (RGB) frames: record or convert the data in colour"
+        )
+    expected = expected_source_size(trained_on)
+    if expected is not None and tuple(shape[:2]) != expected:
+        raise ValueError(
+            f"{path}: frames are {shape[1]}x{shape[0]}, but checkpoint {checkpoint} was "
+            f"trained on {expected[1]}x{expected[0]} frames (its crop is in those pixels): "
+            f"resize the frames to {expected[1]}x{expected[0]}, or train on frames of this size"
         )
 
 
@@ -289,18 +326,28 @@ class DrivingDataset(Dataset):
             )
         if not self.records:
             raise ValueError(
-                f"{self.undecodable[0]} and every other image of this data do not decode; "
-                "check the files (sim2real data inspect)"
+                f"none of the {len(bad)} images of this part of the data decode, e.g. "
+                f"{self.undecodable[0]}; repair or remove the bad files (sim2real data inspect "
+                "lists them)"
             )
         return frames
 
     def __len__(self) -> int:
         return len(self.records)
 
+    @property
+    def source_shape(self) -> tuple[int, ...]:
+        """(H, W, C) of the first record's image as stored ((H, W) when grayscale)."""
+        image = cv2.imread(str(self.records[0].image_path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise ValueError(f"{self.records[0].image_path}: image no longer decodes")
+        return tuple(image.shape)
+
     def describe(self) -> dict[str, Any]:
         """What the dataset holds, for model cards' `trained_on` (JSON-ready)."""
         return {
             "frames": len(self.records),
+            "source_size": list(self.source_shape[:2]),
             "sources": sorted({r.source for r in self.records}),
             "sessions": len({(r.source, r.session) for r in self.records}),
             "label_names": self.label_names,

@@ -107,7 +107,7 @@ def evaluate_offline(
     progress: bool = True,
 ) -> Evaluation:
     """Metrics with block-bootstrap intervals of `checkpoint` on the real frames of `data`."""
-    from sim2real.transfer.datasets import DrivingDataset, open_records
+    from sim2real.transfer.datasets import DrivingDataset, check_source_frames, open_records
     from sim2real.transfer.splits import time_block_split
 
     if split not in ("test", "all"):
@@ -142,6 +142,7 @@ def evaluate_offline(
         dataset = DrivingDataset(
             part, pre, labels, cache, progress=progress, report=record_set.report
         )
+        check_source_frames(dataset, card.trained_on, checkpoint)
         preds = predict(model, dataset.images)
         cols = [model.output_index(name) for name in labels]
         pred = {name: preds[:, c] for name, c in zip(labels, cols, strict=True)}

@@ -50,6 +50,7 @@ from sim2real.agents.training import (
     evaluate_loss,
     fit,
     masked_loss,
+    read_resume_file,
 )
 from sim2real.common.config import StrictModel, load_config
 from sim2real.common.runs import check_run_dir, code_version, describe_run
@@ -197,6 +198,7 @@ def open_real_data(
         },
         "label_counts": counts,
         "read_report": record_set.report.to_dict(),
+        "source_size": list(train_set.source_shape[:2]),
     }
     return RealData(train=train_set, val=val_set, trained_on=trained_on)
 
@@ -325,6 +327,8 @@ def check_out_dir(out_dir: Path, config: FinetuneConfig, resume: bool) -> None:
         what="a fine-tuning run",
         may_change=RESUMABLE_CHANGES,
     )
+    for path in sorted(out_dir.glob(f"**/{RESUME_FILE}")) if resume else []:
+        read_resume_file(path)  # a bad one fails before the folder changes
 
 
 def build_model(config: FinetuneConfig) -> tuple[DrivingNet, ModelCard]:
@@ -359,6 +363,9 @@ def finetune(
         data = open_real_data(
             config, adapter.outputs, model.spec.preprocessing, progress=config.train.progress
         )
+    from sim2real.transfer.datasets import check_source_frames
+
+    check_source_frames(data.train, parent_card.trained_on, config.checkpoint)
     describe_run(out_dir, config)
 
     if config.from_scratch:
