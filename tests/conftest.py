@@ -15,5 +15,6 @@ def _restore_global_torch_state():
     yield
     torch.set_num_threads(threads)
     torch.set_rng_state(rng)
-    torch.use_deterministic_algorithms(deterministic)
+    if torch.are_deterministic_algorithms_enabled() != deterministic:
+        torch.use_deterministic_algorithms(deterministic)  # (its first call takes seconds)
     torch.set_grad_enabled(grad)

@@ -381,9 +381,23 @@ def check_failure(folder: Path, args: list[str], expect: list[str], capsys, monk
     return line
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Each builder runs once; cases that share it (one per command) get copies."""
+    templates: dict[Callable, Path] = {}
+
+    def get(build: Callable[[Path], None]) -> Path:
+        if build not in templates:
+            templates[build] = tmp_path_factory.mktemp("template")
+            build(templates[build])
+        return templates[build]
+
+    return get
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_fails_cleanly(case: Case, good, tmp_path, capsys, monkeypatch):
-    case.build(tmp_path)
+def test_bad_input_fails_cleanly(case: Case, good, built, tmp_path, capsys, monkeypatch):
+    shutil.copytree(built(case.build), tmp_path, symlinks=True, dirs_exist_ok=True)
     if case.needs:
         (tmp_path / "GOOD").symlink_to(good)
     check_failure(tmp_path, case.args, case.expect, capsys, monkeypatch)
@@ -448,3 +462,31 @@ def test_policy_runs_refuse_an_sb3_zip_and_a_broken_state(tmp_path, capsys, monk
     (tmp_path / "run" / "sb3_model.zip").unlink()
     (tmp_path / "run" / "policy_state.safetensors").write_bytes(b"\x08" + b"\x00" * 20)
     check_failure(tmp_path, args, ["policy_state.safetensors", "readable"], capsys, monkeypatch)
+
+
+def test_a_failed_run_leaves_no_stub_folder_and_internal_errors_keep_their_traceback(
+    tmp_path, capsys, monkeypatch
+):
+    from sim2real.common.runs import describe_run
+    from sim2real.experiments.commands import finetune as command
+
+    def fails_after_describing(error: Exception):
+        def handler(args):
+            describe_run(args.out, None)  # what a run writes before its real work
+            raise error
+
+        return handler
+
+    args = ["finetune", "--out", str(tmp_path / "new"), "--data", "x", "--checkpoint", "y"]
+    monkeypatch.setattr(command, "handler", fails_after_describing(ValueError("bad input")))
+    assert main(args) == 2
+    assert "finetune: error: bad input" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    # a folder that existed before is left as it was (only the run's own stub goes)
+    (tmp_path / "old").mkdir()
+    assert main([*args[:2], str(tmp_path / "old"), *args[3:]]) == 2
+    assert (tmp_path / "old" / "run.json").is_file()
+    # an internal error is not dressed up as a user error: its traceback stays
+    monkeypatch.setattr(command, "handler", fails_after_describing(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(args)

@@ -187,7 +187,11 @@ def open_real_data(
     )
     trained_on = {
         "paths": [str(Path(p).expanduser().resolve()) for p in config.data],
-        "frames": {"train": len(train), "val": len(val), "test_held_out": len(split.test)},
+        "frames": {  # (frames whose image did not decode are not counted)
+            "train": len(train_set),
+            "val": len(val_set),
+            "test_held_out": len(split.test),
+        },
         "split": {
             "kind": "time_block",
             "val_fraction": config.val_fraction,
