@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def option_error(exc: ValidationError, argv: list[str]) -> str:
-    """One line for a config field that a command-line option set to a bad value:
-    `--frames 0: Input should be greater than 0 (field frames); give another value`."""
+    """One line for config fields that command-line options set to bad values, e.g.
+    `--frames 0: Input should be greater than or equal to 2 (config field
+    FinetuneConfig.frames); give a valid value (see --help)`."""
     problems = []
     for err in exc.errors():
         field = ".".join(str(part) for part in err["loc"]) or "<root>"
@@ -60,7 +61,8 @@ def option_error(exc: ValidationError, argv: list[str]) -> str:
 
 def os_error(exc: OSError) -> str:
     """One line for a file the user named that cannot be read or written."""
-    where = f": {exc.filename}" if exc.filename else ""
+    target = exc.filename2 or exc.filename  # (os.replace(tmp, target) names both)
+    where = f": {target}" if target else ""
     reason = exc.strerror or str(exc)
     return f"{reason}{where}; check the path and its permissions"
 

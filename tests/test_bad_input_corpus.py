@@ -339,7 +339,7 @@ CASES = [
     # outputs that cannot or must not be written
     Case("export-onnx-folder", lambda d: (d / "dest").mkdir(), ["export", "--checkpoint", "GOOD/ck", "--onnx", "dest"], ["--onnx dest is a folder"], ("ck",)),
     Case("export-no-force", lambda d: (d / "old.onnx").write_bytes(b"keep me"), ["export", "--checkpoint", "GOOD/ck", "--onnx", "old.onnx"], ["old.onnx exists", "--force"], ("ck",)),
-    Case("evaluate-json-folder", lambda d: (d / "dest").mkdir(), ["evaluate", "--checkpoint", "GOOD/ck", "--data", "GOOD/tub", "--n-boot", "10", "--json", "dest"], ["dest", "directory"], ("ck", "tub")),
+    Case("evaluate-json-folder", lambda d: (d / "dest").mkdir(), ["evaluate", "--checkpoint", "GOOD/ck", "--data", "GOOD/tub", "--n-boot", "10", "--json", "dest"], ["directory: dest;"], ("ck", "tub")),
 ]  # fmt: skip
 
 
