@@ -40,22 +40,28 @@ def build_parser() -> argparse.ArgumentParser:
 def option_error(exc: ValidationError, argv: list[str]) -> str:
     """One line for config fields that command-line options set to bad values, e.g.
     `--frames 0: Input should be greater than or equal to 2 (config field
-    FinetuneConfig.frames); give a valid value (see --help)`."""
-    problems = []
+    FinetuneConfig.frames); give a valid value (see --help)`. The alternatives of a union
+    field (`--freeze abc`) are joined with "or"."""
+    grouped: dict[str, tuple[list[str], list[tuple]]] = {}
     for err in exc.errors():
-        field = ".".join(str(part) for part in err["loc"]) or "<root>"
-        flag = "--" + str(err["loc"][-1]).replace("_", "-") if err["loc"] else ""
+        loc = tuple(str(part) for part in err["loc"])
+        flag = "--" + loc[-1].replace("_", "-") if loc else ""
         # the option that set the field: its own name, else the one given this value
         value = str(err.get("input"))
         pairs = zip(argv, argv[1:], strict=False)
         given = [a for a, v in pairs if a.startswith("--") and v == value]
         flag = flag if flag in argv else (given[0] if len(given) == 1 else "")
-        if flag:
-            what = f"{flag} {err.get('input')!r}"
-        else:
-            what = f"{exc.title}.{field} = {err.get('input')!r}"
-        reason = err["msg"].removeprefix("Value error, ")
-        problems.append(f"{what}: {reason} (config field {exc.title}.{field})")
+        what = f"{flag} {err.get('input')!r}" if flag else f"{exc.title} = {err.get('input')!r}"
+        reasons, locs = grouped.setdefault(what, ([], []))
+        reasons.append(err["msg"].removeprefix("Value error, "))
+        locs.append(loc)
+    problems = []
+    for what, (reasons, locs) in grouped.items():
+        common = locs[0][: min(len(loc) for loc in locs)]
+        while len(locs) > 1 and any(loc[: len(common)] != common for loc in locs):
+            common = common[:-1]
+        field = ".".join(common) or "<root>"
+        problems.append(f"{what}: {' or '.join(reasons)} (config field {exc.title}.{field})")
     return "; ".join(problems) + "; give a valid value (see --help)"
 
 
