@@ -16,13 +16,14 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, model_validator
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from sim2real.agents.model import DrivingNet, ModelSpec
 from sim2real.agents.shipped import resolve_checkpoint
 from sim2real.common.config import StrictModel, validate_config
-from sim2real.common.io import atomic_write, atomic_write_json
+from sim2real.common.io import atomic_write_json
+from sim2real.common.tensorfile import save_tensors
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -45,17 +46,25 @@ class ModelCard(StrictModel):
     """one entry per training step that produced these weights, oldest first"""
     source_size: tuple[int, int] | None = None
     """(height, width) px of the camera frames the weights were fitted on, before the crop
-    and resize; filled from ``trained_on["read_report"]`` when not given; None: unknown"""
+    and resize; filled from ``trained_on`` (its read report's one frame size, its
+    ``source_size``, or a policy's camera ``env_config.image_size``) when not given;
+    None: unknown"""
 
     @model_validator(mode="before")
     @classmethod
     def _source_size_from_data(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("source_size") is None:
             trained_on = data.get("trained_on")
-            report = trained_on.get("read_report") if isinstance(trained_on, dict) else None
+            trained_on = trained_on if isinstance(trained_on, dict) else {}
+            report = trained_on.get("read_report")
             sizes = report.get("frame_sizes") if isinstance(report, dict) else None
+            env = trained_on.get("env_config")
             if isinstance(sizes, list) and len(sizes) == 1:
                 data = {**data, "source_size": sizes[0]}
+            elif trained_on.get("source_size") is not None:
+                data = {**data, "source_size": trained_on["source_size"]}
+            elif isinstance(env, dict) and env.get("image_size") is not None:
+                data = {**data, "source_size": env["image_size"]}  # a policy's camera
         return data
 
     def check_source_size(self, size: tuple[int, int], what: str) -> None:
@@ -80,11 +89,9 @@ def save_checkpoint(directory: str | Path, model: DrivingNet, card: ModelCard) -
     if model.spec != card.spec:
         raise ValueError("card.spec differs from the model's spec; save the model's own spec")
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()
-    }
     metadata = {"format": "sim2real", "format_version": str(card.format_version)}
-    atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata))
+    # save_tensors: the same weights give the same bytes (md5 comparisons mean something)
+    save_tensors(directory / WEIGHTS_FILE, model.state_dict(), metadata)
     atomic_write_json(directory / CARD_FILE, card.model_dump(mode="json"))
     return directory
 
@@ -119,7 +126,10 @@ def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable safetensors file: {exc}") from None
+        raise ValueError(
+            f"{path}: not a readable safetensors file ({exc}); copy the checkpoint folder again "
+            "or point at another one"
+        ) from None
 
 
 def check_state_dict(

@@ -4,9 +4,10 @@
 `Preprocessing`), an SB3 model whose features extractor is the registered encoder
 (optionally initialised from a perception checkpoint, lower stages optionally frozen), trains
 it with a closed-loop evaluation callback on held-out seeds, and writes to `out_dir`:
-config.yaml + run.json, tb/ (TensorBoard), evals.json (the learning curve), sb3_model.zip
-(SB3's own format, for resuming) and the final checkpoint folder `checkpoint/` (kind
-"policy", outputs user/angle and user/throttle), which fine-tuning reads like any network.
+config.yaml + run.json, tb/ (TensorBoard), evals.json (the learning curve),
+policy_state.safetensors (weights, optimizer states and counters for resuming; no pickle) and
+the final checkpoint folder `checkpoint/` (kind "policy", outputs user/angle and
+user/throttle), which fine-tuning reads like any network.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ from sim2real.agents.closed_loop import (
 from sim2real.agents.encoders import check_architecture
 from sim2real.agents.freezing import frozen_stages
 from sim2real.agents.model import DrivingNet
+from sim2real.agents.policy_state import (
+    STATE_FILE,
+    load_policy_state,
+    read_policy_state,
+    save_policy_state,
+)
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.agents.sb3_env import make_vec_env
 from sim2real.agents.sb3_extractor import (
@@ -44,12 +51,14 @@ from sim2real.agents.sb3_extractor import (
     policy_to_driving_net,
 )
 from sim2real.common.config import StrictModel, load_config
-from sim2real.common.io import atomic_write, atomic_write_json
+from sim2real.common.device import DeviceName
+from sim2real.common.io import atomic_write_json
 from sim2real.common.runs import check_run_dir, code_version, describe_run
 
 log = logging.getLogger(__name__)
 
 MODEL_ZIP = "sb3_model.zip"
+"""SB3's pickle-based save, written by earlier versions; read only with trust_pickle"""
 CHECKPOINT_DIR = "checkpoint"
 EVALS_FILE = "evals.json"
 
@@ -136,7 +145,7 @@ class PolicyConfig(StrictModel):
     freeze: int | str | list[str] = 0
     """encoder stages to freeze: k (the lower k), "all", "none" or stage names"""
     seed: int = Field(0, ge=0)
-    device: str = "cpu"
+    device: DeviceName = "cpu"
     num_threads: int | None = Field(1, ge=1)
     """torch CPU threads (None: leave torch's setting)"""
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -344,47 +353,64 @@ def train_policy(
     out_dir: str | Path,
     *,
     resume: bool = False,
+    trust_pickle: bool = False,
 ) -> PolicyResult:
     """Train the policy of `config`; write the run folder `out_dir` (see module docstring).
 
-    With `resume`, continue from ``out_dir/sb3_model.zip`` (saved at every evaluation) up to
-    `config.total_timesteps`. Refuses to overwrite a finished or started run otherwise."""
-    from stable_baselines3 import PPO, SAC
-
+    With `resume`, continue from ``out_dir/policy_state.safetensors`` (saved at every
+    evaluation) up to `config.total_timesteps`. A run folder of an earlier version holds only
+    SB3's ``sb3_model.zip``, which unpickles (runs code) on load: it is read only with
+    `trust_pickle`. Refuses to overwrite a finished or started run otherwise."""
     out_dir = Path(out_dir)
-    zip_path = out_dir / MODEL_ZIP
+    state_path, zip_path = out_dir / STATE_FILE, out_dir / MODEL_ZIP
     check_run_dir(
         out_dir,
         config,
-        started=zip_path.exists(),
+        started=state_path.exists() or zip_path.exists(),
         resume=resume,
         what="a policy run",
         may_change={"total_timesteps"},
     )
+    from_zip = resume and zip_path.exists() and not state_path.exists()
+    if from_zip and not trust_pickle:
+        raise ValueError(
+            f"{zip_path} is stable-baselines3's pickle format, and loading it runs any code it "
+            "holds; resume it with --trust-pickle only if you made it yourself, else start a "
+            "new out dir"
+        )
     old_threads = torch.get_num_threads()
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     started = time.perf_counter()
-    resolved = resolve_model(config)
-    describe_run(out_dir, config)
-    env = make_policy_env(config, resolved.preprocessing)
+    try:
+        # read (and check) what the run resumes from before anything in out_dir changes
+        resuming_state = resume and state_path.exists()
+        saved = read_policy_state(state_path, config.algorithm) if resuming_state else None
+        resolved = resolve_model(config)
+        describe_run(out_dir, config)
+        env = make_policy_env(config, resolved.preprocessing)
+    except BaseException:
+        torch.set_num_threads(old_threads)
+        raise
     evals_path = out_dir / EVALS_FILE
     try:
         report = None
         evals: list[dict[str, Any]] = []
-        resumed = resume and zip_path.exists()
-        if resumed:
-            cls = PPO if config.algorithm == "ppo" else SAC
-            model = cls.load(zip_path, env=env, device=config.device)
-            model.tensorboard_log = str(out_dir / "tb")
-            if evals_path.is_file():
-                evals = json.loads(evals_path.read_text(encoding="utf-8"))
-            log.info("resuming %s at %d steps", zip_path, model.num_timesteps)
+        resumed = resume and (state_path.exists() or from_zip)
+        if from_zip:
+            model = _load_sb3_zip(config, zip_path, env, out_dir / "tb")
         else:
             model, report = build_model(config, env, resolved, tensorboard_log=str(out_dir / "tb"))
+            if resumed:
+                load_policy_state(model, config.algorithm, state_path, saved)
+        if resumed:
+            if evals_path.is_file():
+                evals = json.loads(evals_path.read_text(encoding="utf-8"))
+            log.info("resuming %s at %d steps", out_dir, model.num_timesteps)
 
+        save_state = _state_saver(config.algorithm, state_path)
         callback = ClosedLoopEvalCallback(
-            config, resolved.preprocessing, evals_path, evals, on_eval=_atomic_zip(zip_path)
+            config, resolved.preprocessing, evals_path, evals, on_eval=save_state
         )
         remaining = config.total_timesteps - model.num_timesteps
         if remaining > 0:
@@ -396,7 +422,7 @@ def train_policy(
             )
         callback.init_callback(model)  # (learn did it, unless there was nothing left to do)
         callback.evaluate()  # the final policy (skipped when it was just evaluated)
-        _atomic_zip(zip_path)(model, None)
+        save_state(model, None)
         evals = callback.evals
     finally:
         env.close()
@@ -443,10 +469,20 @@ def _frozen_stage_names(policy) -> Sequence[str]:
     return frozen_stages(extractor)
 
 
-def _atomic_zip(zip_path: Path):
-    """A callback (model, entry) that saves the SB3 model to `zip_path` atomically."""
+def _state_saver(algorithm: str, path: Path):
+    """A callback (model, entry) that saves the model's resumable state to `path`."""
 
     def save(model, _entry) -> None:
-        atomic_write(zip_path, model.save)
+        save_policy_state(model, algorithm, path)
 
     return save
+
+
+def _load_sb3_zip(config: PolicyConfig, zip_path: Path, env, tb_dir: Path):
+    """SB3's own `load` of `zip_path`: unpickles, so only for a zip the user vouched for."""
+    from stable_baselines3 import PPO, SAC
+
+    cls = PPO if config.algorithm == "ppo" else SAC
+    model = cls.load(zip_path, env=env, device=config.device)
+    model.tensorboard_log = str(tb_dir)
+    return model

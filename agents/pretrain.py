@@ -32,6 +32,7 @@ from sim2real.agents.training import (
     TrainConfig,
     dataset_tensors,
     fit,
+    read_resume_file,
 )
 from sim2real.common.config import StrictModel, load_config
 from sim2real.common.runs import check_run_dir, code_version, describe_run
@@ -161,6 +162,8 @@ def check_out_dir(out_dir: Path, config: PretrainConfig, resume: bool) -> None:
         what="a pretraining run",
         may_change=RESUMABLE_CHANGES,
     )
+    if resume and (out_dir / RESUME_FILE).is_file():
+        read_resume_file(out_dir / RESUME_FILE)  # a bad one fails before the folder changes
 
 
 @dataclass

@@ -55,7 +55,7 @@ def resolve_checkpoint(reference: str | os.PathLike[str]) -> Path:
     if path.exists():
         raise ValueError(
             f"{path} is a file; a checkpoint is a folder holding model.json and "
-            f"model.safetensors (give the folder, or a shipped name: {_shipped_list()})"
+            f"model.safetensors: pass {path.parent} (or a shipped name: {_shipped_list()})"
         )
     text = os.fspath(reference)
     is_name = bool(text) and os.sep not in text and "/" not in text and not text.startswith(".")
@@ -64,7 +64,7 @@ def resolve_checkpoint(reference: str | os.PathLike[str]) -> Path:
         if text in shipped_names():
             return candidate
         raise FileNotFoundError(
-            f"checkpoint {text!r} is neither a folder nor a shipped network "
+            f"checkpoint {text!r} not found: it is neither a folder nor a shipped network "
             f"(shipped: {_shipped_list()}; `sim2real models` lists them)"
         )
     raise FileNotFoundError(

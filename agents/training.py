@@ -30,7 +30,7 @@ from sim2real.agents.augment import Augmentation, augment_batch
 from sim2real.agents.freezing import trainable_parameters
 from sim2real.agents.model import DrivingNet, unit_batches
 from sim2real.common.config import StrictModel
-from sim2real.common.device import resolve_device
+from sim2real.common.device import DeviceName, resolve_device
 from sim2real.common.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class TrainConfig(StrictModel):
     loss_weights: dict[str, float] = Field(default_factory=dict)
     """weight of each output's MSE in the loss, by output name (unlisted: 1.0)"""
     seed: int = 0
-    device: str = "auto"
+    device: DeviceName = "auto"
     """"auto" (CUDA when present), "cpu", "cuda", "cuda:1" ..."""
     num_threads: int | None = Field(None, ge=1)
     """torch CPU threads while training (None: leave torch's setting)"""
@@ -210,6 +210,33 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+RESUME_KEYS = (
+    *("config", "model", "optimizer", "best_state", "history", "stopped_early"),
+    *("epoch", "best_val", "best_epoch", "bad_epochs", "finished"),
+)
+
+
+def read_resume_file(path: Path) -> dict[str, Any]:
+    """The training state in `path`, read with torch's restricted (weights-only) unpickler;
+    ValueError naming `path` when it is truncated, not torch's format or holds anything but
+    tensors and plain values (never retried with the unsafe full unpickler)."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"{path}: not a training state sim2real can read safely ({reason}); delete it to "
+            "restart training from scratch, or choose another out dir"
+        ) from None
+    missing = [key for key in RESUME_KEYS if not isinstance(saved, dict) or key not in saved]
+    if missing:
+        raise ValueError(
+            f"{path}: not a sim2real training state (missing {missing}); delete it to restart "
+            "training from scratch, or choose another out dir"
+        )
+    return saved
+
+
 def _resume_identity(config: TrainConfig) -> dict[str, Any]:
     """Config fields a resumed run must share with the interrupted one."""
     return config.model_dump(mode="json", exclude=RESUMABLE_CHANGES["train"])
@@ -264,7 +291,7 @@ def fit(
     best_state: dict[str, torch.Tensor] | None = None
     resume_path = out_dir / RESUME_FILE
     if resume and resume_path.is_file():
-        saved = torch.load(resume_path, map_location="cpu", weights_only=True)
+        saved = read_resume_file(resume_path)
         if saved["config"] != _resume_identity(config):
             raise ValueError(
                 f"{resume_path} was written with a different training config; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -42,3 +43,19 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
     """Write `obj` as JSON to `path` atomically (NaN is refused: JSON has no NaN)."""
     atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
+
+
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{6,}\.tmp$")
+"""the names `atomic_write` gives its temporaries (mkstemp: `.NAME.XXXXXXXX.tmp`)"""
+
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries an interrupted `atomic_write` left in `folder` (not recursive);
+    returns them. Only for a folder no other process is writing to."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = [p for p in folder.iterdir() if p.is_file() and _TEMPORARY.match(p.name)]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed

@@ -77,22 +77,36 @@ def check_run_dir(
     `exclude` form (e.g. ``{"train": {"epochs"}}``). The saved config is `out_dir/config.yaml`.
     """
     out_dir = Path(out_dir)
+    saved_path = out_dir / "config.yaml"
+    other = _other_kind(saved_path, type(config)) if started else None
+    if other is not None:
+        raise ValueError(
+            f"{out_dir} already holds another kind of run, not {what} (its config.yaml is "
+            f"not a {type(config).__name__}: {other}); choose another out dir"
+        )
     if started and not resume:
         raise ValueError(
             f"{out_dir} already holds {what}; resume it (--resume) or choose another out dir"
         )
-    saved_path = out_dir / "config.yaml"
     if not (resume and started and saved_path.is_file()):
         return
-    try:
-        saved = load_config(type(config), saved_path)
-    except ConfigError as exc:
-        raise ValueError(f"cannot resume: {exc}") from None
+    saved = load_config(type(config), saved_path)
     if saved.model_dump(exclude=may_change) != config.model_dump(exclude=may_change):
         raise ValueError(
             f"cannot resume {out_dir}: its config.yaml differs from this run's config "
             f"(only {_field_names(may_change)} may change)"
         )
+
+
+def _other_kind(saved_path: Path, cls: type[BaseModel]) -> str | None:
+    """Why `saved_path` is not a config of `cls` (None when it is one, or is absent)."""
+    if not saved_path.is_file():
+        return None
+    try:
+        load_config(cls, saved_path)
+    except ConfigError as exc:
+        return str(exc).splitlines()[0]
+    return None
 
 
 def _field_names(fields: Any, prefix: str = "") -> str:

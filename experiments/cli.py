@@ -8,10 +8,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import shutil
 import sys
+from pathlib import Path
+
+from pydantic import ValidationError
 
 from sim2real.common.config import ConfigError
 from sim2real.experiments import commands
+
+STUB_FILES = {"config.yaml", "run.json"}
+"""what a run writes before its real work: a folder holding only these is a stub"""
 
 
 class UserError(Exception):
@@ -30,25 +37,87 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def option_error(exc: ValidationError, argv: list[str]) -> str:
+    """One line for config fields that command-line options set to bad values, e.g.
+    `--frames 0: Input should be greater than or equal to 2 (config field
+    FinetuneConfig.frames); give a valid value (see --help)`. The alternatives of a union
+    field (`--freeze abc`) are joined with "or"."""
+    grouped: dict[str, tuple[list[str], list[tuple]]] = {}
+    for err in exc.errors():
+        loc = tuple(str(part) for part in err["loc"])
+        flag = "--" + loc[-1].replace("_", "-") if loc else ""
+        # the option that set the field: its own name, else the one given this value
+        value = str(err.get("input"))
+        pairs = zip(argv, argv[1:], strict=False)
+        given = [a for a, v in pairs if a.startswith("--") and v == value]
+        flag = flag if flag in argv else (given[0] if len(given) == 1 else "")
+        what = f"{flag} {err.get('input')!r}" if flag else f"{exc.title} = {err.get('input')!r}"
+        reasons, locs = grouped.setdefault(what, ([], []))
+        reasons.append(err["msg"].removeprefix("Value error, "))
+        locs.append(loc)
+    problems = []
+    for what, (reasons, locs) in grouped.items():
+        common = locs[0][: min(len(loc) for loc in locs)]
+        while len(locs) > 1 and any(loc[: len(common)] != common for loc in locs):
+            common = common[:-1]
+        field = ".".join(common) or "<root>"
+        problems.append(f"{what}: {' or '.join(reasons)} (config field {exc.title}.{field})")
+    return "; ".join(problems) + "; give a valid value (see --help)"
+
+
+def os_error(exc: OSError) -> str:
+    """One line for a file the user named that cannot be read or written."""
+    target = exc.filename2 or exc.filename  # (os.replace(tmp, target) names both)
+    where = f": {target}" if target else ""
+    reason = exc.strerror or str(exc)
+    return f"{reason}{where}; check the path and its permissions"
+
+
+def _out_dirs(args: argparse.Namespace) -> list[Path]:
+    """The run folders (`--out`) a command would create, when they do not exist yet."""
+    out = getattr(args, "out", None)
+    return [Path(out)] if isinstance(out, str | Path) and not Path(out).exists() else []
+
+
+def _remove_stubs(created: list[Path]) -> None:
+    """Remove folders this command created that hold nothing but a stub config/run record
+    (the run failed validation before doing any work)."""
+    for folder in created:
+        if not folder.is_dir():
+            continue
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        if all(p.parent == folder and p.name in STUB_FILES for p in files):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
+    created = _out_dirs(args)
+    message = None
     try:
         return int(args.func(args) or 0)
-    except (UserError, ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"sim2real {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as exc:
+    except ValidationError as exc:  # (a ValueError too) a CLI option set a config field badly
+        message = option_error(exc, argv)
+    except (UserError, ConfigError, ValueError) as exc:
+        message = str(exc)
+    except ModuleNotFoundError as exc:  # (an ImportError) only the optional simulator
         if exc.name != "pybullet":
             raise
-        print(f"sim2real {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        message = str(exc)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        # the project raises FileNotFoundError(message); the OS raises it with errno set
+        message = os_error(exc) if exc.errno is not None else str(exc)
     except KeyboardInterrupt:
         print(f"sim2real {args.command}: interrupted", file=sys.stderr)
         return 130
+    _remove_stubs(created)
+    print(f"sim2real {args.command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

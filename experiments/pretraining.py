@@ -22,7 +22,7 @@ from sim2real.agents.pretrain import (
 if TYPE_CHECKING:
     from sim2real.agents.training import TrainConfig
     from sim2real.transfer.datasets import DrivingDataset
-    from sim2real.transfer.records import Record
+    from sim2real.transfer.records import ReadReport, Record
     from sim2real.transfer.splits import Split
 
 
@@ -43,10 +43,12 @@ def split_datasets(
     *,
     source: str,
     seed: int,
+    report: ReadReport | None = None,
 ) -> tuple[Split, DrivingDataset, DrivingDataset, dict[str, object]]:
     """Split `records` as `settings.split` says ("time_block", or "episodes" held out whole,
     drawn with `seed`) and build the frame datasets (train, val) for `spec`; also returns
-    the split's description for the model card. `source` names the data in errors."""
+    the split's description for the model card. `source` names the data in errors; images
+    that do not decode are dropped and counted in `report`."""
     from sim2real.transfer.datasets import DrivingDataset
     from sim2real.transfer.splits import episode_split, time_block_split
 
@@ -68,7 +70,9 @@ def split_datasets(
     folder = Path(settings.cache_dir) if settings.cache_dir else None
     progress = settings.train.progress
     train, val = (
-        DrivingDataset(part, spec.preprocessing, spec.outputs, folder, progress=progress)
+        DrivingDataset(
+            part, spec.preprocessing, spec.outputs, folder, progress=progress, report=report
+        )
         for part in (split.train, split.val)
     )
     return split, train, val, described
@@ -98,7 +102,12 @@ def open_sim_data(config: PretrainConfig) -> PretrainData:
             f"{record_set.label_names}; set model.outputs in the config to labels the data has"
         )
     split, train, val, described = split_datasets(
-        records, spec, config, source=", ".join(config.data), seed=config.train.seed
+        records,
+        spec,
+        config,
+        source=", ".join(config.data),
+        seed=config.train.seed,
+        report=record_set.report,
     )
     trained_on = {
         "paths": [str(Path(p).expanduser().resolve()) for p in config.data],
@@ -106,6 +115,7 @@ def open_sim_data(config: PretrainConfig) -> PretrainData:
         "split": described,
         "label_counts": counts,
         "read_report": record_set.report.to_dict(),
+        "source_size": list(train.source_shape[:2]),
         "max_frames": config.max_frames,
     }
     return PretrainData(train=train, val=val, trained_on=trained_on)

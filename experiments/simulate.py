@@ -10,6 +10,7 @@ chunks that `resume=True` continues. The run folder is the tub itself, with `con
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -20,8 +21,11 @@ from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
 from sim2real.common.config import StrictModel, load_yaml_mapping, validate_config
+from sim2real.common.io import remove_temporaries
 from sim2real.common.runs import describe_run
 from sim2real.transfer.tub import MANIFEST, TubWriter, encode_jpeg, read_manifest
+
+log = logging.getLogger(__name__)
 
 CATALOG_LEN = 1000
 FRAME_MS = 50
@@ -214,6 +218,10 @@ def simulate(
         done = int(read_manifest(out)["catalog"]["current_index"])
         if done % config.chunk_frames and done < config.frames:
             raise ValueError(f"{out}: cannot resume: {done} frames is not a whole chunk")
+        # a killed run can leave an atomic write's temporary behind (an image, the manifest)
+        for folder in (out, out / "images"):
+            for path in remove_temporaries(folder):
+                log.info("removed %s, left by the interrupted run", path)
     else:
         done = 0
     metadata = {"recorded_by": "sim2real simulate", "seed": config.seed}

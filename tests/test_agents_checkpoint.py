@@ -37,6 +37,12 @@ def test_round_trip_gives_identical_outputs(tmp_path, architecture):
     images = torch.rand(5, *spec.input_shape)
     with torch.no_grad():
         assert torch.equal(loaded(images), net(images))
+    # the same network saved again gives the same bytes (md5 comparisons of runs mean
+    # something; safetensors' metadata order used to change from save to save)
+    weights = (tmp_path / "ckpt" / "model.safetensors").read_bytes()
+    for i in range(4):
+        save_checkpoint(tmp_path / f"again{i}", loaded, card)
+        assert (tmp_path / f"again{i}" / "model.safetensors").read_bytes() == weights
 
 
 def test_frozen_network_checkpoint_loads_into_plain_network(tmp_path):

@@ -78,11 +78,31 @@ def test_default_cache_dir_from_env(tmp_path, monkeypatch):
     assert data.cache_path.is_relative_to(tmp_path / "envcache")
 
 
-def test_undecodable_image_fails_naming_the_file(tmp_path):
-    tub = colour_tub(tmp_path / "tub")
-    records = open_records([tub]).records
+def test_an_undecodable_image_costs_one_frame_counted_in_the_read_report(tmp_path):
+    tub = colour_tub(tmp_path / "tub", n=9)
+    record_set = open_records([tub])
+    records = record_set.records
     records[2].image_path.write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="2_cam_image_array_.jpg"):
+    data = DrivingDataset(
+        records, PRE, ["user/angle"], tmp_path / "cache", progress=False, report=record_set.report
+    )
+    assert len(data) == 8 and data.images.shape[0] == 8
+    assert data.undecodable == [str(records[2].image_path)]
+    assert 2 not in [r.index for r in data.records]
+    # frames and labels stay paired: record 3 (red, angle 3/9) follows record 1 (green)
+    assert data.images[2, 0].float().mean() > 180 and data.images[2, 1].float().mean() < 20
+    assert data.targets[2, 0] == pytest.approx(3 / 9)
+    report = record_set.report
+    assert (report.usable, report.unreadable_image) == (8, 1)
+    assert "2_cam_image_array_.jpg" in report.examples[-1]
+    # the cache remembers which record was left out
+    again = DrivingDataset(records, PRE, ["user/angle"], tmp_path / "cache", progress=False)
+    assert again.cache_path == data.cache_path and torch.equal(again.images, data.images)
+    assert again.undecodable == data.undecodable
+    # max_bad_fraction still guards a broken dataset, naming the source
+    for record in records[3:8]:
+        record.image_path.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"tub: 67% of records are bad.*max_bad_fraction 50%"):
         DrivingDataset(records, PRE, ["user/angle"], tmp_path / "cache", progress=False)
 
 

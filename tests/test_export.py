@@ -126,17 +126,30 @@ def test_steering_only_model_needs_a_constant_throttle(tmp_path, frames):
     assert read_metadata(result.onnx_path)["outputs"]["sim_cte"] == "sim/cte"
 
 
-def test_export_command_writes_a_checked_model(tmp_path, capsys):
+def test_export_command_writes_a_checked_model(tmp_path, capsys, frames):
     from sim2real.experiments.cli import main
 
-    _checkpoint(tmp_path / "ckpt")
+    model = _checkpoint(tmp_path / "ckpt")
     args = ["export", "--checkpoint", str(tmp_path / "ckpt"), "--onnx", str(tmp_path / "p.onnx")]
     assert main([*args, "--torchscript", "--check-frames", "8"]) == 0
     out = capsys.readouterr().out
     assert "parity: onnxruntime vs torch" in out and "on 8 real frames" in out
-    assert DonkeyPilot(tmp_path / "p.onnx").run(np.zeros((120, 160, 3), np.uint8)) is not None
+    # the car's part drives with the network's own outputs on a real frame
+    pre = model.spec.preprocessing
+    x = torch.from_numpy(pre.apply(frames[3]).transpose(2, 0, 1)[None]).float() / 255.0
+    with torch.no_grad():
+        ref = np.clip(model(x).numpy()[0], -1, 1)
+    angle, throttle = DonkeyPilot(tmp_path / "p.onnx").run(frames[3])
+    np.testing.assert_allclose([angle, throttle], ref, atol=1e-4, rtol=0)
+    assert abs(angle) > 1e-3  # (a zero answer would match an all-zero network)
     assert main([*args, "--source-size", "96", "128", "--check-data", str(sample_path())]) == 2
     assert "--source-size" in capsys.readouterr().err
+    # an existing file is replaced only with --force
+    before = (tmp_path / "p.onnx").read_bytes()
+    assert main([*args, "--check-frames", "2"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (tmp_path / "p.onnx").read_bytes() == before
+    assert main([*args, "--check-frames", "2", "--force", "--torchscript"]) == 0
 
 
 def test_per_image_normalization_exports_and_ignores_exposure(tmp_path, frames):

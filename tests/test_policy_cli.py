@@ -28,7 +28,7 @@ def test_train_policy_writes_a_resumable_run_and_a_policy_checkpoint(tmp_path, c
     config.write_text(yaml.safe_dump(CONFIG))
     out = tmp_path / "run"
     assert main(["train-policy", "--config", str(config), "--out", str(out)]) == 0
-    for name in ("config.yaml", "run.json", "evals.json", "sb3_model.zip"):
+    for name in ("config.yaml", "run.json", "evals.json", "policy_state.safetensors"):
         assert (out / name).is_file(), name
     assert any((out / "tb").rglob("events.out.tfevents.*"))
     evals = json.loads((out / "evals.json").read_text())

@@ -1,6 +1,10 @@
 """`simulate`: same seed -> same tub whatever the worker count; interrupted runs resume."""
 
+import ast
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -69,7 +73,11 @@ def test_interrupted_run_leaves_whole_chunks_and_resumes(reference, tmp_path):
         simulate(out, config, progress=False)
     with pytest.raises(ValueError, match="different config"):
         simulate(out, config.model_copy(update={"seed": 5}), resume=True, progress=False)
+    # what a SIGKILL during an atomic write leaves behind; --resume removes it
+    orphan = out / "images" / ".25_cam_image_array_.jpg.k3x9_q2a.tmp"
+    orphan.write_bytes(b"half a jpeg")
     simulate(out, config.model_copy(update={"workers": 2}), resume=True, progress=False)
+    assert not orphan.exists()
     assert content(out) == content(reference)
 
 
@@ -83,7 +91,18 @@ def test_timestamps_are_wall_clock_like_at_20_hz(reference):
 
 
 def test_chunk_seeds_depend_on_seed_and_chunk_only():
-    assert chunk_seed(3, 1) == chunk_seed(3, 1)
+    # the same values in fresh processes with other hash seeds (workers are such processes)
+    here = [chunk_seed(3, k) for k in range(4)] + [chunk_seed(4, 0)]
+    code = (
+        "from sim2real.experiments.simulate import chunk_seed; "
+        "print([chunk_seed(3, k) for k in range(4)] + [chunk_seed(4, 0)])"
+    )
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert ast.literal_eval(done.stdout.strip()) == here
     assert len({chunk_seed(3, k) for k in range(50)} | {chunk_seed(4, 0)}) == 51
 
 

@@ -66,14 +66,28 @@ def load_frames(cache_dir: Path, key: str, expected_shape: tuple[int, ...]) -> n
     return frames
 
 
+def load_undecodable(cache_dir: Path, key: str) -> list[int]:
+    """Indices of the records whose image did not decode when entry `key` was made ([] when
+    there is no such entry: its array then holds one frame per record)."""
+    _, meta_path = cache_paths(cache_dir, key)
+    try:
+        bad = json.loads(meta_path.read_text(encoding="utf-8")).get("undecodable", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [int(i) for i in bad] if isinstance(bad, list) else []
+
+
 def save_frames(
     cache_dir: Path,
     key: str,
     frames: np.ndarray,
     preprocessing: Preprocessing,
     sources: Sequence[str],
+    undecodable: Sequence[int] = (),
 ) -> Path:
-    """Store `frames` (and its metadata) atomically; returns the array's path."""
+    """Store `frames` (and its metadata) atomically; returns the array's path.
+
+    `undecodable`: indices of the records left out of `frames` (image not decodable)."""
     array_path, meta_path = cache_paths(cache_dir, key)
     atomic_write(array_path, lambda tmp: _save_npy(tmp, frames))
     atomic_write_json(
@@ -85,6 +99,7 @@ def save_frames(
             "layout": "(N, 3, H, W) uint8 RGB",
             "preprocessing": preprocessing.model_dump(mode="json"),
             "sources": sorted(set(sources)),
+            "undecodable": [int(i) for i in undecodable],
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     )

@@ -204,9 +204,15 @@ def _number(text: str) -> float | str:
 
 
 def _image_path(text: str, folder: Path, image_dir: Path) -> Path:
-    """The path as written (relative to the CSV's folder), else its file name in image_dir."""
+    """The path as written (relative to the CSV's folder), else its file name in image_dir.
+
+    When neither exists, the path the CSV names (so a "missing" message points at it), unless
+    that is a bare file name or a Windows path, which live in image_dir."""
     as_written = folder / text
     if os.path.isfile(as_written):
         return as_written
     name = PureWindowsPath(text).name if "\\" in text else Path(text).name
-    return image_dir / name
+    in_image_dir = image_dir / name
+    if os.path.isfile(in_image_dir) or "\\" in text or name == text:
+        return in_image_dir
+    return as_written

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -157,13 +158,17 @@ def open_records(
     )
     records, total = record_set.records, record_set.report
     names = ", ".join(str(p) for p in paths)
-    details = "".join(f"\n  e.g. {example}" for example in total.examples[:5])
+    details = "".join(f"; e.g. {example}" for example in total.examples[:2])
     if not records:
-        raise ValueError(f"{names}: no usable records ({total.summary()}){details}")
+        raise ValueError(
+            f"{names}: no usable records ({total.summary()}){details}; check the data with "
+            "sim2real data inspect"
+        )
     if total.bad_fraction > max_bad_fraction:
         raise ValueError(
             f"{names}: {total.bad_fraction:.0%} of records are bad, more than max_bad_fraction "
-            f"{max_bad_fraction:.0%} ({total.summary()}){details}"
+            f"{max_bad_fraction:.0%} ({total.summary()}){details}; repair or remove the bad "
+            "files (sim2real data inspect lists them)"
         )
     if total.bad:
         log.warning("%s: skipped %d bad records (%s)", names, total.bad, total.summary())
@@ -197,33 +202,69 @@ def check_source_sizes(card: ModelCard, reports: Mapping[str, ReadReport | dict]
 
 def decode_frames(
     records: Sequence[Record], preprocessing: Preprocessing, *, progress: bool = True
-) -> np.ndarray:
-    """Decode and preprocess every record's image: (N, 3, H, W) uint8 RGB.
+) -> tuple[np.ndarray, list[int]]:
+    """Decode and preprocess every record's image: ((N, 3, H, W) uint8 RGB, bad indices).
 
-    Raises ValueError naming the first image that does not decode.
+    An image that is missing or does not decode leaves its row zero and its index in the
+    returned list (in order), so one bad file costs one frame, not the run.
     """
-    frames = np.empty((len(records), *preprocessing.input_shape), dtype=np.uint8)
+    frames = np.zeros((len(records), *preprocessing.input_shape), dtype=np.uint8)
 
-    def work(i: int) -> None:
+    def work(i: int) -> bool:
         image = read_image_rgb(records[i].image_path)
         if image is None:
-            raise ValueError(
-                f"{records[i].image_path}: image missing or not decodable (open the dataset "
-                "with check_images=True to skip such records)"
-            )
+            return False
         frames[i] = preprocessing.apply(image).transpose(2, 0, 1)
+        return True
 
     with ThreadPoolExecutor(decode_threads()) as pool:
-        for _ in tqdm(
-            pool.map(work, range(len(records))),
-            total=len(records),
-            desc="decoding frames",
-            unit="frame",
-            disable=not progress,
-            leave=False,
-        ):
-            pass
-    return frames
+        decoded = list(
+            tqdm(
+                pool.map(work, range(len(records))),
+                total=len(records),
+                desc="decoding frames",
+                unit="frame",
+                disable=not progress,
+                leave=False,
+            )
+        )
+    return frames, [i for i, ok in enumerate(decoded) if not ok]
+
+
+def count_undecodable(
+    report: ReadReport, records: Sequence[Record], bad: Sequence[int], max_bad_fraction: float
+) -> None:
+    """Move the records at `bad` (images found not to decode) from usable to unreadable in
+    `report`; ValueError naming the sources when the bad share then exceeds
+    `max_bad_fraction`."""
+    for i in bad:
+        record = records[i]
+        report.usable -= 1
+        report.unreadable_image += 1
+        report.note(
+            f"{record.source}: record {record.index}: image {record.image_path} not decodable"
+        )
+    if report.bad_fraction > max_bad_fraction:
+        names = ", ".join(sorted({r.source for r in records}))
+        details = "".join(f"; e.g. {example}" for example in report.examples[:2])
+        raise ValueError(
+            f"{names}: {report.bad_fraction:.0%} of records are bad, more than "
+            f"max_bad_fraction {max_bad_fraction:.0%} ({report.summary()}){details}; repair or "
+            "remove the bad files (sim2real data inspect lists them)"
+        )
+
+
+def check_source_frames(dataset: DrivingDataset, card: ModelCard) -> None:
+    """ValueError naming the data when its frames are grayscale, or not the size `card`'s
+    network was trained on (`ModelCard.check_source_size`: its crop is in source pixels, so
+    another size means another view of the road)."""
+    shape, path = dataset.source_shape, dataset.records[0].image_path
+    if len(shape) == 2 or shape[2] == 1:
+        raise ValueError(
+            f"{path}: frames are grayscale ({shape[1]}x{shape[0]}, one channel); the network "
+            "takes colour (RGB) frames: record or convert the data in colour"
+        )
+    card.check_source_size((int(shape[0]), int(shape[1])), str(path))
 
 
 class DrivingDataset(Dataset):
@@ -233,6 +274,11 @@ class DrivingDataset(Dataset):
     labels goes through the same heads. Preprocessed frames are cached on disk in
     `cache_dir` (default `sim2real.transfer.cache.default_cache_dir()`) keyed by the image
     files and the preprocessing, so later epochs and runs skip JPEG decoding.
+
+    Records whose image does not decode are dropped (listed in `undecodable`) and counted
+    in `report` (the read report of the record set, which model cards keep) when given;
+    ValueError when the share of bad records then exceeds `max_bad_fraction` (of `report`,
+    else of `records`).
     """
 
     def __init__(
@@ -243,10 +289,16 @@ class DrivingDataset(Dataset):
         cache_dir: Path | None = None,
         *,
         progress: bool = True,
+        report: ReadReport | None = None,
+        max_bad_fraction: float = 0.5,
     ) -> None:
         self.records = list(records)
         if not self.records:
             raise ValueError("DrivingDataset: no records")
+        self.report = report if report is not None else ReadReport(usable=len(self.records))
+        self.max_bad_fraction = max_bad_fraction
+        self.undecodable: list[str] = []
+        """image paths dropped because they did not decode"""
         if not label_names:
             raise ValueError("DrivingDataset: label_names is empty")
         self.preprocessing = preprocessing
@@ -263,28 +315,59 @@ class DrivingDataset(Dataset):
         self._targets = torch.from_numpy(targets)
 
     def _load_frames(self, progress: bool) -> np.ndarray:
+        """The frames of the decodable records (cached); drops the others from `records`."""
         key = cache.frames_key(self.records, self.preprocessing)
-        shape = (len(self.records), *self.preprocessing.input_shape)
+        bad = cache.load_undecodable(self.cache_dir, key)
+        shape = (len(self.records) - len(bad), *self.preprocessing.input_shape)
         frames = cache.load_frames(self.cache_dir, key, shape)
-        if frames is not None:
+        if frames is None:
+            frames, bad = decode_frames(self.records, self.preprocessing, progress=progress)
+            frames = np.delete(frames, bad, axis=0) if bad else frames
+            try:
+                self.cache_path = cache.save_frames(
+                    self.cache_dir,
+                    key,
+                    frames,
+                    self.preprocessing,
+                    [r.source for r in self.records],
+                    undecodable=bad,
+                )
+            except OSError as exc:
+                log.warning("frame cache not written to %s: %s", self.cache_dir, exc)
+        else:
             self.cache_path = cache.cache_paths(self.cache_dir, key)[0]
-            return frames
-        frames = decode_frames(self.records, self.preprocessing, progress=progress)
-        try:
-            self.cache_path = cache.save_frames(
-                self.cache_dir, key, frames, self.preprocessing, [r.source for r in self.records]
+        if bad:
+            self.undecodable = [str(self.records[i].image_path) for i in bad]
+            count_undecodable(self.report, self.records, bad, self.max_bad_fraction)
+            dropped = set(bad)
+            self.records = [r for i, r in enumerate(self.records) if i not in dropped]
+            log.warning(
+                "skipped %d image(s) that do not decode, e.g. %s", len(bad), self.undecodable[0]
             )
-        except OSError as exc:
-            log.warning("frame cache not written to %s: %s", self.cache_dir, exc)
+        if not self.records:
+            raise ValueError(
+                f"none of the {len(bad)} images of this part of the data decode, e.g. "
+                f"{self.undecodable[0]}; repair or remove the bad files (sim2real data inspect "
+                "lists them)"
+            )
         return frames
 
     def __len__(self) -> int:
         return len(self.records)
 
+    @property
+    def source_shape(self) -> tuple[int, ...]:
+        """(H, W, C) of the first record's image as stored ((H, W) when grayscale)."""
+        image = cv2.imread(str(self.records[0].image_path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise ValueError(f"{self.records[0].image_path}: image no longer decodes")
+        return tuple(image.shape)
+
     def describe(self) -> dict[str, Any]:
         """What the dataset holds, for model cards' `trained_on` (JSON-ready)."""
         return {
             "frames": len(self.records),
+            "source_size": list(self.source_shape[:2]),
             "sources": sorted({r.source for r in self.records}),
             "sessions": len({(r.source, r.session) for r in self.records}),
             "label_names": self.label_names,

@@ -107,7 +107,12 @@ def evaluate_offline(
     progress: bool = True,
 ) -> Evaluation:
     """Metrics with block-bootstrap intervals of `checkpoint` on the real frames of `data`."""
-    from sim2real.transfer.datasets import DrivingDataset, check_source_sizes, open_records
+    from sim2real.transfer.datasets import (
+        DrivingDataset,
+        check_source_frames,
+        check_source_sizes,
+        open_records,
+    )
     from sim2real.transfer.splits import time_block_split
 
     if split not in ("test", "all"):
@@ -140,14 +145,17 @@ def evaluate_offline(
     pre = model.spec.preprocessing
 
     def run(part):
-        dataset = DrivingDataset(part, pre, labels, cache, progress=progress)
+        dataset = DrivingDataset(
+            part, pre, labels, cache, progress=progress, report=record_set.report
+        )
+        check_source_frames(dataset, card)
         preds = predict(model, dataset.images)
         cols = [model.output_index(name) for name in labels]
         pred = {name: preds[:, c] for name, c in zip(labels, cols, strict=True)}
         truth = {name: dataset.targets[:, j].double().numpy() for j, name in enumerate(labels)}
-        return pred, truth
+        return pred, truth, dataset.records  # (records whose image did not decode dropped)
 
-    pred, truth = run(eval_records)
+    pred, truth, eval_records = run(eval_records)
     generator = np.random.default_rng(seed)
     kwargs = {"n_boot": n_boot, "block_length": block_length, "generator": generator}
     metrics = driving_metrics(pred, truth, **kwargs)
@@ -156,7 +164,7 @@ def evaluate_offline(
     if split == "test":
         if not calib_records:
             raise ValueError("no validation block to calibrate on (val_fraction is 0)")
-        c_pred, c_truth = run(calib_records)
+        c_pred, c_truth, calib_records = run(calib_records)
         for name in labels:
             if np.isfinite(c_truth[name]).any():
                 calibration[name] = AffineCalibration.fit(c_pred[name], c_truth[name])

@@ -51,6 +51,7 @@ from sim2real.agents.training import (
     evaluate_loss,
     fit,
     masked_loss,
+    read_resume_file,
 )
 from sim2real.common.config import StrictModel, load_config
 from sim2real.common.runs import check_run_dir, code_version, describe_run
@@ -62,7 +63,7 @@ from sim2real.transfer.adapter import (
     reheaded,
     unfreeze_phases,
 )
-from sim2real.transfer.datasets import check_source_sizes
+from sim2real.transfer.datasets import check_source_frames, check_source_sizes
 
 log = logging.getLogger(__name__)
 
@@ -183,12 +184,18 @@ def open_real_data(
         raise ValueError(f"{', '.join(config.data)}: too few records for a validation block")
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
     train_set, val_set = (
-        DrivingDataset(part, preprocessing, outputs, cache_dir, progress=progress)
+        DrivingDataset(
+            part, preprocessing, outputs, cache_dir, progress=progress, report=record_set.report
+        )
         for part in (train, val)
     )
     trained_on = {
         "paths": [str(Path(p).expanduser().resolve()) for p in config.data],
-        "frames": {"train": len(train), "val": len(val), "test_held_out": len(split.test)},
+        "frames": {  # (frames whose image did not decode are not counted)
+            "train": len(train_set),
+            "val": len(val_set),
+            "test_held_out": len(split.test),
+        },
         "split": {
             "kind": "time_block",
             "val_fraction": config.val_fraction,
@@ -199,6 +206,7 @@ def open_real_data(
         },
         "label_counts": counts,
         "read_report": record_set.report.to_dict(),
+        "source_size": list(train_set.source_shape[:2]),
     }
     return RealData(train=train_set, val=val_set, trained_on=trained_on)
 
@@ -327,6 +335,8 @@ def check_out_dir(out_dir: Path, config: FinetuneConfig, resume: bool) -> None:
         what="a fine-tuning run",
         may_change=RESUMABLE_CHANGES,
     )
+    for path in sorted(out_dir.glob(f"**/{RESUME_FILE}")) if resume else []:
+        read_resume_file(path)  # a bad one fails before the folder changes
 
 
 def build_model(config: FinetuneConfig) -> tuple[DrivingNet, ModelCard]:
@@ -363,6 +373,7 @@ def finetune(
         )
     report = data.trained_on.get("read_report") or {}
     check_source_sizes(parent_card, {", ".join(map(str, config.data)): report})
+    check_source_frames(data.train, parent_card)
     describe_run(out_dir, config)
 
     if config.from_scratch:

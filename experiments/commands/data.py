@@ -68,7 +68,19 @@ def run_inspect(args: argparse.Namespace) -> int:
     if records and args.hist:
         steering_histogram(records, args.hist)
         print(f"steering histogram: {args.hist}")
-    if records and args.video:
+    if not records:
+        counts = summary["counts"]
+        listed = ", ".join(
+            f"{key.replace('_', ' ')} {value}"
+            for key, value in counts.items()
+            if key not in ("examples", "bad_fraction")
+        )
+        examples = "".join(f"; e.g. {example}" for example in counts["examples"][:2])
+        raise ValueError(
+            f"{', '.join(str(p) for p in args.paths)}: no usable records ({listed}){examples}; "
+            "repair the data, record more, or undelete records in the tub's manifest"
+        )
+    if args.video:
         from sim2real.experiments.video import tub_video
 
         video = tub_video(records, args.video)
@@ -76,4 +88,4 @@ def run_inspect(args: argparse.Namespace) -> int:
             f"video: {args.video} ({video['frames']} frames at {video['fps']:g} fps, "
             f"{video['codec']})"
         )
-    return 0 if records else 1
+    return 0

@@ -28,6 +28,14 @@ def _check_frames(paths: list[str] | None, source_size: tuple[int, int], n: int)
     return frames
 
 
+def _check_output(onnx: Path, force: bool) -> None:
+    """Refuse an --onnx that is a folder, or an existing file unless --force."""
+    if onnx.is_dir():
+        raise ValueError(f"--onnx {onnx} is a folder; give a file path, e.g. {onnx / 'pilot.onnx'}")
+    if onnx.exists() and not force:
+        raise ValueError(f"--onnx {onnx} exists; pass --force to replace it, or give another file")
+
+
 def handler(args: argparse.Namespace) -> int:
     from sim2real.agents.checkpoint import read_card
     from sim2real.transfer.export import DEFAULT_SOURCE_SIZE, export_onnx
@@ -38,6 +46,7 @@ def handler(args: argparse.Namespace) -> int:
     else:
         source_size = (args.source_size[0], args.source_size[1])
     frames = _check_frames(args.check_data, source_size, args.check_frames)
+    _check_output(args.onnx, args.force)
     result = export_onnx(
         args.checkpoint,
         args.onnx,
@@ -90,6 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="tub(s) whose frames check parity (default: the shipped real sample)",
     )
     parser.add_argument("--check-frames", type=int, default=32, help="frames checked (32)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --onnx file")
     parser.add_argument(
         "--torchscript", action="store_true", help="use torch's older TorchScript exporter"
     )

@@ -10,7 +10,7 @@ def handler(args: argparse.Namespace) -> int:
     from sim2real.agents.policy import load_policy_config, train_policy
 
     config = load_policy_config(args.config, total_timesteps=args.timesteps, seed=args.seed)
-    result = train_policy(config, args.out, resume=args.resume)
+    result = train_policy(config, args.out, resume=args.resume, trust_pickle=args.trust_pickle)
     print(
         f"{config.algorithm} policy: {result.evals[-1]['timesteps']} env steps in "
         f"{result.seconds:.0f} s; checkpoint {result.checkpoint_dir}"
@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Reinforcement learning in sim2real/TrackDriving-v0 from camera images, "
         "with the project's encoder (optionally initialised from a perception checkpoint, "
         "lower stages frozen). OUT gets config.yaml, run.json, tb/, evals.json (closed-loop "
-        "metrics on held-out tracks), sb3_model.zip (for --resume) and checkpoint/ "
+        "metrics on held-out tracks), policy_state.safetensors (for --resume; no pickle) and "
+        "checkpoint/ "
         "(model.safetensors + model.json, kind policy).",
     )
     parser.add_argument("--config", type=Path, help="YAML PolicyConfig")
@@ -40,4 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--timesteps", type=int, help="override total_timesteps")
     parser.add_argument("--seed", type=int, help="override seed")
     parser.add_argument("--resume", action="store_true", help="continue the run in OUT")
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="with --resume, allow reading OUT/sb3_model.zip (written by earlier versions). "
+        "RISK: stable-baselines3 unpickles that file, which runs any code placed in it; use "
+        "only on a run folder you made yourself",
+    )
     parser.set_defaults(func=handler)
