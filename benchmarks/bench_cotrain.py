@@ -59,6 +59,7 @@ def arm_config(arm: str, base: FinetuneConfig, args: argparse.Namespace) -> Fine
         max_sim_frames=args.sim_frames,
         sim=args.sim or [],
         domain_affine=not args.no_affine,
+        final_adabn=args.final_adabn,
     )
     align = AlignmentConfig(
         unlabeled=unlabeled_tub(cfg),
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--sim-frames", type=int, default=3000)
     parser.add_argument("--unlabeled-frames", type=int, default=3000)
     parser.add_argument("--no-affine", action="store_true")
+    parser.add_argument("--final-adabn", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)

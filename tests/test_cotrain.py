@@ -156,3 +156,27 @@ def test_cli_flags_and_errors(parent, sim_tub, cache_dir, tmp_path, capsys):
     assert "error: co-training needs sim frames" in err and "--cotrain-sim PATH" in err
     assert main([*cmd[:-4], "--out", str(tmp_path / "o3"), "--cotrain-ratio", "1.5"]) == 2
     assert "ratio" in capsys.readouterr().err
+
+
+def test_final_adabn_leaves_real_only_statistics(parent, cache_dir, tmp_path):
+    """After co-training, BatchNorm statistics are those of the real training frames alone:
+    re-estimating them on those frames from the saved weights changes nothing."""
+    from sim2real.transfer.adapter import adabn
+    from sim2real.transfer.finetune import open_real_data
+
+    cot = CotrainConfig(max_sim_frames=40, final_adabn=True)
+    cfg = config(parent, cache_dir, cotrain=cot)
+    finetune(cfg, tmp_path / "out")
+    model, card = load_checkpoint(tmp_path / "out")
+    assert card.history[-1]["final_adabn_frames"] == 48
+    data = open_real_data(cfg, cfg.adapter.outputs, model.spec.preprocessing, progress=False)
+    saved = model.encoder.stages.stage3[1].running_var.clone()
+    adabn(model, data.train.images)
+    torch.testing.assert_close(model.encoder.stages.stage3[1].running_var, saved)
+    mixed, _ = load_checkpoint(make_run(parent, cache_dir, tmp_path / "mixed"))
+    assert not torch.allclose(mixed.encoder.stages.stage3[1].running_var, saved)
+
+
+def make_run(parent, cache_dir, out):
+    finetune(config(parent, cache_dir, cotrain=CotrainConfig(max_sim_frames=40)), out)
+    return out

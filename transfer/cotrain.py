@@ -68,6 +68,9 @@ class CotrainConfig(StrictModel):
     """score sim frames through a learnt per-output gain and offset (sim label scale)"""
     freeze: int | list[str] = 0
     """encoder stages kept frozen while co-training: the first k, or stage names"""
+    final_adabn: bool = False
+    """after co-training, re-estimate BatchNorm statistics on real frames only (the unlabeled
+    ones when given, else the labelled training frames): training leaves them a sim/real mix"""
 
 
 def sim_paths(config: CotrainConfig, parent_card: ModelCard) -> list[str]:
@@ -245,6 +248,10 @@ def finetune_mixed(
                 name: {"gain": g.item(), "offset": o.item()}
                 for name, g, o in zip(outputs, loss.gain, loss.offset, strict=True)
             }
+    if cot is not None and cot.final_adabn:
+        frames = unlabeled if unlabeled is not None else data.train.images
+        adabn(model, frames)
+        record["final_adabn_frames"] = len(frames)
     changed = [n for n, d in frozen_digests(model).items() if n in before and before[n] != d]
     if changed:  # a bug, never a user error
         raise RuntimeError(f"frozen parameters changed during fine-tuning: {changed[:5]}")
