@@ -197,6 +197,11 @@ def finetune_mixed(
     elif adapter.bn == "adabn":
         adabn(model, data.train.images)
     freeze = cot.freeze if cot is not None else adapter.freeze
+    if isinstance(freeze, str) and freeze not in ("all", "none") and not freeze.isdigit():
+        raise ValueError(
+            f"freeze {freeze!r} is not supported with --real-unlabeled alone: name the frozen "
+            "stages (--freeze K, all or none) or co-train (--cotrain-sim)"
+        )
     frozen = apply_freezing(model, adapter.model_copy(update={"freeze": freeze}))
     all_frozen = set(frozen) == set(find_encoder(model).stage_names)
     before = frozen_digests(model)
