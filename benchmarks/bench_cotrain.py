@@ -38,7 +38,7 @@ from sim2real.agents.training import TrainConfig
 from sim2real.common.io import atomic_write_json
 from sim2real.transfer.adapter import AdapterConfig, reheaded
 from sim2real.transfer.cotrain import CotrainConfig
-from sim2real.transfer.datasets import DrivingDataset, open_records
+from sim2real.transfer.datasets import DrivingDataset
 from sim2real.transfer.finetune import FinetuneConfig, finetune, open_real_data
 from sim2real.transfer.metrics import driving_metrics
 from sim2real.transfer.splits import time_block_split
@@ -90,6 +90,24 @@ def score(model, images: torch.Tensor, truth: np.ndarray) -> dict[str, float]:
     return {"r2": m["steering_r2"].value, "r": m["steering_pearson_r"].value}
 
 
+def memoize_open_records() -> None:
+    """Read each dataset once per process (an 80,000-frame sim tub takes about a minute to
+    list on a loaded 2-core box; every arm and seed would read it again)."""
+    import sim2real.transfer.datasets as datasets
+
+    original, memo = datasets.open_records, {}
+
+    def cached(paths, **kwargs):
+        key = tuple(str(p) for p in ([paths] if isinstance(paths, str | Path) else paths))
+        if kwargs:
+            return original(paths, **kwargs)
+        if key not in memo:
+            memo[key] = original(paths)
+        return memo[key]
+
+    datasets.open_records = cached
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
@@ -113,6 +131,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    memoize_open_records()
 
     model, card = load_checkpoint(args.checkpoint)
     pre = model.spec.preprocessing
@@ -133,7 +152,9 @@ def main() -> None:
         train=train,
         adapter=AdapterConfig(),
     )
-    records = open_records(base.data).records
+    import sim2real.transfer.datasets as datasets
+
+    records = datasets.open_records(base.data).records
     split = time_block_split(
         records, base.val_fraction, test_fraction=base.test_fraction, gap=base.split_gap
     )
