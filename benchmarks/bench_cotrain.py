@@ -60,6 +60,7 @@ def arm_config(arm: str, base: FinetuneConfig, args: argparse.Namespace) -> Fine
         sim=args.sim or [],
         domain_affine=not args.no_affine,
         final_adabn=args.final_adabn,
+        refit_head=args.refit_head,
     )
     align = AlignmentConfig(
         unlabeled=unlabeled_tub(cfg),
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--unlabeled-frames", type=int, default=3000)
     parser.add_argument("--no-affine", action="store_true")
     parser.add_argument("--final-adabn", action="store_true")
+    parser.add_argument("--refit-head", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)

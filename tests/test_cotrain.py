@@ -180,3 +180,15 @@ def test_final_adabn_leaves_real_only_statistics(parent, cache_dir, tmp_path):
 def make_run(parent, cache_dir, out):
     finetune(config(parent, cache_dir, cotrain=CotrainConfig(max_sim_frames=40)), out)
     return out
+
+
+def test_refit_head_keeps_cotrained_features_and_refits_the_head(parent, cache_dir, tmp_path):
+    cot = CotrainConfig(max_sim_frames=40, refit_head=True)
+    result = finetune(config(parent, cache_dir, cotrain=cot), tmp_path / "out")
+    _, card = load_checkpoint(tmp_path / "out")
+    step = card.history[-1]
+    assert result.frozen == ["stage1", "stage2", "stage3", "stage4", "stage5"]
+    assert step["cached_features"] and step["co_training_fit"]["epochs_run"] == 2
+    before, after = read_weights(parent), read_weights(tmp_path / "out")
+    key = "encoder.stages.stage5.0.weight"  # co-training moved the features
+    assert not torch.equal(before[key], after[key])

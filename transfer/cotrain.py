@@ -68,6 +68,9 @@ class CotrainConfig(StrictModel):
     """score sim frames through a learnt per-output gain and offset (sim label scale)"""
     freeze: int | list[str] = 0
     """encoder stages kept frozen while co-training: the first k, or stage names"""
+    refit_head: bool = False
+    """after co-training, freeze every stage and refit the head on the real frames alone (on
+    cached features): co-trained features, a head fitted to the real labels' scale"""
     final_adabn: bool = False
     """after co-training, re-estimate BatchNorm statistics on real frames only (the unlabeled
     ones when given, else the labelled training frames): training leaves them a sim/real mix"""
@@ -257,6 +260,14 @@ def finetune_mixed(
         frames = unlabeled if unlabeled is not None else data.train.images
         adabn(model, frames)
         record["final_adabn_frames"] = len(frames)
+    if cot is not None and cot.refit_head:
+        record["co_training_fit"] = {
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+        }
+        frozen = apply_freezing(model, adapter.model_copy(update={"freeze": "all", "bn": "frozen"}))
+        result = fit_head_on_features(model, data.train, data.val, train_cfg)
+    cached = loss is None or (cot is not None and cot.refit_head)
     changed = [n for n, d in frozen_digests(model).items() if n in before and before[n] != d]
     if changed:  # a bug, never a user error
         raise RuntimeError(f"frozen parameters changed during fine-tuning: {changed[:5]}")
@@ -269,7 +280,7 @@ def finetune_mixed(
         "parent": parent,
         "adapter": adapter.model_dump(mode="json"),
         "frozen_stages": frozen,
-        "cached_features": loss is None,
+        "cached_features": cached,
         "train": train_cfg.model_dump(mode="json"),
         **record,
         "epochs_run": result.epochs_run,
@@ -288,4 +299,4 @@ def finetune_mixed(
     )
     model.eval()
     save_checkpoint(out_dir, model, card)
-    return FinetuneResult(out_dir, card, [result], frozen, loss is None, seconds)
+    return FinetuneResult(out_dir, card, [result], frozen, cached, seconds)
