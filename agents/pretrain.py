@@ -13,15 +13,18 @@ on transfer.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 import yaml
 from pydantic import Field, field_validator
 from torch.utils.data import Dataset
 
+from sim2real.agents.alignment import AlignmentConfig, MixedBatchLoss, coral_stages
 from sim2real.agents.calibration import calibrate_output
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, save_checkpoint
 from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, ModelSpec, seeded_model
@@ -66,6 +69,10 @@ class PretrainConfig(StrictModel):
     """after training, scale the steering output by 1 / its attenuation slope on the validation
     frames (`sim2real.agents.calibration`): a cloned network then under-steers less in closed
     loop. The card's validation metrics stay those of the uncorrected output."""
+    align: AlignmentConfig | None = None
+    """unlabeled real frames (`--real-unlabeled`): a CORAL term between sim and real batches
+    while training and, with `align.adabn`, BatchNorm statistics re-estimated on them after
+    (the card's validation metrics are those of the sim statistics)"""
 
     @field_validator("model", mode="before")
     @classmethod
@@ -174,6 +181,8 @@ class PretrainData:
     train: Dataset
     val: Dataset
     trained_on: dict[str, Any]
+    unlabeled: torch.Tensor | None = None
+    """unlabeled real frames (N, 3, H, W) uint8 for `config.align`"""
 
 
 def calibrate_steering(model: DrivingNet, val: Dataset) -> dict[str, Any]:
@@ -202,21 +211,50 @@ def calibrate_steering(model: DrivingNet, val: Dataset) -> dict[str, Any]:
 
 
 def pretrain(
-    config: PretrainConfig, data: PretrainData, out_dir: str | Path, *, resume: bool = False
+    config: PretrainConfig,
+    data: PretrainData,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    bn_adapt: Callable[[DrivingNet, torch.Tensor], int] | None = None,
 ) -> PretrainResult:
     """Pretrain `config.model` on `data`; write a checkpoint (and run files) to `out_dir`.
 
     Reading sim tubs into `data` is the transfer layer's job (agents do not depend on it):
-    ``sim2real.experiments.pretraining.open_sim_data`` does it for the CLI.
+    ``sim2real.experiments.pretraining.open_sim_data`` does it for the CLI. With
+    `config.align`, `data.unlabeled` feeds a CORAL term and, with ``align.adabn``,
+    ``bn_adapt(model, frames)`` (e.g. `sim2real.transfer.adapter.adabn`) after training.
     """
     out_dir = Path(out_dir)
     check_out_dir(out_dir, config, resume)
+    align = config.align
+    if align is not None and data.unlabeled is None:
+        raise ValueError("config.align is set but no unlabeled frames were read (--real-unlabeled)")
+    if align is not None and align.adabn and bn_adapt is None:
+        raise ValueError("align.adabn needs a BatchNorm re-estimation function (bn_adapt)")
     describe_run(out_dir, config)
     model = seeded_model(config.model, config.train.seed)
-    result = fit(model, data.train, data.val, config.train, out_dir, resume=resume)
+    loss = None
+    if align is not None and align.coral_weight > 0:
+        loss = MixedBatchLoss(
+            model.outputs,
+            config.train.loss_weights,
+            target=data.unlabeled,
+            target_per_batch=max(2, round(config.train.batch_size * align.target_share)),
+            coral_weight=align.coral_weight,
+            coral_stages=coral_stages(model, align),
+            augment=config.train.augment,
+            seed=config.train.seed,
+        )
+    result = fit(model, data.train, data.val, config.train, out_dir, resume=resume, batch_loss=loss)
     metrics = result.card_metrics()
     if config.calibrate_steering:
         metrics["steering_calibration"] = calibrate_steering(model, data.val)
+    if align is not None and align.adabn and bn_adapt is not None and data.unlabeled is not None:
+        metrics["adabn"] = {
+            "frames": len(data.unlabeled),
+            "layers": bn_adapt(model, data.unlabeled),
+        }
     card = ModelCard(
         kind="perception",
         spec=config.model,

@@ -149,6 +149,11 @@ def lr_factor(schedule: str, step: int, total_steps: int) -> float:
     raise ValueError(f"unknown lr_schedule {schedule!r}: use 'constant' or 'cosine'")
 
 
+BatchLoss = Callable[[DrivingNet, torch.Tensor, torch.Tensor], torch.Tensor]
+"""A training batch's loss: (model in train mode, images (B, 3, H, W) float32 in [0, 1] on the
+device after augmentation, targets (B, L) float32 with NaN for missing labels) -> scalar."""
+
+
 def _loss_weights(names: Sequence[str], weights: dict[str, float]) -> torch.Tensor:
     unknown = sorted(set(weights) - set(names))
     if unknown:
@@ -252,12 +257,15 @@ def fit(
     param_groups: list[dict[str, Any]] | None = None,
     on_epoch_start: Callable[[int, nn.Module], None] | None = None,
     resume: bool = False,
+    batch_loss: BatchLoss | None = None,
 ) -> FitResult:
     """Train `model` in place on (image uint8 (3, H, W), targets (L,)) datasets.
 
     Target columns are the model's outputs in order. `param_groups` (AdamW groups) default
     to one group of `trainable_parameters(model)`. `on_epoch_start(epoch, model)` (0-based)
-    runs before each epoch, e.g. for gradual unfreezing. With `resume`, training continues
+    runs before each epoch, e.g. for gradual unfreezing. `batch_loss(model, x, y)` replaces
+    the masked MSE of ``model(x)`` as each training batch's loss (e.g. to mix in other
+    domains' frames); validation always uses the masked MSE. With `resume`, training continues
     from ``out_dir/resume.pt`` when it exists (same config apart from `epochs`). Returns
     with the best validation epoch's weights in `model` (the last epoch's without val_set).
     """
@@ -360,7 +368,10 @@ def fit(
                         images[idx], targets[idx], names, generator, config.augment
                     )
                     x, y = x.to(device), y.to(device)
-                    loss = masked_loss(model(x), y, weights)
+                    if batch_loss is None:
+                        loss = masked_loss(model(x), y, weights)
+                    else:
+                        loss = batch_loss(model, x, y)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()

@@ -124,6 +124,24 @@ def open_sim_data(config: PretrainConfig) -> PretrainData:
 def run_pretrain(
     config: PretrainConfig, out_dir: str | Path, *, resume: bool = False
 ) -> PretrainResult:
-    """Open the sim data and pretrain: what `sim2real pretrain` does, for scripts and tests."""
+    """Open the sim data (and `config.align`'s unlabeled real frames) and pretrain: what
+    `sim2real pretrain` does, for scripts and tests."""
+    from sim2real.transfer.adapter import adabn
+    from sim2real.transfer.alignment import open_unlabeled
+
     check_out_dir(Path(out_dir), config, resume)  # before minutes of frame decoding
-    return pretrain(config, open_sim_data(config), out_dir, resume=resume)
+    data = open_sim_data(config)
+    if config.align is not None:
+        folder = Path(config.cache_dir) if config.cache_dir else None
+        data.unlabeled = open_unlabeled(
+            config.align,
+            config.model.preprocessing,
+            seed=config.train.seed,
+            cache_dir=folder,
+            progress=config.train.progress,
+        )
+        data.trained_on["unlabeled_real"] = {
+            "paths": [str(Path(p).expanduser().resolve()) for p in config.align.unlabeled],
+            "frames": len(data.unlabeled),
+        }
+    return pretrain(config, data, out_dir, resume=resume, bn_adapt=adabn)

@@ -36,6 +36,7 @@ import torch
 from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
+from sim2real.agents.alignment import AlignmentConfig
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_checkpoint
 from sim2real.agents.freezing import find_encoder, unfreeze_stages
 from sim2real.agents.model import DrivingNet, seeded_model, unit_batches
@@ -63,6 +64,7 @@ from sim2real.transfer.adapter import (
     reheaded,
     unfreeze_phases,
 )
+from sim2real.transfer.cotrain import CotrainConfig
 from sim2real.transfer.datasets import check_source_frames, check_source_sizes
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,10 @@ class FinetuneConfig(StrictModel):
     """with every stage frozen, train the head on cached encoder features"""
     cache_dir: str | None = None
     """frame cache folder (None: sim2real's default)"""
+    cotrain: CotrainConfig | None = None
+    """train on sim frames too, mixed into every batch (`sim2real.transfer.cotrain`)"""
+    align: AlignmentConfig | None = None
+    """unlabeled real frames: AdaBN and CORAL (`sim2real.agents.alignment`)"""
 
     @model_validator(mode="after")
     def _fractions(self) -> FinetuneConfig:
@@ -375,6 +381,12 @@ def finetune(
     check_source_sizes(parent_card, {", ".join(map(str, config.data)): report})
     check_source_frames(data.train, parent_card)
     describe_run(out_dir, config)
+    if config.cotrain is not None or config.align is not None:
+        from sim2real.transfer.cotrain import finetune_mixed
+
+        return finetune_mixed(
+            config, out_dir, model, parent_card, data, resume=resume, started=started
+        )
 
     if config.from_scratch:
         frozen: list[str] = []

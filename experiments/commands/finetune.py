@@ -21,6 +21,7 @@ def handler(args: argparse.Namespace) -> int:
     )
     if args.device:
         config.train.device = args.device
+    _mixing_flags(config, args)
     result = finetune(config, args.out, resume=args.resume)
     frames = result.card.trained_on["frames"]
     how = "from scratch" if config.from_scratch else f"frozen {', '.join(result.frozen) or 'none'}"
@@ -34,7 +35,64 @@ def handler(args: argparse.Namespace) -> int:
     )
     for name, m in metrics["val"].items():
         print(f"  {name:20s} val RMSE {m['rmse']:.4f}  MAE {m['mae']:.4f}  (n={m['n']})")
+    if config.align is not None:
+        _report_gap(config, result.out_dir)
     return 0
+
+
+def _mixing_flags(config, args: argparse.Namespace) -> None:
+    """--cotrain-sim/--cotrain-ratio and --real-unlabeled into `config` (in place)."""
+    from sim2real.agents.alignment import AlignmentConfig
+    from sim2real.transfer.cotrain import CotrainConfig
+
+    if args.cotrain_sim is not None or args.cotrain_ratio is not None:
+        cotrain = config.cotrain or CotrainConfig()
+        if args.cotrain_sim:
+            cotrain.sim = [str(p) for p in args.cotrain_sim]
+        if args.cotrain_ratio is not None:
+            cotrain.ratio = args.cotrain_ratio
+        config.cotrain = CotrainConfig.model_validate(cotrain.model_dump())
+    if args.real_unlabeled:
+        paths = [str(p) for p in args.real_unlabeled]
+        if config.align is None:
+            config.align = AlignmentConfig(unlabeled=paths)
+        else:
+            config.align.unlabeled = paths
+
+
+def _report_gap(config, out_dir: Path) -> None:
+    """Print (and save as alignment_gap.json) the per-stage sim-vs-real gap of the parent
+    and the fine-tuned network on the unlabeled frames, when sim frames are at hand."""
+    from sim2real.agents.checkpoint import load_checkpoint
+    from sim2real.common.io import atomic_write_json
+    from sim2real.experiments.alignment_gap import format_before_after, gap_before_after
+    from sim2real.transfer.alignment import open_unlabeled
+    from sim2real.transfer.cotrain import (
+        CotrainConfig,
+        held_out_images,
+        open_sim_frames,
+        sim_paths,
+    )
+
+    parent, card = load_checkpoint(config.checkpoint)
+    tuned, _ = load_checkpoint(out_dir)
+    cotrain = config.cotrain or CotrainConfig()
+    try:
+        paths = sim_paths(cotrain, card)
+    except ValueError as exc:
+        print(f"domain gap not measured: {exc}")
+        return
+    cache = Path(config.cache_dir) if config.cache_dir else None
+    pre, progress = tuned.spec.preprocessing, config.train.progress
+    small = cotrain.model_copy(update={"max_sim_frames": 500})
+    sim = open_sim_frames(small, paths, tuned.outputs, pre, cache_dir=cache, progress=progress)
+    align = config.align.model_copy(update={"max_frames": 500})
+    held_out = held_out_images(config)
+    real = open_unlabeled(align, pre, exclude=held_out, cache_dir=cache, progress=progress)
+    gap = gap_before_after(parent, tuned, sim.images, real)
+    atomic_write_json(out_dir / "alignment_gap.json", gap)
+    print("per-stage sim-vs-real gap on the unlabeled frames, parent -> fine-tuned:")
+    print(format_before_after(gap))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,4 +120,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", type=Path, help="YAML FinetuneConfig (adapter, train, ...)")
     parser.add_argument("--device", help="override train.device (auto, cpu, cuda)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
+    parser.add_argument(
+        "--cotrain-sim",
+        nargs="*",
+        metavar="SIM_TUB",
+        help="co-train on sim frames too: these sim tubs, or with no path the parent "
+        "checkpoint's pretraining data",
+    )
+    parser.add_argument(
+        "--cotrain-ratio",
+        type=float,
+        help="co-training: real share of each batch and of its loss (default 0.5)",
+    )
+    parser.add_argument(
+        "--real-unlabeled",
+        nargs="+",
+        metavar="REAL",
+        help="unlabeled real frames (labels ignored): AdaBN statistics and a CORAL loss",
+    )
     parser.set_defaults(func=handler)

@@ -17,6 +17,14 @@ def handler(args: argparse.Namespace) -> int:
         config.model.architecture = args.architecture
     if args.device:
         config.train.device = args.device
+    if args.real_unlabeled:
+        from sim2real.agents.alignment import AlignmentConfig
+
+        paths = [str(p) for p in args.real_unlabeled]
+        if config.align is None:
+            config.align = AlignmentConfig(unlabeled=paths)
+        else:
+            config.align.unlabeled = paths
     if args.print_config:
         print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
         return 0
@@ -32,6 +40,8 @@ def handler(args: argparse.Namespace) -> int:
     )
     for name, m in metrics["val"].items():
         print(f"  {name:20s} val RMSE {m['rmse']:.4f}  MAE {m['mae']:.4f}  (n={m['n']})")
+    if "adabn" in metrics:
+        print(f"  BatchNorm statistics re-estimated on {metrics['adabn']['frames']} real frames")
     calibration = metrics.get("steering_calibration")
     if calibration and "skipped" in calibration:
         print(f"  steering not calibrated: {calibration['skipped']}")
@@ -62,6 +72,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--architecture", help="override model.architecture")
     parser.add_argument("--device", help="override train.device (auto, cpu, cuda)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
+    parser.add_argument(
+        "--real-unlabeled",
+        nargs="+",
+        metavar="REAL",
+        help="unlabeled real frames (labels ignored): a CORAL loss between sim and real "
+        "batches, then AdaBN statistics from them (config align.*)",
+    )
     parser.add_argument(
         "--print-config",
         action="store_true",

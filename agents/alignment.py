@@ -1,0 +1,252 @@
+"""Feature alignment with unlabeled target frames: the config, a CORAL loss, mixed batches.
+
+Users hold far more unlabeled real frames (any recording, the rest of a tub) than labelled
+ones. Two ways to use them, each optional (`AlignmentConfig`):
+
+- AdaBN (Li et al. 2016): every BatchNorm's running statistics re-estimated on the unlabeled
+  frames (`sim2real.transfer.adapter.adabn`; fine-tuning does it before any stage is frozen,
+  pretraining after training);
+- CORAL (Sun and Saenko, "Deep CORAL", 2016): an extra loss term, the distance between the
+  feature covariances of source frames (sim, or labelled real) and unlabeled real frames, on
+  the output of every chosen encoder stage (`Encoder.forward_stages`), each stage's map
+  average-pooled over h and w first, as `sim2real gap` measures it.
+
+`MixedBatchLoss` is the `agents.training.BatchLoss` that puts it together in one forward pass
+per batch: the training batch, optionally a batch of extra labelled frames from another domain
+(co-training's sim frames, with a learnt per-domain output gain and offset, see
+`sim2real.transfer.cotrain`), and optionally a batch of unlabeled target frames for CORAL.
+One forward pass keeps BatchNorm's batch statistics those of the mixed batch. This lives in
+agents because pretraining uses it too; reading the frames is `sim2real.transfer.alignment`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from pydantic import Field, field_validator
+from torch import nn
+
+from sim2real.agents.augment import Augmentation, augment_batch
+from sim2real.agents.model import DrivingNet
+from sim2real.agents.training import _loss_weights, masked_loss
+from sim2real.common.config import StrictModel
+
+
+class AlignmentConfig(StrictModel):
+    """Unlabeled real frames and how they align the features; saved with the run."""
+
+    unlabeled: list[str] = Field(default_factory=list)
+    """real tubs, folders of tubs or CSV folders (labels, if any, are ignored)"""
+    max_frames: int | None = Field(3000, ge=4)
+    """use a reproducible block subsample of at most this many unlabeled frames (None: all)"""
+    adabn: bool = True
+    """re-estimate every BatchNorm's statistics on the unlabeled frames before training"""
+    coral_weight: float = Field(1.0, ge=0.0)
+    """weight of the CORAL term in the loss (0: AdaBN only)"""
+    coral_stages: list[str] | None = None
+    """encoder stages whose (pooled) outputs CORAL aligns (None: every trainable stage)"""
+    target_share: float = Field(0.5, gt=0.0, le=1.0)
+    """unlabeled frames per batch, as a share of the source batch size"""
+
+    @field_validator("unlabeled")
+    @classmethod
+    def _some(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("alignment needs at least one unlabeled real path (--real-unlabeled)")
+        return value
+
+
+def pooled(output: torch.Tensor) -> torch.Tensor:
+    """A stage output (N, C, h, w) -> (N, C) by its mean over h and w; (N, C) is kept."""
+    return output.mean(dim=(2, 3)) if output.dim() == 4 else output.flatten(1)
+
+
+def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Deep CORAL loss of features source (N, d) and target (M, d): the squared Frobenius
+    distance of their sample covariances over 4 d^2 (Sun and Saenko 2016, eq. 1). N, M >= 2."""
+    if source.dim() != 2 or target.dim() != 2 or source.shape[1] != target.shape[1]:
+        raise ValueError(
+            f"CORAL needs (N, d) and (M, d) features, got {tuple(source.shape)} and "
+            f"{tuple(target.shape)}"
+        )
+    if source.shape[0] < 2 or target.shape[0] < 2:
+        raise ValueError("CORAL needs at least 2 frames per domain")
+    d = source.shape[1]
+    diff = torch.cov(source.T.float()) - torch.cov(target.T.float())
+    return diff.pow(2).sum() / (4.0 * d * d)
+
+
+def forward_with_stages(
+    model: DrivingNet, x: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(predictions (N, L), {stage: output}) of images x (N, 3, H, W) float in [0, 1], in one
+    pass: the same predictions as ``model(x)``."""
+    model.check_input(x)
+    stages = model.encoder.forward_stages(model.normalize(x))
+    last = stages[model.encoder.stage_names[-1]]
+    out = model.head(torch.flatten(model.encoder.pool(last), start_dim=1))
+    if model.spec.output_activation == "tanh":
+        out = torch.tanh(out)
+    return out, stages
+
+
+@dataclass
+class LabelledStream:
+    """Extra labelled frames drawn in shuffled passes: images (N, 3, H, W) uint8, targets
+    (N, L) float32 in the model's output order (NaN: no label)."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+
+
+class FrameSampler:
+    """Endless shuffled passes over N frames with a seeded generator: `take(k)` -> indices."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        if n < 1:
+            raise ValueError("no frames to sample from")
+        self.n = n
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.randperm(n, generator=self.generator)
+        self.position = 0
+
+    def take(self, k: int) -> torch.Tensor:
+        parts, left = [], k
+        while left > 0:
+            if self.position >= self.n:
+                self.order = torch.randperm(self.n, generator=self.generator)
+                self.position = 0
+            part = self.order[self.position : self.position + left]
+            self.position += len(part)
+            left -= len(part)
+            parts.append(part)
+        return torch.cat(parts)
+
+
+class MixedBatchLoss(nn.Module):
+    """A training batch's loss with frames of other domains mixed into the same forward pass.
+
+    loss = share * MSE(batch) + (1 - share) * MSE(gain * pred + offset on extra frames)
+           + coral_weight * sum over `coral_stages` of CORAL(source rows, target rows)
+
+    - `extra` (co-training): `extra_per_batch` labelled frames of another domain per batch
+      (augmented as the batch is), scored through a learnt per-output gain and offset
+      (`domain_affine`; starts at 1, 0) so the network's own output keeps the scale of the
+      batch's labels (a human's joystick) while the other domain (an expert's steering) may
+      have its own; `share` is the batch's weight in the loss.
+    - `target` (alignment): `target_per_batch` unlabeled frames per batch; CORAL between the
+      source rows (batch and extra frames) and these, on each named stage's pooled output.
+
+    The module's parameters (the affine) must be given to the optimizer.
+    """
+
+    def __init__(
+        self,
+        outputs: Sequence[str],
+        loss_weights: dict[str, float],
+        *,
+        extra: LabelledStream | None = None,
+        extra_per_batch: int = 0,
+        share: float = 1.0,
+        domain_affine: bool = True,
+        target: torch.Tensor | None = None,
+        target_per_batch: int = 0,
+        coral_weight: float = 0.0,
+        coral_stages: Sequence[str] = (),
+        augment: Augmentation | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        if extra is not None and (extra_per_batch < 1 or share >= 1.0):
+            raise ValueError("extra frames need extra_per_batch >= 1 and share < 1")
+        if target is not None and target_per_batch < 2:
+            raise ValueError("CORAL needs target_per_batch >= 2")
+        self.outputs = list(outputs)
+        self.register_buffer("weights", _loss_weights(self.outputs, loss_weights))
+        self.extra, self.extra_per_batch, self.share = extra, extra_per_batch, share
+        n_out = len(self.outputs)
+        self.gain = nn.Parameter(torch.ones(n_out), requires_grad=domain_affine)
+        self.offset = nn.Parameter(torch.zeros(n_out), requires_grad=domain_affine)
+        self.target, self.target_per_batch = target, target_per_batch
+        self.coral_weight, self.coral_stages = coral_weight, list(coral_stages)
+        self.augment = augment or Augmentation()
+        self.generator = torch.Generator().manual_seed(seed + 7)
+        self.extra_sampler = FrameSampler(len(extra.images), seed + 1) if extra else None
+        self.target_sampler = FrameSampler(len(target), seed + 2) if target is not None else None
+        self.last_terms: dict[str, float] = {}
+        """the latest batch's loss terms (for logs and tests)"""
+
+    def forward(self, model: DrivingNet, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        device = x.device
+        if self.gain.device != device:
+            self.to(device)  # in place: the optimizer keeps the same parameters
+        parts, n_batch = [x], x.shape[0]
+        n_extra = n_target = 0
+        if self.extra is not None and self.extra_sampler is not None:
+            idx = self.extra_sampler.take(self.extra_per_batch)
+            xe, ye = augment_batch(
+                self.extra.images[idx],
+                self.extra.targets[idx],
+                self.outputs,
+                self.generator,
+                self.augment,
+            )
+            parts.append(xe.to(device))
+            n_extra = len(idx)
+        use_coral = self.target is not None and self.coral_weight > 0 and self.coral_stages
+        if use_coral and self.target_sampler is not None:
+            idx = self.target_sampler.take(self.target_per_batch)
+            xt, _ = augment_batch(
+                self.target[idx],
+                torch.zeros(len(idx), len(self.outputs)),
+                self.outputs,
+                self.generator,
+                self.augment,
+            )
+            parts.append(xt.to(device))
+            n_target = len(idx)
+        if len(parts) == 1:
+            return masked_loss(model(x), y, self.weights)
+        pred, stages = forward_with_stages(model, torch.cat(parts))
+        loss = masked_loss(pred[:n_batch], y, self.weights)
+        terms = {"batch": loss.item()}
+        if n_extra:
+            pe = pred[n_batch : n_batch + n_extra] * self.gain + self.offset
+            extra_loss = masked_loss(pe, ye.to(device), self.weights)
+            terms["extra"] = extra_loss.item()
+            loss = self.share * loss + (1.0 - self.share) * extra_loss
+        if n_target:
+            n_source = n_batch + n_extra
+            align = sum(
+                coral(pooled(stages[s][:n_source]), pooled(stages[s][n_source:]))
+                for s in self.coral_stages
+            )
+            terms["coral"] = float(align.detach())
+            loss = loss + self.coral_weight * align
+        self.last_terms = terms
+        return loss
+
+
+def trainable_stages(model: DrivingNet) -> list[str]:
+    """Encoder stages with at least one trainable parameter, from the input."""
+    encoder = model.encoder
+    return [
+        name
+        for name in encoder.stage_names
+        if any(p.requires_grad for p in encoder.stages[name].parameters())
+    ]
+
+
+def coral_stages(model: DrivingNet, config: AlignmentConfig) -> list[str]:
+    """The stages CORAL aligns: `config.coral_stages` (checked), or every trainable stage."""
+    names = list(model.encoder.stage_names)
+    if config.coral_stages is None:
+        return trainable_stages(model)
+    unknown = [s for s in config.coral_stages if s not in names]
+    if unknown:
+        raise ValueError(f"coral_stages {unknown} unknown; this encoder has {', '.join(names)}")
+    return list(config.coral_stages)
