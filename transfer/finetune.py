@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ from sim2real.transfer.adapter import (
 )
 from sim2real.transfer.ladder import (
     AUTO,
+    RUNGS,
     ActivationCache,
     LadderConfig,
     LadderSearch,
@@ -115,10 +117,31 @@ class FinetuneConfig(StrictModel):
         return self
 
 
+FREEZE_CHOICES = (
+    f"{AUTO} (the ladder rung and epochs chosen by K-fold CV), a rung ({', '.join(RUNGS)}), "
+    "K (freeze the first K stages), all, none, or stage names (stage1,stage2)"
+)
+
+
+def parse_freeze(value: int | str | list[str]) -> int | str | list[str]:
+    """A `--freeze` value as AdapterConfig takes it; ValueError (one line) for anything else."""
+    if isinstance(value, int | list):
+        return value
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    if text in (AUTO, "all", "none", *RUNGS):
+        return text
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names and all(re.fullmatch(r"stage\d+", n) for n in names):
+        return names
+    raise ValueError(f"--freeze {text!r} is not known: use {FREEZE_CHOICES}")
+
+
 def load_finetune_config(path: str | Path | None, **overrides: Any) -> FinetuneConfig:
     """A `FinetuneConfig` from YAML (or defaults) with CLI overrides (None = keep).
 
-    Overrides: checkpoint, data (list), frames, from_scratch, freeze, epochs, seed.
+    Overrides: checkpoint, data (list), frames, from_scratch, freeze, folds, epochs, seed.
     """
     config = load_config(FinetuneConfig, path) if path is not None else FinetuneConfig()
     if overrides.get("checkpoint") is not None:
@@ -130,8 +153,11 @@ def load_finetune_config(path: str | Path | None, **overrides: Any) -> FinetuneC
     if overrides.get("from_scratch"):
         config.from_scratch = True
     if overrides.get("freeze") is not None:
-        freeze = overrides["freeze"]
-        config.adapter.freeze = int(freeze) if str(freeze).isdigit() else freeze
+        config.adapter.freeze = parse_freeze(overrides["freeze"])
+    if overrides.get("folds") is not None:
+        if overrides["folds"] < 2:
+            raise ValueError(f"--folds {overrides['folds']}: cross-validation needs at least 2")
+        config.ladder.folds = overrides["folds"]
     if overrides.get("epochs") is not None:
         config.train.epochs = overrides["epochs"]
     if overrides.get("seed") is not None:

@@ -56,7 +56,7 @@ from sim2real.common.config import StrictModel
 from sim2real.transfer.adapter import AUTO, RungName, param_groups
 from sim2real.transfer.splits import kfold_blocks
 
-__all__ = ["AUTO", "RUNGS", "LadderConfig", "cross_validate", "train_rung"]
+__all__ = ["AUTO", "RUNGS", "LadderConfig", "cross_validate", "pick_rung", "train_rung"]
 
 RUNGS: tuple[str, ...] = get_args(RungName)
 """every rung, least to most capacity (the 1-SE rule prefers the earlier)"""
@@ -474,6 +474,18 @@ def score_rung(
     )
 
 
+def pick_rung(scores: Sequence[RungScore], *, one_se: bool = True) -> RungScore:
+    """The lowest mean held-out loss, or with `one_se` the first (simplest) rung in `scores`
+    whose mean is within one standard error of that lowest one (Hastie et al.'s 1-SE rule:
+    with about 100 frames, differences under one SE are noise, and less capacity is safer)."""
+    if not scores:
+        raise ValueError("no rung was scored")
+    best = min(scores, key=lambda s: s.mean)
+    if not one_se:
+        return best
+    return next(s for s in scores if s.mean <= best.mean + best.se)
+
+
 def cross_validate(
     model: DrivingNet,
     cache: ActivationCache,
@@ -531,11 +543,12 @@ def cross_validate(
     finally:
         torch.set_num_threads(old_threads)
     best = min(scores, key=lambda s: s.mean)
-    if ladder.one_se:
-        pick = next(s for s in scores if s.mean <= best.mean + best.se)
-        rule = "picked: the simplest rung within one SE of the lowest (1-SE rule)"
-    else:
-        pick, rule = best, "picked: the lowest mean held-out loss"
+    pick = pick_rung(scores, one_se=ladder.one_se)
+    rule = (
+        "picked: the simplest rung within one SE of the lowest (1-SE rule)"
+        if ladder.one_se
+        else "picked: the lowest mean held-out loss"
+    )
     return LadderSearch(
         scores=scores,
         pick=pick.rung,
