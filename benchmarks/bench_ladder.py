@@ -133,7 +133,7 @@ def main() -> None:
                     data = open_real_data(
                         config, config.adapter.outputs, card.spec.preprocessing, progress=False
                     )
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), time.process_time()
                 out = work / key.replace("|", "_")
                 result = finetune(config, out, data=data)
                 seconds = time.perf_counter() - t0
@@ -141,6 +141,7 @@ def main() -> None:
                 cells[key] = {
                     "score": score.to_dict(),
                     "seconds": seconds,
+                    "cpu_seconds": time.process_time() - cpu0,
                     "cv_seconds": result.ladder.seconds,
                     "frames": result.card.trained_on["frames"]["train"],
                     **evaluate(out),
@@ -235,7 +236,7 @@ def markdown(results: dict, args) -> str:
         lines.append("")
     lines += ["## what auto picked, and CV seconds per N", ""]
     for n in args.frames:
-        picks, secs = [], []
+        picks, secs, cpus = [], [], []
         for seed in args.seeds:
             scores = [
                 RungScore(**cells[f"{n}|{seed}|{r}"]["score"])
@@ -246,10 +247,14 @@ def markdown(results: dict, args) -> str:
                 pick = pick_rung(scores)
                 picks.append(f"{pick.rung} ({pick.epochs} ep)")
                 secs.append(sum(cells[f"{n}|{seed}|{r}"]["cv_seconds"] for r in args.rungs))
+                cpus.append(
+                    sum(cells[f"{n}|{seed}|{r}"]["score"]["cpu_seconds"] for r in args.rungs)
+                )
         if picks:
             lines.append(
                 f"- N={n}: {', '.join(picks)}; CV over every rung "
-                f"{np.mean(secs):.0f} s per seed (sum of the per-rung CVs)"
+                f"{np.mean(secs):.0f} s wall, {np.mean(cpus):.0f} CPU s per seed (sum of the "
+                "per-rung CVs)"
             )
     lines += ["", "CV table (mean held-out loss +- SE, best epoch) per N and seed:", ""]
     for n in args.frames:

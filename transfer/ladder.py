@@ -379,9 +379,12 @@ class RungScore:
     epochs: int
     """best epoch of the fold-averaged curve (0: closed form)"""
     seconds: float
+    """wall-clock seconds of this rung's cross-validation"""
     curve: list[float]
     """fold-averaged held-out loss per epoch (a fold that stopped early keeps its last value)"""
     probe_epochs: int | None = None
+    cpu_seconds: float = 0.0
+    """CPU seconds of this process (every thread) during the rung's cross-validation"""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -413,13 +416,15 @@ class LadderSearch:
         lines = [
             f"{self.folds}-fold CV over {self.frames} frames (contiguous blocks, gap "
             f"{self.gap}); {self.rule}",
-            f"  {'rung':10s} {'val loss':>10s} {'SE':>8s} {'epochs':>7s} {'seconds':>8s}",
+            f"  {'rung':10s} {'val loss':>10s} {'SE':>8s} {'epochs':>7s} {'seconds':>8s} "
+            f"{'CPU s':>7s}",
         ]
         for s in self.scores:
             mark = "  <- picked" if s.rung == self.pick else ""
             mark += "  (lowest)" if s.rung == self.best and s.rung != self.pick else ""
             lines.append(
-                f"  {s.rung:10s} {s.mean:10.4f} {s.se:8.4f} {s.epochs:7d} {s.seconds:8.1f}{mark}"
+                f"  {s.rung:10s} {s.mean:10.4f} {s.se:8.4f} {s.epochs:7d} {s.seconds:8.1f} "
+                f"{s.cpu_seconds:7.1f}{mark}"
             )
         return "\n".join(lines)
 
@@ -443,7 +448,7 @@ def score_rung(
 ) -> RungScore:
     """Cross-validate `rung`: train a copy of `model` on each fold, average the held-out
     loss per epoch over folds, and find the best epoch."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     quiet = train.model_copy(update={"progress": False, "tensorboard": False})
     curves = []
     for train_idx, val_idx in folds:
@@ -471,6 +476,7 @@ def score_rung(
         seconds=time.perf_counter() - started,
         curve=[float(v) for v in mean],
         probe_epochs=probe_epochs,
+        cpu_seconds=time.process_time() - cpu,
     )
 
 
