@@ -59,12 +59,12 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--name", required=True, help="output file stem, e.g. usi-track-a")
-    parser.add_argument("--frames", nargs="+", default=["100"])
+    parser.add_argument("--frames", nargs="*", default=["100"])
     parser.add_argument("--scratch-frames", nargs="+", default=["100", "all"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--scratch-seeds", type=int, nargs="+", default=None)
     parser.add_argument(
-        "--rungs", nargs="+", default=["gain", "calibrate", "probe", "head", "top", "full"]
+        "--rungs", nargs="*", default=["gain", "calibrate", "probe", "head", "top", "full"]
     )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--scratch-epochs", type=int, default=30)
@@ -72,11 +72,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--n-boot", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("docs/ladder-bench"))
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite OUT/NAME.md from OUT/NAME.json"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / f"{args.name}.json"
     results = load(json_path)
+    if args.report_only:
+        atomic_write_text(args.out / f"{args.name}.md", markdown(results, args))
+        return
     cells: dict = results["cells"]
     work = Path(tempfile.mkdtemp(prefix="bench_ladder_"))
     started = time.perf_counter()
@@ -273,7 +279,7 @@ def pick_cell(cells: dict, n: str, seed: int, arm: str, rungs: list[str]) -> dic
     if arm != "auto":
         return cells.get(f"{n}|{seed}|{arm}")
     keys = [f"{n}|{seed}|{r}" for r in rungs]
-    if not all(k in cells for k in keys):
+    if not keys or not all(k in cells for k in keys):
         return None
     pick = pick_rung([RungScore(**cells[k]["score"]) for k in keys])
     return cells[f"{n}|{seed}|{pick.rung}"]
