@@ -80,7 +80,20 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / f"{args.name}.json"
     results = load(json_path)
-    if args.report_only:
+    if args.report_only:  # a run still going (or killed) has no machine entry yet
+        results.setdefault("checkpoint", str(args.checkpoint.resolve()))
+        results.setdefault("data", str(args.data.resolve()))
+        results.setdefault("command", "(run interrupted; cells so far)")
+        results.setdefault(
+            "machine",
+            {
+                "cpus": os.cpu_count(),
+                "load_before": "?",
+                "load_after": [round(v, 2) for v in os.getloadavg()],
+                "platform": platform.platform(),
+                "threads": args.threads,
+            },
+        )
         atomic_write_text(args.out / f"{args.name}.md", markdown(results, args))
         return
     cells: dict = results["cells"]
