@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--name", required=True, help="output file stem, e.g. usi-track-a")
     parser.add_argument("--frames", nargs="*", default=["100"])
-    parser.add_argument("--scratch-frames", nargs="+", default=["100", "all"])
+    parser.add_argument("--scratch-frames", nargs="*", default=["100", "all"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--scratch-seeds", type=int, nargs="+", default=None)
     parser.add_argument(

@@ -297,6 +297,7 @@ def build_results(run: StudyRun) -> dict[str, Any]:
             and r["mode"] == "transfer"
             and r["frames"] == n
             and r["seed"] in sweep_seeds
+            and not isinstance(r["freeze"], str)  # depths only, not auto / ladder rungs
         ]
         ks = sorted({r["freeze"] for r in group})
         points = [{"freeze": k, **aggregate([r for r in group if r["freeze"] == k])} for k in ks]
@@ -765,7 +766,11 @@ def _sim_vs_real_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
     records = results["runs"]
     for mode, start in (("transfer", "main"), ("scratch", "scratch")):
-        group = [r for r in records if r["mode"] == mode and r["start"] == start]
+        group = [
+            r
+            for r in records
+            if r["mode"] == mode and r["start"] == start and not isinstance(r["freeze"], str)
+        ]
         sizes = sorted({r["frames"] for r in group})
         for n in sizes[-1:] + sizes[:1]:  # the largest N, then the smallest
             best = [r for r in group if r["frames"] == n]
