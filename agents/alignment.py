@@ -30,7 +30,8 @@ from torch import nn
 
 from sim2real.agents.augment import Augmentation, augment_batch
 from sim2real.agents.model import DrivingNet
-from sim2real.agents.training import _loss_weights, masked_loss
+from sim2real.agents.training import loss_weights as weight_vector
+from sim2real.agents.training import masked_loss
 from sim2real.common.config import StrictModel
 
 
@@ -166,7 +167,7 @@ class MixedBatchLoss(nn.Module):
         if target is not None and target_per_batch < 2:
             raise ValueError("CORAL needs target_per_batch >= 2")
         self.outputs = list(outputs)
-        self.register_buffer("weights", _loss_weights(self.outputs, loss_weights))
+        self.register_buffer("weights", weight_vector(self.outputs, loss_weights))
         self.extra, self.extra_per_batch, self.share = extra, extra_per_batch, share
         n_out = len(self.outputs)
         self.gain = nn.Parameter(torch.ones(n_out), requires_grad=domain_affine)

@@ -88,3 +88,27 @@ def calibrate_output(
         "rmse_before": float(np.sqrt(np.mean(error**2))),
         "rmse_after": float(np.sqrt(np.mean((gain * prediction[keep] - label[keep]) ** 2))),
     }
+
+
+def fit_affine(
+    prediction: np.ndarray, label: np.ndarray, *, offset: bool = True
+) -> tuple[float, float]:
+    """Least-squares (gain, offset) with label ~ gain * prediction + offset over frames with a
+    label (NaN: none); ``offset=False`` fits the gain alone (a line through 0, so a driver's
+    bias is not learned). Too few frames or a constant prediction: (1, 0), no change."""
+    keep = ~(np.isnan(label) | np.isnan(prediction))
+    p, y = prediction[keep].astype(np.float64), label[keep].astype(np.float64)
+    if p.size < 2 or np.ptp(p) == 0:
+        return 1.0, 0.0
+    if offset:
+        gain, intercept = np.polyfit(p, y, 1)
+        return float(gain), float(intercept)
+    return float(np.dot(p, y) / np.dot(p, p)), 0.0
+
+
+def affine_output(model: DrivingNet, name: str, gain: float, offset: float = 0.0) -> None:
+    """Replace output `name` by gain * output + offset, in the last linear layer itself, so
+    export, ONNX and the pilot need nothing new (identity output activation only)."""
+    scale_output(model, name, gain)
+    with torch.no_grad():
+        model.head[-1].bias[model.output_index(name)] += offset

@@ -154,7 +154,8 @@ BatchLoss = Callable[[DrivingNet, torch.Tensor, torch.Tensor], torch.Tensor]
 device after augmentation, targets (B, L) float32 with NaN for missing labels) -> scalar."""
 
 
-def _loss_weights(names: Sequence[str], weights: dict[str, float]) -> torch.Tensor:
+def loss_weights(names: Sequence[str], weights: dict[str, float]) -> torch.Tensor:
+    """(L,) weights of each output's MSE in the loss, in `names` order (unlisted: 1.0)."""
     unknown = sorted(set(weights) - set(names))
     if unknown:
         raise ValueError(f"loss_weights names {unknown}, which are not outputs {list(names)}")
@@ -211,7 +212,8 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63)
 
 
-def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of `model`'s state dict (to restore the best epoch's weights)."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -272,7 +274,7 @@ def fit(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(model.spec.outputs)
-    weights = _loss_weights(names, config.loss_weights)
+    weights = loss_weights(names, config.loss_weights)
     images, targets = dataset_tensors(train_set)
     if targets.shape[1] != len(names):
         raise ValueError(f"targets have {targets.shape[1]} columns; the model outputs {names}")
@@ -395,7 +397,7 @@ def fit(
                 state["best_val"] = val_loss if val_loss is not None else math.inf
                 state["best_epoch"] = epoch + 1
                 state["bad_epochs"] = 0
-                best_state = _state_copy(model)
+                best_state = state_copy(model)
             else:
                 state["bad_epochs"] += 1
             state["epoch"] = epoch + 1
@@ -456,7 +458,7 @@ def _save_resume(
 ) -> None:
     payload = {
         **state,
-        "model": _state_copy(model),
+        "model": state_copy(model),
         "optimizer": copy.deepcopy(optimizer.state_dict()),
         "best_state": best_state,
         "history": history,
@@ -464,3 +466,110 @@ def _save_resume(
         "config": _resume_identity(config),
     }
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def tensor_metrics(
+    pred: torch.Tensor, target: torch.Tensor, names: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Per output of predictions (N, L) against targets (N, L) (NaN: no label): mse, rmse,
+    mae, n, as `evaluate_loss` reports them."""
+    sse, sae, count = (t.double() for t in masked_sums(pred.detach().float(), target.float()))
+    mse = sse / count.clamp(min=1)
+    return {
+        name: {
+            "mse": float(mse[i]),
+            "rmse": float(mse[i].sqrt()),
+            "mae": float(sae[i] / max(float(count[i]), 1.0)),
+            "n": int(count[i]),
+        }
+        for i, name in enumerate(names)
+    }
+
+
+def fit_tensors(
+    module: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    config: TrainConfig,
+    names: Sequence[str],
+    *,
+    desc: str = "cached features",
+) -> FitResult:
+    """Train `module` (inputs (N, ...) float32 -> predictions (N, L)) in place on tensors.
+
+    The loop of `fit` without images: AdamW over the module's trainable parameters, the same
+    masked weighted MSE, lr schedule, per-epoch seeds and dropout seeding, early stopping on
+    `val` (inputs, targets) with the best weights restored; no augmentation (the caller adds
+    e.g. mirrored rows to `x`), no files. It trains whatever sits on top of a frozen, cached
+    part of a network (a head on encoder features, the top stages on a lower stage's maps).
+    Without `val` every epoch runs and the last weights stay. Deterministic per seed.
+    """
+    started = time.perf_counter()
+    weights = loss_weights(names, config.loss_weights)
+    params = trainable_parameters(module)
+    if not params:
+        raise ValueError("nothing to train: every parameter is frozen")
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    n = x.shape[0]
+    n_batches = max(1, math.ceil(n / config.batch_size))
+    if n_batches > 1 and n % config.batch_size == 1:
+        n_batches -= 1  # BatchNorm cannot train on a single row: drop it, as `fit` does
+    best_val, best_epoch, bad, stopped = math.inf, 0, 0, False
+    best_state: dict[str, torch.Tensor] | None = None
+    history: list[dict[str, Any]] = []
+    with torch.random.fork_rng(devices=[]):
+        for epoch in tqdm(range(config.epochs), desc=desc, disable=not config.progress):
+            t0 = time.perf_counter()
+            torch.manual_seed(_epoch_seed(config.seed, epoch) + 1)  # dropout
+            order = torch.randperm(
+                n, generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
+            )
+            module.train()
+            total = 0.0
+            for b in range(n_batches):
+                idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+                factor = lr_factor(
+                    config.lr_schedule, epoch * n_batches + b, config.epochs * n_batches
+                )
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * factor
+                loss = masked_loss(module(x[idx]), y[idx], weights)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(idx)
+            entry: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(n, 1)}
+            improved = True
+            if val is not None:
+                module.eval()
+                with torch.no_grad():
+                    entry["val_loss"] = float(masked_loss(module(val[0]), val[1], weights))
+                improved = entry["val_loss"] < best_val - config.min_delta
+            if improved:
+                best_val = entry.get("val_loss", math.inf)
+                best_epoch, bad = epoch + 1, 0
+                best_state = state_copy(module) if val is not None else None
+            else:
+                bad += 1
+            entry["seconds"] = time.perf_counter() - t0
+            history.append(entry)
+            if val is not None and config.patience and bad >= config.patience:
+                stopped = True
+                break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    metrics: dict[str, dict[str, float]] = {}
+    if val is not None:
+        with torch.no_grad():
+            metrics = tensor_metrics(module(val[0]), val[1], names)
+    return FitResult(
+        best_epoch=best_epoch,
+        best_val_loss=best_val if val is not None else None,
+        epochs_run=len(history),
+        stopped_early=stopped,
+        val_metrics=metrics,
+        history=history,
+        seconds=time.perf_counter() - started,
+    )

@@ -17,6 +17,13 @@ ARM_STYLE = {
     "transfer_recommended": ("tab:orange", "transfer, recommended freeze"),
     "transfer_full": ("tab:green", "transfer, no freezing"),
     "scratch": ("tab:blue", "scratch"),
+    "transfer_auto": ("tab:red", "transfer, auto (CV-picked rung)"),
+    "transfer_gain": ("tab:olive", "transfer, output gain"),
+    "transfer_calibrate": ("tab:purple", "transfer, calibrate (gain + offset)"),
+    "transfer_probe": ("tab:brown", "transfer, linear probe"),
+    "transfer_head": ("tab:pink", "transfer, head"),
+    "transfer_top": ("tab:gray", "transfer, head + top stages"),
+    "transfer_lpft": ("tab:cyan", "transfer, LP-FT"),
 }
 
 

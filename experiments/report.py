@@ -58,6 +58,7 @@ def run_records(run: StudyRun) -> list[dict[str, Any]]:
                 "frames_requested": 0 if zero else ("all" if frames is None else frames),
                 "frames_used": result.get("frames_used", 0),
                 "freeze": config.get("freeze"),
+                "ladder_pick": result.get("ladder_pick"),
                 "seed": config.get("seed"),
                 "real": result["real"]["metrics"],
                 "real_calibrated": result["real"]["calibrated"]["metrics"],
@@ -118,7 +119,10 @@ def _nan(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def learning_curves(records, recommended: dict[int, int]) -> dict[str, list[dict[str, Any]]]:
-    """Per arm, one point per N (> 0) with the across-seed aggregate of the real metrics."""
+    """Per arm, one point per N (> 0) with the across-seed aggregate of the real metrics
+    (ladder arms only where the grid ran them; their "freeze" says what auto picked)."""
+    from sim2real.experiments.study import LADDER_ARMS
+
     arms = {
         "transfer_recommended": lambda r: (
             r["mode"] == "transfer"
@@ -130,6 +134,10 @@ def learning_curves(records, recommended: dict[int, int]) -> dict[str, list[dict
         ),
         "scratch": lambda r: r["mode"] == "scratch",
     }
+    for arm, freeze in LADDER_ARMS.items():
+        arms[arm] = lambda r, freeze=freeze: (
+            r["mode"] == "transfer" and r["start"] == "main" and r["freeze"] == freeze
+        )
     curves: dict[str, list[dict[str, Any]]] = {}
     for arm, keep in arms.items():
         chosen = [r for r in records if keep(r)]
@@ -139,8 +147,12 @@ def learning_curves(records, recommended: dict[int, int]) -> dict[str, list[dict
             point = {"frames": frames, **aggregate(group)}
             if arm == "transfer_recommended":
                 point["freeze"] = recommended.get(frames)
+            elif arm in LADDER_ARMS:  # what auto picked, per seed
+                picks = [r["ladder_pick"] for r in group if r.get("ladder_pick")]
+                point["freeze"] = "/".join(picks) if picks else LADDER_ARMS[arm]
             points.append(point)
-        curves[arm] = points
+        if points or arm not in LADDER_ARMS:
+            curves[arm] = points
     return curves
 
 
@@ -287,6 +299,7 @@ def build_results(run: StudyRun) -> dict[str, Any]:
             and r["mode"] == "transfer"
             and r["frames"] == n
             and r["seed"] in sweep_seeds
+            and not isinstance(r["freeze"], str)  # depths only, not auto / ladder rungs
         ]
         ks = sorted({r["freeze"] for r in group})
         points = [{"freeze": k, **aggregate([r for r in group if r["freeze"] == k])} for k in ks]
@@ -805,7 +818,11 @@ def _sim_vs_real_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
     records = results["runs"]
     for mode, start in (("transfer", "main"), ("scratch", "scratch")):
-        group = [r for r in records if r["mode"] == mode and r["start"] == start]
+        group = [
+            r
+            for r in records
+            if r["mode"] == mode and r["start"] == start and not isinstance(r["freeze"], str)
+        ]
         sizes = sorted({r["frames"] for r in group})
         for n in sizes[-1:] + sizes[:1]:  # the largest N, then the smallest
             best = [r for r in group if r["frames"] == n]

@@ -245,7 +245,8 @@ def _finetune(ctx: StepContext, start: Path, out: Path, real_paths: list[str]) -
     settings = dict(config["finetune"])
     adapter = dict(settings["adapter"])
     if config["mode"] == "transfer":
-        adapter["freeze"] = int(config["freeze"])
+        freeze = config["freeze"]  # stages frozen, or "auto" / a ladder rung
+        adapter["freeze"] = freeze if isinstance(freeze, str) else int(freeze)
     train = {**settings["train"], **_train_runtime(ctx), "seed": int(config["seed"])}
     finetune_config = FinetuneConfig.model_validate(
         {
@@ -271,4 +272,5 @@ def _finetune(ctx: StepContext, start: Path, out: Path, real_paths: list[str]) -
         "cached_features": result.cached_features,
         "epochs_run": int(result.card.metrics.get("epochs_run", 0)),
         "seconds": round(result.seconds, 3),
+        "ladder_pick": None if result.ladder is None else result.ladder.pick,
     }

@@ -43,7 +43,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FrameCount = int | Literal["all"]
-Arm = Literal["transfer_recommended", "transfer_full", "scratch"]
+Arm = Literal[
+    "transfer_recommended",
+    "transfer_full",
+    "scratch",
+    "transfer_auto",
+    "transfer_gain",
+    "transfer_calibrate",
+    "transfer_probe",
+    "transfer_head",
+    "transfer_top",
+    "transfer_lpft",
+]
+LADDER_ARMS = {
+    "transfer_auto": "auto",
+    **{f"transfer_{rung}": rung for rung in ("gain", "calibrate", "probe", "head", "top", "lpft")},
+}
+"""arms fine-tuned with freeze "auto" (K-fold CV picks the rung) or one ladder rung"""
 MAIN, SCRATCH, POLICY = "main", "scratch", "policy"
 RUNTIME_TRAIN_FIELDS = {"progress", "tensorboard", "device", "num_threads"}
 """TrainConfig fields left out of cell keys (see RuntimeSettings on threads and device)"""
@@ -451,7 +467,7 @@ def recommended_freeze(plan: Plan, start: str, frames: int | None, gaps: dict) -
 
 
 def run_cell(
-    plan: Plan, start: str, mode: str, frames: int | None, seed: int, freeze: int | None
+    plan: Plan, start: str, mode: str, frames: int | None, seed: int, freeze: int | str | None
 ) -> Cell:
     """The cell that fine-tunes `start` (or evaluates it as is: mode "zero_shot")."""
     config = plan.config
@@ -520,6 +536,9 @@ def plan_runs(plan: Plan, gaps: dict[str, dict]) -> list[Cell]:
             for arm in grid.arms:
                 if arm == "scratch":
                     cells.append(run_cell(plan, SCRATCH, "scratch", frames, seed, None))
+                elif arm in LADDER_ARMS:
+                    ladder = LADDER_ARMS[arm]
+                    cells.append(run_cell(plan, MAIN, "transfer", frames, seed, ladder))
                 else:
                     full = arm == "transfer_full"
                     k = 0 if full else recommended_freeze(plan, MAIN, frames, gaps)

@@ -71,10 +71,10 @@ def test_fit_learns_and_restores_best_weights(tmp_path):
     assert result.val_metrics["sim/cte"]["n"] == 16  # only the labelled half counts
     assert any((tmp_path / "tb").iterdir())
     # the returned model is the best epoch's: re-evaluating gives the recorded loss
-    from sim2real.agents.training import _loss_weights, dataset_tensors, evaluate_loss
+    from sim2real.agents.training import dataset_tensors, evaluate_loss, loss_weights
 
     loss, _ = evaluate_loss(
-        net, *dataset_tensors(val), OUTPUTS, _loss_weights(OUTPUTS, {}), torch.device("cpu")
+        net, *dataset_tensors(val), OUTPUTS, loss_weights(OUTPUTS, {}), torch.device("cpu")
     )
     assert math.isclose(loss, result.best_val_loss, rel_tol=1e-6)
 

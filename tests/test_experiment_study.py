@@ -8,6 +8,7 @@ import pytest
 
 from sim2real.experiments.grid import CellOutcome, LocalExecutor
 from sim2real.experiments.study import StudyConfig, run_study
+from sim2real.transfer.ladder import RUNGS
 
 TINY = {
     "name": "tiny",
@@ -21,7 +22,7 @@ TINY = {
     "gap": {"max_frames": 40},
     "grid": {
         "frames": [0, 20],
-        "arms": ["transfer_recommended", "transfer_full", "scratch"],
+        "arms": ["transfer_recommended", "transfer_full", "transfer_auto", "scratch"],
         "seeds": [0],
         "freeze_sweep": {"frames": []},
         "other_starts_frames": [0],
@@ -95,11 +96,12 @@ def test_tiny_grid_writes_the_report_with_the_expected_cells(study):
     out = study["out"]
     results = json.loads((out / "results.json").read_text())
     runs = results["runs"]
-    # zero-shot for both strengths, then N=20: recommended freeze, no freezing, scratch
+    # zero-shot for both strengths, then N=20: recommended freeze, no freezing, auto, scratch
     assert sorted((r["start"], r["mode"]) for r in runs) == sorted(
         [
             ("main", "zero_shot"),
             ("strength_0", "zero_shot"),
+            ("main", "transfer"),
             ("main", "transfer"),
             ("main", "transfer"),
             ("scratch", "scratch"),
@@ -107,7 +109,11 @@ def test_tiny_grid_writes_the_report_with_the_expected_cells(study):
     )
     transfer = [r for r in runs if r["mode"] == "transfer"]
     recommended = results["starts"]["main"]["recommendation"]["20"]["freeze"]
-    assert sorted(r["freeze"] for r in transfer) == sorted([0, recommended])
+    assert sorted(str(r["freeze"]) for r in transfer) == sorted(["0", str(recommended), "auto"])
+    # the auto arm's curve says which rung the cross-validation picked
+    (auto,) = [r for r in transfer if r["freeze"] == "auto"]
+    assert auto["ladder_pick"] in RUNGS
+    assert results["curves"]["transfer_auto"][0]["freeze"] == auto["ladder_pick"]
     assert all(r["frames_used"] == 20 for r in runs if r["mode"] != "zero_shot")
     for r in runs:
         # steering lies in [-1, 1]: an MAE is in (0, 2); 0 would mean a copy of the labels

@@ -57,6 +57,10 @@ def stage_tensors(weights, stages):
     return {k: v for k, v in weights.items() if any(f".{s}." in k for s in stages)}
 
 
+def test_default_freeze_is_auto():
+    assert FinetuneConfig().adapter.freeze == "auto"
+
+
 def test_frozen_stages_come_out_bit_identical(parent, tmp_path, tmp_cfg):
     cfg = tmp_cfg(adapter=AdapterConfig(freeze=3, bn="adabn", lr_decay=0.5))
     result = finetune(cfg, tmp_path / "out")
@@ -96,8 +100,9 @@ def test_all_frozen_trains_the_head_on_cached_features(parent, tmp_path, tmp_cfg
     for k, v in after.items():
         if k.startswith("encoder."):
             assert torch.equal(before[k], v), k
-    assert torch.equal(before["head.1.weight"], before["head.1.weight"])
+    # the hidden layer and the kept steering row of the output layer both trained
     assert not torch.equal(before["head.1.weight"], after["head.1.weight"])
+    assert not torch.equal(before["head.4.weight"][0], after["head.4.weight"][0])
     assert result.fits[0].val_metrics["user/angle"]["n"] > 0
 
 
@@ -181,6 +186,6 @@ def test_finetune_command(parent, tmp_path, cache_dir, capsys):
         str(cfg),
     ]
     assert main(args) == 0
-    assert "head on cached features" in capsys.readouterr().out
+    assert "cached features" in capsys.readouterr().out
     assert main(args) == 2
     assert "already holds" in capsys.readouterr().err

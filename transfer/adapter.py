@@ -21,7 +21,7 @@ Steps, each a function so that tests and sweeps can call them one by one:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from pydantic import Field, field_validator
@@ -39,11 +39,19 @@ from sim2real.common.config import StrictModel
 BATCHNORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
+RungName = Literal["gain", "calibrate", "probe", "head", "top", "lpft", "full"]
+"""the adaptation ladder's rungs, least to most capacity (see `sim2real.transfer.ladder`)"""
+AUTO = "auto"
+
+
 class AdapterConfig(StrictModel):
     """How a pretrained network is adapted to real data; recorded in the fine-tuned card."""
 
-    freeze: int | Literal["all", "none"] | list[str] = 3
-    """encoder stages kept frozen: the first k, "all", "none", or stage names"""
+    freeze: int | Literal["auto", "all", "none"] | RungName | list[str] = AUTO
+    """"auto": the ladder rung and epoch count picked by K-fold cross-validation on the
+    training frames; a rung (gain, calibrate, probe, head, top, lpft, full: trained for the
+    epochs CV picks); or encoder stages kept frozen, early stopping on the validation block:
+    the first k, "all", "none", or stage names"""
     bn: Literal["frozen", "adabn", "train"] = "frozen"
     """BatchNorm of the frozen stages: fixed sim statistics ("frozen"), statistics of every
     BatchNorm re-estimated on the real training frames before training, then fixed in frozen
@@ -161,6 +169,10 @@ def apply_freezing(model: DrivingNet, config: AdapterConfig) -> list[str]:
 
     With ``bn="train"`` the BatchNorm layers of frozen stages stay trainable.
     """
+    if isinstance(config.freeze, str) and config.freeze in (AUTO, *get_args(RungName)):
+        raise ValueError(
+            f"freeze {config.freeze!r} is a ladder choice: sim2real.transfer.ladder applies it"
+        )
     names = resolve_stages(model, config.freeze)
     freeze_stages(model, names)
     if config.bn == "train":

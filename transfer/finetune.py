@@ -25,16 +25,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import Field, model_validator
-from tqdm.auto import tqdm
 
 from sim2real.agents.alignment import AlignmentConfig
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_checkpoint
@@ -46,12 +47,11 @@ from sim2real.agents.training import (
     RESUME_FILE,
     FitResult,
     TrainConfig,
-    _loss_weights,
-    _state_copy,
     dataset_tensors,
     evaluate_loss,
     fit,
-    masked_loss,
+    fit_tensors,
+    loss_weights,
     read_resume_file,
 )
 from sim2real.common.config import StrictModel, load_config
@@ -66,6 +66,18 @@ from sim2real.transfer.adapter import (
 )
 from sim2real.transfer.cotrain import CotrainConfig
 from sim2real.transfer.datasets import check_source_frames, check_source_sizes
+from sim2real.transfer.ladder import (
+    AUTO,
+    RUNGS,
+    ActivationCache,
+    LadderConfig,
+    LadderSearch,
+    RungRun,
+    Suffix,
+    cross_validate,
+    is_rung,
+    train_rung,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +100,8 @@ class FinetuneConfig(StrictModel):
     from_scratch: bool = False
     """same architecture from random init, every stage trainable (the baseline)"""
     adapter: AdapterConfig = Field(default_factory=AdapterConfig)
+    ladder: LadderConfig = Field(default_factory=LadderConfig)
+    """how freeze "auto" (and a named rung) picks the rung and epoch count by K-fold CV"""
     train: TrainConfig = Field(default_factory=_default_train)
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     """the block after the training part, for early stopping"""
@@ -114,10 +128,31 @@ class FinetuneConfig(StrictModel):
         return self
 
 
+FREEZE_CHOICES = (
+    f"{AUTO} (the ladder rung and epochs chosen by K-fold CV), a rung ({', '.join(RUNGS)}), "
+    "K (freeze the first K stages), all, none, or stage names (stage1,stage2)"
+)
+
+
+def parse_freeze(value: int | str | list[str]) -> int | str | list[str]:
+    """A `--freeze` value as AdapterConfig takes it; ValueError (one line) for anything else."""
+    if isinstance(value, int | list):
+        return value
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    if text in (AUTO, "all", "none", *RUNGS):
+        return text
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names and all(re.fullmatch(r"stage\d+", n) for n in names):
+        return names
+    raise ValueError(f"--freeze {text!r} is not known: use {FREEZE_CHOICES}")
+
+
 def load_finetune_config(path: str | Path | None, **overrides: Any) -> FinetuneConfig:
     """A `FinetuneConfig` from YAML (or defaults) with CLI overrides (None = keep).
 
-    Overrides: checkpoint, data (list), frames, from_scratch, freeze, epochs, seed.
+    Overrides: checkpoint, data (list), frames, from_scratch, freeze, folds, epochs, seed.
     """
     config = load_config(FinetuneConfig, path) if path is not None else FinetuneConfig()
     if overrides.get("checkpoint") is not None:
@@ -129,8 +164,11 @@ def load_finetune_config(path: str | Path | None, **overrides: Any) -> FinetuneC
     if overrides.get("from_scratch"):
         config.from_scratch = True
     if overrides.get("freeze") is not None:
-        freeze = overrides["freeze"]
-        config.adapter.freeze = int(freeze) if str(freeze).isdigit() else freeze
+        config.adapter.freeze = parse_freeze(overrides["freeze"])
+    if overrides.get("folds") is not None:
+        if overrides["folds"] < 2:
+            raise ValueError(f"--folds {overrides['folds']}: cross-validation needs at least 2")
+        config.ladder.folds = overrides["folds"]
     if overrides.get("epochs") is not None:
         config.train.epochs = overrides["epochs"]
     if overrides.get("seed") is not None:
@@ -244,79 +282,28 @@ def fit_head_on_features(model: DrivingNet, train_set, val_set, config: TrainCon
     """Train `model.head` only, on encoder features computed once (every stage frozen).
 
     Mirrored frames (steering and other signed labels negated) are added when the config's
-    augmentation mirrors; AdamW over the head's parameters, the masked MSE of `fit`, early
-    stopping on the validation loss with the best head restored. Deterministic per seed.
+    augmentation mirrors; `agents.training.fit_tensors` trains the head with early stopping
+    on `val_set` and restores the best head. Deterministic per seed.
     """
     started = time.perf_counter()
     names = list(model.spec.outputs)
-    weights = _loss_weights(names, config.loss_weights)
     images, targets = dataset_tensors(train_set)
     val_images, val_targets = dataset_tensors(val_set)
-    aug = config.augment
-    feats, ys = [encode(model, images)], [targets]
-    if aug.enabled and aug.flip_prob > 0:
-        m_images, m_targets = _mirror(images, targets, names, aug.mirrored_labels)
-        feats.append(encode(model, m_images))
-        ys.append(m_targets)
-    x, y = torch.cat(feats), torch.cat(ys)
-    val_x = encode(model, val_images)
-    head = model.head
-    optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
-    best = (math.inf, 0, _state_copy(head))
-    history: list[dict[str, Any]] = []
-    bad = 0
-    stopped = False
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed + 1)  # dropout
-        bar = tqdm(
-            range(config.epochs), desc="head on cached features", disable=not config.progress
-        )
-        for epoch in bar:
-            t0 = time.perf_counter()
-            head.train()
-            order = torch.randperm(x.shape[0], generator=generator)
-            total = 0.0
-            for i in range(0, x.shape[0], config.batch_size):
-                idx = order[i : i + config.batch_size]
-                loss = masked_loss(head(x[idx]), y[idx], weights)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(idx)
-            head.eval()
-            with torch.no_grad():
-                val_loss = float(masked_loss(head(val_x), val_targets, weights))
-            history.append(
-                {
-                    "epoch": epoch + 1,
-                    "train_loss": total / x.shape[0],
-                    "val_loss": val_loss,
-                    "seconds": time.perf_counter() - t0,
-                }
-            )
-            bar.set_postfix(val=f"{val_loss:.4f}")
-            if val_loss < best[0] - config.min_delta:
-                best = (val_loss, epoch + 1, _state_copy(head))
-                bad = 0
-            else:
-                bad += 1
-                if config.patience and bad >= config.patience:
-                    stopped = True
-                    break
-    head.load_state_dict(best[2])
-    model.eval()
-    device = next(model.parameters()).device
-    _, metrics = evaluate_loss(model, val_images, val_targets, names, weights.to(device), device)
-    return FitResult(
-        best_epoch=best[1],
-        best_val_loss=best[0],
-        epochs_run=len(history),
-        stopped_early=stopped,
-        val_metrics=metrics,
-        history=history,
-        seconds=time.perf_counter() - started,
+    n = images.shape[0]
+    both = ActivationCache(
+        model, torch.cat([images, val_images]), torch.cat([targets, val_targets]), config.augment
     )
+    depth = len(find_encoder(model).stage_names)
+    x, y = both.rows(np.arange(n), depth)
+    val = both.rows(np.arange(n, len(both)), depth, mirror=False)
+    result = fit_tensors(Suffix(model, depth), x, y, val, config, names, desc="head (cached)")
+    weights = loss_weights(names, config.loss_weights)
+    device = next(model.parameters()).device
+    _, result.val_metrics = evaluate_loss(
+        model, val_images, val_targets, names, weights.to(device), device
+    )
+    result.seconds = time.perf_counter() - started
+    return result
 
 
 @dataclass
@@ -329,6 +316,8 @@ class FinetuneResult:
     frozen: list[str]
     cached_features: bool
     seconds: float
+    ladder: LadderSearch | None = None
+    """the cross-validation table and pick (freeze "auto" or a rung name)"""
 
 
 def check_out_dir(out_dir: Path, config: FinetuneConfig, resume: bool) -> None:
@@ -357,16 +346,77 @@ def build_model(config: FinetuneConfig) -> tuple[DrivingNet, ModelCard]:
     return reheaded(parent, outputs, config.adapter.heads, seed=config.train.seed), card
 
 
+def _ladder_fit(
+    model: DrivingNet,
+    config: FinetuneConfig,
+    data: RealData,
+    out_dir: Path,
+    resume: bool,
+    log_line: Callable[[str], None] | None,
+) -> tuple[RungRun, LadderSearch, FitResult]:
+    """`auto` or a named rung: cross-validate (the ladder, or the one rung for its epoch
+    count), then train the pick on every training frame; returns (run, search, the fit whose
+    val metrics, on the validation block, the card reports)."""
+    adapter, train = config.adapter, config.train
+    images, targets = dataset_tensors(data.train)
+    cache = ActivationCache(model, images, targets, train.augment)
+    rungs = None if adapter.freeze == AUTO else [str(adapter.freeze)]
+    search = cross_validate(
+        model,
+        cache,
+        train,
+        config.ladder,
+        rungs=rungs,
+        lr_decay=adapter.lr_decay,
+        log_line=log_line,
+    )
+    run = train_rung(
+        model,
+        search.pick,
+        cache,
+        np.arange(len(cache)),
+        None,
+        train,
+        config.ladder,
+        epochs=max(search.epochs, 1),
+        probe_epochs=search.probe_epochs,
+        lr_decay=adapter.lr_decay,
+        out_dir=str(out_dir),
+        resume=resume,
+    )
+    names = list(model.spec.outputs)
+    weights = loss_weights(names, train.loss_weights)
+    device = next(model.parameters()).device
+    val_images, val_targets = dataset_tensors(data.val)
+    val_loss, metrics = evaluate_loss(
+        model, val_images, val_targets, names, weights.to(device), device
+    )
+    last = run.fits[-1]
+    report = FitResult(
+        best_epoch=search.epochs,
+        best_val_loss=val_loss,
+        epochs_run=sum(f.epochs_run for f in run.fits),
+        stopped_early=False,
+        val_metrics=metrics,
+        history=last.history,
+        seconds=sum(f.seconds for f in run.fits),
+    )
+    return run, search, report
+
+
 def finetune(
     config: FinetuneConfig,
     out_dir: str | Path,
     *,
     resume: bool = False,
     data: RealData | None = None,
+    log_line: Callable[[str], None] | None = None,
 ) -> FinetuneResult:
     """Adapt `config.checkpoint` to `config.data` and write a checkpoint to `out_dir`.
 
     `data` (train/val datasets for the adapter's outputs) may be passed in to skip reading.
+    With freeze "auto" or a rung name, the ladder's cross-validation picks the rung and/or the
+    epoch count (`log_line` gets a line per scored rung) and the card's step records it.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -377,8 +427,8 @@ def finetune(
         data = open_real_data(
             config, adapter.outputs, model.spec.preprocessing, progress=config.train.progress
         )
-    report = data.trained_on.get("read_report") or {}
-    check_source_sizes(parent_card, {", ".join(map(str, config.data)): report})
+    read_report = data.trained_on.get("read_report") or {}
+    check_source_sizes(parent_card, {", ".join(map(str, config.data)): read_report})
     check_source_frames(data.train, parent_card)
     describe_run(out_dir, config)
     if config.cotrain is not None or config.align is not None:
@@ -388,19 +438,44 @@ def finetune(
             config, out_dir, model, parent_card, data, resume=resume, started=started
         )
 
+    plentiful = adapter.freeze == AUTO and len(data.train) > config.ladder.cv_max_frames
+    if plentiful:
+        adapter = adapter.model_copy(update={"freeze": "none"})
+        if log_line is not None:
+            log_line(
+                f"freeze auto: {len(data.train)} training frames > ladder.cv_max_frames "
+                f"{config.ladder.cv_max_frames}: every stage trains, early stopping on the "
+                f"{len(data.val)}-frame validation block"
+            )
+    ladder = not config.from_scratch and (adapter.freeze == AUTO or is_rung(adapter.freeze))
+    search: LadderSearch | None = None
+    calibration: list[dict[str, float]] = []
     if config.from_scratch:
         frozen: list[str] = []
         phases: list[list[str]] = [[]]
     else:
         if adapter.bn == "adabn":
             adabn(model, data.train.images)
-        frozen = apply_freezing(model, adapter)
-        phases = unfreeze_phases(frozen, adapter)
+        frozen = [] if ladder else apply_freezing(model, adapter)
+        phases = [[]] if ladder else unfreeze_phases(frozen, adapter)
     all_frozen = set(frozen) == set(find_encoder(model).stage_names)
-    cached = config.cache_features and all_frozen and adapter.bn != "train" and len(phases) == 1
-    before = frozen_digests(model)
+    cached = (
+        not ladder
+        and config.cache_features
+        and all_frozen
+        and adapter.bn != "train"
+        and len(phases) == 1
+    )
+    # the ladder freezes inside its search: digest everything, check what ends up frozen
+    before = (
+        {n: _digest(p) for n, p in model.named_parameters()} if ladder else frozen_digests(model)
+    )
     fits: list[FitResult] = []
-    if cached:
+    if ladder:
+        run, search, report = _ladder_fit(model, config, data, out_dir, resume, log_line)
+        frozen, calibration, cached = run.frozen, run.calibration, run.rung != "full"
+        fits.append(report)
+    elif cached:
         fits.append(fit_head_on_features(model, data.train, data.val, config.train))
     else:
         epochs = [config.train.epochs, *adapter.unfreeze_epochs]
@@ -433,6 +508,7 @@ def finetune(
         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "parent": str(resolve_checkpoint(config.checkpoint).resolve()),
         "adapter": adapter.model_dump(mode="json"),
+        "auto_plentiful": plentiful,
         "frozen_stages": frozen,
         "cached_features": cached,
         "train": config.train.model_dump(mode="json"),
@@ -448,6 +524,12 @@ def finetune(
         "data": data.trained_on,
         "seconds": seconds,
     }
+    if search is not None:
+        step["ladder"] = {
+            "config": config.ladder.model_dump(mode="json"),
+            **search.to_dict(),
+            "calibration": calibration,
+        }
     history = [] if config.from_scratch else list(parent_card.history)
     card = ModelCard(
         kind=parent_card.kind,
@@ -460,4 +542,4 @@ def finetune(
     )
     model.eval()
     save_checkpoint(out_dir, model, card)
-    return FinetuneResult(out_dir, card, fits, frozen, cached, seconds)
+    return FinetuneResult(out_dir, card, fits, frozen, cached, seconds, search)

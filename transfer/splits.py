@@ -161,3 +161,39 @@ def subsample(records: Sequence[Record], n: int, seed: int, *, block_len: int = 
         chosen += records[start + offset : start + offset + size]
         start += stratum
     return chosen
+
+
+def min_frames_for_folds(folds: int, gap: int = 0) -> int:
+    """Fewest frames `kfold_blocks` accepts: two held-out frames per fold, and two training
+    frames left in every fold after the gaps."""
+    n = 2 * folds
+    while n - math.ceil(n / folds) - 2 * gap < 2:
+        n += 1
+    return n
+
+
+def kfold_blocks(n: int, folds: int, *, gap: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K-fold cross-validation over `n` frames in time order, by contiguous blocks.
+
+    Fold k holds out the k-th of `folds` equal contiguous blocks (sizes differ by at most
+    one) and trains on the rest minus `gap` frames on each side of the held-out block (20 Hz
+    neighbours are near-twins). Returns (train indices, held-out indices) per fold, each
+    sorted. ValueError (saying how many are needed) when `n` is too small.
+    """
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+    if gap < 0:
+        raise ValueError(f"gap must be >= 0, got {gap}")
+    need = min_frames_for_folds(folds, gap)
+    if n < need:
+        raise ValueError(
+            f"{folds}-fold cross-validation (gap {gap}) needs at least {need} frames, got {n}"
+        )
+    bounds = np.linspace(0, n, folds + 1).round().astype(int)
+    out = []
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        index = np.arange(n)
+        held = index[start:stop]
+        train = index[(index < start - gap) | (index >= stop + gap)]
+        out.append((train, held))
+    return out

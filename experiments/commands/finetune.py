@@ -5,32 +5,84 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+RULE = "rule"
+"""--freeze rule: the domain-gap freeze rule (experiments.domain_gap.recommend_freeze)"""
+
+
+def rule_freeze(config) -> tuple[int, str]:
+    """(stages to freeze, why) by the freeze rule for `config`'s checkpoint and real frames.
+
+    The rule needs the number of real training frames and, between its scarce and plentiful
+    thresholds, the per-stage domain gap, measured against the sim data the checkpoint was
+    pretrained on (its card's ``trained_on.paths``).
+    """
+    from sim2real.agents.checkpoint import load_checkpoint
+    from sim2real.experiments.domain_gap import FreezeRule, measure_gap, recommend_freeze
+    from sim2real.transfer.datasets import open_records
+    from sim2real.transfer.splits import time_block_split
+
+    if config.checkpoint is None:
+        raise ValueError("--freeze rule: no checkpoint given (--checkpoint)")
+    if not config.data:
+        raise ValueError("--freeze rule: no real data given (--data)")
+    records = open_records(config.data).records
+    split = time_block_split(
+        records, config.val_fraction, test_fraction=config.test_fraction, gap=config.split_gap
+    )
+    n = len(split.train) if config.frames is None else min(config.frames, len(split.train))
+    model, card = load_checkpoint(config.checkpoint)
+    rule = FreezeRule()
+    stages = list(model.encoder.stage_names)
+    if n < rule.scarce_frames and rule.scarce_freeze == "all":
+        return len(stages), f"{n} real frames < {rule.scarce_frames}: scarce, head only"
+    if n >= rule.plentiful_frames:
+        return 0, f"{n} real frames >= {rule.plentiful_frames}: plentiful, nothing frozen"
+    sim = [p for p in card.trained_on.get("paths", []) if Path(p).exists()]
+    if not sim:
+        raise ValueError(
+            f"--freeze rule with {n} real frames needs the domain gap, measured against the sim "
+            f"data {config.checkpoint} was pretrained on, and its card names none that exist; "
+            "run `sim2real gap` and pass --freeze K"
+        )
+    gap = measure_gap(model, sim, config.data, n_real=n, rule=rule, progress=False)
+    advice = recommend_freeze(n, gap["stages"], rule)
+    return advice.freeze, f"{advice.regime}: {advice.rule}"
+
 
 def handler(args: argparse.Namespace) -> int:
     from sim2real.transfer.finetune import finetune, load_finetune_config
 
+    freeze = args.freeze
     config = load_finetune_config(
         args.config,
         checkpoint=args.checkpoint,
         data=args.data,
         frames=args.frames,
         from_scratch=args.from_scratch,
-        freeze=args.freeze,
+        freeze=None if freeze == RULE else freeze,
+        folds=args.folds,
         epochs=args.epochs,
         seed=args.seed,
     )
     if args.device:
         config.train.device = args.device
     _mixing_flags(config, args)
-    result = finetune(config, args.out, resume=args.resume)
+    if freeze == RULE:
+        config.adapter.freeze, why = rule_freeze(config)
+        print(f"freeze rule: freeze {config.adapter.freeze} stage(s) ({why})")
+    result = finetune(config, args.out, resume=args.resume, log_line=print)
     frames = result.card.trained_on["frames"]
     how = "from scratch" if config.from_scratch else f"frozen {', '.join(result.frozen) or 'none'}"
+    if result.ladder is not None:
+        search = result.ladder
+        print(search.table())
+        how = f"rung {search.pick}, {search.epochs} epochs; " + how
     if result.cached_features:
-        how += ", head on cached features"
+        how += ", cached features"
     metrics = result.card.metrics
     print(
         f"fine-tuned {config.adapter.outputs} on {frames['train']} real frames "
-        f"(val {frames['val']}; {how}) in {result.seconds:.1f} s: best val loss "
+        f"(val {frames['val']}; {how}) in {result.seconds:.1f} s: val loss "
         f"{metrics['best_val_loss']:.4f}; checkpoint {result.out_dir}"
     )
     for name, m in metrics["val"].items():
@@ -96,14 +148,20 @@ def _report_gap(config, out_dir: Path) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from sim2real.transfer.ladder import RUNG_TEXT
+
+    rungs = "; ".join(f"{name}: {text}" for name, text in RUNG_TEXT.items())
     parser = subparsers.add_parser(
         "finetune",
         help="fine-tune a pretrained checkpoint on real frames",
-        description="Adapt a sim-pretrained checkpoint to real DonkeyCar data: lower encoder "
-        "stages frozen, augmentation (photometric, small geometric, mirror with steering "
-        "negated), a later time block for validation and early stopping, the last block "
-        "held out for `sim2real evaluate`. OUT becomes a checkpoint folder. --from-scratch "
-        "trains the same architecture from random init with the same budget (the baseline).",
+        description="Adapt a sim-pretrained checkpoint to real DonkeyCar data. By default "
+        "(--freeze auto) K-fold cross-validation over contiguous time blocks of the training "
+        "frames picks how much to adapt (a rung of the ladder) and for how many epochs, then "
+        "trains that on every frame; augmentation mirrors frames with steering negated "
+        "(image rungs also change colour and geometry); a later time block is reported as "
+        "validation, the last block held out for `sim2real evaluate`. OUT becomes a "
+        "checkpoint folder. --from-scratch trains the same architecture from random init "
+        "with the same budget (the baseline).",
     )
     parser.add_argument(
         "--checkpoint",
@@ -113,9 +171,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", nargs="+", metavar="REAL", help="real tub(s) or CSV folders")
     parser.add_argument("--out", required=True, type=Path, help="output checkpoint folder")
     parser.add_argument("--frames", type=int, help="train on N frames (default: all usable)")
-    parser.add_argument("--freeze", help="stages frozen: K (the first K), all, none")
+    parser.add_argument(
+        "--freeze",
+        metavar="WHAT",
+        help="auto (default: the rung and epochs picked by K-fold CV); a rung, least to most "
+        f"capacity ({rungs}; epochs picked by CV); rule (the domain-gap freeze rule); or "
+        "stages frozen, early stopping on the validation block: K (the first K), all, none, "
+        "stage names (stage1,stage2)",
+    )
+    parser.add_argument("--folds", type=int, help="K of the cross-validation (default 5)")
     parser.add_argument("--from-scratch", action="store_true", help="random init, all trainable")
-    parser.add_argument("--epochs", type=int, help="override train.epochs")
+    parser.add_argument("--epochs", type=int, help="override train.epochs (the CV's maximum)")
     parser.add_argument("--seed", type=int, help="override train.seed")
     parser.add_argument("--config", type=Path, help="YAML FinetuneConfig (adapter, train, ...)")
     parser.add_argument("--device", help="override train.device (auto, cpu, cuda)")
