@@ -247,7 +247,7 @@ def markdown(results: dict, args) -> str:
             for n in ns:
                 values = []
                 for seed in args.seeds if arm != "scratch" else (args.scratch_seeds or args.seeds):
-                    cell = pick_cell(cells, n, seed, arm, args.rungs)
+                    cell = pick_cell(cells, n, seed, arm, auto_rungs(args.rungs))
                     if cell is not None:
                         values.append(cell["raw"][metric])
                 row.append(_fmt(values))
@@ -259,10 +259,10 @@ def markdown(results: dict, args) -> str:
         for seed in args.seeds:
             scores = [
                 RungScore(**cells[f"{n}|{seed}|{r}"]["score"])
-                for r in args.rungs
+                for r in auto_rungs(args.rungs)
                 if f"{n}|{seed}|{r}" in cells
             ]
-            if len(scores) == len(args.rungs):
+            if len(scores) == len(auto_rungs(args.rungs)):
                 pick = pick_rung(scores)
                 picks.append(f"{pick.rung} ({pick.epochs} ep)")
                 secs.append(sum(cells[f"{n}|{seed}|{r}"]["cv_seconds"] for r in args.rungs))
@@ -286,6 +286,11 @@ def markdown(results: dict, args) -> str:
             if row:
                 lines.append(f"- N={n} seed {seed}: " + ", ".join(row))
     return "\n".join(lines) + "\n"
+
+
+def auto_rungs(rungs: list[str]) -> list[str]:
+    """The measured rungs `--freeze auto` compares (LadderConfig's default list)."""
+    return [r for r in rungs if r in LadderConfig().rungs]
 
 
 def pick_cell(cells: dict, n: str, seed: int, arm: str, rungs: list[str]) -> dict | None:
