@@ -13,7 +13,7 @@ import numpy as np
 from sim2real.envs.tracks import Track
 from sim2real.envs.world import Distractor
 
-SAGITTA = 0.012  # m: the largest gap between a straight board and the curved corridor edge
+SAGITTA = 0.02  # m: the largest gap between a straight board and the curved corridor edge
 MAX_BOARD = 1.2  # m, longest board
 
 
@@ -43,6 +43,8 @@ def corridor_boards(
             centre = (pa + pb) / 2
             yaw = float(np.arctan2(chord[1], chord[0]))
             half = np.array([span / 2 + thickness, thickness / 2, height / 2])
-            boards.append(Distractor(np.array([centre[0], centre[1], height / 2]), half, yaw, color))
+            boards.append(
+                Distractor(np.array([centre[0], centre[1], height / 2]), half, yaw, color, False)
+            )
             i += steps
     return boards

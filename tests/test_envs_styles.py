@@ -127,8 +127,9 @@ def test_style_is_nominal_at_strength_zero_and_weighted_at_one():
     weights = spec.visual.style.weights
     total = sum(weights.values())
     for style in STYLES:
-        assert np.mean([d == style for d in draws]) == pytest.approx(weights[style] / total,
-                                                                     abs=0.06)
+        assert np.mean([d == style for d in draws]) == pytest.approx(
+            weights[style] / total, abs=0.06
+        )
 
 
 def test_bad_style_weights_and_names_are_refused():
