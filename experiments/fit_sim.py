@@ -122,17 +122,20 @@ def _median_rgb(values: list[np.ndarray]) -> np.ndarray | None:
 class _Measure:
     """Geometry, style and colours of a set of frames (real or sim)."""
 
-    def __init__(self, frames: np.ndarray, camera: Camera, seed: int = 0) -> None:
+    def __init__(
+        self, frames: np.ndarray, camera: Camera, seed: int = 0, use_vp: bool | None = None
+    ) -> None:
         n, h, w, _ = frames.shape
         self.frames, self.camera = frames, camera
         grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
         self.horizons = np.array([horizon_row(g) for g in grays])
         found = np.isfinite(self.horizons)
         self.found = int(found.sum())
-        self.horizon = float(np.median(self.horizons[found])) if self.found else float("nan")
-        q75, q25 = np.percentile(self.horizons[found], [75, 25]) if self.found else (np.nan,) * 2
-        self.horizon_iqr = float(q75 - q25)
-        top = int(np.clip(np.nan_to_num(self.horizon, nan=h / 3) + 4, 2, h - 10))
+        self.method = "vanishing point of floor lines"
+        self._set_horizon(self.horizons[found])
+        use_vp = self.found >= 0.4 * n if use_vp is None else use_vp
+        self.use_vp = use_vp
+        top = int(np.clip(self.horizon + 4 if use_vp else h / 3, 2, h - 10))
         self.floor_top = top
         # k-means over floor pixels of up to 200 frames (Lab)
         pick = frames[np.linspace(0, n - 1, min(n, 200)).round().astype(int)]
@@ -146,15 +149,29 @@ class _Measure:
         patch = _lab(pick[:, h - max(4, h // 10) :, c0:c1].reshape(-1, 3))
         patch_labels = np.argmin(((patch[:, None] - centres[None]) ** 2).sum(-1), axis=1)
         share = np.bincount(patch_labels, minlength=len(centres)) / len(patch_labels)
-        order = np.argsort(-share)
-        self.road_clusters = order[: int(np.searchsorted(np.cumsum(share[order]), 0.75)) + 1]
+        main = int(np.argmax(share))
+        # texture (carpet, grain) may split the floor into neighbouring clusters: keep those
+        near = np.linalg.norm(centres - centres[main], axis=1) < 22.0
+        self.road_clusters = np.flatnonzero(near | (np.arange(len(centres)) == main))
         rows = np.unique(np.linspace(top + 0.3 * (h - top), h - 3, 8).round().astype(int))
-        self.runs = []
+        self.runs, self.boundaries = [], []
         for frame, gray in zip(frames, grays, strict=True):
             lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
             d = ((lab[:, None, :] - centres[None].astype(np.float32)) ** 2).sum(-1)
             mask = np.isin(np.argmin(d, axis=1), self.road_clusters).reshape(h, w)
             self.runs.append(floor_runs(frame, mask, rows, gray))
+            self.boundaries.append(_floor_boundary(mask))
+        if not use_vp:  # lines rarely converge (low camera, walls): where the floor ends
+            bounds = np.asarray(self.boundaries, np.float64)
+            self.found = int(np.isfinite(bounds).sum())
+            self.method = "top of the floor region (few converging lines)"
+            self._set_horizon(bounds[np.isfinite(bounds)])
+            self.floor_top = int(np.clip(np.nan_to_num(self.horizon, nan=h / 3) + 4, 2, h - 10))
+
+    def _set_horizon(self, rows: np.ndarray) -> None:
+        self.horizon = float(np.median(rows)) if len(rows) else float("nan")
+        q75, q25 = np.percentile(rows, [75, 25]) if len(rows) else (np.nan, np.nan)
+        self.horizon_iqr = float(q75 - q25)
 
     def summary(self) -> dict[str, Any]:
         """Shares of rows with lines, the run's width in camera heights, and median colours."""
@@ -190,12 +207,27 @@ class _Measure:
         }
 
 
+def _floor_boundary(mask: np.ndarray) -> float:
+    """Median over the middle half of the columns of the row where the floor region that
+    reaches the bottom of the frame ends (px); nan when the bottom is not floor."""
+    h, w = mask.shape
+    cols = mask[:, w // 4 : 3 * w // 4]
+    tops = []
+    for c in range(cols.shape[1]):
+        column = cols[:, c]
+        if not column[-3:].all():
+            continue
+        off = np.flatnonzero(~column)
+        tops.append(float(off[-1] + 1) if len(off) else 0.0)
+    return float(np.median(tops)) if len(tops) >= cols.shape[1] // 3 else float("nan")
+
+
 def _check_road_scene(m: _Measure, n: int, height: int) -> None:
     """Refuse frames that are not road scenes (no consistent horizon, no floor run)."""
     if m.found < max(5, 0.3 * n):
         raise ValueError(
-            f"these do not look like road scenes: a horizon (vanishing point of floor lines) "
-            f"was found in only {m.found} of {n} frames; no spec written"
+            f"these do not look like road scenes: a horizon ({m.method}) was found in only "
+            f"{m.found} of {n} frames; no spec written"
         )
     if m.horizon_iqr > 0.3 * height:
         raise ValueError(
@@ -262,7 +294,9 @@ def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult
     config = config or FitSimConfig()
     n, h, w = frames.shape[:3]
     if n < MIN_FRAMES:
-        raise ValueError(f"too few frames: {n} (fit-sim needs at least {MIN_FRAMES}); no spec written")
+        raise ValueError(
+            f"too few frames: {n} (fit-sim needs at least {MIN_FRAMES}); no spec written"
+        )
     base = resolve_spec(config.base)
     spec = base.model_dump(mode="json")
     result = FitResult(spec=spec, frames=n)
@@ -275,8 +309,8 @@ def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult
     pitch = camera.pitch_for_horizon(real.horizon)
     camera.pitch = pitch
     s = real.summary()
-    hnote = (f"horizon row {real.horizon:.1f} of {h} (IQR {real.horizon_iqr:.1f} px, vanishing "
-             f"point in {real.found}/{n} frames)")  # fmt: skip
+    hnote = (f"horizon row {real.horizon:.1f} of {h} (IQR {real.horizon_iqr:.1f} px, "
+             f"{real.method}, found in {real.found}/{n} frames)")  # fmt: skip
     _set_range(spec, base, "camera.pitch", pitch, scale, result, hnote)
     for name in ("hfov", "distortion"):
         entry = getattr(base.camera, name)
@@ -285,20 +319,18 @@ def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult
         )
     ratio = s["width_ratio"]
     width_prior = base.track.road_width.nominal
-    if np.isfinite(ratio) and s["width_rows"] >= 20:
-        cam_h = float(np.clip(width_prior / ratio, 0.03, 1.0))
-        road_w = ratio * cam_h
-        lo, hi = base.track.road_width.low, base.track.road_width.high
-        if not lo <= road_w <= hi:  # keep the track drivable: move the camera instead
-            road_w = float(np.clip(road_w, lo, hi))
-            cam_h = road_w / ratio
-        wnote = f"floor run {ratio:.2f} camera heights wide over {s['width_rows']} rows"
-        _set_range(spec, base, "camera.height", cam_h, scale, result, wnote)
-        _set_range(spec, base, "track.road_width", road_w, scale, result,
-                   f"{wnote}; width/height ratio is what the frames fix")  # fmt: skip
+    if np.isfinite(ratio) and s["width_rows"] >= max(20, 0.1 * s["rows"]):
+        road_w = float(np.clip(width_prior, base.track.road_width.low, base.track.road_width.high))
+        wnote = (f"floor run {ratio:.2f} camera heights wide (median over {s['width_rows']} rows "
+                 "with both edges in view); the frames fix width / height only")  # fmt: skip
+        _set_range(spec, base, "camera.height", road_w / ratio, scale, result,
+                   f"{wnote}, road width held at {road_w} m")  # fmt: skip
     else:
-        result.fitted["camera.height"] = Fitted(base.camera.height.nominal, "prior kept: the "
-                                                "floor's edges were rarely inside the frame")
+        result.fitted["camera.height"] = Fitted(
+            base.camera.height.nominal,
+            f"prior kept: both edges of the floor were in view on only {s['width_rows']} of "
+            f"{s['rows']} measured rows",
+        )
     # style and colours
     scores = style_scores(s["centre"], s["edge"], s["outer_gap"])
     result.style_scores = scores
@@ -348,14 +380,35 @@ def _colours(spec: dict, base: RandomizationSpec, s: dict, style: str, scale: fl
         target = {"walls": "visual.board_color", "two_lane": "visual.verge_color",
                   "single_lane": "visual.verge_color"}.get(style)  # fmt: skip
         if target:
-            _set_range(spec, base, target, outer, scale, result,
-                       f"median beyond the floor run's edges (Lab distance {s['outer_gap']:.0f})")
+            _set_range(
+                spec,
+                base,
+                target,
+                outer,
+                scale,
+                result,
+                f"median beyond the floor run's edges (Lab distance {s['outer_gap']:.0f})",
+            )
     if s["centre_rgb"] is not None and style in ("two_lane", "centre_line"):
-        _set_range(spec, base, "visual.centre_color", rgb_to_hsv(s["centre_rgb"]), scale, result,
-                   f"line pixels in the run's middle on {s['centre']:.0%} of rows")
+        _set_range(
+            spec,
+            base,
+            "visual.centre_color",
+            rgb_to_hsv(s["centre_rgb"]),
+            scale,
+            result,
+            f"line pixels in the run's middle on {s['centre']:.0%} of rows",
+        )
     if s["edge_rgb"] is not None and style in ("two_lane", "single_lane", "tape"):
-        _set_range(spec, base, "visual.edge_color", rgb_to_hsv(s["edge_rgb"]), scale, result,
-                   f"line pixels at the run's edges on {s['edge']:.0%} of rows")
+        _set_range(
+            spec,
+            base,
+            "visual.edge_color",
+            rgb_to_hsv(s["edge_rgb"]),
+            scale,
+            result,
+            f"line pixels at the run's edges on {s['edge']:.0%} of rows",
+        )
     _set_range(spec, base, "visual.wall_color", rgb_to_hsv(s["room_rgb"]), scale, result,
                "median above the horizon")  # fmt: skip
 
@@ -376,22 +429,26 @@ def _synthesis(frames: np.ndarray, real: _Measure, spec: dict, base: Randomizati
     for round_ in range(ROUNDS):
         trial = _with_values(spec, values, pitch)
         sim = _render(trial, 0.0, SIM_FRAMES, seed + 1000 * round_, (h, w))
-        sim_m_horizon = np.nanmedian([horizon_row(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY))
-                                      for f in sim])  # fmt: skip
+        sim_m_horizon = _Measure(sim, camera, seed, use_vp=real.use_vp).horizon
         st = image_stats(sim, real.floor_top)
         result.sim_stats = st
-        values["brightness"] *= target["luma_mean"] / max(1.0, st["luma_mean"])
-        values["contrast"] *= target["luma_std"] / max(1.0, st["luma_std"])
-        values["saturation"] *= target["saturation"] / max(0.02, st["saturation"])
+        # damped multiplicative steps (the effects interact), clipped to sane gains
+        for name, key, floor_ in (("brightness", "luma_mean", 1.0), ("contrast", "luma_std", 1.0),
+                                  ("saturation", "saturation", 0.02)):  # fmt: skip
+            step = (target[key] / max(floor_, st[key])) ** 0.7
+            values[name] = float(np.clip(values[name] * step, 0.3, 2.5))
         ratio = st["sharpness"] / max(1e-6, target["sharpness"])
         values["blur"] = float(np.clip(values["blur"] + 0.6 * np.log2(max(ratio, 1e-3)), 0, 3))
-        values["noise"] = float(np.clip(values["noise"] + (target["noise"] - st["noise"]), 0, 20))
-        values["haze"] = float(np.clip(values["haze"] + (target["dark"] - st["dark"]) / 255, 0, 0.5))
-        values["gloss"] = float(np.clip(values["gloss"] + 8 * (target["bright_floor"]
-                                        - st["bright_floor"]), 0, 1))  # fmt: skip
+        extra = values["noise"] ** 2 + target["noise"] ** 2 - st["noise"] ** 2
+        values["noise"] = float(np.clip(np.sqrt(max(0.0, extra)), 0, 20))
+        dark = (target["dark"] - st["dark"]) / 255
+        values["haze"] = float(np.clip(values["haze"] + 0.7 * dark, 0, 0.5))
+        bright = target["bright_floor"] - st["bright_floor"]
+        values["gloss"] = float(np.clip(values["gloss"] + 8 * bright, 0, 1))
         if np.isfinite(sim_m_horizon):  # the detector's bias cancels
             pitch += camera.pitch_for_horizon(real.horizon) - camera.pitch_for_horizon(
-                sim_m_horizon)
+                sim_m_horizon
+            )
             pitch = float(np.clip(pitch, -10, 60))
     notes = {
         "brightness": f"luma mean {target['luma_mean']:.0f} (sim {st['luma_mean']:.0f})",
@@ -419,8 +476,10 @@ def _with_values(spec: dict, values: dict[str, float], pitch: float) -> dict:
     for name in IMAGE_FIELDS:
         entry = trial["image"][name]
         entry["nominal"] = float(values[name])
-        entry["low"], entry["high"] = min(entry["low"], entry["nominal"]), max(entry["high"],
-                                                                               entry["nominal"])
+        entry["low"], entry["high"] = (
+            min(entry["low"], entry["nominal"]),
+            max(entry["high"], entry["nominal"]),
+        )
     g = trial["visual"]["gloss"]
     g["nominal"], g["high"] = values["gloss"], max(g["high"], values["gloss"])
     p = trial["camera"]["pitch"]

@@ -15,7 +15,7 @@ import numpy as np
 
 from sim2real.envs.camera import Lens, rotation_matrix
 
-ROAD_PATCH = 0.35  # fraction of the width: the bottom-centre patch the car stands on
+ROAD_PATCH = 0.2  # fraction of the width: the bottom-centre patch the car stands on
 LINE_CONTRAST = 28  # grey levels a line must stand out of its surroundings (top/black-hat)
 
 
@@ -27,10 +27,14 @@ def horizon_row(gray: np.ndarray) -> float:
     lines = cv2.HoughLinesP(edges, 1, np.pi / 180, 16, minLineLength=max(8, w // 14), maxLineGap=3)
     if lines is None:
         return float("nan")
-    x1, y1, x2, y2 = (lines[:, 0, i].astype(np.float64) for i in range(4))
+    segs = lines.reshape(-1, 4).astype(np.float64)
+    x1, y1, x2, y2 = segs.T
     angle = np.degrees(np.arctan2(y2 - y1, x2 - x1))
     angle = (angle + 90.0) % 180.0 - 90.0
-    keep = (np.abs(angle) > 12) & (np.abs(angle) < 80) & (np.maximum(y1, y2) > 0.25 * h)
+    # near the image centre, where a barrel lens bends straight lines least
+    keep = (np.abs(angle) > 12) & (np.abs(angle) < 80) & (np.minimum(y1, y2) > 0.3 * h)
+    keep &= (np.maximum(y1, y2) < 0.8 * h) & (np.minimum(x1, x2) > 0.15 * w)
+    keep &= np.maximum(x1, x2) < 0.85 * w
     if keep.sum() < 2:
         return float("nan")
     x1, y1, x2, y2, angle = x1[keep], y1[keep], x2[keep], y2[keep], angle[keep]
@@ -112,7 +116,7 @@ def floor_runs(
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if gray is None else gray
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (max(5, w // 10) | 1, 1))
     closed = cv2.morphologyEx(road_mask.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
-    line_kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (max(7, w // 14) | 1, 1))
+    line_kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (max(9, w // 6) | 1, 1))
     tophat = cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, line_kernel)
     blackhat = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, line_kernel)
     lines = (tophat > LINE_CONTRAST) | (blackhat > LINE_CONTRAST)
@@ -157,8 +161,9 @@ def floor_runs(
             # beyond the edge (and its line): what lies outside the run
             o_lo, o_hi = (max(0, lo - 3 * band), max(0, lo - band)) if lo < left else (
                 min(w, hi + band), min(w, hi + 3 * band))  # fmt: skip
-            if o_hi > o_lo:
-                out.outer_rgb.append(np.median(frame[r, o_lo:o_hi].astype(np.float64), axis=0))
+            other = frame[r, o_lo:o_hi][~closed[r, o_lo:o_hi]]  # not the floor's colour
+            if len(other):
+                out.outer_rgb.append(np.median(other.astype(np.float64), axis=0))
         out.edge_line.append(edge_px > 0)
         inner = frame[r, left + 1 : right][~lines[r, left + 1 : right]]
         if len(inner):
@@ -169,7 +174,7 @@ def floor_runs(
 def image_stats(frames: np.ndarray, floor_from: int) -> dict[str, float]:
     """Statistics of (N, H, W, 3) uint8 frames: luma mean and std (grey levels), saturation
     mean (0-1), sharpness (variance of the Laplacian over the luma variance), noise (grey
-    levels, robust std of the 3x3 median residual), dark level (2nd percentile of luma) and
+    levels, std of the floor's residual to a 1 px Gaussian blur, clipped at 20), dark level (2nd percentile of luma) and
     the share of near-white pixels on the floor (rows >= `floor_from`)."""
     luma, sat, sharp, noise, dark, bright = [], [], [], [], [], []
     for frame in frames:
@@ -179,9 +184,8 @@ def image_stats(frames: np.ndarray, floor_from: int) -> dict[str, float]:
         sat.append(cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)[..., 1].mean() / 255.0)
         lap = cv2.Laplacian(g, cv2.CV_32F)
         sharp.append(lap.var() / max(1.0, g.var()))
-        resid = g - cv2.medianBlur(gray, 3).astype(np.float32)
-        floor = resid[floor_from:]
-        noise.append(1.4826 * np.median(np.abs(floor - np.median(floor))))
+        resid = (g - cv2.GaussianBlur(g, (0, 0), 1.0))[floor_from:]
+        noise.append(float(np.clip(resid, -20, 20).std()))
         dark.append(np.percentile(g, 2))
         bright.append(float((gray[floor_from:] > 235).mean()))
     arr = np.asarray(luma)
