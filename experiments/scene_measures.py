@@ -174,8 +174,8 @@ def floor_runs(
 def image_stats(frames: np.ndarray, floor_from: int) -> dict[str, float]:
     """Statistics of (N, H, W, 3) uint8 frames: luma mean and std (grey levels), saturation
     mean (0-1), sharpness (variance of the Laplacian over the luma variance), noise (grey
-    levels, std of the floor's residual to a 1 px Gaussian blur, clipped at 20), dark level (2nd percentile of luma) and
-    the share of near-white pixels on the floor (rows >= `floor_from`)."""
+    levels, std of the floor's residual to a 1 px Gaussian blur, clipped at 20), dark level
+    (2nd percentile of luma) and the share of near-white floor pixels (rows >= `floor_from`)."""
     luma, sat, sharp, noise, dark, bright = [], [], [], [], [], []
     for frame in frames:
         gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
