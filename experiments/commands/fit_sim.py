@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     config = validate_config(
         FitSimConfig, {k: v for k, v in given.items() if v is not None}, "command line"
     )
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     frames = load_real_frames(args.real, max_frames=config.frames, span=config.span)
     result = fit_sim(frames, config)
     report = args.report or args.out.with_suffix(".png")
@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     style = result.fitted["visual.style"].value
     cam = result.spec["camera"]
     print(
-        f"fitted {len(frames)} frames in {time.perf_counter() - start:.0f} s: style {style}, "
+        f"fitted {len(frames)} frames in {time.perf_counter() - start:.0f} s "
+        f"({time.process_time() - cpu:.0f} CPU-s): style {style}, "
         f"camera pitch {cam['pitch']['nominal']:.1f} deg, height {cam['height']['nominal']:.3f} m"
     )
     for line in result.clipped:
