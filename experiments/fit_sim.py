@@ -135,7 +135,8 @@ class _Measure:
         self._set_horizon(self.horizons[found])
         use_vp = self.found >= 0.4 * n if use_vp is None else use_vp
         self.use_vp = use_vp
-        top = int(np.clip(self.horizon + 4 if use_vp else h / 3, 2, h - 10))
+        start = self.horizon + 4 if use_vp and np.isfinite(self.horizon) else h / 3
+        top = int(np.clip(start, 2, h - 10))
         self.floor_top = top
         # k-means over floor pixels of up to 200 frames (Lab)
         pick = frames[np.linspace(0, n - 1, min(n, 200)).round().astype(int)]
@@ -426,10 +427,21 @@ def _synthesis(frames: np.ndarray, real: _Measure, spec: dict, base: Randomizati
     values = {k: image[k]["nominal"] for k in IMAGE_FIELDS}
     values["gloss"] = 0.0
     pitch = spec["camera"]["pitch"]["nominal"]
+    height = spec["camera"]["height"]["nominal"]
+    fit_height = not result.fitted["camera.height"].note.startswith("prior kept")
+    real_ratio = real.summary()["width_ratio"] if fit_height else float("nan")
     for round_ in range(ROUNDS):
         trial = _with_values(spec, values, pitch)
+        trial["camera"]["height"]["nominal"] = height
+        trial["camera"]["height"]["low"] = min(trial["camera"]["height"]["low"], height)
+        trial["camera"]["height"]["high"] = max(trial["camera"]["height"]["high"], height)
         sim = _render(trial, 0.0, SIM_FRAMES, seed + 1000 * round_, (h, w))
-        sim_m_horizon = _Measure(sim, camera, seed, use_vp=real.use_vp).horizon
+        sim_measure = _Measure(sim, camera, seed, use_vp=real.use_vp)
+        sim_m_horizon = sim_measure.horizon
+        if fit_height:  # the same reading of the floor's width on sim frames: its bias cancels
+            sim_ratio = sim_measure.summary()["width_ratio"]
+            if np.isfinite(sim_ratio) and np.isfinite(real_ratio):
+                height = float(np.clip(height * (sim_ratio / real_ratio) ** 0.8, 0.03, 1.0))
         st = image_stats(sim, real.floor_top)
         result.sim_stats = st
         # damped multiplicative steps (the effects interact), clipped to sane gains
@@ -467,6 +479,10 @@ def _synthesis(frames: np.ndarray, real: _Measure, spec: dict, base: Randomizati
     note = result.fitted["camera.pitch"].note
     _set_range(spec, base, "camera.pitch", pitch, scale, result,
                f"{note}; corrected on sim renders")  # fmt: skip
+    if fit_height:
+        note = result.fitted["camera.height"].note
+        _set_range(spec, base, "camera.height", height, scale, result,
+                   f"{note}; corrected on sim renders")  # fmt: skip
 
 
 def _with_values(spec: dict, values: dict[str, float], pitch: float) -> dict:
