@@ -96,7 +96,7 @@ def style_scores(centre: float, edge: float, outer_gap: float) -> dict[str, floa
     """Scores (sum 1) of each style from the share of rows with a centre line `centre`, with
     a line at the run's edge `edge`, and the colour difference (Lab) between the floor run and
     what lies beyond its edges `outer_gap`."""
-    c = _sigmoid((centre - 0.2) / 0.05)
+    c = _sigmoid((centre - 0.1) / 0.03)  # dashes far ahead are thin: a low share counts
     e = _sigmoid((edge - 0.3) / 0.07)
     o = _sigmoid((outer_gap - 22.0) / 5.0)  # 1: something else (verge, boards) beyond
     raw = {
