@@ -154,6 +154,7 @@ class _Measure:
         # texture (carpet, grain) may split the floor into neighbouring clusters: keep those
         near = np.linalg.norm(centres - centres[main], axis=1) < 22.0
         self.road_clusters = np.flatnonzero(near | (np.arange(len(centres)) == main))
+        self.road_share = float(share[self.road_clusters].sum())
         rows = np.unique(np.linspace(top + 0.3 * (h - top), h - 3, 8).round().astype(int))
         self.runs, self.boundaries = [], []
         for frame, gray in zip(frames, grays, strict=True):
@@ -234,6 +235,11 @@ def _check_road_scene(m: _Measure, n: int, height: int) -> None:
         raise ValueError(
             f"these do not look like road scenes: the horizon jumps around (interquartile "
             f"range {m.horizon_iqr:.0f} px of {height}); no spec written"
+        )
+    if m.road_share < 0.5:
+        raise ValueError(
+            f"these do not look like road scenes: no floor colour under the car (the commonest "
+            f"colour covers {m.road_share:.0%} of the patch below the camera); no spec written"
         )
     rows = sum(len(r.rows) for r in m.runs)
     expected = n * len(np.unique(np.linspace(0, 1, 8)))
