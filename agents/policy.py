@@ -64,7 +64,7 @@ EVALS_FILE = "evals.json"
 
 
 class EnvConfig(StrictModel):
-    """The training env (sim2real/TrackDriving-v0)."""
+    """The training env (sim2real/TrackDriving-v1)."""
 
     image_size: tuple[int, int] = (120, 160)
     """camera (H, W) before preprocessing (crop, resize to the network input)"""
@@ -446,7 +446,7 @@ def train_policy(
         kind="policy",
         spec=net.spec,
         trained_on={
-            "env": "sim2real/TrackDriving-v0",
+            "env": "sim2real/TrackDriving-v1",
             "env_config": config.env.model_dump(mode="json"),
             "timesteps": int(model.num_timesteps),
             "seeds": list(range(config.seed, config.seed + config.n_envs)),

@@ -2,7 +2,7 @@
 
 `PreprocessObservation` applies `Preprocessing.apply` (crop rows, area-resize) to every camera
 frame, so an RL policy sees exactly what a perception network sees in a dataset.
-`make_env` builds ``sim2real/TrackDriving-v0`` wrapped that way; `make_vec_env` builds n of
+`make_env` builds ``sim2real/TrackDriving-v1`` wrapped that way; `make_vec_env` builds n of
 them for SB3 (DummyVecEnv in-process, SubprocVecEnv one process per env).
 """
 
@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-import sim2real.envs  # noqa: F401  (registers sim2real/TrackDriving-v0)
+import sim2real.envs  # noqa: F401  (registers sim2real/TrackDriving-v1)
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.envs import ENV_ID
 
@@ -47,7 +47,7 @@ def make_env(
     strength: float = 1.0,
     max_episode_steps: int = 1000,
 ) -> gym.Env:
-    """``sim2real/TrackDriving-v0`` (camera `image_size` (H, W)) seen through `preprocessing`."""
+    """``sim2real/TrackDriving-v1`` (camera `image_size` (H, W)) seen through `preprocessing`."""
     env = gym.make(
         ENV_ID,
         image_size=tuple(image_size),

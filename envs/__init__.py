@@ -1,9 +1,16 @@
 """PyBullet driving worlds, domain randomization and an expert driver.
 
-Importing this package registers the gymnasium id ``sim2real/TrackDriving-v0``.
+Importing this package registers the gymnasium id ``sim2real/TrackDriving-v1``.
+
+Versions: ``-v1`` (2026-11-30) is the env as it is now: track styles (two_lane, single_lane,
+tape, centre_line, walls), glossy-floor highlights, the lighting, solver iterations and nominal
+camera of issues 4-16. ``-v0`` is no longer registered: it changed behaviour three times under
+one id (lighting, solver iterations, nominal camera), so no code here reproduces what it was;
+recordings and cards that name it were made by earlier versions of this package.
 
 Modules: tracks (seeded closed centrelines), randomization (the spec and its sampling; the
-default spec is default_randomization.yaml), textures (baked floor and wall textures), world
+default spec is default_randomization.yaml), textures (baked floor and wall textures, one
+painter per track style), walls (corridor boards), specular (glossy-floor highlights), world
 (PyBullet physics: ground, racecar), camera (lens and renderer), raster (distractor boxes),
 image_noise (sensor effects), track_env (the env), expert (pure pursuit), recording
 (drive_expert frames), preview (contact sheet).
@@ -24,7 +31,7 @@ try:
 except ImportError as exc:
     raise ModuleNotFoundError(SIM_EXTRA_HINT, name="pybullet") from exc
 
-ENV_ID = "sim2real/TrackDriving-v0"
+ENV_ID = "sim2real/TrackDriving-v1"
 DEFAULT_MAX_EPISODE_STEPS = 2000
 
 if ENV_ID not in registry:

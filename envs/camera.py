@@ -23,6 +23,7 @@ import numpy as np
 import pybullet as p
 
 from sim2real.envs.raster import BoxRaster
+from sim2real.envs.specular import Highlights
 from sim2real.envs.textures import Atlas
 from sim2real.envs.world import Distractor
 
@@ -123,6 +124,7 @@ class Renderer:
         mode: str = "raster",
         mount: np.ndarray | None = None,
         camera_height: float = 0.2,
+        highlights: Highlights | None = None,
     ) -> None:
         if mode not in ("raster", "pybullet"):
             raise ValueError(f"renderer mode must be 'raster' or 'pybullet', got {mode!r}")
@@ -134,6 +136,7 @@ class Renderer:
         self.mode = mode
         self.client = client
         self.raster = BoxRaster(boxes, light)
+        self.highlights = highlights
         room = atlas.room
         self._lo = np.array([[room.xmin], [room.ymin], [0.0]], np.float32)
         self._hi = np.array([[room.xmax], [room.ymax], [1e4]], np.float32)  # no ceiling plane
@@ -166,6 +169,8 @@ class Renderer:
         """Image (H, W, 3) uint8 RGB seen from camera `position` (3,) m with camera->world
         `rotation` (3, 3)."""
         image = self._room_pass(position, rotation)
+        if self.highlights is not None:
+            self.highlights.draw(image, position, rotation, self.lens)
         if self.mode == "raster":
             self.raster.draw(image, position, rotation, self.lens)
         elif self.raster.count:

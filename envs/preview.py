@@ -10,7 +10,7 @@ import numpy as np
 
 from sim2real.common.io import atomic_write_bytes
 from sim2real.envs.expert import ExpertDriver
-from sim2real.envs.randomization import RandomizationSpec
+from sim2real.envs.randomization import STYLES, RandomizationSpec, resolve_spec
 from sim2real.envs.track_env import TrackDrivingEnv
 
 
@@ -105,10 +105,55 @@ def write_preview(
         ax.set_title(caption, fontsize=7)
         ax.axis("off")
     fig.suptitle(
-        f"sim2real/TrackDriving-v0: randomization strength {strength}, "
+        f"sim2real/TrackDriving-v1: randomization strength {strength}, "
         f"{image_size[1]}x{image_size[0]} camera frames",
         fontsize=11,
     )
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write_bytes(out, buffer.getvalue())
+    return out
+
+
+def write_style_preview(
+    out: str | Path,
+    seed: int = 0,
+    per_style: int = 4,
+    *,
+    strength: float = 1.0,
+    randomization: None | RandomizationSpec | str | Path = None,
+    image_size: tuple[int, int] = (120, 160),
+) -> Path:
+    """One row per track style (randomization.STYLES) of `per_style` frames, the style pinned
+    and everything else drawn from the spec at `strength`; PNG at `out` (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out must name a .png file, got {out}")
+    if per_style < 1:
+        raise ValueError(f"n must be >= 1, got {per_style}")
+    spec = resolve_spec(randomization)
+    fig, axes = plt.subplots(
+        len(STYLES), per_style, figsize=(2.6 * per_style, 2.2 * len(STYLES)), dpi=110,
+        squeeze=False,
+    )  # fmt: skip
+    for row, style in enumerate(STYLES):
+        frames, captions, _ = preview_frames(
+            seed, per_style, strength=strength, randomization=spec.with_style(style),
+            image_size=image_size,
+        )  # fmt: skip
+        for col, (frame, caption) in enumerate(zip(frames, captions, strict=True)):
+            ax = axes[row, col]
+            ax.imshow(frame)
+            ax.set_title(f"{style}: {caption}" if col == 0 else caption, fontsize=6)
+            ax.axis("off")
+    fig.suptitle(f"sim2real/TrackDriving-v1 track styles, randomization strength {strength}")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

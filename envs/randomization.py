@@ -9,14 +9,21 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
-from pydantic import ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from sim2real.common.config import StrictModel, load_config, validate_config
 
 DEFAULT_SPEC_FILE = "default_randomization.yaml"
+
+StyleName = Literal["two_lane", "single_lane", "tape", "centre_line", "walls"]
+STYLES: tuple[str, ...] = get_args(StyleName)
+"""Track layouts: two_lane (verges, asphalt, edge lines, dashed or solid centre line);
+single_lane (asphalt between two edge lines); tape (lines taped on the bare floor, one or both
+sides); centre_line (one line on the bare floor to follow); walls (a corridor of the floor
+between two low boards, no lines)."""
 
 
 def _draw(
@@ -76,6 +83,29 @@ class ColorRange(StrictModel):
         return (h % 360.0, s, v)
 
 
+class StyleChoice(StrictModel):
+    """The track style: `nominal` at strength 0; at strength s, with probability s a style
+    drawn by `weights` (relative, need not sum to 1), else the nominal one."""
+
+    nominal: StyleName = "two_lane"
+    weights: dict[StyleName, float] = Field(default_factory=lambda: {"two_lane": 1.0})
+    unit: str = "style"
+
+    @model_validator(mode="after")
+    def _weights(self) -> StyleChoice:
+        if any(w < 0 for w in self.weights.values()):
+            raise ValueError(f"weights must be >= 0, got {self.weights}")
+        if sum(self.weights.values()) <= 0:
+            raise ValueError("weights must not all be 0")
+        return self
+
+    def sample(self, rng: np.random.Generator, strength: float) -> str:
+        names = list(self.weights)
+        p = np.array([self.weights[n] for n in names], np.float64)
+        pick = str(names[int(rng.choice(len(names), p=p / p.sum()))])
+        return pick if rng.random() < strength else self.nominal
+
+
 class _Group(StrictModel):
     """A group of ranges; LIMITS[field] = (min, max) says what values are physically possible."""
 
@@ -131,7 +161,12 @@ class VisualRanges(_Group):
         "banners": (0, 40),
         "wall_height": (0.1, 10.0),
         "wall_margin": (0.2, 20.0),
+        "one_sided": (0.0, 1.0),
+        "board_height": (0.02, 1.0),
+        "board_thickness": (0.005, 0.2),
+        "gloss": (0.0, 1.0),
     }
+    style: StyleChoice = Field(default_factory=StyleChoice)
     road_color: ColorRange
     centre_color: ColorRange
     edge_color: ColorRange
@@ -156,6 +191,25 @@ class VisualRanges(_Group):
     banners: Range
     wall_height: Range
     wall_margin: Range
+    one_sided: Range = Field(
+        default_factory=lambda: Range(low=0.0, high=0.0, nominal=0.0, unit="probability")
+    )
+    """tape and single_lane styles: probability that only one side's line is there"""
+    board_color: ColorRange = Field(
+        default_factory=lambda: ColorRange(
+            low=(0.0, 0.0, 0.85), high=(0.0, 0.0, 0.85), nominal=(0.0, 0.0, 0.85)
+        )
+    )
+    """walls style: colour of the boards along both sides of the corridor"""
+    board_height: Range = Field(
+        default_factory=lambda: Range(low=0.2, high=0.2, nominal=0.2, unit="m")
+    )
+    board_thickness: Range = Field(
+        default_factory=lambda: Range(low=0.02, high=0.02, nominal=0.02, unit="m")
+    )
+    gloss: Range = Field(default_factory=lambda: Range(low=0.0, high=0.0, nominal=0.0, unit="1"))
+    """specular highlights of the `glare` ceiling lights on the floor, moving with the camera
+    (0 = matte floor, 1 = lights mirrored at full brightness)"""
 
 
 class CameraRanges(_Group):
@@ -247,6 +301,14 @@ class RandomizationSpec(StrictModel):
         """The spec shipped with the package (nominal values resemble usi-track-a)."""
         with resources.as_file(resources.files("sim2real.envs") / DEFAULT_SPEC_FILE) as path:
             return cls.from_yaml(path)
+
+    def with_style(self, style: str) -> RandomizationSpec:
+        """A copy that always draws track style `style` (one of STYLES)."""
+        if style not in STYLES:
+            raise ValueError(f"unknown track style {style!r}; known: {', '.join(STYLES)}")
+        choice = StyleChoice(nominal=style, weights={style: 1.0})  # type: ignore[arg-type]
+        visual = self.visual.model_copy(update={"style": choice})
+        return self.model_copy(update={"visual": visual})
 
     def sample(self, rng: np.random.Generator, strength: float = 1.0) -> dict[str, dict[str, Any]]:
         """One draw of every parameter: {group: {name: float or (h, s, v)}}."""

@@ -58,6 +58,10 @@ class BoxRaster:
         self.centres = np.asarray(centres).reshape(k, 5, 3)
         self.normals = np.asarray(normals).reshape(k, 5, 3)
         self.colours = np.asarray(colours).reshape(k, 5, 3)
+        self.drawn = np.ones((k, 5), bool)  # faces that may be drawn
+        for i, box in enumerate(boxes):
+            if not box.ends:
+                self.drawn[i, :2] = False
         self.box_centres = np.array([b.center for b in boxes]).reshape(k, 3)
         self.radii = np.array([np.linalg.norm(b.half_extents) for b in boxes]).reshape(k)
 
@@ -71,7 +75,7 @@ class BoxRaster:
         dist = np.sqrt(np.einsum("ki,ki->k", rel, rel))
         visible = rel[:, 2] > dist * np.cos(lens.max_theta) - self.radii
         facing = np.einsum("kfi,kfi->kf", self.centres - position, self.normals) < 0
-        facing &= visible[:, None]
+        facing &= visible[:, None] & self.drawn
         if not facing.any():
             return
         ks, fs = np.nonzero(facing)

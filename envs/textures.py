@@ -102,6 +102,20 @@ def bake_floor(
     base[:] = _rgb(visual["floor_color"], shade)
     _floor_pattern(base, rng, px)
 
+    _paint_track(base, track, room, texel, visual, shade, rng)
+    base = cv2.multiply(base, _grain(rng, (h, w), visual["road_grain"] + 0.05), scale=1 / 128)
+    _shadows(base, room, texel, distractors, visual)
+    _glare(base, room, texel, track, visual, rng)
+    return base, texel
+
+
+def _paint_track(
+    base: np.ndarray, track: Track, room: Room, texel: float, visual: dict, shade: float,
+    rng: np.random.Generator,
+) -> None:  # fmt: skip
+    """Paint the episode's track style (randomization.STYLES) onto the floor (in place)."""
+    style = visual.get("style", "two_lane")
+    px = 1.0 / texel
     closed = _to_px(track.points, room, texel)
     # thick strokes cost per segment: draw the wide bands through a point every ~0.25 m only
     # (the chord error on the tightest bend stays under 8 mm, hidden under the edge lines)
@@ -109,30 +123,32 @@ def bake_floor(
     lw = visual["line_width"]
     lw_px = max(1, int(round(lw * px)))
     verge_w = visual["verge_width"]
-    if verge_w > 0.01:
+    if style in ("two_lane", "single_lane") and verge_w > 0.01:
         thick = int(round((track.width + 2 * verge_w) * px))
         cv2.polylines(base, [coarse], True, _rgb(visual["verge_color"], shade), thick,
                       cv2.LINE_AA, SHIFT)  # fmt: skip
         _verge_marks(base, track, room, texel, visual, shade, rng)
-    cv2.polylines(base, [coarse], True, _rgb(visual["road_color"], shade),
-                  int(round(track.width * px)), cv2.LINE_AA, SHIFT)  # fmt: skip
-    edge_off = track.width / 2 - visual["edge_inset"] - lw / 2
-    edges = [
-        _to_px(track.points + side * edge_off * track.normals, room, texel) for side in (1, -1)
-    ]
-    cv2.polylines(base, edges, True, _rgb(visual["edge_color"], shade), lw_px, cv2.LINE_AA, SHIFT)
-    centre = _rgb(visual["centre_color"], shade)
-    dash, gap = visual["centre_dash"], visual["centre_gap"]
-    if gap < 0.03:  # solid line
-        cv2.polylines(base, [closed], True, centre, lw_px, cv2.LINE_AA, SHIFT)
-    else:
-        cv2.fillPoly(base, _dashes(track, room, texel, lw, dash, gap, rng), centre, cv2.LINE_AA,
-                     SHIFT)  # fmt: skip
-
-    base = cv2.multiply(base, _grain(rng, (h, w), visual["road_grain"] + 0.05), scale=1 / 128)
-    _shadows(base, room, texel, distractors, visual)
-    _glare(base, room, texel, track, visual, rng)
-    return base, texel
+    if style in ("two_lane", "single_lane", "walls"):  # tape and centre_line: the bare floor
+        band = track.width + (2 * visual.get("board_thickness", 0.0) if style == "walls" else 0)
+        cv2.polylines(base, [coarse], True, _rgb(visual["road_color"], shade),
+                      int(round(band * px)), cv2.LINE_AA, SHIFT)  # fmt: skip
+    if style in ("two_lane", "single_lane", "tape"):
+        inset = visual["edge_inset"] if style != "tape" else 0.0
+        edge_off = track.width / 2 - inset - lw / 2
+        sides = [1, -1]
+        if style != "two_lane" and rng.random() < visual.get("one_sided", 0.0):
+            sides = [int(rng.choice([1, -1]))]
+        edges = [_to_px(track.points + s * edge_off * track.normals, room, texel) for s in sides]
+        cv2.polylines(base, edges, True, _rgb(visual["edge_color"], shade), lw_px, cv2.LINE_AA,
+                      SHIFT)  # fmt: skip
+    if style in ("two_lane", "centre_line"):
+        centre = _rgb(visual["centre_color"], shade)
+        dash, gap = visual["centre_dash"], visual["centre_gap"]
+        if gap < 0.03:  # solid line
+            cv2.polylines(base, [closed], True, centre, lw_px, cv2.LINE_AA, SHIFT)
+        else:
+            cv2.fillPoly(base, _dashes(track, room, texel, lw, dash, gap, rng), centre,
+                         cv2.LINE_AA, SHIFT)  # fmt: skip
 
 
 def _dashes(

@@ -1,4 +1,4 @@
-"""`sim2real/TrackDriving-v0`: drive the PyBullet racecar around a generated track from a
+"""`sim2real/TrackDriving-v1`: drive the PyBullet racecar around a generated track from a
 wide-angle camera, under per-episode domain randomization.
 
 Observation: (H, W, 3) uint8 RGB. Action: float32 [steering, throttle] in [-1, 1]; steering -1
@@ -24,8 +24,10 @@ from gymnasium.utils import EzPickle
 from sim2real.envs.camera import CAM_TO_LEVEL, Lens, Renderer, rotation_matrix
 from sim2real.envs.image_noise import ImagePipeline
 from sim2real.envs.randomization import RandomizationSpec, resolve_spec
+from sim2real.envs.specular import Highlights
 from sim2real.envs.textures import Room, build_atlas
 from sim2real.envs.tracks import Track, generate_track
+from sim2real.envs.walls import corridor_boards
 from sim2real.envs.world import MAX_STEER, Distractor, World
 
 OFF_ROAD_PENALTY = 1.0
@@ -92,6 +94,11 @@ class TrackDrivingEnv(gym.Env, EzPickle):
         margin = tr["road_width"] / 2 + vis["verge_width"] + vis["wall_margin"]
         room = Room(*self.track.bounds(margin), height=vis["wall_height"])
         distractors = self._place_distractors(rng, room, int(round(vis["distractors"])))
+        if vis["style"] == "walls":
+            rgb = colorsys.hsv_to_rgb((vis["board_color"][0] % 360) / 360, *vis["board_color"][1:])
+            distractors += corridor_boards(
+                self.track, vis["board_height"], vis["board_thickness"], rgb
+            )
         if self.camera_enabled and self.renderer_mode == "pybullet":
             self.world.set_distractors(distractors)
 
@@ -117,6 +124,13 @@ class TrackDrivingEnv(gym.Env, EzPickle):
             self._mount = rotation_matrix(
                 np.radians(cam["yaw"]), np.radians(cam["pitch"]), np.radians(cam["roll"])
             )
+            lights = np.column_stack(
+                [
+                    rng.uniform(room.xmin, room.xmax, int(round(vis["glare"]))),
+                    rng.uniform(room.ymin, room.ymax, int(round(vis["glare"]))),
+                    np.full(int(round(vis["glare"])), room.height),
+                ]
+            )
             self._renderer = Renderer(
                 lens,
                 atlas,
@@ -126,6 +140,11 @@ class TrackDrivingEnv(gym.Env, EzPickle):
                 self.renderer_mode,
                 mount=self._mount,
                 camera_height=cam["height"],
+                highlights=Highlights(
+                    lights, vis["gloss"], (room.xmin, room.ymin, room.xmax, room.ymax)
+                )
+                if vis["gloss"] > 0.01
+                else None,
             )
         self._pipeline = ImagePipeline(img, height, width, rng, enabled=self.camera_enabled)
         self._latency: deque[np.ndarray] = deque(

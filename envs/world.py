@@ -45,12 +45,15 @@ class CarState:
 
 @dataclass(frozen=True)
 class Distractor:
-    """A static box: centre (3,) m, half extents (3,) m, yaw rad, RGB colour in [0, 1]."""
+    """A static box: centre (3,) m, half extents (3,) m, yaw rad, RGB colour in [0, 1];
+    `ends` False: its two end faces (across its length, local x) are never drawn (boards in a
+    row hide each other's ends)."""
 
     center: np.ndarray
     half_extents: np.ndarray
     yaw: float
     color: tuple[float, float, float]
+    ends: bool = True
 
 
 class World:

@@ -25,3 +25,13 @@ def test_envs_preview_rejects_bad_arguments(tmp_path, capsys):
     assert "nope.yaml" in capsys.readouterr().err
     assert main(["envs", "preview", "--out", str(tmp_path / "a.png"), "--size", "big"]) == 2
     assert not (tmp_path / "a.png").exists()
+
+
+def test_envs_preview_by_style_shows_a_row_per_style(tmp_path, capsys):
+    out = tmp_path / "styles.png"
+    code = main(["envs", "preview", "--by-style", "--out", str(out), "--n", "1", "--size", "36x48"])
+    assert code == 0
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape[0] > image.shape[1]  # five rows of one frame
+    assert image.std() > 10
+    assert str(out) in capsys.readouterr().out

@@ -264,5 +264,7 @@ def test_sac_checkpoint_reproduces_sb3_deterministic_actions_with_the_tanh_squas
         got = net(pixels / 255.0).numpy()
         mean, _, _ = model.policy.actor.get_action_dist_params(pixels)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
-    # the squash matters at these weights: clipping the mean (the old export) is off
-    assert np.abs(np.clip(mean.numpy(), -1, 1) - expected).max() > 1e-3
+    # SB3's deterministic action is tanh(mean); clipping the mean (the old export) is off by
+    # more than the tolerance (x - tanh x ~ x^3 / 3, so the gap depends on the trained means)
+    np.testing.assert_allclose(np.tanh(mean.numpy()), expected, rtol=0, atol=1e-5)
+    assert np.abs(np.clip(mean.numpy(), -1, 1) - expected).max() > 1e-4

@@ -1,4 +1,5 @@
-"""`sim2real envs preview --out FILE.png`: randomized camera frames beside a track map."""
+"""`sim2real envs preview --out FILE.png [--by-style]`: randomized camera frames beside a
+track map, or one row per track style."""
 
 from __future__ import annotations
 
@@ -24,11 +25,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     preview.add_argument(
         "--size", default="120x160", help="camera image HEIGHTxWIDTH (default 120x160)"
     )
+    preview.add_argument(
+        "--by-style",
+        action="store_true",
+        help="one row per track style (two_lane, single_lane, tape, centre_line, walls) of "
+        "--n frames each",
+    )
     preview.set_defaults(func=run_preview)
 
 
 def run_preview(args: argparse.Namespace) -> int:
-    from sim2real.envs.preview import write_preview
+    from sim2real.envs.preview import write_preview, write_style_preview
 
     try:
         height, width = (int(v) for v in args.size.lower().split("x"))
@@ -36,7 +43,10 @@ def run_preview(args: argparse.Namespace) -> int:
         raise ValueError(f"--size must look like 120x160, got {args.size!r}") from None
     if args.config is not None and not args.config.is_file():
         raise FileNotFoundError(f"--config: no such file: {args.config}")
-    path = write_preview(
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    write = write_style_preview if args.by_style else write_preview
+    path = write(
         args.out,
         args.seed,
         args.n,

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train-policy",
         help="train a PPO/SAC driving policy in sim",
-        description="Reinforcement learning in sim2real/TrackDriving-v0 from camera images, "
+        description="Reinforcement learning in sim2real/TrackDriving-v1 from camera images, "
         "with the project's encoder (optionally initialised from a perception checkpoint, "
         "lower stages frozen). OUT gets config.yaml, run.json, tb/, evals.json (closed-loop "
         "metrics on held-out tracks), policy_state.safetensors (for --resume; no pickle) and "

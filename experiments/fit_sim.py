@@ -1,0 +1,539 @@
+"""Fit the simulator to a user's track from unlabeled real frames (the `fit-sim` command).
+
+Measured on the real frames (experiments.scene_measures): the horizon (-> camera pitch), the
+drivable floor's width relative to the camera height (-> camera height and road width), the
+track style (lines at the centre, at the edges, a distinct verge or boards beyond), the
+colours of road, lines, verge, floor, boards and room (k-means and medians over those regions),
+and image statistics. The lens (field of view, barrel distortion) keeps the base spec's prior:
+a few hundred small frames do not pin it down, and the report says so.
+
+Then analysis by synthesis: sim frames rendered from the fitted nominal world are measured the
+same way, and brightness, contrast, saturation, blur, noise, haze, gloss and the camera pitch
+are corrected until the sim's statistics match the real ones (detector biases cancel).
+
+The spec written has the fitted world as its nominal (strength 0) and ranges of
+`range_scale` times the base spec's half-widths around it (strength 1); the fitted style gets
+`style_share` of the style weights, the base spec's weights share the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from sim2real.common.config import StrictModel, validate_config
+from sim2real.envs.randomization import STYLES, RandomizationSpec, resolve_spec
+from sim2real.experiments.scene_measures import (
+    ROAD_PATCH,
+    Camera,
+    floor_runs,
+    horizon_row,
+    image_stats,
+    kmeans_colours,
+    rgb_to_hsv,
+)
+
+MIN_FRAMES = 20
+SIM_FRAMES = 16  # sim frames per analysis-by-synthesis round
+ROUNDS = 3
+IMAGE_FIELDS = ("brightness", "contrast", "saturation", "blur", "noise", "haze")
+
+
+class FitSimConfig(StrictModel):
+    """How to fit: which real frames, how wide the ranges around the fitted world are."""
+
+    frames: int = Field(1000, ge=MIN_FRAMES, description="real frames used at most (evenly spaced)")
+    span: tuple[float, float] = Field(
+        (0.0, 1.0), description="fraction (start, end) of each recording to read"
+    )
+    range_scale: float = Field(
+        0.5, ge=0.0, le=2.0, description="ranges' half-widths as a fraction of the base spec's"
+    )
+    style_share: float = Field(
+        0.6, ge=0.0, le=1.0, description="share of the style weights the fitted style gets"
+    )
+    base: str | None = Field(None, description="base RandomizationSpec YAML (default: shipped)")
+    seed: int = Field(0, ge=0, description="seed of the k-means and the sim renders")
+
+
+@dataclass
+class Fitted:
+    """One fitted value: `value`, how it was measured and how sure (`note`), and whether it
+    was clipped to the spec's physical limits."""
+
+    value: Any
+    note: str
+    clipped: str = ""
+
+
+@dataclass
+class FitResult:
+    """The spec (as a dict), every fitted value by 'group.field', the real and sim statistics."""
+
+    spec: dict[str, Any]
+    fitted: dict[str, Fitted] = field(default_factory=dict)
+    real_stats: dict[str, float] = field(default_factory=dict)
+    sim_stats: dict[str, float] = field(default_factory=dict)
+    frames: int = 0
+    style_scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def clipped(self) -> list[str]:
+        return [f"{k}: {f.clipped}" for k, f in self.fitted.items() if f.clipped]
+
+
+def _sigmoid(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-x)))
+
+
+def style_scores(centre: float, edge: float, outer_gap: float) -> dict[str, float]:
+    """Scores (sum 1) of each style from the share of rows with a centre line `centre`, with
+    a line at the run's edge `edge`, and the colour difference (Lab) between the floor run and
+    what lies beyond its edges `outer_gap`."""
+    c = _sigmoid((centre - 0.1) / 0.03)  # dashes far ahead are thin: a low share counts
+    e = _sigmoid((edge - 0.3) / 0.07)
+    o = _sigmoid((outer_gap - 22.0) / 5.0)  # 1: something else (verge, boards) beyond
+    raw = {
+        "two_lane": c * e * o,
+        "single_lane": (1 - c) * e * o,
+        "tape": e * (1 - o),
+        "centre_line": c * (1 - e),
+        "walls": (1 - c) * (1 - e) * o,
+    }
+    total = sum(raw.values()) or 1.0
+    return {k: v / total for k, v in raw.items()}
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    px = np.clip(np.asarray(rgb, np.float64).reshape(-1, 1, 3), 0, 255).astype(np.uint8)
+    return cv2.cvtColor(px, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float64)
+
+
+def _median_rgb(values: list[np.ndarray]) -> np.ndarray | None:
+    return np.median(np.asarray(values), axis=0) if values else None
+
+
+class _Measure:
+    """Geometry, style and colours of a set of frames (real or sim)."""
+
+    def __init__(
+        self, frames: np.ndarray, camera: Camera, seed: int = 0, use_vp: bool | None = None
+    ) -> None:
+        n, h, w, _ = frames.shape
+        self.frames, self.camera = frames, camera
+        grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+        self.horizons = np.array([horizon_row(g) for g in grays])
+        found = np.isfinite(self.horizons)
+        self.found = int(found.sum())
+        self.method = "vanishing point of floor lines"
+        self._set_horizon(self.horizons[found])
+        use_vp = self.found >= 0.4 * n if use_vp is None else use_vp
+        self.use_vp = use_vp
+        start = self.horizon + 4 if use_vp and np.isfinite(self.horizon) else h / 3
+        top = int(np.clip(start, 2, h - 10))
+        self.floor_top = top
+        # k-means over floor pixels of up to 200 frames (Lab)
+        pick = frames[np.linspace(0, n - 1, min(n, 200)).round().astype(int)]
+        floor = pick[:, top:, ::3].reshape(-1, 3)
+        rng = np.random.default_rng(seed)
+        floor = floor[rng.choice(len(floor), min(len(floor), 60000), replace=False)]
+        centres, labels = kmeans_colours(_lab(floor), 6, seed)
+        self.centres = centres
+        # the road: the clusters covering the bottom-centre patch the car stands on
+        c0, c1 = int(w * (0.5 - ROAD_PATCH / 2)), int(w * (0.5 + ROAD_PATCH / 2))
+        patch = _lab(pick[:, h - max(4, h // 10) :, c0:c1].reshape(-1, 3))
+        patch_labels = np.argmin(((patch[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+        share = np.bincount(patch_labels, minlength=len(centres)) / len(patch_labels)
+        main = int(np.argmax(share))
+        # texture (carpet, grain) may split the floor into neighbouring clusters: keep those
+        near = np.linalg.norm(centres - centres[main], axis=1) < 22.0
+        self.road_clusters = np.flatnonzero(near | (np.arange(len(centres)) == main))
+        self.road_share = float(share[self.road_clusters].sum())
+        rows = np.unique(np.linspace(top + 0.3 * (h - top), h - 3, 8).round().astype(int))
+        self.runs, self.boundaries = [], []
+        for frame, gray in zip(frames, grays, strict=True):
+            lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
+            d = ((lab[:, None, :] - centres[None].astype(np.float32)) ** 2).sum(-1)
+            mask = np.isin(np.argmin(d, axis=1), self.road_clusters).reshape(h, w)
+            self.runs.append(floor_runs(frame, mask, rows, gray))
+            self.boundaries.append(_floor_boundary(mask))
+        if not use_vp:  # lines rarely converge (low camera, walls): where the floor ends
+            bounds = np.asarray(self.boundaries, np.float64)
+            self.found = int(np.isfinite(bounds).sum())
+            self.method = "top of the floor region (few converging lines)"
+            self._set_horizon(bounds[np.isfinite(bounds)])
+            self.floor_top = int(np.clip(np.nan_to_num(self.horizon, nan=h / 3) + 4, 2, h - 10))
+
+    def _set_horizon(self, rows: np.ndarray) -> None:
+        self.horizon = float(np.median(rows)) if len(rows) else float("nan")
+        q75, q25 = np.percentile(rows, [75, 25]) if len(rows) else (np.nan, np.nan)
+        self.horizon_iqr = float(q75 - q25)
+
+    def summary(self) -> dict[str, Any]:
+        """Shares of rows with lines, the run's width in camera heights, and median colours."""
+        cam = self.camera
+        rows = sum(len(r.rows) for r in self.runs)
+        centre = sum(sum(r.centre_line) for r in self.runs) / max(1, rows)
+        edge = sum(sum(r.edge_line) for r in self.runs) / max(1, rows)
+        ratios = []
+        for run in self.runs:
+            for r, left, right in zip(run.rows, run.left, run.right, strict=True):
+                if left > 2 and right < cam.width - 3:
+                    _, lat = cam.ground(np.array([left, right]), np.array([r, r]))
+                    if np.all(np.isfinite(lat)):
+                        ratios.append(abs(lat[0] - lat[1]))
+        road = _median_rgb([c for r in self.runs for c in r.road_rgb])
+        outer = _median_rgb([c for r in self.runs for c in r.outer_rgb])
+        gap = float(np.linalg.norm(_lab(road) - _lab(outer))) if road is not None and (
+            outer is not None) else 0.0  # fmt: skip
+        # centre-line coverage along the run's middle: near 1 solid, dash / period when dashed
+        above = self.frames[:, : max(2, self.floor_top - 6)].reshape(-1, 3)
+        return {
+            "rows": rows,
+            "centre": float(centre),
+            "edge": float(edge),
+            "width_ratio": float(np.median(ratios)) if ratios else float("nan"),
+            "width_rows": len(ratios),
+            "road": road,
+            "outer": outer,
+            "outer_gap": gap,
+            "centre_rgb": _median_rgb([c for r in self.runs for c in r.centre_rgb]),
+            "edge_rgb": _median_rgb([c for r in self.runs for c in r.edge_rgb]),
+            "room_rgb": np.median(above.astype(np.float64), axis=0),
+        }
+
+
+def _floor_boundary(mask: np.ndarray) -> float:
+    """Median over the middle half of the columns of the row where the floor region that
+    reaches the bottom of the frame ends (px); nan when the bottom is not floor."""
+    h, w = mask.shape
+    cols = mask[:, w // 4 : 3 * w // 4]
+    tops = []
+    for c in range(cols.shape[1]):
+        column = cols[:, c]
+        if not column[-3:].all():
+            continue
+        off = np.flatnonzero(~column)
+        tops.append(float(off[-1] + 1) if len(off) else 0.0)
+    return float(np.median(tops)) if len(tops) >= cols.shape[1] // 3 else float("nan")
+
+
+def _check_road_scene(m: _Measure, n: int, height: int) -> None:
+    """Refuse frames that are not road scenes (no consistent horizon, no floor run)."""
+    if m.found < max(5, 0.3 * n):
+        raise ValueError(
+            f"these do not look like road scenes: a horizon ({m.method}) was found in only "
+            f"{m.found} of {n} frames; no spec written"
+        )
+    if m.horizon_iqr > 0.3 * height:
+        raise ValueError(
+            f"these do not look like road scenes: the horizon jumps around (interquartile "
+            f"range {m.horizon_iqr:.0f} px of {height}); no spec written"
+        )
+    if m.road_share < 0.5:
+        raise ValueError(
+            f"these do not look like road scenes: no floor colour under the car (the commonest "
+            f"colour covers {m.road_share:.0%} of the patch below the camera); no spec written"
+        )
+    rows = sum(len(r.rows) for r in m.runs)
+    expected = n * len(np.unique(np.linspace(0, 1, 8)))
+    if rows < 0.3 * expected:
+        raise ValueError(
+            f"these do not look like road scenes: a floor under the car was found on only "
+            f"{rows} of {expected} measured rows; no spec written"
+        )
+
+
+def _set_range(spec: dict, base: RandomizationSpec, key: str, value: Any, scale: float,
+               result: FitResult, note: str) -> None:  # fmt: skip
+    """Centre `group.field` on `value` (clipped to the field's limits), half-widths `scale`
+    times the base spec's, and record it."""
+    group, name = key.split(".")
+    entry = spec[group][name]
+    base_entry = getattr(getattr(base, group), name)
+    limits = type(getattr(base, group)).LIMITS.get(name)
+    clipped = ""
+    if isinstance(value, tuple):  # HSV colour
+        h, s, v = value
+        s2, v2 = float(np.clip(s, 0, 1)), float(np.clip(v, 0, 1))
+        lo = [h - scale * (base_entry.nominal[0] - base_entry.low[0]),
+              max(0.0, s2 - scale * (base_entry.nominal[1] - base_entry.low[1])),
+              max(0.0, v2 - scale * (base_entry.nominal[2] - base_entry.low[2]))]  # fmt: skip
+        hi = [h + scale * (base_entry.high[0] - base_entry.nominal[0]),
+              min(1.0, s2 + scale * (base_entry.high[1] - base_entry.nominal[1])),
+              min(1.0, v2 + scale * (base_entry.high[2] - base_entry.nominal[2]))]  # fmt: skip
+        if base_entry.high[0] - base_entry.low[0] >= 360:  # any hue at strength 1: keep it so
+            lo[0], hi[0] = h - 180.0 * min(1.0, 2 * scale), h + 180.0 * min(1.0, 2 * scale)
+        entry.update(low=[round(x, 3) for x in lo], high=[round(x, 3) for x in hi],
+                     nominal=[round(h, 2), round(s2, 3), round(v2, 3)])  # fmt: skip
+    else:
+        x = float(value)
+        if limits is not None and not limits[0] <= x <= limits[1]:
+            clipped = f"fitted {x:.4g} outside the physical limits [{limits[0]}, {limits[1]}]"
+            x = float(np.clip(x, *limits))
+        lo = x - scale * (base_entry.nominal - base_entry.low)
+        hi = x + scale * (base_entry.high - base_entry.nominal)
+        if limits is not None:
+            lo, hi = max(lo, limits[0]), min(hi, limits[1])
+        entry.update(low=round(lo, 4), high=round(hi, 4), nominal=round(x, 4))
+    result.fitted[key] = Fitted(entry["nominal"], note, clipped)
+
+
+def _render(spec: dict, strength: float, n: int, seed: int, size: tuple[int, int]) -> np.ndarray:
+    from sim2real.envs.preview import preview_frames
+
+    checked = validate_config(RandomizationSpec, spec, "fitted spec")
+    frames, _, _ = preview_frames(seed, n, strength=strength, randomization=checked,
+                                  image_size=size)  # fmt: skip
+    return np.stack(frames)
+
+
+def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult:
+    """Fit a RandomizationSpec to real frames (N, H, W, 3) uint8 RGB; see the module doc.
+
+    Raises ValueError (no spec) on too few frames or frames that are not road scenes."""
+    config = config or FitSimConfig()
+    n, h, w = frames.shape[:3]
+    if n < MIN_FRAMES:
+        raise ValueError(
+            f"too few frames: {n} (fit-sim needs at least {MIN_FRAMES}); no spec written"
+        )
+    base = resolve_spec(config.base)
+    spec = base.model_dump(mode="json")
+    result = FitResult(spec=spec, frames=n)
+    scale = config.range_scale
+    camera = Camera(h, w, base.camera.hfov.nominal, base.camera.distortion.nominal)
+    real = _Measure(frames, camera, config.seed)
+    _check_road_scene(real, n, h)
+
+    # camera pitch from the horizon, then the floor's width in camera heights
+    pitch = camera.pitch_for_horizon(real.horizon)
+    camera.pitch = pitch
+    s = real.summary()
+    hnote = (f"horizon row {real.horizon:.1f} of {h} (IQR {real.horizon_iqr:.1f} px, "
+             f"{real.method}, found in {real.found}/{n} frames)")  # fmt: skip
+    _set_range(spec, base, "camera.pitch", pitch, scale, result, hnote)
+    for name in ("hfov", "distortion"):
+        entry = getattr(base.camera, name)
+        result.fitted[f"camera.{name}"] = Fitted(
+            entry.nominal, f"prior kept (not identifiable here), range [{entry.low}, {entry.high}]"
+        )
+    ratio = s["width_ratio"]
+    width_prior = base.track.road_width.nominal
+    if np.isfinite(ratio) and s["width_rows"] >= max(20, 0.1 * s["rows"]):
+        road_w = float(np.clip(width_prior, base.track.road_width.low, base.track.road_width.high))
+        wnote = (f"floor run {ratio:.2f} camera heights wide (median over {s['width_rows']} rows "
+                 "with both edges in view); the frames fix width / height only")  # fmt: skip
+        _set_range(spec, base, "camera.height", road_w / ratio, scale, result,
+                   f"{wnote}, road width held at {road_w} m")  # fmt: skip
+    else:
+        result.fitted["camera.height"] = Fitted(
+            base.camera.height.nominal,
+            f"prior kept: both edges of the floor were in view on only {s['width_rows']} of "
+            f"{s['rows']} measured rows",
+        )
+    # style and colours
+    scores = style_scores(s["centre"], s["edge"], s["outer_gap"])
+    result.style_scores = scores
+    style = max(scores, key=scores.get)
+    weights = {k: round(config.style_share * (k == style) + (1 - config.style_share) * wt, 4)
+               for k, wt in _norm(base.visual.style.weights).items()}  # fmt: skip
+    spec["visual"]["style"] = {"nominal": style, "weights": weights, "unit": "style"}
+    snote = (f"centre line on {s['centre']:.0%} of rows, edge lines on {s['edge']:.0%}, "
+             f"beyond the edges Lab distance {s['outer_gap']:.0f}; scores "
+             + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))  # fmt: skip
+    result.fitted["visual.style"] = Fitted(style, snote)
+    _colours(spec, base, s, style, scale, result)
+    if style == "centre_line" or style == "two_lane":
+        coverage = s["centre"]
+        if coverage > 0.8:
+            gap = 0.0
+        else:
+            dash = base.visual.centre_dash.nominal
+            gap = float(np.clip(dash * (1 - coverage) / max(coverage, 0.1), 0.05, 1.5))
+        _set_range(spec, base, "visual.centre_gap", gap, scale, result,
+                   f"centre line on {coverage:.0%} of rows (solid above 80%)")  # fmt: skip
+    # neutral camera effects: the colours were measured through the real camera
+    for name, value in (("hue", 0.0), ("gamma", 1.0), ("vignetting", 0.0)):
+        _set_range(spec, base, f"image.{name}", value, scale, result, "neutral: in the colours")
+    _synthesis(frames, real, spec, base, scale, result, camera, config.seed)
+    validate_config(RandomizationSpec, spec, "fitted spec")
+    return result
+
+
+def _norm(weights: dict[str, float]) -> dict[str, float]:
+    total = sum(weights.values())
+    return {k: weights.get(k, 0.0) / total for k in STYLES}
+
+
+def _colours(spec: dict, base: RandomizationSpec, s: dict, style: str, scale: float,
+             result: FitResult) -> None:  # fmt: skip
+    rows = s["rows"]
+    if s["road"] is not None:
+        road = rgb_to_hsv(s["road"])
+        _set_range(spec, base, "visual.road_color", road, scale, result,
+                   f"median of the floor run on {rows} rows")  # fmt: skip
+        if style in ("tape", "centre_line", "walls"):
+            _set_range(spec, base, "visual.floor_color", road, scale, result,
+                       "the bare floor = the floor run")  # fmt: skip
+    if s["outer"] is not None:
+        outer = rgb_to_hsv(s["outer"])
+        target = {"walls": "visual.board_color", "two_lane": "visual.verge_color",
+                  "single_lane": "visual.verge_color"}.get(style)  # fmt: skip
+        if target:
+            _set_range(
+                spec,
+                base,
+                target,
+                outer,
+                scale,
+                result,
+                f"median beyond the floor run's edges (Lab distance {s['outer_gap']:.0f})",
+            )
+    if s["centre_rgb"] is not None and style in ("two_lane", "centre_line"):
+        _set_range(
+            spec,
+            base,
+            "visual.centre_color",
+            rgb_to_hsv(s["centre_rgb"]),
+            scale,
+            result,
+            f"line pixels in the run's middle on {s['centre']:.0%} of rows",
+        )
+    if s["edge_rgb"] is not None and style in ("two_lane", "single_lane", "tape"):
+        _set_range(
+            spec,
+            base,
+            "visual.edge_color",
+            rgb_to_hsv(s["edge_rgb"]),
+            scale,
+            result,
+            f"line pixels at the run's edges on {s['edge']:.0%} of rows",
+        )
+    _set_range(spec, base, "visual.wall_color", rgb_to_hsv(s["room_rgb"]), scale, result,
+               "median above the horizon")  # fmt: skip
+
+
+def _synthesis(frames: np.ndarray, real: _Measure, spec: dict, base: RandomizationSpec,
+               scale: float, result: FitResult, camera: Camera, seed: int) -> None:  # fmt: skip
+    """Match the sim's image statistics and horizon to the real ones, a few rounds."""
+    h, w = frames.shape[1:3]
+    target = image_stats(frames, real.floor_top)
+    result.real_stats = target
+    image = spec["image"]
+    for name, value in (("brightness", 1.0), ("contrast", 1.0), ("saturation", 1.0),
+                        ("haze", 0.0)):  # fmt: skip
+        image[name]["nominal"] = float(np.clip(value, image[name]["low"], image[name]["high"]))
+    values = {k: image[k]["nominal"] for k in IMAGE_FIELDS}
+    values["gloss"] = 0.0
+    pitch = spec["camera"]["pitch"]["nominal"]
+    height = spec["camera"]["height"]["nominal"]
+    fit_height = not result.fitted["camera.height"].note.startswith("prior kept")
+    real_ratio = real.summary()["width_ratio"] if fit_height else float("nan")
+    for round_ in range(ROUNDS):
+        trial = _with_values(spec, values, pitch)
+        trial["camera"]["height"]["nominal"] = height
+        trial["camera"]["height"]["low"] = min(trial["camera"]["height"]["low"], height)
+        trial["camera"]["height"]["high"] = max(trial["camera"]["height"]["high"], height)
+        sim = _render(trial, 0.0, SIM_FRAMES, seed + 1000 * round_, (h, w))
+        sim_measure = _Measure(sim, camera, seed, use_vp=real.use_vp)
+        sim_m_horizon = sim_measure.horizon
+        if fit_height:  # the same reading of the floor's width on sim frames: its bias cancels
+            sim_ratio = sim_measure.summary()["width_ratio"]
+            if np.isfinite(sim_ratio) and np.isfinite(real_ratio):
+                height = float(np.clip(height * (sim_ratio / real_ratio) ** 0.8, 0.03, 1.0))
+        st = image_stats(sim, real.floor_top)
+        result.sim_stats = st
+        # damped multiplicative steps (the effects interact), clipped to sane gains
+        for name, key, floor_ in (("brightness", "luma_mean", 1.0), ("contrast", "luma_std", 1.0),
+                                  ("saturation", "saturation", 0.02)):  # fmt: skip
+            step = (target[key] / max(floor_, st[key])) ** 0.7
+            values[name] = float(np.clip(values[name] * step, 0.3, 2.5))
+        ratio = st["sharpness"] / max(1e-6, target["sharpness"])
+        values["blur"] = float(np.clip(values["blur"] + 0.6 * np.log2(max(ratio, 1e-3)), 0, 3))
+        extra = values["noise"] ** 2 + target["noise"] ** 2 - st["noise"] ** 2
+        values["noise"] = float(np.clip(np.sqrt(max(0.0, extra)), 0, 20))
+        dark = (target["dark"] - st["dark"]) / 255
+        values["haze"] = float(np.clip(values["haze"] + 0.7 * dark, 0, 0.5))
+        bright = target["bright_floor"] - st["bright_floor"]
+        values["gloss"] = float(np.clip(values["gloss"] + 8 * bright, 0, 1))
+        if np.isfinite(sim_m_horizon):  # the detector's bias cancels
+            pitch += camera.pitch_for_horizon(real.horizon) - camera.pitch_for_horizon(
+                sim_m_horizon
+            )
+            pitch = float(np.clip(pitch, -10, 60))
+    notes = {
+        "brightness": f"luma mean {target['luma_mean']:.0f} (sim {st['luma_mean']:.0f})",
+        "contrast": f"luma std {target['luma_std']:.0f} (sim {st['luma_std']:.0f})",
+        "saturation": f"mean saturation {target['saturation']:.2f} (sim {st['saturation']:.2f})",
+        "blur": f"sharpness {target['sharpness']:.3f} (sim {st['sharpness']:.3f})",
+        "noise": f"noise {target['noise']:.1f} grey levels (sim {st['noise']:.1f})",
+        "haze": f"dark level {target['dark']:.0f} (sim {st['dark']:.0f})",
+    }
+    for name in IMAGE_FIELDS:
+        _set_range(spec, base, f"image.{name}", values[name], scale, result,
+                   f"matched to the real frames: {notes[name]}")  # fmt: skip
+    _set_range(spec, base, "visual.gloss", values["gloss"], scale, result,
+               f"near-white floor pixels {target['bright_floor']:.2%} "
+               f"(sim {st['bright_floor']:.2%})")  # fmt: skip
+    note = result.fitted["camera.pitch"].note
+    _set_range(spec, base, "camera.pitch", pitch, scale, result,
+               f"{note}; corrected on sim renders")  # fmt: skip
+    if fit_height:
+        note = result.fitted["camera.height"].note
+        _set_range(spec, base, "camera.height", height, scale, result,
+                   f"{note}; corrected on sim renders")  # fmt: skip
+
+
+def _with_values(spec: dict, values: dict[str, float], pitch: float) -> dict:
+    import copy
+
+    trial = copy.deepcopy(spec)
+    for name in IMAGE_FIELDS:
+        entry = trial["image"][name]
+        entry["nominal"] = float(values[name])
+        entry["low"], entry["high"] = (
+            min(entry["low"], entry["nominal"]),
+            max(entry["high"], entry["nominal"]),
+        )
+    g = trial["visual"]["gloss"]
+    g["nominal"], g["high"] = values["gloss"], max(g["high"], values["gloss"])
+    p = trial["camera"]["pitch"]
+    p["nominal"], p["low"], p["high"] = pitch, min(p["low"], pitch), max(p["high"], pitch)
+    return trial
+
+
+def spec_yaml(result: FitResult, sources: Sequence[str | Path], config: FitSimConfig) -> str:
+    """The spec as YAML, its fitted values and their confidence in comments."""
+    import datetime
+
+    import yaml
+
+    lines = [
+        f"# Randomization spec fitted by `sim2real fit-sim` "
+        f"({datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC)",
+        f"# to {result.frames} real frames of: {', '.join(str(s) for s in sources)}",
+        f"# (span {config.span[0]}-{config.span[1]} of each recording).",
+        "# strength 0 = the fitted world; strength 1 = ranges of "
+        f"{config.range_scale} x the base spec's half-widths around it.",
+        "# Lines marked `# fitted:` say what was measured and how sure the fit is.",
+    ]
+    if result.clipped:
+        lines.append("# CLIPPED to the spec's physical limits:")
+        lines.extend(f"#   {c}" for c in result.clipped)
+    for group, entries in result.spec.items():
+        lines.append(f"{group}:")
+        for name, entry in entries.items():
+            text = yaml.safe_dump(entry, default_flow_style=True, width=10_000).strip()
+            fit = result.fitted.get(f"{group}.{name}")
+            comment = f"  # fitted: {fit.note}" if fit else ""
+            if fit and fit.clipped:
+                comment += f" [CLIPPED: {fit.clipped}]"
+            lines.append(f"  {name}: {text}{comment}")
+    return "\n".join(lines) + "\n"
