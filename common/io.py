@@ -45,6 +45,16 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
 
 
+def atomic_save_figure(fig: Any, path: str | Path, **savefig: Any) -> Path:
+    """Save a matplotlib figure as PNG at `path` atomically, then close it (`savefig`: extra
+    `Figure.savefig` arguments, e.g. dpi). Returns the path."""
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", **savefig))
+    plt.close(fig)
+    return Path(path)
+
+
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{6,}\.tmp$")
 """the names `atomic_write` gives its temporaries (mkstemp: `.NAME.XXXXXXXX.tmp`)"""
 

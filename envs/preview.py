@@ -3,12 +3,11 @@ sees at a glance what the randomization does."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
-from sim2real.common.io import atomic_write_bytes
+from sim2real.common.io import atomic_save_figure
 from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.randomization import STYLES, RandomizationSpec, resolve_spec
 from sim2real.envs.track_env import TrackDrivingEnv
@@ -110,11 +109,7 @@ def write_preview(
         fontsize=11,
     )
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(out, buffer.getvalue())
-    return out
+    return atomic_save_figure(fig, out)
 
 
 def write_style_preview(
@@ -155,8 +150,4 @@ def write_style_preview(
             ax.axis("off")
     fig.suptitle(f"sim2real/TrackDriving-v1 track styles, randomization strength {strength}")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(out, buffer.getvalue())
-    return out
+    return atomic_save_figure(fig, out)

@@ -3,12 +3,11 @@ strength 0 and at strength 0.5, with the fitted values that matter most."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
-from sim2real.common.io import atomic_write_bytes
+from sim2real.common.io import atomic_save_figure
 from sim2real.experiments.fit_sim import FitResult, _render
 
 COLUMNS = 6
@@ -52,8 +51,4 @@ def write_fit_report(out: str | Path, frames: np.ndarray, result: FitResult, see
         title += "\nclipped: " + "; ".join(result.clipped)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(out, buffer.getvalue())
-    return out
+    return atomic_save_figure(fig, out)

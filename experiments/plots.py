@@ -37,11 +37,10 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    from sim2real.common.io import atomic_write
+    from sim2real.common.io import atomic_save_figure
 
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
-    _pyplot().close(fig)
-    return path
+    _pyplot()  # the Agg backend
+    return atomic_save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def _band(ax, xs, points: Sequence[Mapping[str, Any]], key: str, color: str, label: str) -> None:

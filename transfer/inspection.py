@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sim2real.common.io import atomic_write, atomic_write_bytes  # noqa: E402
+from sim2real.common.io import atomic_save_figure, atomic_write_bytes  # noqa: E402
 from sim2real.transfer.csv_folder import CsvColumns  # noqa: E402
 from sim2real.transfer.datasets import read_sources  # noqa: E402
 from sim2real.transfer.records import Record, read_image_rgb  # noqa: E402
@@ -122,8 +122,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 
 
 def _save_figure(fig: plt.Figure, path: Path) -> None:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    atomic_save_figure(fig, path, dpi=100)
 
 
 def steering_histogram(records: Sequence[Record], path: str | Path, label: str = STEERING) -> None:
