@@ -59,6 +59,14 @@ class AlignmentConfig(StrictModel):
         return value
 
 
+def with_unlabeled(align: AlignmentConfig | None, paths: list[str]) -> AlignmentConfig:
+    """`align` (or the defaults when None) reading the unlabeled frames at `paths` (what
+    ``--real-unlabeled`` sets, in finetune and pretrain alike)."""
+    if align is None:
+        return AlignmentConfig(unlabeled=list(paths))
+    return align.model_copy(update={"unlabeled": list(paths)})
+
+
 def pooled(output: torch.Tensor) -> torch.Tensor:
     """A stage output (N, C, h, w) -> (N, C) by its mean over h and w; (N, C) is kept."""
     return output.mean(dim=(2, 3)) if output.dim() == 4 else output.flatten(1)

@@ -94,7 +94,7 @@ def handler(args: argparse.Namespace) -> int:
 
 def _mixing_flags(config, args: argparse.Namespace) -> None:
     """--cotrain-sim/--cotrain-ratio and --real-unlabeled into `config` (in place)."""
-    from sim2real.agents.alignment import AlignmentConfig
+    from sim2real.agents.alignment import with_unlabeled
     from sim2real.transfer.cotrain import CotrainConfig
 
     if args.cotrain_sim is not None or args.cotrain_ratio is not None:
@@ -105,11 +105,7 @@ def _mixing_flags(config, args: argparse.Namespace) -> None:
             cotrain.ratio = args.cotrain_ratio
         config.cotrain = CotrainConfig.model_validate(cotrain.model_dump())
     if args.real_unlabeled:
-        paths = [str(p) for p in args.real_unlabeled]
-        if config.align is None:
-            config.align = AlignmentConfig(unlabeled=paths)
-        else:
-            config.align.unlabeled = paths
+        config.align = with_unlabeled(config.align, [str(p) for p in args.real_unlabeled])
 
 
 def _report_gap(config, out_dir: Path) -> None:

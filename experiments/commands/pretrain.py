@@ -18,13 +18,9 @@ def handler(args: argparse.Namespace) -> int:
     if args.device:
         config.train.device = args.device
     if args.real_unlabeled:
-        from sim2real.agents.alignment import AlignmentConfig
+        from sim2real.agents.alignment import with_unlabeled
 
-        paths = [str(p) for p in args.real_unlabeled]
-        if config.align is None:
-            config.align = AlignmentConfig(unlabeled=paths)
-        else:
-            config.align.unlabeled = paths
+        config.align = with_unlabeled(config.align, [str(p) for p in args.real_unlabeled])
     if args.print_config:
         print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
         return 0
