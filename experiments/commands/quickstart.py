@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "quickstart",
         help="fine-tune the shipped network on the shipped sample, vs scratch, and report",
         description="The sim-to-real pipeline on the real sample shipped with sim2real, in "
-        "about a minute on a 2-core CPU: the shipped sim-pretrained network fine-tuned at a "
+        "about 90 s on a 2-core CPU: the shipped sim-pretrained network fine-tuned at a "
         "few sizes vs the same architecture from scratch, a small sim recording for the "
         "domain gap, evaluation on the held-out later block, report. --pretrain pretrains a "
         "small network of its own (with and without randomization) instead. Resumable: "
