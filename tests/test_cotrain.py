@@ -2,16 +2,16 @@
 
 import pytest
 import torch
-from model_helpers import set_batchnorm_statistics
+from model_helpers import finetune_config, save_parent
 from test_alignment import write_sim_tub
 
 from sim2real.agents.alignment import AlignmentConfig, LabelledStream, MixedBatchLoss
-from sim2real.agents.checkpoint import ModelCard, load_checkpoint, read_weights, save_checkpoint
+from sim2real.agents.checkpoint import load_checkpoint, read_weights
 from sim2real.agents.model import DrivingNet, ModelSpec, predict
 from sim2real.agents.training import TrainConfig
 from sim2real.experiments.cli import main
 from sim2real.transfer.cotrain import CotrainConfig
-from sim2real.transfer.finetune import FinetuneConfig, finetune
+from sim2real.transfer.finetune import finetune
 from sim2real.transfer.sample_data import sample_path
 
 
@@ -20,19 +20,10 @@ def sim_tub(tmp_path_factory):
     return write_sim_tub(tmp_path_factory.mktemp("sim") / "tub", n=80)
 
 
-def make_parent(folder, trained_on):
-    spec = ModelSpec(outputs=["user/angle", "user/throttle", "sim/cte"], hidden=16)
-    torch.manual_seed(0)
-    model = set_batchnorm_statistics(DrivingNet(spec))
-    card = ModelCard(spec=spec, trained_on=trained_on, history=[{"step": "pretrain"}])
-    save_checkpoint(folder, model, card)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory, sim_tub):
     """A 'pretrained' checkpoint whose card names the sim tub it was trained on."""
-    return make_parent(tmp_path_factory.mktemp("parent"), {"paths": [str(sim_tub)]})
+    return save_parent(tmp_path_factory.mktemp("parent"), {"paths": [str(sim_tub)]})
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +32,7 @@ def cache_dir(tmp_path_factory):
 
 
 def config(parent, cache_dir, **changes):
-    train = TrainConfig(
-        epochs=2, batch_size=16, patience=0, progress=False, tensorboard=False, num_threads=1
-    )
-    base = dict(
-        checkpoint=str(parent),
-        data=[str(sample_path())],
-        frames=48,
-        train=train,
-        cache_dir=str(cache_dir),
-    )
-    return FinetuneConfig(**{**base, **changes})
+    return finetune_config(parent, cache_dir, 48, **changes)
 
 
 def test_cotrain_trains_unfrozen_stages_on_sim_and_real(parent, sim_tub, cache_dir, tmp_path):
@@ -147,7 +128,7 @@ def test_cli_flags_and_errors(parent, sim_tub, cache_dir, tmp_path, capsys):
     _, card = load_checkpoint(out)
     assert card.history[-1]["cotrain"]["ratio"] == 0.25
     # no sim data: the parent's card records none
-    bare = make_parent(tmp_path / "bare", {"sim": True})
+    bare = save_parent(tmp_path / "bare", {"sim": True})
     bad = ["finetune", "--checkpoint", str(bare), "--data", str(sample_path())]
     assert (
         main([*bad, "--config", str(yaml_cfg), "--out", str(tmp_path / "o2"), "--cotrain-sim"]) == 2

@@ -4,11 +4,9 @@ import json
 
 import pytest
 import torch
-from model_helpers import set_batchnorm_statistics
+from model_helpers import finetune_config, save_parent
 
-from sim2real.agents.checkpoint import ModelCard, load_checkpoint, read_weights, save_checkpoint
-from sim2real.agents.model import DrivingNet, ModelSpec
-from sim2real.agents.training import TrainConfig
+from sim2real.agents.checkpoint import load_checkpoint, read_weights
 from sim2real.experiments.cli import main
 from sim2real.transfer.adapter import AdapterConfig
 from sim2real.transfer.finetune import FinetuneConfig, finetune
@@ -19,13 +17,7 @@ from sim2real.transfer.tub import TubWriter
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory):
     """A 'pretrained' checkpoint with sim-only heads and non-trivial BatchNorm statistics."""
-    folder = tmp_path_factory.mktemp("parent")
-    spec = ModelSpec(outputs=["user/angle", "user/throttle", "sim/cte"], hidden=16)
-    torch.manual_seed(0)
-    model = set_batchnorm_statistics(DrivingNet(spec))
-    card = ModelCard(spec=spec, trained_on={"sim": True}, history=[{"step": "pretrain"}])
-    save_checkpoint(folder, model, card)
-    return folder
+    return save_parent(tmp_path_factory.mktemp("parent"), {"sim": True})
 
 
 @pytest.fixture(scope="module")
@@ -40,17 +32,7 @@ def tmp_cfg(parent, cache_dir):
 
 
 def config(parent, cache_dir, **changes):
-    train = TrainConfig(
-        epochs=2, batch_size=16, patience=0, progress=False, tensorboard=False, num_threads=1
-    )
-    base = dict(
-        checkpoint=str(parent),
-        data=[str(sample_path())],
-        frames=64,
-        train=train,
-        cache_dir=str(cache_dir),
-    )
-    return FinetuneConfig(**{**base, **changes})
+    return finetune_config(parent, cache_dir, 64, **changes)
 
 
 def stage_tensors(weights, stages):

@@ -4,10 +4,10 @@
 import numpy as np
 import pytest
 import torch
-from model_helpers import set_batchnorm_statistics
+from model_helpers import save_parent
 
 from sim2real.agents.calibration import affine_output, fit_affine
-from sim2real.agents.checkpoint import ModelCard, read_weights, save_checkpoint
+from sim2real.agents.checkpoint import read_weights
 from sim2real.agents.model import DrivingNet, ModelSpec, predict
 from sim2real.agents.training import TrainConfig
 from sim2real.experiments.cli import main
@@ -19,12 +19,7 @@ from sim2real.transfer.splits import kfold_blocks, min_frames_for_folds
 
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("parent")
-    spec = ModelSpec(outputs=["user/angle", "user/throttle", "sim/cte"], hidden=16)
-    torch.manual_seed(0)
-    model = set_batchnorm_statistics(DrivingNet(spec))
-    save_checkpoint(folder, model, ModelCard(spec=spec, trained_on={}, history=[]))
-    return folder
+    return save_parent(tmp_path_factory.mktemp("parent"), {}, history=[])
 
 
 @pytest.fixture(scope="module")
