@@ -254,17 +254,15 @@ def count_undecodable(
         )
 
 
-def check_source_frames(dataset: DrivingDataset, card: ModelCard) -> None:
-    """ValueError naming the data when its frames are grayscale, or not the size `card`'s
-    network was trained on (`ModelCard.check_source_size`: its crop is in source pixels, so
-    another size means another view of the road)."""
+def check_colour_frames(dataset: DrivingDataset) -> None:
+    """ValueError naming the data when its frames are grayscale: the network takes colour.
+    (Their size is checked against the card from the read report, `check_source_sizes`.)"""
     shape, path = dataset.source_shape, dataset.records[0].image_path
     if len(shape) == 2 or shape[2] == 1:
         raise ValueError(
             f"{path}: frames are grayscale ({shape[1]}x{shape[0]}, one channel); the network "
             "takes colour (RGB) frames: record or convert the data in colour"
         )
-    card.check_source_size((int(shape[0]), int(shape[1])), str(path))
 
 
 class DrivingDataset(Dataset):

@@ -109,7 +109,7 @@ def evaluate_offline(
     """Metrics with block-bootstrap intervals of `checkpoint` on the real frames of `data`."""
     from sim2real.transfer.datasets import (
         DrivingDataset,
-        check_source_frames,
+        check_colour_frames,
         check_source_sizes,
         open_records,
     )
@@ -148,7 +148,7 @@ def evaluate_offline(
         dataset = DrivingDataset(
             part, pre, labels, cache, progress=progress, report=record_set.report
         )
-        check_source_frames(dataset, card)
+        check_colour_frames(dataset)
         preds = predict(model, dataset.images)
         cols = [model.output_index(name) for name in labels]
         pred = {name: preds[:, c] for name, c in zip(labels, cols, strict=True)}

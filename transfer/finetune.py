@@ -65,7 +65,7 @@ from sim2real.transfer.adapter import (
     unfreeze_phases,
 )
 from sim2real.transfer.cotrain import CotrainConfig
-from sim2real.transfer.datasets import check_source_frames, check_source_sizes
+from sim2real.transfer.datasets import check_colour_frames, check_source_sizes
 from sim2real.transfer.ladder import (
     AUTO,
     RUNGS,
@@ -429,7 +429,7 @@ def finetune(
         )
     read_report = data.trained_on.get("read_report") or {}
     check_source_sizes(parent_card, {", ".join(map(str, config.data)): read_report})
-    check_source_frames(data.train, parent_card)
+    check_colour_frames(data.train)
     describe_run(out_dir, config)
     if config.cotrain is not None or config.align is not None:
         from sim2real.transfer.cotrain import finetune_mixed
