@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -101,6 +101,24 @@ def set_field(data: dict[str, Any], key: str, value: Any) -> None:
         node[last] = value
 
 
+def _seed_defaults(cls: type[BaseModel], data: dict[str, Any], path: list[str]) -> None:
+    """Give each model field on `path` that `data` lacks its default, as a mapping (in place):
+    ``train.epochs`` on a config whose ``train`` defaults to other values than TrainConfig's
+    keeps those values, as assigning the one field would."""
+    model: type[BaseModel] | None = cls
+    node = data
+    for part in path:
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return  # not a field: validation names it
+        if not isinstance(node.get(part), dict):
+            default = field.get_default(call_default_factory=True)
+            node[part] = default.model_dump(mode="json") if isinstance(default, BaseModel) else {}
+        options = [field.annotation, *get_args(field.annotation)]
+        model = next((t for t in options if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        node = node[part]
+
+
 def _plain(value: Any) -> Any:
     """Paths as strings, tuples as lists (what a YAML file would hold)."""
     if isinstance(value, Path):
@@ -171,6 +189,8 @@ def load_config(
     if not applied:
         return validate_config(cls, data, source=source or "config")
     for key, value in applied.items():
+        parts = key.split(".")
+        _seed_defaults(cls, data, parts if isinstance(value, dict) else parts[:-1])
         set_field(data, key, _plain(value))
     try:
         return cls.model_validate(data)

@@ -150,3 +150,59 @@ def test_experiment_shortcuts_set_the_study_runtime(tmp_path):
         StudyConfig, parse("experiment", "quickstart", "--out", "o"), packaged_config("quickstart")
     )
     assert default.runtime.progress is True
+
+
+def field_exists(cls: type, key: str) -> bool:
+    """Whether the dotted `key` names a field of the pydantic model `cls` (through nested,
+    possibly optional, models)."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    for i, part in enumerate(key.split(".")):
+        if cls is None or part not in cls.model_fields:
+            return False
+        annotation = cls.model_fields[part].annotation
+        options = [annotation, *get_args(annotation)]
+        cls = next((t for t in options if isinstance(t, type) and issubclass(t, BaseModel)), None)
+    return True
+
+
+def test_every_named_option_sets_a_field_of_its_command_config():
+    from sim2real.agents.policy import PolicyConfig
+    from sim2real.agents.pretrain import PretrainConfig
+    from sim2real.experiments.dagger import DaggerConfig
+    from sim2real.experiments.simulate import SimulateConfig
+    from sim2real.experiments.study import StudyConfig
+    from sim2real.transfer.finetune import FinetuneConfig
+
+    configs = {
+        "finetune": FinetuneConfig,
+        "pretrain": PretrainConfig,
+        "simulate": SimulateConfig,
+        "train-policy": PolicyConfig,
+        "dagger": DaggerConfig,
+        "experiment": StudyConfig,
+    }
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    with_shortcuts = {
+        name: parser.get_default("shortcuts")
+        for name, parser in subparsers.choices.items()
+        if parser.get_default("shortcuts")
+    }
+    assert set(with_shortcuts) == set(configs)
+    for name, shortcuts in with_shortcuts.items():
+        for shortcut in shortcuts.values():
+            assert field_exists(configs[name], shortcut.key), (name, shortcut)
+    assert not field_exists(FinetuneConfig, "train.epoch")  # the check can fail
+
+
+def test_a_field_of_a_nested_default_keeps_the_other_defaults_of_that_config(tmp_path):
+    from sim2real.transfer.finetune import FinetuneConfig
+
+    default = FinetuneConfig().train  # fine-tuning's own defaults, not TrainConfig's
+    for extra in (["--epochs", "5"], ["--set", "train={epochs: 5}"]):
+        config = config_from_args(FinetuneConfig, parse("finetune", "--out", "o", *extra))
+        assert config.train.epochs == 5
+        assert config.train.model_dump(exclude={"epochs"}) == default.model_dump(exclude={"epochs"})
+    assert default.batch_size != 128  # (TrainConfig's): so the check above can fail
