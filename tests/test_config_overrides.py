@@ -159,7 +159,7 @@ def field_exists(cls: type, key: str) -> bool:
 
     from pydantic import BaseModel
 
-    for i, part in enumerate(key.split(".")):
+    for part in key.split("."):
         if cls is None or part not in cls.model_fields:
             return False
         annotation = cls.model_fields[part].annotation
