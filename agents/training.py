@@ -6,6 +6,9 @@ same heads), early stopping on validation loss with the best weights restored, T
 scalars in ``out_dir/tb``, a tqdm bar, and a ``out_dir/resume.pt`` after every epoch so an
 interrupted run continues where it stopped. Two runs with the same seed, data and thread
 count give identical weights (on a GPU too: cuDNN is held to deterministic kernels).
+`fit_tensors` is the same loop on cached feature tensors; both are built from the epoch
+pieces of `agents.epochs` (seeds, batches, schedule, early stopping) and the loss of
+`agents.losses`.
 """
 
 from __future__ import annotations
