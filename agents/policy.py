@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +45,7 @@ from sim2real.agents.sb3_env import make_vec_env
 from sim2real.agents.sb3_extractor import (
     FrozenAwareActorCriticPolicy,
     FrozenAwareSACPolicy,
-    _actor_parts,
+    actor_parts,
     load_driving_net_into_policy,
     policy_kwargs,
     policy_to_driving_net,
@@ -167,14 +167,12 @@ class PolicyConfig(StrictModel):
         return self
 
 
-def load_policy_config(path: str | Path | None, **overrides: Any) -> PolicyConfig:
-    """A `PolicyConfig` from YAML (or defaults); overrides `total_timesteps`, `seed` (None
-    keeps the file's value)."""
-    config = load_config(PolicyConfig, path) if path is not None else PolicyConfig()
-    for key in ("total_timesteps", "seed"):
-        if overrides.get(key) is not None:
-            setattr(config, key, overrides[key])
-    return config
+def load_policy_config(
+    path: str | Path | None, overrides: Mapping[str, Any] | None = None
+) -> PolicyConfig:
+    """A `PolicyConfig` from YAML (or the defaults) with overrides by dotted field path
+    (``{"total_timesteps": 4096}``), as `sim2real.common.config.load_config`."""
+    return load_config(PolicyConfig, path, overrides)
 
 
 @dataclass
@@ -465,7 +463,7 @@ def train_policy(
 
 
 def _frozen_stage_names(policy) -> Sequence[str]:
-    extractor, _ = _actor_parts(policy)
+    extractor, _ = actor_parts(policy)
     return frozen_stages(extractor)
 
 

@@ -13,7 +13,7 @@ on transfer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,19 +92,12 @@ class PretrainResult:
     fit: FitResult
 
 
-def load_pretrain_config(path: str | Path | None, **overrides: Any) -> PretrainConfig:
-    """A `PretrainConfig` from YAML (or the defaults), with CLI overrides applied.
-
-    Overrides: ``data`` (list), ``epochs``, ``seed`` (into ``train``); None means "keep".
-    """
-    config = load_config(PretrainConfig, path) if path is not None else PretrainConfig()
-    if overrides.get("data"):
-        config.data = [str(p) for p in overrides["data"]]
-    if overrides.get("epochs") is not None:
-        config.train.epochs = overrides["epochs"]
-    if overrides.get("seed") is not None:
-        config.train.seed = overrides["seed"]
-    return config
+def load_pretrain_config(
+    path: str | Path | None, overrides: Mapping[str, Any] | None = None
+) -> PretrainConfig:
+    """A `PretrainConfig` from YAML (or the defaults) with overrides by dotted field path
+    (``{"train.epochs": 3}``), as `sim2real.common.config.load_config`."""
+    return load_config(PretrainConfig, path, overrides)
 
 
 def find_randomization(data_paths: list[str]) -> dict[str, Any] | None:

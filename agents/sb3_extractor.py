@@ -127,7 +127,7 @@ def policy_kwargs(
     return kwargs
 
 
-def _actor_parts(policy: BasePolicy) -> tuple[EncoderExtractor, list[nn.Linear]]:
+def actor_parts(policy: BasePolicy) -> tuple[EncoderExtractor, list[nn.Linear]]:
     """(the actor's extractor, the actor's linear layers from features to action mean)."""
     if isinstance(policy, ActorCriticPolicy):
         extractor = policy.pi_features_extractor
@@ -155,7 +155,7 @@ def _head_linears(model: DrivingNet) -> list[nn.Linear]:
 
 def driving_spec_for(policy: BasePolicy, preprocessing: Preprocessing) -> ModelSpec:
     """The `ModelSpec` of the DrivingNet that `policy`'s encoder + actor mean equal."""
-    extractor, linears = _actor_parts(policy)
+    extractor, linears = actor_parts(policy)
     if len(linears) > 2:
         raise ValueError("the actor has more than one hidden layer; DrivingNet's head has one")
     if tuple(extractor.encoder.input_shape) != preprocessing.input_shape:
@@ -198,7 +198,7 @@ def policy_to_driving_net(policy: BasePolicy, preprocessing: Preprocessing) -> D
     (clip to [-1, 1] to drive, as SB3's predict does), SAC's tanh-squashed mean (the network's
     output_activation is "tanh"), which equals SB3's ``predict(obs, deterministic=True)``."""
     spec = driving_spec_for(policy, preprocessing)
-    extractor, linears = _actor_parts(policy)
+    extractor, linears = actor_parts(policy)
     model = DrivingNet(spec)
     model.encoder.load_state_dict(extractor.encoder.state_dict())
     for target, source in zip(_head_linears(model), linears, strict=True):
@@ -214,7 +214,7 @@ def load_driving_net_into_policy(model: DrivingNet, policy: BasePolicy) -> dict[
 
     Returns {"copied": [...], "skipped": [...]} naming what moved. Raises ValueError when the
     encoder does not match (architecture or input size)."""
-    extractor, linears = _actor_parts(policy)
+    extractor, linears = actor_parts(policy)
     src_enc = model.encoder
     if src_enc.architecture != extractor.encoder.architecture:
         raise ValueError(

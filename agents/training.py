@@ -6,14 +6,17 @@ same heads), early stopping on validation loss with the best weights restored, T
 scalars in ``out_dir/tb``, a tqdm bar, and a ``out_dir/resume.pt`` after every epoch so an
 interrupted run continues where it stopped. Two runs with the same seed, data and thread
 count give identical weights (on a GPU too: cuDNN is held to deterministic kernels).
+`fit_tensors` is the same loop on cached feature tensors; both are built from the epoch
+pieces of `agents.epochs` (seeds, batches, schedule, early stopping) and the loss of
+`agents.losses`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,8 +30,21 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from sim2real.agents.augment import Augmentation, augment_batch
+from sim2real.agents.epochs import (
+    EarlyStopping,
+    epoch_batches,
+    seeded_epoch,
+    state_copy,
+    train_pass,
+)
 from sim2real.agents.freezing import trainable_parameters
-from sim2real.agents.model import DrivingNet, unit_batches
+from sim2real.agents.losses import (
+    evaluate_loss,
+    loss_weights,
+    masked_loss,
+    tensor_metrics,
+)
+from sim2real.agents.model import DrivingNet
 from sim2real.common.config import StrictModel
 from sim2real.common.device import DeviceName, resolve_device
 from sim2real.common.io import atomic_write
@@ -127,74 +143,9 @@ def dataset_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return images, targets.float()
 
 
-def masked_sums(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Per output: (sum of squared errors, sum of absolute errors, count), NaN targets skipped."""
-    mask = ~torch.isnan(target)
-    diff = torch.where(mask, pred - torch.nan_to_num(target), torch.zeros_like(pred))
-    return diff.pow(2).sum(0), diff.abs().sum(0), mask.sum(0)
-
-
-def masked_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Sum over outputs of weight * MSE over the frames that have that label."""
-    sse, _, count = masked_sums(pred, target)
-    return (weights * sse / count.clamp(min=1)).sum()
-
-
-def lr_factor(schedule: str, step: int, total_steps: int) -> float:
-    """Multiplier of the start learning rate at batch `step` (0-based) of `total_steps`."""
-    if schedule == "constant":
-        return 1.0
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(step / max(total_steps, 1), 1.0)))
-    raise ValueError(f"unknown lr_schedule {schedule!r}: use 'constant' or 'cosine'")
-
-
 BatchLoss = Callable[[DrivingNet, torch.Tensor, torch.Tensor], torch.Tensor]
 """A training batch's loss: (model in train mode, images (B, 3, H, W) float32 in [0, 1] on the
 device after augmentation, targets (B, L) float32 with NaN for missing labels) -> scalar."""
-
-
-def loss_weights(names: Sequence[str], weights: dict[str, float]) -> torch.Tensor:
-    """(L,) weights of each output's MSE in the loss, in `names` order (unlisted: 1.0)."""
-    unknown = sorted(set(weights) - set(names))
-    if unknown:
-        raise ValueError(f"loss_weights names {unknown}, which are not outputs {list(names)}")
-    return torch.tensor([float(weights.get(name, 1.0)) for name in names])
-
-
-def evaluate_loss(
-    model: nn.Module,
-    images: torch.Tensor,
-    targets: torch.Tensor,
-    names: Sequence[str],
-    weights: torch.Tensor,
-    device: torch.device,
-    batch_size: int = 512,
-) -> tuple[float, dict[str, dict[str, float]]]:
-    """(weighted masked MSE, per-output metrics) of `model` in eval mode, no augmentation."""
-    model.eval()
-    n_out = len(names)
-    sse = torch.zeros(n_out, dtype=torch.float64)
-    sae = torch.zeros(n_out, dtype=torch.float64)
-    count = torch.zeros(n_out, dtype=torch.float64)
-    with torch.no_grad():
-        for rows, x in unit_batches(images, batch_size, device):
-            y = targets[rows].to(device)
-            s, a, c = masked_sums(model(x).float(), y)
-            sse += s.double().cpu()
-            sae += a.double().cpu()
-            count += c.double().cpu()
-    mse = sse / count.clamp(min=1)
-    metrics = {
-        name: {
-            "mse": float(mse[i]),
-            "rmse": float(mse[i].sqrt()),
-            "mae": float(sae[i] / max(count[i], 1)),
-            "n": int(count[i]),
-        }
-        for i, name in enumerate(names)
-    }
-    return float((weights.double().cpu() * mse).sum()), metrics
 
 
 def deterministic_cudnn() -> contextlib.AbstractContextManager:
@@ -206,15 +157,6 @@ def deterministic_cudnn() -> contextlib.AbstractContextManager:
         deterministic=True,
         allow_tf32=torch.backends.cudnn.allow_tf32,
     )
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63)
-
-
-def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A detached copy of `model`'s state dict (to restore the best epoch's weights)."""
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 RESUME_KEYS = (
@@ -296,9 +238,9 @@ def fit(
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     start_lrs = [group["lr"] for group in optimizer.param_groups]
 
-    state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "bad_epochs": 0, "finished": False}
+    state = {"epoch": 0, "finished": False}
+    stopper = EarlyStopping(config.patience, config.min_delta)
     history: list[dict[str, Any]] = []
-    best_state: dict[str, torch.Tensor] | None = None
     resume_path = out_dir / RESUME_FILE
     if resume and resume_path.is_file():
         saved = read_resume_file(resume_path)
@@ -315,7 +257,14 @@ def fit(
                 f"{resume_path} does not fit this model and its trainable parameters (same "
                 f"architecture, outputs and frozen stages needed): {exc}"
             ) from None
-        best_state = saved["best_state"]
+        stopper = EarlyStopping(
+            config.patience,
+            config.min_delta,
+            best_val=saved["best_val"],
+            best_epoch=saved["best_epoch"],
+            bad_epochs=saved["bad_epochs"],
+            best_state=saved["best_state"],
+        )
         history = list(saved["history"])
         state = {k: saved[k] for k in state}
         if state["finished"] and state["epoch"] < config.epochs and not saved["stopped_early"]:
@@ -333,6 +282,15 @@ def fit(
     started = time.perf_counter()
     stopped_early = bool(history and history[-1].get("stopped_early"))
     n = images.shape[0]
+
+    def step_loss(rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A training batch's loss: augmented frames `rows`, on the device."""
+        x, y = augment_batch(images[rows], targets[rows], names, generator, config.augment)
+        x, y = x.to(device), y.to(device)
+        if batch_loss is None:
+            return masked_loss(model(x), y, weights)
+        return batch_loss(model, x, y)
+
     exit_stack = contextlib.ExitStack()
     if device.type == "cuda":  # cuDNN's fastest kernels are not reproducible run to run
         exit_stack.enter_context(deterministic_cudnn())
@@ -342,45 +300,28 @@ def fit(
             if on_epoch_start is not None:
                 on_epoch_start(epoch, model)
             t0 = time.perf_counter()
-            generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
-            order = torch.randperm(n, generator=generator)
             model.train()
-            total, seen = 0.0, 0
-            batches = [order[i : i + config.batch_size] for i in range(0, n, config.batch_size)]
-            if len(batches) > 1 and len(batches[-1]) < 2:
-                batches.pop()  # BatchNorm cannot train on a single frame
-            bar = tqdm(
-                batches,
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                unit="batch",
-                leave=False,
-                disable=None if config.progress else True,  # None: off when not a TTY
-            )
-            # Dropout draws from torch's global generator: fork it, seed it per epoch.
             cuda = [device.index or 0] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=cuda):
-                torch.manual_seed(_epoch_seed(config.seed, epoch) + 1)
-                for b, idx in enumerate(bar):
-                    factor = lr_factor(
-                        config.lr_schedule, epoch * len(batches) + b, config.epochs * len(batches)
-                    )
-                    for group, start_lr in zip(optimizer.param_groups, start_lrs, strict=True):
-                        group["lr"] = start_lr * factor
-                    x, y = augment_batch(
-                        images[idx], targets[idx], names, generator, config.augment
-                    )
-                    x, y = x.to(device), y.to(device)
-                    if batch_loss is None:
-                        loss = masked_loss(model(x), y, weights)
-                    else:
-                        loss = batch_loss(model, x, y)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    total += loss.item() * len(idx)
-                    seen += len(idx)
-                    bar.set_postfix(loss=f"{loss.item():.4f}")
-            train_loss = total / max(seen, 1)
+            with seeded_epoch(config.seed, epoch, cuda) as generator:
+                batches = epoch_batches(n, config.batch_size, generator)
+                bar = tqdm(
+                    batches,
+                    desc=f"epoch {epoch + 1}/{config.epochs}",
+                    unit="batch",
+                    leave=False,
+                    disable=None if config.progress else True,  # None: off when not a TTY
+                )
+
+                train_loss = train_pass(
+                    optimizer,
+                    batches,
+                    functools.partial(step_loss, generator=generator),
+                    schedule=config.lr_schedule,
+                    epoch=epoch,
+                    epochs=config.epochs,
+                    start_lrs=start_lrs,
+                    shown=bar,
+                )
             entry: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "train_loss": train_loss,
@@ -390,19 +331,11 @@ def fit(
                 val_loss, metrics = evaluate_loss(model, *val, names, weights, device)
                 entry["val_loss"] = val_loss
                 entry["val"] = metrics
-                improved = val_loss < state["best_val"] - config.min_delta
             else:
-                val_loss, improved = None, True
-            if improved:
-                state["best_val"] = val_loss if val_loss is not None else math.inf
-                state["best_epoch"] = epoch + 1
-                state["bad_epochs"] = 0
-                best_state = state_copy(model)
-            else:
-                state["bad_epochs"] += 1
+                val_loss = None
+            stopped_early = stopper.update(epoch + 1, val_loss, model)
             state["epoch"] = epoch + 1
             entry["seconds"] = time.perf_counter() - t0
-            stopped_early = bool(config.patience and state["bad_epochs"] >= config.patience)
             entry["stopped_early"] = stopped_early
             history.append(entry)
             if writer is not None:
@@ -419,7 +352,7 @@ def fit(
                     f"{entry['seconds']:.1f} s"
                 )
             state["finished"] = stopped_early or state["epoch"] >= config.epochs
-            _save_resume(resume_path, model, optimizer, best_state, history, state, config)
+            _save_resume(resume_path, model, optimizer, stopper, history, state, config)
             if stopped_early:
                 break
     finally:
@@ -428,16 +361,15 @@ def fit(
             writer.close()
         torch.set_num_threads(old_threads)
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    stopper.restore(model)
     val_metrics: dict[str, dict[str, float]] = {}
     best_val: float | None = None
-    if val is not None and state["best_epoch"]:
-        best_val = state["best_val"]
-        val_metrics = history[state["best_epoch"] - 1]["val"]
+    if val is not None and stopper.best_epoch:
+        best_val = stopper.best_val
+        val_metrics = history[stopper.best_epoch - 1]["val"]
     model.eval()
     return FitResult(
-        best_epoch=state["best_epoch"],
+        best_epoch=stopper.best_epoch,
         best_val_loss=best_val,
         epochs_run=state["epoch"],
         stopped_early=stopped_early,
@@ -451,39 +383,24 @@ def _save_resume(
     path: Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    best_state: dict[str, torch.Tensor] | None,
+    stopper: EarlyStopping,
     history: list[dict[str, Any]],
     state: dict[str, Any],
     config: TrainConfig,
 ) -> None:
     payload = {
         **state,
+        "best_val": stopper.best_val,
+        "best_epoch": stopper.best_epoch,
+        "bad_epochs": stopper.bad_epochs,
         "model": state_copy(model),
         "optimizer": copy.deepcopy(optimizer.state_dict()),
-        "best_state": best_state,
+        "best_state": stopper.best_state,
         "history": history,
         "stopped_early": bool(history and history[-1]["stopped_early"]),
         "config": _resume_identity(config),
     }
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
-
-
-def tensor_metrics(
-    pred: torch.Tensor, target: torch.Tensor, names: Sequence[str]
-) -> dict[str, dict[str, float]]:
-    """Per output of predictions (N, L) against targets (N, L) (NaN: no label): mse, rmse,
-    mae, n, as `evaluate_loss` reports them."""
-    sse, sae, count = (t.double() for t in masked_sums(pred.detach().float(), target.float()))
-    mse = sse / count.clamp(min=1)
-    return {
-        name: {
-            "mse": float(mse[i]),
-            "rmse": float(mse[i].sqrt()),
-            "mae": float(sae[i] / max(float(count[i]), 1.0)),
-            "n": int(count[i]),
-        }
-        for i, name in enumerate(names)
-    }
 
 
 def fit_tensors(
@@ -511,64 +428,42 @@ def fit_tensors(
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    n = x.shape[0]
-    n_batches = max(1, math.ceil(n / config.batch_size))
-    if n_batches > 1 and n % config.batch_size == 1:
-        n_batches -= 1  # BatchNorm cannot train on a single row: drop it, as `fit` does
-    best_val, best_epoch, bad, stopped = math.inf, 0, 0, False
-    best_state: dict[str, torch.Tensor] | None = None
+    stopper = EarlyStopping(config.patience, config.min_delta)
     history: list[dict[str, Any]] = []
-    with torch.random.fork_rng(devices=[]):
-        for epoch in tqdm(range(config.epochs), desc=desc, disable=not config.progress):
-            t0 = time.perf_counter()
-            torch.manual_seed(_epoch_seed(config.seed, epoch) + 1)  # dropout
-            order = torch.randperm(
-                n, generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
+    for epoch in tqdm(range(config.epochs), desc=desc, disable=not config.progress):
+        t0 = time.perf_counter()
+        module.train()
+        with seeded_epoch(config.seed, epoch) as generator:
+            train_loss = train_pass(
+                optimizer,
+                epoch_batches(x.shape[0], config.batch_size, generator),
+                lambda rows: masked_loss(module(x[rows]), y[rows], weights),
+                schedule=config.lr_schedule,
+                epoch=epoch,
+                epochs=config.epochs,
+                start_lrs=[config.lr],
             )
-            module.train()
-            total = 0.0
-            for b in range(n_batches):
-                idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-                factor = lr_factor(
-                    config.lr_schedule, epoch * n_batches + b, config.epochs * n_batches
-                )
-                for group in optimizer.param_groups:
-                    group["lr"] = config.lr * factor
-                loss = masked_loss(module(x[idx]), y[idx], weights)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(idx)
-            entry: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(n, 1)}
-            improved = True
-            if val is not None:
-                module.eval()
-                with torch.no_grad():
-                    entry["val_loss"] = float(masked_loss(module(val[0]), val[1], weights))
-                improved = entry["val_loss"] < best_val - config.min_delta
-            if improved:
-                best_val = entry.get("val_loss", math.inf)
-                best_epoch, bad = epoch + 1, 0
-                best_state = state_copy(module) if val is not None else None
-            else:
-                bad += 1
-            entry["seconds"] = time.perf_counter() - t0
-            history.append(entry)
-            if val is not None and config.patience and bad >= config.patience:
-                stopped = True
-                break
-    if best_state is not None:
-        module.load_state_dict(best_state)
+        entry: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
+        if val is not None:
+            module.eval()
+            with torch.no_grad():
+                entry["val_loss"] = float(masked_loss(module(val[0]), val[1], weights))
+        stop = stopper.update(epoch + 1, entry.get("val_loss"), module)
+        entry["seconds"] = time.perf_counter() - t0
+        history.append(entry)
+        if stop:
+            break
+    stopper.restore(module)
     module.eval()
     metrics: dict[str, dict[str, float]] = {}
     if val is not None:
         with torch.no_grad():
             metrics = tensor_metrics(module(val[0]), val[1], names)
     return FitResult(
-        best_epoch=best_epoch,
-        best_val_loss=best_val if val is not None else None,
+        best_epoch=stopper.best_epoch,
+        best_val_loss=stopper.best_val if val is not None else None,
         epochs_run=len(history),
-        stopped_early=stopped,
+        stopped_early=stopper.stop,
         val_metrics=metrics,
         history=history,
         seconds=time.perf_counter() - started,

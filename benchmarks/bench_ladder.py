@@ -38,7 +38,8 @@ from sim2real.agents.training import TrainConfig
 from sim2real.common.io import atomic_write_json, atomic_write_text
 from sim2real.transfer.evaluate import evaluate_offline
 from sim2real.transfer.finetune import FinetuneConfig, finetune, open_real_data
-from sim2real.transfer.ladder import LadderConfig, RungScore, pick_rung
+from sim2real.transfer.ladder import LadderConfig
+from sim2real.transfer.ladder_cv import RungScore, pick_rung
 
 SHOWN = {"steering_r2": "R²", "steering_pearson_r": "r", "steering_sign_agreement": "sign"}
 

@@ -67,7 +67,8 @@ COLUMNS = (
 
 def arm_config(args: argparse.Namespace, arm: str, seed: int) -> PolicyConfig:
     """The config of one run: the file's, with the seed, budget and the arm's init."""
-    config = load_policy_config(args.config, total_timesteps=args.timesteps, seed=seed)
+    budget = {"total_timesteps": args.timesteps} if args.timesteps is not None else {}
+    config = load_policy_config(args.config, {**budget, "seed": seed})
     if arm == "pretrained":
         config.init_checkpoint = str(args.pretrained)
     else:

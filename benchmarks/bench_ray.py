@@ -237,7 +237,7 @@ def main() -> None:
         cells = None
         if args.plan:
             path = Path(args.plan) if Path(args.plan).is_file() else packaged_config(args.plan)
-            config = load_study_config(path, real_data=args.real)
+            config = load_study_config(path, {"real_data": args.real} if args.real else None)
             cells = plan_cells(config, args.estimate, results)
         costed = stage_costs(results, cells)
         measured = sum(r["seconds"] for r in results.values())

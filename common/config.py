@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -66,11 +67,139 @@ def validate_config(cls: type[ModelT], data: dict[str, Any], source: str = "conf
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
-def load_config(cls: type[ModelT], path: str | Path, **overrides: Any) -> ModelT:
-    """Load `cls` from a YAML file; keyword overrides (not None) replace top-level keys."""
-    data = load_yaml_mapping(path)
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return validate_config(cls, data, source=str(path))
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``"train.epochs=5"`` -> ``("train.epochs", 5)``: a dotted field path and a YAML value
+    (``[a, b]`` a list, ``null`` None, ``'5'`` the string); ConfigError for anything else."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    parts = key.split(".")
+    if not sep or not all(part.strip() and part == part.strip() for part in parts):
+        raise ConfigError(
+            f"--set {text}: expected KEY=VALUE with a dotted field path, e.g. --set train.epochs=5"
+        )
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"--set {text}: the value is not valid YAML ({reason})") from None
+    return key, value
+
+
+def set_field(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted field path `key` of the raw config mapping `data` (in place), making the
+    mappings on the way; a mapping value is merged into a mapping already there."""
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    if isinstance(value, dict) and isinstance(node.get(last), dict):
+        for sub, sub_value in value.items():
+            set_field(node[last], str(sub), sub_value)
+    else:
+        node[last] = value
+
+
+def _seed_defaults(cls: type[BaseModel], data: dict[str, Any], path: list[str]) -> None:
+    """Give each model field on `path` that `data` lacks its default, as a mapping (in place):
+    ``train.epochs`` on a config whose ``train`` defaults to other values than TrainConfig's
+    keeps those values, as assigning the one field would."""
+    model: type[BaseModel] | None = cls
+    node = data
+    for part in path:
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return  # not a field: validation names it
+        if not isinstance(node.get(part), dict):
+            default = field.get_default(call_default_factory=True)
+            node[part] = default.model_dump(mode="json") if isinstance(default, BaseModel) else {}
+        options = [field.annotation, *get_args(field.annotation)]
+        model = next((t for t in options if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        node = node[part]
+
+
+def _plain(value: Any) -> Any:
+    """Paths as strings, tuples as lists (what a YAML file would hold)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _override_of(loc: tuple[str, ...], keys: dict[tuple[str, ...], str]) -> str | None:
+    """How the override an error location falls under was given: the longest key that holds
+    `loc` or that `loc` holds (None: no override's)."""
+    hits = [
+        parts for parts in keys if loc and (loc[: len(parts)] == parts or parts[: len(loc)] == loc)
+    ]
+    return keys[max(hits, key=len)] if hits else None
+
+
+def _override_error(
+    exc: ValidationError, cls: type[BaseModel], source: str, given: dict[tuple[str, ...], str]
+) -> str:
+    """One line naming each bad field by how it was set: `--epochs 0: Input should be ...
+    (config field PretrainConfig.train.epochs)`, the alternatives a union field rejected
+    joined with "or"; a field no override set is the file's (`source: field: ...`), and a
+    problem of the config as a whole names the file and the overrides."""
+    grouped: dict[str, tuple[list[str], list[tuple[str, ...]]]] = {}
+    problems = []
+    for err in exc.errors():
+        loc = tuple(str(part) for part in err["loc"])
+        reason = err["msg"].removeprefix("Value error, ")
+        what = _override_of(loc, given)
+        if what is None and loc:
+            got = err.get("input")
+            got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+            problems.append(f"{source or 'config'}: {'.'.join(loc)}: {reason}{got_text}")
+            continue
+        what = what or " with ".join([source, ", ".join(given.values())]).removeprefix(" with ")
+        reasons, locs = grouped.setdefault(what, ([], []))
+        reasons.append(reason)
+        locs.append(loc)
+    for what, (reasons, locs) in grouped.items():
+        common = locs[0]
+        while any(loc[: len(common)] != common for loc in locs):
+            common = common[:-1]
+        field = ".".join((cls.__name__, *common))
+        problems.append(f"{what}: {' or '.join(dict.fromkeys(reasons))} (config field {field})")
+    return "; ".join(problems)
+
+
+def load_config(
+    cls: type[ModelT],
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    given: Mapping[str, str] | None = None,
+) -> ModelT:
+    """`cls` from a YAML file (None: the defaults) with `overrides` applied before validation.
+
+    `overrides` maps dotted field paths to values (``{"train.epochs": 5}``; a mapping merges
+    into the file's; None sets None: leave a key out to keep the file's value). `given` says
+    how the user gave each key (``{"train.epochs": "--epochs 0"}``) for the error: a
+    ConfigError in one line that names the file or the override, and the field, of each
+    problem.
+    """
+    data = load_yaml_mapping(path) if path is not None else {}
+    source = str(path) if path is not None else ""
+    applied = dict(overrides or {})
+    if not applied:
+        return validate_config(cls, data, source=source or "config")
+    for key, value in applied.items():
+        parts = key.split(".")
+        _seed_defaults(cls, data, parts if isinstance(value, dict) else parts[:-1])
+        set_field(data, key, _plain(value))
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        labels = {
+            tuple(key.split(".")): (given or {}).get(key) or f"{key}={applied[key]!r}"
+            for key in applied
+        }
+        raise ConfigError(_override_error(exc, cls, source, labels)) from None
 
 
 def save_config(config: BaseModel, path: str | Path) -> None:

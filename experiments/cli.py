@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from sim2real.common.config import ConfigError
+from sim2real.common.config import ConfigError, format_validation_error
 from sim2real.experiments import commands
 
 STUB_FILES = {"config.yaml", "run.json"}
@@ -35,34 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{commands.__name__}.{module_info.name}")
         module.register(subparsers)
     return parser
-
-
-def option_error(exc: ValidationError, argv: list[str]) -> str:
-    """One line for config fields that command-line options set to bad values, e.g.
-    `--frames 0: Input should be greater than or equal to 2 (config field
-    FinetuneConfig.frames); give a valid value (see --help)`. The alternatives of a union
-    field (`--freeze abc`) are joined with "or"."""
-    grouped: dict[str, tuple[list[str], list[tuple]]] = {}
-    for err in exc.errors():
-        loc = tuple(str(part) for part in err["loc"])
-        flag = "--" + loc[-1].replace("_", "-") if loc else ""
-        # the option that set the field: its own name, else the one given this value
-        value = str(err.get("input"))
-        pairs = zip(argv, argv[1:], strict=False)
-        given = [a for a, v in pairs if a.startswith("--") and v == value]
-        flag = flag if flag in argv else (given[0] if len(given) == 1 else "")
-        what = f"{flag} {err.get('input')!r}" if flag else f"{exc.title} = {err.get('input')!r}"
-        reasons, locs = grouped.setdefault(what, ([], []))
-        reasons.append(err["msg"].removeprefix("Value error, "))
-        locs.append(loc)
-    problems = []
-    for what, (reasons, locs) in grouped.items():
-        common = locs[0][: min(len(loc) for loc in locs)]
-        while len(locs) > 1 and any(loc[: len(common)] != common for loc in locs):
-            common = common[:-1]
-        field = ".".join(common) or "<root>"
-        problems.append(f"{what}: {' or '.join(reasons)} (config field {exc.title}.{field})")
-    return "; ".join(problems) + "; give a valid value (see --help)"
 
 
 def os_error(exc: OSError) -> str:
@@ -101,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     message = None
     try:
         return int(args.func(args) or 0)
-    except ValidationError as exc:  # (a ValueError too) a CLI option set a config field badly
-        message = option_error(exc, argv)
+    except ValidationError as exc:  # (a ValueError too) a config built or changed in code
+        # (command-line options reach configs through load_config, which names them)
+        message = format_validation_error(exc, exc.title).replace("\n", "; ")
     except (UserError, ConfigError, ValueError) as exc:
         message = str(exc)
     except ModuleNotFoundError as exc:  # (an ImportError) only the optional simulator

@@ -20,7 +20,7 @@ runs what is not cached through an `Executor`, and writes the report.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -241,14 +241,10 @@ class StudyConfig(StrictModel):
         return paths
 
 
-def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
-    """A `StudyConfig` from YAML; overrides: real_data (list), policy_checkpoint (None: keep)."""
-    config = load_config(StudyConfig, path)
-    if overrides.get("real_data"):
-        config.real_data = [str(p) for p in overrides["real_data"]]
-    if overrides.get("policy_checkpoint"):
-        config.policy_checkpoint = str(overrides["policy_checkpoint"])
-    return config
+def load_study_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> StudyConfig:
+    """A `StudyConfig` from YAML with overrides by dotted field path (``{"real_data": [...]}``),
+    as `sim2real.common.config.load_config`."""
+    return load_config(StudyConfig, path, overrides)
 
 
 def packaged_config(name: str) -> Path:

@@ -157,3 +157,33 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="every parameter is frozen"):
         fit(net, _data(8, 0), None, _config(), tmp_path)
+
+
+def test_early_stopping_keeps_the_best_weights_and_stops_after_patience():
+    from sim2real.agents.epochs import EarlyStopping
+
+    net = torch.nn.Linear(2, 1)
+    stopper = EarlyStopping(patience=2, min_delta=0.1)
+    assert not stopper.update(1, 1.0, net)
+    best = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    assert not stopper.update(2, 0.95, net)  # lower, but not by more than min_delta
+    assert stopper.update(3, 0.99, net)  # the second epoch in a row that is not better
+    assert (stopper.best_epoch, stopper.best_val) == (1, 1.0)
+    stopper.restore(net)
+    assert torch.equal(net.weight, best)
+    blind = EarlyStopping(patience=1)  # no validation: every epoch is the best, none kept
+    assert not blind.update(1, None, net) and not blind.update(2, None, net)
+    assert blind.best_epoch == 2 and blind.best_state is None
+
+
+def test_epoch_batches_cover_each_row_once_but_a_lone_last_one():
+    from sim2real.agents.epochs import epoch_batches
+
+    batches = epoch_batches(33, 16, torch.Generator().manual_seed(0))
+    assert [len(b) for b in batches] == [16, 16]  # BatchNorm cannot train on one row
+    assert len(set(torch.cat(batches).tolist())) == 32
+    again = epoch_batches(34, 16, torch.Generator().manual_seed(0))
+    assert [len(b) for b in again] == [16, 16, 2]
+    assert sorted(torch.cat(again).tolist()) == list(range(34))

@@ -155,7 +155,7 @@ def test_print_config_round_trips_through_config(tmp_path, capsys):
 def test_config_naming_only_the_architecture_keeps_the_auxiliary_heads(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"model": {"architecture": "nature_cnn"}}))
-    config = load_pretrain_config(path, epochs=2)
+    config = load_pretrain_config(path, {"train.epochs": 2})
     assert config.model.outputs == list(DEFAULT_OUTPUTS)
     assert config.train.epochs == 2
 

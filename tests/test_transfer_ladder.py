@@ -12,7 +12,8 @@ from sim2real.agents.model import DrivingNet, ModelSpec, predict
 from sim2real.agents.training import TrainConfig
 from sim2real.experiments.cli import main
 from sim2real.transfer.finetune import FinetuneConfig, finetune, parse_freeze
-from sim2real.transfer.ladder import RUNGS, LadderConfig, RungScore, pick_rung
+from sim2real.transfer.ladder import RUNGS, LadderConfig
+from sim2real.transfer.ladder_cv import RungScore, pick_rung
 from sim2real.transfer.sample_data import sample_path
 from sim2real.transfer.splits import kfold_blocks, min_frames_for_folds
 

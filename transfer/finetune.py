@@ -27,7 +27,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,31 +149,12 @@ def parse_freeze(value: int | str | list[str]) -> int | str | list[str]:
     raise ValueError(f"--freeze {text!r} is not known: use {FREEZE_CHOICES}")
 
 
-def load_finetune_config(path: str | Path | None, **overrides: Any) -> FinetuneConfig:
-    """A `FinetuneConfig` from YAML (or defaults) with CLI overrides (None = keep).
-
-    Overrides: checkpoint, data (list), frames, from_scratch, freeze, folds, epochs, seed.
-    """
-    config = load_config(FinetuneConfig, path) if path is not None else FinetuneConfig()
-    if overrides.get("checkpoint") is not None:
-        config.checkpoint = str(overrides["checkpoint"])
-    if overrides.get("data"):
-        config.data = [str(p) for p in overrides["data"]]
-    if overrides.get("frames") is not None:
-        config.frames = overrides["frames"]
-    if overrides.get("from_scratch"):
-        config.from_scratch = True
-    if overrides.get("freeze") is not None:
-        config.adapter.freeze = parse_freeze(overrides["freeze"])
-    if overrides.get("folds") is not None:
-        if overrides["folds"] < 2:
-            raise ValueError(f"--folds {overrides['folds']}: cross-validation needs at least 2")
-        config.ladder.folds = overrides["folds"]
-    if overrides.get("epochs") is not None:
-        config.train.epochs = overrides["epochs"]
-    if overrides.get("seed") is not None:
-        config.train.seed = overrides["seed"]
-    return config
+def load_finetune_config(
+    path: str | Path | None, overrides: Mapping[str, Any] | None = None
+) -> FinetuneConfig:
+    """A `FinetuneConfig` from YAML (or the defaults) with overrides by dotted field path
+    (``{"train.epochs": 3}``), as `sim2real.common.config.load_config`."""
+    return load_config(FinetuneConfig, path, overrides)
 
 
 @dataclass

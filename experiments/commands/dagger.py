@@ -7,26 +7,10 @@ from pathlib import Path
 
 
 def handler(args: argparse.Namespace) -> int:
-    from sim2real.common.config import load_config, validate_config
+    from sim2real.experiments.config_options import config_from_args
     from sim2real.experiments.dagger import DaggerConfig, run_dagger
 
-    overrides = {
-        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
-        "data": [str(p) for p in args.data] if args.data else None,
-        "iterations": args.iterations,
-        "frames": args.frames,
-        "beta": args.beta,
-        "episodes": args.episodes,
-        "seed": args.seed,
-        "workers": args.workers,
-    }
-    if args.config:
-        config = load_config(DaggerConfig, args.config, **overrides)
-    else:
-        given = {k: v for k, v in overrides.items() if v is not None}
-        config = validate_config(DaggerConfig, given, "command line")
-    if args.epochs is not None:
-        config.train.epochs = args.epochs
+    config = config_from_args(DaggerConfig, args)
     results = run_dagger(config, args.out, resume=args.resume, progress=not args.no_progress)
     print(f"DAgger from {config.checkpoint}, {config.episodes} held-out tracks each:")
     for entry in results["iterations"]:
@@ -43,6 +27,8 @@ def handler(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from sim2real.experiments.config_options import add_set_option, add_shortcut
+
     parser = subparsers.add_parser(
         "dagger",
         help="DAgger: the network drives, the expert labels, retrain, evaluate closed-loop",
@@ -52,22 +38,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--episodes held-out tracks. OUT gets dagger.json, iter_NN/ folders and the final "
         "checkpoint. --resume continues at the unfinished iteration.",
     )
-    parser.add_argument("--checkpoint", type=Path, help="pretrained network to start from")
-    parser.add_argument("--data", nargs="+", metavar="SIM_TUB", help="its expert sim tubs")
+    add_shortcut(
+        parser, "--checkpoint", "checkpoint", type=Path, help="pretrained network to start from"
+    )
+    add_shortcut(parser, "--data", "data", nargs="+", metavar="SIM_TUB", help="its expert sim tubs")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--config", type=Path, help="YAML DaggerConfig (train, perturbation, ...)")
-    parser.add_argument("--iterations", type=int, help="DAgger iterations (default 3)")
-    parser.add_argument("--frames", type=int, help="frames recorded per iteration (default 4000)")
-    parser.add_argument(
+    add_shortcut(
+        parser, "--iterations", "iterations", type=int, help="DAgger iterations (default 3)"
+    )
+    add_shortcut(
+        parser, "--frames", "frames", type=int, help="frames recorded per iteration (default 4000)"
+    )
+    add_shortcut(
+        parser,
         "--beta",
+        "beta",
         type=float,
         nargs="+",
         help="per-iteration probability the expert drives; the last repeats (default 0.5 0.25 0)",
     )
-    parser.add_argument("--episodes", type=int, help="held-out evaluation tracks (default 20)")
-    parser.add_argument("--epochs", type=int, help="override train.epochs per iteration")
-    parser.add_argument("--seed", type=int, help="recording seed of iteration 1 (default 1000)")
-    parser.add_argument("--workers", type=int, help="recording processes (default 1)")
+    add_shortcut(
+        parser, "--episodes", "episodes", type=int, help="held-out evaluation tracks (default 20)"
+    )
+    add_shortcut(parser, "--epochs", "train.epochs", type=int, help="epochs per iteration")
+    add_shortcut(
+        parser, "--seed", "seed", type=int, help="recording seed of iteration 1 (default 1000)"
+    )
+    add_shortcut(parser, "--workers", "workers", type=int, help="recording processes (default 1)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_set_option(parser)
     parser.set_defaults(func=handler)

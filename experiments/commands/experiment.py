@@ -59,21 +59,15 @@ def run_with_executor(args: argparse.Namespace, run: Callable[[Executor | None],
 
 
 def handler(args: argparse.Namespace) -> int:
-    from sim2real.experiments.study import load_study_config, run_study
+    from sim2real.experiments.config_options import config_from_args
+    from sim2real.experiments.study import StudyConfig, run_study
 
-    config = load_study_config(
-        resolve_config(args.config), real_data=args.real, policy_checkpoint=args.policy
-    )
-    if args.no_progress:
-        config.runtime.progress = False
-    if args.num_threads:
-        config.runtime.num_threads = args.num_threads
-    if args.device:
-        config.runtime.device = args.device
+    config = config_from_args(StudyConfig, args, resolve_config(args.config))
     return run_with_executor(args, lambda executor: run_study(config, args.out, executor=executor))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from sim2real.experiments.config_options import add_set_option, add_shortcut
     from sim2real.experiments.ray_executor import add_executor_arguments
 
     parser = subparsers.add_parser(
@@ -86,10 +80,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("config", help="study YAML, or a packaged config name")
     parser.add_argument("--out", required=True, type=Path, help="study folder")
-    parser.add_argument("--real", nargs="+", metavar="TUB", help="override real_data")
-    parser.add_argument("--policy", metavar="CHECKPOINT", help="override policy_checkpoint")
-    parser.add_argument("--num-threads", type=int, help="torch CPU threads per cell")
-    parser.add_argument("--device", help="training device (auto, cpu, cuda)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_shortcut(parser, "--real", "real_data", nargs="+", metavar="TUB", help="real tubs")
+    add_shortcut(
+        parser, "--policy", "policy_checkpoint", metavar="CHECKPOINT", help="policy checkpoint"
+    )
+    add_shortcut(
+        parser, "--num-threads", "runtime.num_threads", type=int, help="torch CPU threads per cell"
+    )
+    add_shortcut(parser, "--device", "runtime.device", help="training device (auto, cpu, cuda)")
+    add_shortcut(
+        parser,
+        "--no-progress",
+        "runtime.progress",
+        convert=lambda _: False,
+        action="store_true",
+        help="no progress bars",
+    )
     add_executor_arguments(parser)
+    add_set_option(parser)
     parser.set_defaults(func=handler)

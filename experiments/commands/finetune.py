@@ -49,25 +49,26 @@ def rule_freeze(config) -> tuple[int, str]:
     return advice.freeze, f"{advice.regime}: {advice.rule}"
 
 
-def handler(args: argparse.Namespace) -> int:
-    from sim2real.transfer.finetune import finetune, load_finetune_config
+def freeze_value(text: str):
+    """A ``--freeze`` value as ``adapter.freeze`` takes it (None for ``rule``, decided later
+    from the data by `rule_freeze`)."""
+    from sim2real.transfer.finetune import parse_freeze
 
-    freeze = args.freeze
-    config = load_finetune_config(
-        args.config,
-        checkpoint=args.checkpoint,
-        data=args.data,
-        frames=args.frames,
-        from_scratch=args.from_scratch,
-        freeze=None if freeze == RULE else freeze,
-        folds=args.folds,
-        epochs=args.epochs,
-        seed=args.seed,
-    )
-    if args.device:
-        config.train.device = args.device
-    _mixing_flags(config, args)
-    if freeze == RULE:
+    return None if text == RULE else parse_freeze(text)
+
+
+def cotrain_value(paths: list[str]) -> dict:
+    """``--cotrain-sim [SIM_TUB ...]`` as the ``cotrain`` mapping: co-training on, on these
+    tubs (none: the file's, else the parent checkpoint's pretraining data)."""
+    return {"sim": [str(p) for p in paths]} if paths else {}
+
+
+def handler(args: argparse.Namespace) -> int:
+    from sim2real.experiments.config_options import config_from_args
+    from sim2real.transfer.finetune import FinetuneConfig, finetune
+
+    config = config_from_args(FinetuneConfig, args)
+    if args.freeze == RULE:
         config.adapter.freeze, why = rule_freeze(config)
         print(f"freeze rule: freeze {config.adapter.freeze} stage(s) ({why})")
     result = finetune(config, args.out, resume=args.resume, log_line=print)
@@ -90,22 +91,6 @@ def handler(args: argparse.Namespace) -> int:
     if config.align is not None:
         _report_gap(config, result.out_dir)
     return 0
-
-
-def _mixing_flags(config, args: argparse.Namespace) -> None:
-    """--cotrain-sim/--cotrain-ratio and --real-unlabeled into `config` (in place)."""
-    from sim2real.agents.alignment import with_unlabeled
-    from sim2real.transfer.cotrain import CotrainConfig
-
-    if args.cotrain_sim is not None or args.cotrain_ratio is not None:
-        cotrain = config.cotrain or CotrainConfig()
-        if args.cotrain_sim:
-            cotrain.sim = [str(p) for p in args.cotrain_sim]
-        if args.cotrain_ratio is not None:
-            cotrain.ratio = args.cotrain_ratio
-        config.cotrain = CotrainConfig.model_validate(cotrain.model_dump())
-    if args.real_unlabeled:
-        config.align = with_unlabeled(config.align, [str(p) for p in args.real_unlabeled])
 
 
 def _report_gap(config, out_dir: Path) -> None:
@@ -144,6 +129,7 @@ def _report_gap(config, out_dir: Path) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from sim2real.experiments.config_options import add_set_option, add_shortcut
     from sim2real.transfer.ladder import RUNG_TEXT
 
     rungs = "; ".join(f"{name}: {text}" for name, text in RUNG_TEXT.items())
@@ -159,45 +145,70 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "checkpoint folder. --from-scratch trains the same architecture from random init "
         "with the same budget (the baseline).",
     )
-    parser.add_argument(
+    add_shortcut(
+        parser,
         "--checkpoint",
+        "checkpoint",
         type=Path,
         help="pretrained checkpoint folder, or a shipped name (sim2real models)",
     )
-    parser.add_argument("--data", nargs="+", metavar="REAL", help="real tub(s) or CSV folders")
+    add_shortcut(
+        parser, "--data", "data", nargs="+", metavar="REAL", help="real tub(s) or CSV folders"
+    )
     parser.add_argument("--out", required=True, type=Path, help="output checkpoint folder")
-    parser.add_argument("--frames", type=int, help="train on N frames (default: all usable)")
-    parser.add_argument(
+    add_shortcut(
+        parser, "--frames", "frames", type=int, help="train on N frames (default: all usable)"
+    )
+    add_shortcut(
+        parser,
         "--freeze",
+        "adapter.freeze",
+        convert=freeze_value,
         metavar="WHAT",
         help="auto (default: the rung and epochs picked by K-fold CV); a rung, least to most "
         f"capacity ({rungs}; epochs picked by CV); rule (the domain-gap freeze rule); or "
         "stages frozen, early stopping on the validation block: K (the first K), all, none, "
         "stage names (stage1,stage2)",
     )
-    parser.add_argument("--folds", type=int, help="K of the cross-validation (default 5)")
-    parser.add_argument("--from-scratch", action="store_true", help="random init, all trainable")
-    parser.add_argument("--epochs", type=int, help="override train.epochs (the CV's maximum)")
-    parser.add_argument("--seed", type=int, help="override train.seed")
+    add_shortcut(
+        parser, "--folds", "ladder.folds", type=int, help="K of the cross-validation (default 5)"
+    )
+    add_shortcut(
+        parser,
+        "--from-scratch",
+        "from_scratch",
+        action="store_true",
+        help="random init, all trainable",
+    )
+    add_shortcut(parser, "--epochs", "train.epochs", type=int, help="the CV's maximum")
+    add_shortcut(parser, "--seed", "train.seed", type=int, help="training seed")
     parser.add_argument("--config", type=Path, help="YAML FinetuneConfig (adapter, train, ...)")
-    parser.add_argument("--device", help="override train.device (auto, cpu, cuda)")
+    add_shortcut(parser, "--device", "train.device", help="auto, cpu, cuda")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
-    parser.add_argument(
+    add_shortcut(
+        parser,
         "--cotrain-sim",
+        "cotrain",
+        convert=cotrain_value,
         nargs="*",
         metavar="SIM_TUB",
         help="co-train on sim frames too: these sim tubs, or with no path the parent "
         "checkpoint's pretraining data",
     )
-    parser.add_argument(
+    add_shortcut(
+        parser,
         "--cotrain-ratio",
+        "cotrain.ratio",
         type=float,
         help="co-training: real share of each batch and of its loss (default 0.5)",
     )
-    parser.add_argument(
+    add_shortcut(
+        parser,
         "--real-unlabeled",
+        "align.unlabeled",
         nargs="+",
         metavar="REAL",
         help="unlabeled real frames (labels ignored): AdaBN statistics and a CORAL loss",
     )
+    add_set_option(parser)
     parser.set_defaults(func=handler)

@@ -9,18 +9,11 @@ from pathlib import Path
 def handler(args: argparse.Namespace) -> int:
     import yaml
 
-    from sim2real.agents.pretrain import load_pretrain_config
+    from sim2real.agents.pretrain import PretrainConfig
+    from sim2real.experiments.config_options import config_from_args
     from sim2real.experiments.pretraining import run_pretrain
 
-    config = load_pretrain_config(args.config, data=args.data, epochs=args.epochs, seed=args.seed)
-    if args.architecture:
-        config.model.architecture = args.architecture
-    if args.device:
-        config.train.device = args.device
-    if args.real_unlabeled:
-        from sim2real.agents.alignment import with_unlabeled
-
-        config.align = with_unlabeled(config.align, [str(p) for p in args.real_unlabeled])
+    config = config_from_args(PretrainConfig, args)
     if args.print_config:
         print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
         return 0
@@ -51,6 +44,8 @@ def handler(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from sim2real.experiments.config_options import add_set_option, add_shortcut
+
     parser = subparsers.add_parser(
         "pretrain",
         help="pretrain a perception network on sim tubs",
@@ -58,23 +53,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "labels): augmentation, time-block validation split, early stopping, TensorBoard "
         "logs in OUT/tb. OUT becomes a checkpoint folder (model.safetensors + model.json).",
     )
-    parser.add_argument(
-        "--data", nargs="+", metavar="SIM_TUB", help="sim tub(s) or folders of tubs"
+    add_shortcut(
+        parser, "--data", "data", nargs="+", metavar="SIM_TUB", help="sim tub(s) or folders of tubs"
     )
     parser.add_argument("--out", type=Path, help="output checkpoint folder (required)")
     parser.add_argument("--config", type=Path, help="YAML PretrainConfig (model, train, ...)")
-    parser.add_argument("--epochs", type=int, help="override train.epochs")
-    parser.add_argument("--seed", type=int, help="override train.seed")
-    parser.add_argument("--architecture", help="override model.architecture")
-    parser.add_argument("--device", help="override train.device (auto, cpu, cuda)")
+    add_shortcut(parser, "--epochs", "train.epochs", type=int, help="maximum epochs")
+    add_shortcut(parser, "--seed", "train.seed", type=int, help="training seed")
+    add_shortcut(parser, "--architecture", "model.architecture", help="encoder architecture")
+    add_shortcut(parser, "--device", "train.device", help="auto, cpu, cuda")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
-    parser.add_argument(
+    add_shortcut(
+        parser,
         "--real-unlabeled",
+        "align.unlabeled",
         nargs="+",
         metavar="REAL",
         help="unlabeled real frames (labels ignored): a CORAL loss between sim and real "
-        "batches, then AdaBN statistics from them (config align.*)",
+        "batches, then AdaBN statistics from them",
     )
+    add_set_option(parser)
     parser.add_argument(
         "--print-config",
         action="store_true",

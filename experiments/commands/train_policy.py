@@ -7,9 +7,10 @@ from pathlib import Path
 
 
 def handler(args: argparse.Namespace) -> int:
-    from sim2real.agents.policy import load_policy_config, train_policy
+    from sim2real.agents.policy import PolicyConfig, train_policy
+    from sim2real.experiments.config_options import config_from_args
 
-    config = load_policy_config(args.config, total_timesteps=args.timesteps, seed=args.seed)
+    config = config_from_args(PolicyConfig, args)
     result = train_policy(config, args.out, resume=args.resume, trust_pickle=args.trust_pickle)
     print(
         f"{config.algorithm} policy: {result.evals[-1]['timesteps']} env steps in "
@@ -26,6 +27,8 @@ def handler(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from sim2real.experiments.config_options import add_set_option, add_shortcut
+
     parser = subparsers.add_parser(
         "train-policy",
         help="train a PPO/SAC driving policy in sim",
@@ -38,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--config", type=Path, help="YAML PolicyConfig")
     parser.add_argument("--out", required=True, type=Path, help="run folder")
-    parser.add_argument("--timesteps", type=int, help="override total_timesteps")
-    parser.add_argument("--seed", type=int, help="override seed")
+    add_shortcut(parser, "--timesteps", "total_timesteps", type=int, help="env steps to train")
+    add_shortcut(parser, "--seed", "seed", type=int, help="training seed")
     parser.add_argument("--resume", action="store_true", help="continue the run in OUT")
     parser.add_argument(
         "--trust-pickle",
@@ -48,4 +51,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "RISK: stable-baselines3 unpickles that file, which runs any code placed in it; use "
         "only on a run folder you made yourself",
     )
+    add_set_option(parser)
     parser.set_defaults(func=handler)
