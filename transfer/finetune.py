@@ -2,9 +2,10 @@
 
 `finetune(config, out_dir)`:
 
-- reads the real data, holds out the last `test_fraction` of every recording as the test
-  block (for `sim2real evaluate`), the block before it for validation (early stopping), and
-  trains on the earlier part, subsampled to `frames` (reproducible contiguous blocks);
+- reads the real data (`open_training_data`), holds out the last `split.test_fraction` of
+  every recording as the test block (for `sim2real evaluate`), the block before it for
+  validation (early stopping), and trains on the earlier part, subsampled to `frames`
+  (reproducible contiguous blocks);
 - adapts the network with `sim2real.transfer.adapter` (re-head, AdaBN, freezing,
   discriminative learning rates, gradual unfreezing as phases of `agents.training.fit`);
 - with every encoder stage frozen (and BatchNorm frozen), computes the encoder's features once
@@ -14,7 +15,7 @@
   encoder again;
 - checks that frozen parameters come out bit-identical, and writes a checkpoint folder in
   the one format, whose card records the adapter config, the parent checkpoint, the real
-  data used and the validation metrics.
+  data used, its split and the validation metrics.
 
 ``from_scratch=True`` trains the same architecture from random init with the same data,
 split and budget (every stage trainable): the baseline every transfer claim is measured
