@@ -6,6 +6,7 @@ agents do not depend on transfer.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from sim2real.agents.pretrain import (
@@ -15,6 +16,8 @@ from sim2real.agents.pretrain import (
     check_out_dir,
     pretrain,
 )
+
+log = logging.getLogger(__name__)
 
 
 def open_sim_data(config: PretrainConfig) -> PretrainData:
@@ -34,6 +37,13 @@ def open_sim_data(config: PretrainConfig) -> PretrainData:
         cache_dir=config.cache_dir,
         progress=config.train.progress,
     )
+    if data.randomization is None:
+        log.warning(
+            "%s: no randomization recorded in the tub manifest (not recorded by sim2real "
+            "simulate, or by a version before the spec travelled in the manifest): the "
+            "checkpoint's card will name none",
+            ", ".join(config.data),
+        )
     return PretrainData(
         train=data.train,
         val=data.val,

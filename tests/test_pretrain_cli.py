@@ -118,7 +118,7 @@ def test_missing_label_names_what_the_data_has(tmp_path):
         run_pretrain(config, tmp_path / "out")
 
 
-def test_a_tub_without_recorded_randomization_gives_a_card_without_one(tmp_path):
+def test_a_tub_without_recorded_randomization_gives_a_card_without_one(tmp_path, caplog):
     from sim2real.experiments.pretraining import open_sim_data
 
     sim = make_sim_run(tmp_path / "sim", n=40)
@@ -129,6 +129,7 @@ def test_a_tub_without_recorded_randomization_gives_a_card_without_one(tmp_path)
     common["split"] = {"gap": 2}
     data = open_sim_data(PretrainConfig(data=[str(tmp_path / "old")], **common))
     assert data.randomization is None
+    assert "no randomization recorded" in caplog.text
     both = open_sim_data(PretrainConfig(data=[str(sim), str(tmp_path / "old")], **common))
     assert list(both.randomization) == [str(sim)]
     assert both.randomization[str(sim)]["strength"] == 0.8

@@ -106,12 +106,13 @@ def open_training_data(
     """
     if isinstance(paths, RecordSet):
         record_set, sources = paths, list(paths.reports)
+        names = ", ".join(sources)
     else:
         if not paths:
             raise ValueError("no data given: pass at least one tub path (--data)")
         record_set = open_records(paths, include_pilot=include_pilot)
         sources = [str(Path(p).expanduser().resolve()) for p in paths]
-    names = ", ".join(str(p) for p in (sources if isinstance(paths, RecordSet) else paths))
+        names = ", ".join(str(p) for p in paths)
     records = record_set.records
     if max_frames is not None:
         records = subsample(records, max_frames, seed=seed)
