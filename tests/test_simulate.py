@@ -79,6 +79,16 @@ def test_interrupted_run_leaves_whole_chunks_and_resumes(reference, tmp_path):
         simulate(out, config, progress=False)
     with pytest.raises(ValueError, match="different config"):
         simulate(out, config.model_copy(update={"seed": 5}), resume=True, progress=False)
+    # a spec that differs from the one the manifest recorded is refused
+    manifest = out / "manifest.json"
+    text = manifest.read_text()
+    lines = text.splitlines()
+    metadata = json.loads(lines[2])
+    metadata["randomization"]["spec"] = {"light": {"intensity": [0.1, 0.2]}}
+    manifest.write_text("\n".join([*lines[:2], json.dumps(metadata), *lines[3:]]) + "\n")
+    with pytest.raises(ValueError, match="randomization spec changed"):
+        simulate(out, config, resume=True, progress=False)
+    manifest.write_text(text)
     # what a SIGKILL during an atomic write leaves behind; --resume removes it
     orphan = out / "images" / ".25_cam_image_array_.jpg.k3x9_q2a.tmp"
     orphan.write_bytes(b"half a jpeg")
