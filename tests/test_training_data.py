@@ -143,3 +143,14 @@ def test_cards_of_earlier_versions_load_with_a_typed_split(tmp_path):
     # and what the card writes now reads back the same
     again = ModelCard.model_validate(card.model_dump(mode="json"))
     assert again.split == card.split and again.trained_on == card.trained_on
+
+
+def test_finetune_config_composes_the_split_and_reads_the_flat_keys_of_earlier_versions():
+    from sim2real.transfer.finetune import FinetuneConfig
+
+    assert FinetuneConfig().split == REAL_SPLIT
+    old = FinetuneConfig(val_fraction=0.1, test_fraction=0.3, split_gap=0)  # as YAML had them
+    assert old.split == SplitSpec(val_fraction=0.1, test_fraction=0.3, gap=0)
+    assert FinetuneConfig(split={"gap": 5}).split.test_fraction == REAL_SPLIT.test_fraction
+    with pytest.raises(ValueError, match="leaves nothing to train on"):
+        FinetuneConfig(split={"val_fraction": 0.5, "test_fraction": 0.5})
