@@ -23,6 +23,7 @@ from sim2real.agents.model import DrivingNet, ModelSpec
 from sim2real.agents.shipped import resolve_checkpoint
 from sim2real.common.config import StrictModel, validate_config
 from sim2real.common.io import atomic_write_json
+from sim2real.common.splitspec import SplitSpec
 from sim2real.common.tensorfile import save_tensors
 
 FORMAT_VERSION = 1
@@ -37,7 +38,9 @@ class ModelCard(StrictModel):
     kind: Literal["perception", "policy"] = "perception"
     spec: ModelSpec = Field(default_factory=ModelSpec)
     trained_on: dict[str, Any] = Field(default_factory=dict)
-    """data the weights were fitted on: paths, frame counts, split"""
+    """data the weights were fitted on: paths, frame counts, subsample, read report"""
+    split: SplitSpec | None = None
+    """how that data was cut into train / val / test (None: unknown, or not a recording)"""
     randomization: dict[str, Any] | None = None
     """domain randomization spec of the sim data, when known"""
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -49,6 +52,24 @@ class ModelCard(StrictModel):
     and resize; filled from ``trained_on`` (its read report's one frame size, its
     ``source_size``, or a policy's camera ``env_config.image_size``) when not given;
     None: unknown"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_from_trained_on(cls, data: Any) -> Any:
+        # cards written before `split` existed kept it as a dict in trained_on, the
+        # fine-tuning one with its subsample settings beside the split settings
+        if not isinstance(data, dict) or data.get("split") is not None:
+            return data
+        trained_on = data.get("trained_on")
+        old = trained_on.get("split") if isinstance(trained_on, dict) else None
+        if not isinstance(old, dict):
+            return data
+        trained_on = {k: v for k, v in trained_on.items() if k != "split"}
+        if "subsample_frames" in old or "subsample_seed" in old:
+            subsample = {"frames": old.get("subsample_frames"), "seed": old.get("subsample_seed")}
+            trained_on.setdefault("subsample", subsample)
+        fields = {k: v for k, v in old.items() if k in SplitSpec.model_fields}
+        return {**data, "trained_on": trained_on, "split": fields}
 
     @model_validator(mode="before")
     @classmethod

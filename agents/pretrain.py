@@ -1,13 +1,13 @@
 """Supervised pretraining of a perception network on sim recordings.
 
 `pretrain(config, data, out_dir)` trains with augmentation and early stopping (`fit`) on a
-time-block split of sim frames and writes a checkpoint folder: model.safetensors + model.json
-whose card records the data, the randomization spec found beside the sim tubs, metrics and
-code version (with `calibrate_steering`, also the steering gain measured on the validation
-frames and applied to the weights). The folder also holds config.yaml, run.json, tb/ and
-resume.pt, so an interrupted run resumes with ``resume=True``. Reading tubs into datasets is
-done one layer up (``sim2real.experiments.pretraining.open_sim_data``): agents do not depend
-on transfer.
+split of sim frames and writes a checkpoint folder: model.safetensors + model.json whose card
+records the data, its split, the randomization spec the sim tubs were recorded with (from
+their manifests), metrics and code version (with `calibrate_steering`, also the steering gain
+measured on the validation frames and applied to the weights). The folder also holds
+config.yaml, run.json, tb/ and resume.pt, so an interrupted run resumes with ``resume=True``.
+Reading tubs into datasets is done one layer up (``sim2real.experiments.pretraining``, with
+``sim2real.transfer.training_data.open_training_data``): agents do not depend on transfer.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch.utils.data import Dataset
 
 from sim2real.agents.alignment import AlignmentConfig, MixedBatchLoss, coral_stages
@@ -39,6 +38,7 @@ from sim2real.agents.training import (
 )
 from sim2real.common.config import StrictModel, load_config
 from sim2real.common.runs import check_run_dir, code_version, describe_run
+from sim2real.common.splitspec import SplitSpec, fold_legacy_split
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +53,10 @@ class PretrainConfig(StrictModel):
     """sim tubs (or folders of tubs) to train on"""
     model: ModelSpec = Field(default_factory=lambda: ModelSpec(outputs=list(DEFAULT_OUTPUTS)))
     train: TrainConfig = Field(default_factory=TrainConfig)
-    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
-    """the last part of every recording held out for validation and early stopping"""
-    split_gap: int = Field(20, ge=0)
-    """frames dropped at the train/val cut (20 = 1 s at 20 Hz) so no near-twins straddle it"""
-    split: Literal["time_block", "episodes"] = "time_block"
-    """time_block: the last `val_fraction` of every episode validates (after `split_gap`);
-    episodes: a seed-drawn `val_fraction` of whole episodes validates (unseen tracks, no gap
-    loss: better for recordings of many short episodes)"""
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    """validation part for early stopping: kind time_block, the last `val_fraction` of every
+    episode (after `gap` frames); kind episodes, a seed-drawn `val_fraction` of whole episodes
+    (unseen tracks, no gap loss: better for recordings of many short episodes)"""
     max_frames: int | None = Field(None, ge=10)
     """train on a reproducible block subsample of this many frames (None: all)"""
     cache_dir: str | None = None
@@ -73,6 +69,11 @@ class PretrainConfig(StrictModel):
     """unlabeled real frames (`--real-unlabeled`): a CORAL term between sim and real batches
     while training and, with `align.adabn`, BatchNorm statistics re-estimated on them after
     (the card's validation metrics are those of the sim statistics)"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        return fold_legacy_split(data, SplitSpec())
 
     @field_validator("model", mode="before")
     @classmethod
@@ -100,58 +101,6 @@ def load_pretrain_config(
     return load_config(PretrainConfig, path, overrides)
 
 
-def find_randomization(data_paths: list[str]) -> dict[str, Any] | None:
-    """Randomization specs recorded by the simulate command beside each sim tub, by data path.
-
-    `sim2real simulate` writes config.yaml, run.json and the resolved randomization.yaml into
-    the tub folder; the tub folder and its parent are searched. The resolved spec is taken
-    from randomization.yaml, else from config.yaml's ``randomization`` (a mapping, or a YAML
-    file path that is read); ``strength`` and ``seed`` come from config.yaml.
-    None when no path has one.
-    """
-    found: dict[str, Any] = {}
-    for data in data_paths:
-        folder = Path(data).expanduser()
-        for candidate in (folder, folder.parent):
-            entry = _randomization_in(candidate)
-            if entry is not None:
-                found[str(data)] = entry
-                break
-    return found or None
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        log.warning("%s: not readable, randomization unknown: %s", path, exc)
-        return None
-
-
-def _randomization_in(folder: Path) -> dict[str, Any] | None:
-    config_path, spec_path = folder / "config.yaml", folder / "randomization.yaml"
-    sim_config = _read_yaml(config_path) if config_path.is_file() else None
-    sim_config = sim_config if isinstance(sim_config, dict) else {}
-    entry: dict[str, Any] = {}
-    if spec_path.is_file():
-        entry = {"source": str(spec_path.resolve()), "spec": _read_yaml(spec_path)}
-    elif "randomization" in sim_config:
-        spec = sim_config["randomization"]
-        entry = {"source": str(config_path.resolve())}
-        if isinstance(spec, str):
-            entry["spec_path"] = spec
-            named = Path(spec).expanduser()
-            named = named if named.is_absolute() else folder / named
-            spec = _read_yaml(named) if named.is_file() else None
-        entry["spec"] = spec
-    else:
-        return None
-    for key in ("strength", "seed", "image_size"):
-        if key in sim_config:
-            entry[key] = sim_config[key]
-    return entry
-
-
 def check_out_dir(out_dir: Path, config: PretrainConfig, resume: bool) -> None:
     """Refuse to overwrite a run in `out_dir` unless resuming it with the same config."""
     check_run_dir(
@@ -174,6 +123,10 @@ class PretrainData:
     train: Dataset
     val: Dataset
     trained_on: dict[str, Any]
+    split: SplitSpec | None = None
+    """how the frames were cut into train and val (goes into the card)"""
+    randomization: dict[str, Any] | None = None
+    """the randomization spec each sim tub was recorded with, by tub (goes into the card)"""
     unlabeled: torch.Tensor | None = None
     """unlabeled real frames (N, 3, H, W) uint8 for `config.align`"""
 
@@ -214,7 +167,7 @@ def pretrain(
     """Pretrain `config.model` on `data`; write a checkpoint (and run files) to `out_dir`.
 
     Reading sim tubs into `data` is the transfer layer's job (agents do not depend on it):
-    ``sim2real.experiments.pretraining.open_sim_data`` does it for the CLI. With
+    ``sim2real.experiments.pretraining.run_pretrain`` does it for the CLI. With
     `config.align`, `data.unlabeled` feeds a CORAL term and, with ``align.adabn``,
     ``bn_adapt(model, frames)`` (e.g. `sim2real.transfer.adapter.adabn`) after training.
     """
@@ -252,7 +205,8 @@ def pretrain(
         kind="perception",
         spec=config.model,
         trained_on=data.trained_on,
-        randomization=find_randomization(config.data),
+        split=data.split,
+        randomization=data.randomization,
         metrics=metrics,
         code_version=code_version(),
         history=[

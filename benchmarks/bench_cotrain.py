@@ -39,9 +39,9 @@ from sim2real.common.io import atomic_write_json
 from sim2real.transfer.adapter import AdapterConfig, reheaded
 from sim2real.transfer.cotrain import CotrainConfig
 from sim2real.transfer.datasets import DrivingDataset
-from sim2real.transfer.finetune import FinetuneConfig, finetune, open_real_data
+from sim2real.transfer.finetune import FinetuneConfig, finetune, open_finetune_data
 from sim2real.transfer.metrics import driving_metrics
-from sim2real.transfer.splits import time_block_split
+from sim2real.transfer.splits import split_records
 
 ARMS = ("zero", "head", "adabn_head", "cotrain", "cotrain_align", "align")
 
@@ -157,9 +157,7 @@ def main() -> None:
     import sim2real.transfer.datasets as datasets
 
     records = datasets.open_records(base.data).records
-    split = time_block_split(
-        records, base.val_fraction, test_fraction=base.test_fraction, gap=base.split_gap
-    )
+    split = split_records(records, base.split, seed=0)
     part = split.val if args.split == "val" else split.test
     scored = DrivingDataset(part, pre, [STEERING], progress=False)
     truth = scored.targets[:, 0].double().numpy()
@@ -168,7 +166,7 @@ def main() -> None:
         for seed in args.seeds:
             seeded = base.model_copy(deep=True)
             seeded.train.seed = seed
-            data = open_real_data(seeded, seeded.adapter.outputs, pre, progress=False)
+            data = open_finetune_data(seeded, pre, progress=False)
             for arm in args.arms:
                 t0 = time.perf_counter()
                 if arm == "zero":

@@ -34,7 +34,7 @@ from sim2real.agents.checkpoint import ModelCard, save_checkpoint
 from sim2real.agents.model import DrivingNet, ModelSpec
 from sim2real.agents.training import TrainConfig
 from sim2real.transfer.adapter import AdapterConfig
-from sim2real.transfer.finetune import FinetuneConfig, finetune, open_real_data
+from sim2real.transfer.finetune import FinetuneConfig, finetune, open_finetune_data
 from sim2real.transfer.sample_data import sample_path
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "usi-track-a"
@@ -76,7 +76,7 @@ def main() -> None:
         cache_dir=str(work / "cache"),
     )
     t0 = time.perf_counter()
-    data = open_real_data(base, base.adapter.outputs, ModelSpec().preprocessing, progress=False)
+    data = open_finetune_data(base, ModelSpec().preprocessing, progress=False)
     print(
         f"reading + decoding {args.frames} + {len(data.val)} val frames: "
         f"{time.perf_counter() - t0:.1f} s (first time; cached afterwards)"

@@ -37,7 +37,7 @@ from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.training import TrainConfig
 from sim2real.common.io import atomic_write_json, atomic_write_text
 from sim2real.transfer.evaluate import evaluate_offline
-from sim2real.transfer.finetune import FinetuneConfig, finetune, open_real_data
+from sim2real.transfer.finetune import FinetuneConfig, finetune, open_finetune_data
 from sim2real.transfer.ladder import LadderConfig
 from sim2real.transfer.ladder_cv import RungScore, pick_rung
 
@@ -150,9 +150,7 @@ def main() -> None:
                 )
                 config.adapter.freeze = rung
                 if data is None:
-                    data = open_real_data(
-                        config, config.adapter.outputs, card.spec.preprocessing, progress=False
-                    )
+                    data = open_finetune_data(config, card.spec.preprocessing, progress=False)
                 t0, cpu0 = time.perf_counter(), time.process_time()
                 out = work / key.replace("|", "_")
                 result = finetune(config, out, data=data)

@@ -25,7 +25,7 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -38,11 +38,12 @@ from sim2real.agents.closed_loop import (
 )
 from sim2real.agents.dagger import checkpoint_fingerprint
 from sim2real.agents.model import ModelSpec
-from sim2real.agents.pretrain import PretrainData, calibrate_steering, find_randomization
+from sim2real.agents.pretrain import PretrainData, calibrate_steering
 from sim2real.agents.training import TrainConfig, fit
 from sim2real.common.config import StrictModel
 from sim2real.common.io import atomic_write_json
 from sim2real.common.runs import check_run_dir, code_version, describe_run
+from sim2real.common.splitspec import SplitSpec, fold_legacy_split
 
 RESULTS_FILE = "dagger.json"
 ITERATION_RESULT = "result.json"
@@ -86,9 +87,7 @@ class DaggerConfig(StrictModel):
     eval_max_steps: int = Field(2000, ge=1)
     train: TrainConfig = Field(default_factory=_continue_training)
     """continued training each iteration (fewer epochs and a lower lr than a pretrain)"""
-    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
-    split_gap: int = Field(20, ge=0)
-    split: Literal["time_block", "episodes"] = "time_block"
+    split: SplitSpec = Field(default_factory=SplitSpec)
     """as PretrainConfig.split: time blocks per episode, or whole episodes held out"""
     calibrate_steering: bool = False
     """as PretrainConfig.calibrate_steering: after each iteration's training, scale steering by
@@ -96,6 +95,11 @@ class DaggerConfig(StrictModel):
     cache_dir: str | None = None
     workers: int = Field(1, ge=1, le=64)
     """recording processes (do not change the data)"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        return fold_legacy_split(data, SplitSpec())
 
     @model_validator(mode="after")
     def _check(self) -> DaggerConfig:
@@ -285,7 +289,8 @@ def _iteration(
             kind=card.kind,
             spec=card.spec,
             trained_on=trained_on,
-            randomization=find_randomization([*config.data, *tubs]),
+            split=data.split,
+            randomization=data.randomization,
             metrics=metrics,
             code_version=code_version(),
             history=[
@@ -334,27 +339,42 @@ def aggregate_data(
 ) -> PretrainData:
     """The expert tubs (all, or a `config.expert_frames` block subsample drawn with `seed`)
     plus the DAgger `tubs`, split as `config.split` says, as datasets for `spec`."""
-    from sim2real.experiments.pretraining import split_datasets
-    from sim2real.transfer.datasets import open_records
+    from sim2real.transfer.datasets import RecordSet, open_records
+    from sim2real.transfer.records import ReadReport
     from sim2real.transfer.splits import subsample
+    from sim2real.transfer.training_data import open_training_data
 
     expert, dagger = open_records(config.data), open_records(tubs)
     records = expert.records
     if config.expert_frames is not None:
         records = subsample(records, config.expert_frames, seed=seed)
-    records = [*records, *dagger.records]
-    split, train, val, described = split_datasets(
-        records, spec, config, source=f"{', '.join(config.data)} + DAgger tubs", seed=seed
+    report = ReadReport()
+    report.merge(expert.report)
+    report.merge(dagger.report)
+    both = RecordSet([*records, *dagger.records], report, {**expert.reports, **dagger.reports})
+    data = open_training_data(
+        both,
+        spec.outputs,
+        spec.preprocessing,
+        config.split,
+        seed=seed,
+        cache_dir=config.cache_dir,
+        progress=config.train.progress,
     )
     trained_on = {
+        **data.trained_on,
         "paths": [*config.data, *tubs],
-        "frames": split.sizes(),
-        "expert_frames_used": len(records) - len(dagger.records),
+        "expert_frames_used": len(records),
         "dagger_frames": len(dagger.records),
-        "split": described,
         "read_report": {"expert": expert.report.to_dict(), "dagger": dagger.report.to_dict()},
     }
-    return PretrainData(train=train, val=val, trained_on=trained_on)
+    return PretrainData(
+        train=data.train,
+        val=data.val,
+        trained_on=trained_on,
+        split=data.split,
+        randomization=data.randomization,
+    )
 
 
 def _recording_stats(tub: Path) -> dict[str, Any]:

@@ -6,11 +6,9 @@ agents do not depend on transfer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
-from sim2real.agents.model import ModelSpec
 from sim2real.agents.pretrain import (
     PretrainConfig,
     PretrainData,
@@ -19,106 +17,40 @@ from sim2real.agents.pretrain import (
     pretrain,
 )
 
-if TYPE_CHECKING:
-    from sim2real.agents.training import TrainConfig
-    from sim2real.transfer.datasets import DrivingDataset
-    from sim2real.transfer.records import ReadReport, Record
-    from sim2real.transfer.splits import Split
-
-
-class SplitSettings(Protocol):
-    """The data-split fields a PretrainConfig and a DaggerConfig share."""
-
-    val_fraction: float
-    split_gap: int
-    split: str
-    cache_dir: str | None
-    train: TrainConfig
-
-
-def split_datasets(
-    records: Sequence[Record],
-    spec: ModelSpec,
-    settings: SplitSettings,
-    *,
-    source: str,
-    seed: int,
-    report: ReadReport | None = None,
-) -> tuple[Split, DrivingDataset, DrivingDataset, dict[str, object]]:
-    """Split `records` as `settings.split` says ("time_block", or "episodes" held out whole,
-    drawn with `seed`) and build the frame datasets (train, val) for `spec`; also returns
-    the split's description for the model card. `source` names the data in errors; images
-    that do not decode are dropped and counted in `report`."""
-    from sim2real.transfer.datasets import DrivingDataset
-    from sim2real.transfer.splits import episode_split, time_block_split
-
-    if settings.split == "episodes":
-        try:
-            split = episode_split(records, settings.val_fraction, seed=seed)
-        except ValueError as exc:
-            raise ValueError(f"{source}: {exc}") from exc
-        described: dict[str, object] = {"kind": "episodes", "val_fraction": settings.val_fraction}
-    else:
-        split = time_block_split(records, settings.val_fraction, gap=settings.split_gap)
-        described = {
-            "kind": "time_block",
-            "val_fraction": settings.val_fraction,
-            "gap": settings.split_gap,
-        }
-    if not split.val:
-        raise ValueError(f"{source}: too few records for a validation block")
-    folder = Path(settings.cache_dir) if settings.cache_dir else None
-    progress = settings.train.progress
-    train, val = (
-        DrivingDataset(
-            part, spec.preprocessing, spec.outputs, folder, progress=progress, report=report
-        )
-        for part in (split.train, split.val)
-    )
-    return split, train, val, described
+log = logging.getLogger(__name__)
 
 
 def open_sim_data(config: PretrainConfig) -> PretrainData:
-    """Read `config.data` (sim tubs), split them as `config.split` says, and build the frame
-    datasets."""
-    from sim2real.transfer.datasets import open_records
-    from sim2real.transfer.splits import subsample
+    """Read `config.data` (sim tubs), cap them at `config.max_frames`, split them as
+    `config.split` says (`open_training_data`), and build the frame datasets."""
+    from sim2real.transfer.training_data import open_training_data
 
     if not config.data:
         raise ValueError("no sim data given: pass at least one tub path (--data)")
-    for path in config.data:
-        if not Path(path).expanduser().exists():
-            raise FileNotFoundError(f"sim data {path}: no such file or folder")
-    record_set = open_records(config.data)
-    records = record_set.records
-    if config.max_frames is not None:
-        records = subsample(records, config.max_frames, seed=config.train.seed)
-    spec = config.model
-    counts = {name: sum(name in r.labels for r in records) for name in spec.outputs}
-    missing = [name for name, n in counts.items() if n == 0]
-    if missing:
-        raise ValueError(
-            f"{', '.join(config.data)}: no record has label(s) {missing}; labels present: "
-            f"{record_set.label_names}; set model.outputs in the config to labels the data has"
-        )
-    split, train, val, described = split_datasets(
-        records,
-        spec,
-        config,
-        source=", ".join(config.data),
+    data = open_training_data(
+        config.data,
+        config.model.outputs,
+        config.model.preprocessing,
+        config.split,
         seed=config.train.seed,
-        report=record_set.report,
+        max_frames=config.max_frames,
+        cache_dir=config.cache_dir,
+        progress=config.train.progress,
     )
-    trained_on = {
-        "paths": [str(Path(p).expanduser().resolve()) for p in config.data],
-        "frames": split.sizes(),
-        "split": described,
-        "label_counts": counts,
-        "read_report": record_set.report.to_dict(),
-        "source_size": list(train.source_shape[:2]),
-        "max_frames": config.max_frames,
-    }
-    return PretrainData(train=train, val=val, trained_on=trained_on)
+    if data.randomization is None:
+        log.warning(
+            "%s: no randomization recorded in the tub manifest (not recorded by sim2real "
+            "simulate, or by a version before the spec travelled in the manifest): the "
+            "checkpoint's card will name none",
+            ", ".join(config.data),
+        )
+    return PretrainData(
+        train=data.train,
+        val=data.val,
+        trained_on=data.trained_on,
+        split=data.split,
+        randomization=data.randomization,
+    )
 
 
 def run_pretrain(

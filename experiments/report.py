@@ -236,7 +236,8 @@ def headline(curves: dict[str, list[dict[str, Any]]], n_train: int) -> dict[str,
 def build_results(run: StudyRun) -> dict[str, Any]:
     """The JSON-ready results of a study (what results.json holds)."""
     from sim2real.experiments.domain_gap import recommend_freeze
-    from sim2real.experiments.study import SPLIT, frame_counts
+    from sim2real.experiments.study import frame_counts
+    from sim2real.transfer.splits import REAL_SPLIT
 
     plan, config = run.plan, run.plan.config
     records = run_records(run)
@@ -342,7 +343,10 @@ def build_results(run: StudyRun) -> dict[str, Any]:
         "real": {
             "paths": plan.real_paths,
             "train_frames_available": plan.n_train,
-            "split": {"kind": "time_block (train | val | test per recording)", **SPLIT},
+            "split": {
+                "kind": "time_block (train | val | test per recording)",
+                **REAL_SPLIT.model_dump(exclude={"kind"}),
+            },
         },
         "stage_names": plan.stage_names,
         "starts": starts,

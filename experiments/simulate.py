@@ -4,8 +4,9 @@ The frames are cut into fixed-size chunks; chunk k is driven from its own seed, 
 (seed, k) alone, so the recording is identical whatever the number of workers. Workers (a
 spawn/forkserver process pool) drive and JPEG-encode chunks; the parent writes them in chunk
 order and flushes the tub after each chunk, so an interrupted run leaves a valid tub of whole
-chunks that `resume=True` continues. The run folder is the tub itself, with `config.yaml`,
-`run.json` and the resolved `randomization.yaml` beside the manifest.
+chunks that `resume=True` continues. The run folder is the tub itself, with `config.yaml` and
+`run.json` beside the manifest; the resolved randomization spec travels in the manifest's
+metadata (`randomization_metadata`), where pretraining reads it into the model card.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from tqdm.auto import tqdm
 from sim2real.common.config import StrictModel, load_yaml_mapping, validate_config
 from sim2real.common.io import remove_temporaries
 from sim2real.common.runs import describe_run
-from sim2real.transfer.tub import MANIFEST, TubWriter, encode_jpeg, read_manifest
+from sim2real.transfer.tub import (
+    MANIFEST,
+    RANDOMIZATION_KEY,
+    TubWriter,
+    encode_jpeg,
+    read_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +169,19 @@ def _resolved_spec(config: SimulateConfig) -> dict[str, Any]:
     return resolve_spec(config.randomization).model_dump(mode="json")
 
 
+def randomization_metadata(config: SimulateConfig, spec: dict[str, Any]) -> dict[str, Any]:
+    """What the tub's manifest records of the randomization (`RANDOMIZATION_KEY`): the
+    resolved `spec`, the YAML it came from (None: the envs default), strength, seed and
+    camera size (H, W) px."""
+    return {
+        "spec": spec,
+        "spec_path": config.randomization,
+        "strength": config.strength,
+        "seed": config.seed,
+        "image_size": [config.image_height, config.image_width],
+    }
+
+
 def _check_resume(out: Path, config: SimulateConfig, spec: dict[str, Any]) -> None:
     saved_path = out / "config.yaml"
     if not saved_path.is_file():
@@ -172,8 +192,14 @@ def _check_resume(out: Path, config: SimulateConfig, spec: dict[str, Any]) -> No
     changed = {k: (theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]}
     if changed:
         raise ValueError(f"{out}: cannot resume with a different config (saved, now): {changed}")
-    spec_path = out / "randomization.yaml"
-    if spec_path.is_file() and load_yaml_mapping(spec_path) != spec:
+    metadata = read_manifest(out)["metadata"]
+    recorded = metadata.get(RANDOMIZATION_KEY) if isinstance(metadata, dict) else None
+    spec_path = out / "randomization.yaml"  # where tubs of earlier versions kept it
+    if isinstance(recorded, dict):
+        before = recorded.get("spec")
+    else:
+        before = load_yaml_mapping(spec_path) if spec_path.is_file() else spec
+    if before != spec:
         raise ValueError(f"{out}: cannot resume: the randomization spec changed since the start")
 
 
@@ -224,7 +250,11 @@ def simulate(
                 log.info("removed %s, left by the interrupted run", path)
     else:
         done = 0
-    metadata = {"recorded_by": "sim2real simulate", "seed": config.seed}
+    metadata = {
+        "recorded_by": "sim2real simulate",
+        "seed": config.seed,
+        RANDOMIZATION_KEY: randomization_metadata(config, spec),
+    }
     writer = TubWriter(
         out,
         inputs,
@@ -238,7 +268,6 @@ def simulate(
     )
     if not exists:
         describe_run(out, config)
-        save_config_dict(out / "randomization.yaml", spec)
     bar = tqdm(
         total=config.frames, initial=done, unit="frame", desc="simulate", disable=not progress
     )
@@ -284,12 +313,3 @@ def _run_chunks(
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     with context.Pool(min(config.workers, len(jobs))) as pool:
         yield from pool.imap(record_chunk, jobs)
-
-
-def save_config_dict(path: Path, data: dict[str, Any]) -> None:
-    """Write a plain mapping as YAML atomically."""
-    import yaml
-
-    from sim2real.common.io import atomic_write_text
-
-    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

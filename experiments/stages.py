@@ -238,8 +238,8 @@ def run_step(ctx: StepContext) -> dict[str, Any]:
 
 
 def _finetune(ctx: StepContext, start: Path, out: Path, real_paths: list[str]) -> dict[str, Any]:
-    from sim2real.experiments.study import SPLIT
     from sim2real.transfer.finetune import FinetuneConfig, finetune
+    from sim2real.transfer.splits import REAL_SPLIT
 
     config = ctx.cell.config
     settings = dict(config["finetune"])
@@ -259,9 +259,7 @@ def _finetune(ctx: StepContext, start: Path, out: Path, real_paths: list[str]) -
             "cache_features": settings["cache_features"],
             "cache_dir": ctx.cell.runtime.get("cache_dir"),
             # the study's one split, so every network is scored on the same test block
-            "val_fraction": SPLIT["val_fraction"],
-            "test_fraction": SPLIT["test_fraction"],
-            "split_gap": SPLIT["gap"],
+            "split": REAL_SPLIT,
         }
     )
     result = finetune(finetune_config, out, resume=_started(out))

@@ -35,7 +35,7 @@ from sim2real.experiments.domain_gap import FreezeRule
 from sim2real.experiments.grid import Cell, CellOutcome, CellStore, Executor, LocalExecutor
 from sim2real.experiments.grid import run_cells as _run_cells
 from sim2real.transfer.adapter import AdapterConfig
-from sim2real.transfer.evaluate import DEFAULT_SPLIT
+from sim2real.transfer.splits import REAL_SPLIT
 
 if TYPE_CHECKING:
     from sim2real.transfer.splits import Split
@@ -63,9 +63,6 @@ LADDER_ARMS = {
 MAIN, SCRATCH, POLICY = "main", "scratch", "policy"
 RUNTIME_TRAIN_FIELDS = {"progress", "tensorboard", "device", "num_threads"}
 """TrainConfig fields left out of cell keys (see RuntimeSettings on threads and device)"""
-SPLIT = DEFAULT_SPLIT
-"""the real split of every cell: fine-tuning's defaults, which evaluate assumes for cards
-that do not record one (zero-shot), so every network is scored on the same test block"""
 
 
 def _check_frames(values: list[int | str]) -> list[int | str]:
@@ -327,12 +324,9 @@ def _train_dump(train: TrainConfig) -> dict[str, Any]:
 def study_split(paths: list[str]) -> Split:
     """The real data under `paths` cut into train | val | test blocks by the study's split."""
     from sim2real.transfer.datasets import open_records
-    from sim2real.transfer.splits import time_block_split
+    from sim2real.transfer.splits import split_records
 
-    records = open_records(paths).records
-    return time_block_split(
-        records, SPLIT["val_fraction"], test_fraction=SPLIT["test_fraction"], gap=SPLIT["gap"]
-    )
+    return split_records(open_records(paths).records, REAL_SPLIT, seed=0)
 
 
 def real_split_sizes(paths: list[str]) -> dict[str, int]:
@@ -355,7 +349,8 @@ def plan_upstream(config: StudyConfig, out: Path) -> Plan:
 
         model = read_card(config.start_checkpoint).spec
     stage_names = list(build_encoder(model.architecture, model.input_shape).stage_names)
-    real = {"paths": real_paths, "fingerprint": data_fingerprint(real_paths), "split": SPLIT}
+    split = REAL_SPLIT.model_dump(exclude={"kind"})  # (the keys cells were hashed with)
+    real = {"paths": real_paths, "fingerprint": data_fingerprint(real_paths), "split": split}
     plan = Plan(config, real_paths, sizes["train"], len(stage_names), stage_names)
     plan.real, plan.runtime = real, runtime
     main_strength = config.pretrain.strengths[0]

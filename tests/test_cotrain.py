@@ -101,7 +101,7 @@ def test_aligned_finetune_uses_unlabeled_frames_for_adabn_and_coral(parent, cach
     ]
     # the same tub as --data: only its training part serves as unlabeled frames
     frames = card.trained_on["frames"]
-    held_out = frames["val"] + frames["test_held_out"]
+    held_out = frames["val"] + frames["test"]
     assert step["align"]["unlabeled_frames"] <= 1080 - held_out
     before, after = read_weights(parent), read_weights(tmp_path / "out")
     key = "encoder.stages.stage1.1.running_mean"  # AdaBN on a frozen stage
@@ -143,14 +143,14 @@ def test_final_adabn_leaves_real_only_statistics(parent, cache_dir, tmp_path):
     """After co-training, BatchNorm statistics are those of the real training frames alone:
     re-estimating them on those frames from the saved weights changes nothing."""
     from sim2real.transfer.adapter import adabn
-    from sim2real.transfer.finetune import open_real_data
+    from sim2real.transfer.finetune import open_finetune_data
 
     cot = CotrainConfig(max_sim_frames=40, final_adabn=True)
     cfg = config(parent, cache_dir, cotrain=cot)
     finetune(cfg, tmp_path / "out")
     model, card = load_checkpoint(tmp_path / "out")
     assert card.history[-1]["final_adabn_frames"] == 48
-    data = open_real_data(cfg, cfg.adapter.outputs, model.spec.preprocessing, progress=False)
+    data = open_finetune_data(cfg, model.spec.preprocessing, progress=False)
     saved = model.encoder.stages.stage3[1].running_var.clone()
     adabn(model, data.train.images)
     torch.testing.assert_close(model.encoder.stages.stage3[1].running_var, saved)

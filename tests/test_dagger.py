@@ -126,6 +126,11 @@ def test_one_dagger_iteration_leaves_a_checkpoint_trained_on_its_drives(tmp_path
     assert dagger_tub in card.trained_on["paths"] and str(expert_tub) in card.trained_on["paths"]
     assert card.history[-1]["step"] == "dagger"
     assert card.trained_on["dagger_frames"] == 40 and card.trained_on["expert_frames_used"] == 40
+    # the randomization of both recordings, read from their manifests; the flat split keys
+    # of the config (as written before SplitSpec) folded into the card's typed split
+    recorded = card.randomization
+    assert {recorded[str(expert_tub.resolve())]["seed"], recorded[dagger_tub]["seed"]} == {1, 1000}
+    assert (card.split.val_fraction, card.split.gap) == (0.2, 0)
     assert "closed_loop" in read_card(out / "iter_01" / "checkpoint").metrics
     calibration = card.metrics["steering_calibration"]  # measured, or skipped with a reason
     assert 1.0 <= calibration["gain"] <= 2.0

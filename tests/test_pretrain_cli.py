@@ -9,12 +9,11 @@ from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.pretrain import (
     DEFAULT_OUTPUTS,
     PretrainConfig,
-    find_randomization,
     load_pretrain_config,
 )
 from sim2real.experiments.cli import main
 from sim2real.experiments.pretraining import run_pretrain
-from sim2real.transfer.tub import TubWriter
+from sim2real.transfer.tub import RANDOMIZATION_KEY, TubWriter
 
 INPUTS = ["cam/image_array", "user/angle", "user/throttle", "sim/cte", "sim/heading_error"]
 TYPES = ["image_array", "float", "float", "float", "float"]
@@ -22,9 +21,11 @@ OUTPUTS = ["user/angle", "user/throttle", "sim/cte", "sim/heading_error"]
 
 
 def make_sim_run(out, n=120, seed=0):
-    """A sim out dir as `simulate` leaves it: a tub plus config.yaml with the randomization."""
+    """A sim tub as `simulate` leaves it: the randomization in its manifest's metadata."""
     rng = np.random.default_rng(seed)
-    with TubWriter(out / "tub", INPUTS, TYPES) as writer:
+    spec = {"light": {"intensity": [0.5, 1.5]}}
+    metadata = {RANDOMIZATION_KEY: {"spec": spec, "strength": 0.8, "image_size": [120, 160]}}
+    with TubWriter(out / "tub", INPUTS, TYPES, metadata=metadata) as writer:
         for i in range(n):
             steer = float(np.sin(i / 10.0))
             image = rng.integers(0, 60, (120, 160, 3), dtype=np.uint8)
@@ -38,8 +39,6 @@ def make_sim_run(out, n=120, seed=0):
                 "_timestamp_ms": 50 * i,
             }
             writer.write(record, image)
-    spec = {"light": {"intensity": [0.5, 1.5]}}
-    (out / "config.yaml").write_text(yaml.safe_dump({"randomization": spec, "strength": 0.8}))
     return out / "tub"
 
 
@@ -54,7 +53,7 @@ def write_config(path, cache_dir, **train):
             "device": "cpu",
             **train,
         },
-        "split_gap": 2,
+        "split": {"gap": 2},
         "cache_dir": str(cache_dir),
     }
     path.write_text(yaml.safe_dump(config))
@@ -88,6 +87,7 @@ def test_pretrain_cli_writes_checkpoint_with_card_and_resumes(tmp_path, capsys):
     assert card.trained_on["frames"]["val"] > 0
     assert card.randomization[str(tub)]["spec"] == {"light": {"intensity": [0.5, 1.5]}}
     assert card.randomization[str(tub)]["strength"] == 0.8
+    assert card.split is not None and card.split.gap == 2 and "split" not in card.trained_on
     assert "package" in card.code_version
     assert card.metrics["epochs_run"] == 2
     assert set(card.metrics["val"]) == set(OUTPUTS)
@@ -118,25 +118,35 @@ def test_missing_label_names_what_the_data_has(tmp_path):
         run_pretrain(config, tmp_path / "out")
 
 
-def test_find_randomization_reads_a_spec_file_named_by_the_sim_config(tmp_path):
-    sim = tmp_path / "sim"
-    (sim / "tub").mkdir(parents=True)
-    (sim / "dr.yaml").write_text(yaml.safe_dump({"camera": {"fov_deg": [110, 140]}}))
-    (sim / "config.yaml").write_text(yaml.safe_dump({"randomization": "dr.yaml"}))
-    found = find_randomization([str(sim / "tub"), str(tmp_path / "elsewhere")])
-    assert list(found) == [str(sim / "tub")]
-    assert found[str(sim / "tub")]["spec"] == {"camera": {"fov_deg": [110, 140]}}
-    assert find_randomization([str(tmp_path / "elsewhere")]) is None
+def test_a_tub_without_recorded_randomization_gives_a_card_without_one(tmp_path, caplog):
+    from sim2real.experiments.pretraining import open_sim_data
+
+    sim = make_sim_run(tmp_path / "sim", n=40)
+    with TubWriter(tmp_path / "old", INPUTS, TYPES) as writer:  # as simulate wrote before
+        for i in range(40):
+            writer.write({name: 0.1 for name in OUTPUTS}, np.full((120, 160, 3), i, np.uint8))
+    common = {"cache_dir": str(tmp_path / "cache"), "train": {"progress": False}}
+    common["split"] = {"gap": 2}
+    data = open_sim_data(PretrainConfig(data=[str(tmp_path / "old")], **common))
+    assert data.randomization is None
+    assert "no randomization recorded" in caplog.text
+    both = open_sim_data(PretrainConfig(data=[str(sim), str(tmp_path / "old")], **common))
+    assert list(both.randomization) == [str(sim)]
+    assert both.randomization[str(sim)]["strength"] == 0.8
 
 
-def test_find_randomization_prefers_the_resolved_spec_in_the_tub_folder(tmp_path):
-    tub = tmp_path / "tub"
-    tub.mkdir()
-    (tub / "randomization.yaml").write_text(yaml.safe_dump({"floor": {"hue": [0, 1]}}))
-    (tub / "config.yaml").write_text(yaml.safe_dump({"randomization": None, "strength": 0.5}))
-    found = find_randomization([str(tub)])[str(tub)]
-    assert found["spec"] == {"floor": {"hue": [0, 1]}}
-    assert found["strength"] == 0.5
+def test_split_keys_of_earlier_versions_still_load(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump({"split": "episodes", "val_fraction": 0.2, "split_gap": 3}))
+    config = load_pretrain_config(path)
+    assert config.split.model_dump() == {
+        "kind": "episodes",
+        "val_fraction": 0.2,
+        "test_fraction": 0.0,
+        "gap": 3,
+    }
+    # a partial split mapping keeps the other fields' defaults
+    assert PretrainConfig(split={"gap": 5}).split.val_fraction == 0.15
 
 
 def test_print_config_round_trips_through_config(tmp_path, capsys):
@@ -174,11 +184,15 @@ def test_episode_split_holds_out_whole_sim_episodes_and_loses_no_frames(tmp_path
         "cache_dir": str(tmp_path / "cache"),
         "train": {"progress": False},
     }
-    data = open_sim_data(PretrainConfig(**common, split="episodes", val_fraction=0.2))
-    assert data.trained_on["split"] == {"kind": "episodes", "val_fraction": 0.2}
+    data = open_sim_data(PretrainConfig(**common, split={"kind": "episodes", "val_fraction": 0.2}))
+    assert (data.split.kind, data.split.val_fraction) == ("episodes", 0.2)
     assert data.trained_on["frames"] == {"train": 80, "val": 20, "test": 0}
-    blocks = open_sim_data(PretrainConfig(**common, val_fraction=0.2, split_gap=2))
-    assert blocks.trained_on["split"]["kind"] == "time_block"
+    held_out = {r.session for r in data.val.records}
+    assert len(held_out) == 2 and not held_out & {r.session for r in data.train.records}
+    blocks = open_sim_data(PretrainConfig(**common, split={"val_fraction": 0.2, "gap": 2}))
+    assert blocks.split.kind == "time_block"
     assert sum(blocks.trained_on["frames"].values()) < 100  # each episode's cut drops a gap
     with pytest.raises(ValueError, match="split"):
         PretrainConfig(**common, split="random")
+    with pytest.raises(ValueError, match="no test part"):
+        PretrainConfig(**common, split={"kind": "episodes", "test_fraction": 0.2})

@@ -11,9 +11,11 @@ import pytest
 
 pytest.importorskip("sim2real.envs.recording", reason="ENVS' sim2real.envs.recording not present")
 
+from sim2real.envs.randomization import resolve_spec  # noqa: E402
 from sim2real.experiments.cli import main  # noqa: E402
 from sim2real.experiments.simulate import SimulateConfig, chunk_seed, simulate  # noqa: E402
 from sim2real.transfer.datasets import open_records  # noqa: E402
+from sim2real.transfer.training_data import recorded_randomization  # noqa: E402
 from sim2real.transfer.tub import read_manifest  # noqa: E402
 
 TINY = {"frames": 60, "chunk_frames": 20, "image_height": 64, "image_width": 64}
@@ -53,8 +55,12 @@ def test_recording_is_a_readable_tub_with_sim_labels(reference):
     )
     assert all(-1 <= r.labels["user/angle"] <= 1 for r in result.records)
     assert {r.session for r in result.records} >= {"sim_3_0000_000", "sim_3_0002_000"}
-    for name in ("config.yaml", "run.json", "randomization.yaml"):
+    for name in ("config.yaml", "run.json"):
         assert (reference / name).is_file()
+    # the resolved randomization travels in the manifest, where pretraining reads it
+    recorded = recorded_randomization([reference])[str(reference)]
+    assert recorded["spec"] == resolve_spec(None).model_dump(mode="json")
+    assert (recorded["seed"], recorded["image_size"]) == (3, [64, 64])
 
 
 def test_interrupted_run_leaves_whole_chunks_and_resumes(reference, tmp_path):
@@ -73,6 +79,16 @@ def test_interrupted_run_leaves_whole_chunks_and_resumes(reference, tmp_path):
         simulate(out, config, progress=False)
     with pytest.raises(ValueError, match="different config"):
         simulate(out, config.model_copy(update={"seed": 5}), resume=True, progress=False)
+    # a spec that differs from the one the manifest recorded is refused
+    manifest = out / "manifest.json"
+    text = manifest.read_text()
+    lines = text.splitlines()
+    metadata = json.loads(lines[2])
+    metadata["randomization"]["spec"] = {"light": {"intensity": [0.1, 0.2]}}
+    manifest.write_text("\n".join([*lines[:2], json.dumps(metadata), *lines[3:]]) + "\n")
+    with pytest.raises(ValueError, match="randomization spec changed"):
+        simulate(out, config, resume=True, progress=False)
+    manifest.write_text(text)
     # what a SIGKILL during an atomic write leaves behind; --resume removes it
     orphan = out / "images" / ".25_cam_image_array_.jpg.k3x9_q2a.tmp"
     orphan.write_bytes(b"half a jpeg")

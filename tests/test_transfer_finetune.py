@@ -11,6 +11,7 @@ from sim2real.experiments.cli import main
 from sim2real.transfer.adapter import AdapterConfig
 from sim2real.transfer.finetune import FinetuneConfig, finetune
 from sim2real.transfer.sample_data import sample_path
+from sim2real.transfer.splits import REAL_SPLIT
 from sim2real.transfer.tub import TubWriter
 
 
@@ -69,7 +70,8 @@ def test_frozen_stages_come_out_bit_identical(parent, tmp_path, tmp_cfg):
     assert [h["step"] for h in card.history] == ["pretrain", "finetune"]
     assert step["adapter"]["bn"] == "adabn" and step["parent"] == str(parent.resolve())
     assert card.trained_on["frames"]["train"] == 64
-    assert card.trained_on["split"]["test_fraction"] == 0.2
+    assert card.split == REAL_SPLIT and "split" not in card.trained_on
+    assert card.trained_on["subsample"] == {"max_frames": None, "frames": 64, "seed": 0}
     assert set(card.metrics["val"]) == {"user/angle", "user/throttle"}
     assert (tmp_path / "out" / "config.yaml").is_file()
 

@@ -50,7 +50,8 @@ from sim2real.transfer.adapter import adabn, apply_freezing, param_groups
 from sim2real.transfer.alignment import open_unlabeled
 
 if TYPE_CHECKING:
-    from sim2real.transfer.finetune import FinetuneConfig, FinetuneResult, RealData
+    from sim2real.transfer.finetune import FinetuneConfig, FinetuneResult
+    from sim2real.transfer.training_data import TrainingData
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +132,10 @@ def held_out_images(config: FinetuneConfig) -> list[Path]:
     """Image paths of every frame of `config.data` outside the training part (validation,
     test and the gaps between): never used as unlabeled frames either."""
     from sim2real.transfer.datasets import open_records
-    from sim2real.transfer.splits import time_block_split
+    from sim2real.transfer.splits import split_records
 
     records = open_records(config.data).records
-    split = time_block_split(
-        records, config.val_fraction, test_fraction=config.test_fraction, gap=config.split_gap
-    )
+    split = split_records(records, config.split, seed=config.train.seed)
     train = {Path(r.image_path) for r in split.train}
     return [Path(r.image_path) for r in records if Path(r.image_path) not in train]
 
@@ -146,7 +145,7 @@ def finetune_mixed(
     out_dir: Path,
     model: DrivingNet,
     parent_card: ModelCard,
-    data: RealData,
+    data: TrainingData,
     *,
     resume: bool = False,
     started: float | None = None,
@@ -292,6 +291,7 @@ def finetune_mixed(
         kind=parent_card.kind,
         spec=model.spec,
         trained_on={**data.trained_on, "parent_checkpoint": parent, **record},
+        split=data.split,
         randomization=parent_card.randomization,
         metrics=result.card_metrics(),
         code_version=code_version(),

@@ -24,29 +24,26 @@ import numpy as np
 
 from sim2real.agents.checkpoint import ModelCard, load_checkpoint
 from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, predict
-from sim2real.transfer.finetune import FinetuneConfig
+from sim2real.common.splitspec import SplitSpec
 from sim2real.transfer.metrics import (
     DEFAULT_BLOCK_LENGTH,
     AffineCalibration,
     Interval,
     driving_metrics,
 )
+from sim2real.transfer.splits import REAL_SPLIT, split_records
 
-_FINETUNE_FIELDS = FinetuneConfig.model_fields
-DEFAULT_SPLIT = {
-    "val_fraction": _FINETUNE_FIELDS["val_fraction"].default,
-    "test_fraction": _FINETUNE_FIELDS["test_fraction"].default,
-    "gap": _FINETUNE_FIELDS["split_gap"].default,
-}
-"""the fine-tuning defaults, used when a card does not say how its data was split"""
+FINETUNE_STEP = "finetune"
+"""history steps whose name starts with this fitted the card's data split on real frames"""
 
 
-def split_settings(card: ModelCard) -> dict[str, float]:
-    """val_fraction, test_fraction and gap of the card's fine-tuning split (or the defaults)."""
-    split = card.trained_on.get("split") if isinstance(card.trained_on, dict) else None
-    if isinstance(split, dict) and "test_fraction" in split:
-        return {k: split.get(k, v) for k, v in DEFAULT_SPLIT.items()}
-    return dict(DEFAULT_SPLIT)
+def card_split(card: ModelCard) -> SplitSpec:
+    """The split `card`'s network was fine-tuned with (its `split`), else `REAL_SPLIT`: the
+    test block of a network trained on other data (sim, a policy) is the fine-tuning one."""
+    last = card.history[-1].get("step", "") if card.history else ""
+    if card.split is not None and str(last).startswith(FINETUNE_STEP):
+        return card.split
+    return REAL_SPLIT
 
 
 @dataclass
@@ -113,7 +110,6 @@ def evaluate_offline(
         check_source_sizes,
         open_records,
     )
-    from sim2real.transfer.splits import time_block_split
 
     if split not in ("test", "all"):
         raise ValueError(f"split must be 'test' or 'all', got {split!r}")
@@ -124,17 +120,12 @@ def evaluate_offline(
     record_set = open_records([str(p) for p in data])
     check_source_sizes(card, record_set.reports)
     records = record_set.records
-    settings = split_settings(card)
+    settings = card_split(card)
     if split == "test":
-        parts = time_block_split(
-            records,
-            settings["val_fraction"],
-            test_fraction=settings["test_fraction"],
-            gap=int(settings["gap"]),
-        )
+        parts = split_records(records, settings, seed=seed)
         if not parts.test:
             raise ValueError(
-                f"test_fraction {settings['test_fraction']} leaves no test block; use --split all"
+                f"test_fraction {settings.test_fraction} leaves no test block; use --split all"
             )
         eval_records, calib_records = parts.test, parts.val
         calibrated_on = f"the validation block before the test block ({len(calib_records)} frames)"
@@ -189,7 +180,7 @@ def evaluate_offline(
         "outputs": card.spec.outputs,
         "data": data_paths,
         "split": split,
-        "split_settings": settings,
+        "split_settings": settings.model_dump(mode="json"),
         "overlaps_training_data": bool(trained_paths & set(data_paths)),
         "block_length": block_length,
         "n_boot": n_boot,

@@ -2,9 +2,10 @@
 
 `finetune(config, out_dir)`:
 
-- reads the real data, holds out the last `test_fraction` of every recording as the test
-  block (for `sim2real evaluate`), the block before it for validation (early stopping), and
-  trains on the earlier part, subsampled to `frames` (reproducible contiguous blocks);
+- reads the real data (`open_training_data`), holds out the last `split.test_fraction` of
+  every recording as the test block (for `sim2real evaluate`), the block before it for
+  validation (early stopping), and trains on the earlier part, subsampled to `frames`
+  (reproducible contiguous blocks);
 - adapts the network with `sim2real.transfer.adapter` (re-head, AdaBN, freezing,
   discriminative learning rates, gradual unfreezing as phases of `agents.training.fit`);
 - with every encoder stage frozen (and BatchNorm frozen), computes the encoder's features once
@@ -14,7 +15,7 @@
   encoder again;
 - checks that frozen parameters come out bit-identical, and writes a checkpoint folder in
   the one format, whose card records the adapter config, the parent checkpoint, the real
-  data used and the validation metrics.
+  data used, its split and the validation metrics.
 
 ``from_scratch=True`` trains the same architecture from random init with the same data,
 split and budget (every stage trainable): the baseline every transfer claim is measured
@@ -41,6 +42,7 @@ from sim2real.agents.alignment import AlignmentConfig
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_checkpoint
 from sim2real.agents.freezing import find_encoder, unfreeze_stages
 from sim2real.agents.model import DrivingNet, seeded_model, unit_batches
+from sim2real.agents.preprocessing import Preprocessing
 from sim2real.agents.shipped import resolve_checkpoint
 from sim2real.agents.training import (
     RESUMABLE_CHANGES,
@@ -56,6 +58,7 @@ from sim2real.agents.training import (
 )
 from sim2real.common.config import StrictModel, load_config
 from sim2real.common.runs import check_run_dir, code_version, describe_run
+from sim2real.common.splitspec import SplitSpec, fold_legacy_split
 from sim2real.transfer.adapter import (
     AdapterConfig,
     adabn,
@@ -78,6 +81,8 @@ from sim2real.transfer.ladder import (
     is_rung,
     train_rung,
 )
+from sim2real.transfer.splits import REAL_SPLIT
+from sim2real.transfer.training_data import TrainingData, open_training_data
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +108,9 @@ class FinetuneConfig(StrictModel):
     ladder: LadderConfig = Field(default_factory=LadderConfig)
     """how freeze "auto" (and a named rung) picks the rung and epoch count by K-fold CV"""
     train: TrainConfig = Field(default_factory=_default_train)
-    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
-    """the block after the training part, for early stopping"""
-    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    """the last block of every recording, never trained on (evaluate --split test)"""
-    split_gap: int = Field(20, ge=0)
-    """frames dropped at each cut (20 = 1 s at 20 Hz) so no near-twins straddle it"""
+    split: SplitSpec = Field(default_factory=lambda: REAL_SPLIT.model_copy())
+    """train | val (early stopping) | test (never trained on: evaluate --split test) blocks
+    of every recording"""
     cache_features: bool = True
     """with every stage frozen, train the head on cached encoder features"""
     cache_dir: str | None = None
@@ -118,14 +120,10 @@ class FinetuneConfig(StrictModel):
     align: AlignmentConfig | None = None
     """unlabeled real frames: AdaBN and CORAL (`sim2real.agents.alignment`)"""
 
-    @model_validator(mode="after")
-    def _fractions(self) -> FinetuneConfig:
-        if self.val_fraction + self.test_fraction >= 1.0:
-            raise ValueError(
-                f"val_fraction {self.val_fraction} + test_fraction {self.test_fraction} "
-                "leaves nothing to train on"
-            )
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        return fold_legacy_split(data, REAL_SPLIT)
 
 
 FREEZE_CHOICES = (
@@ -157,83 +155,25 @@ def load_finetune_config(
     return load_config(FinetuneConfig, path, overrides)
 
 
-@dataclass
-class RealData:
-    """Training and validation frame sets for one label list, and where they came from."""
-
-    train: Any
-    val: Any
-    trained_on: dict[str, Any]
-
-
-def open_real_data(
-    config: FinetuneConfig, outputs: list[str], preprocessing, *, progress: bool = True
-) -> RealData:
-    """Read `config.data`, split by time blocks, subsample, and build the frame datasets."""
-    from sim2real.transfer.datasets import DrivingDataset, open_records
-    from sim2real.transfer.splits import subsample, time_block_split
-
+def open_finetune_data(
+    config: FinetuneConfig, preprocessing: Preprocessing, *, progress: bool | None = None
+) -> TrainingData:
+    """`open_training_data` with `config`'s data, split, frame budget and seed, for its
+    adapter's outputs: the frames `finetune` trains and early-stops on (pass them back as
+    `finetune(..., data=)` to read them once for several runs)."""
     if not config.data:
         raise ValueError("no real data given: pass at least one tub path (--data)")
-    record_set = open_records(config.data, include_pilot=config.include_pilot)
-    counts = {name: sum(name in r.labels for r in record_set.records) for name in outputs}
-    missing = [name for name, n in counts.items() if n == 0]
-    if missing:
-        raise ValueError(
-            f"{', '.join(config.data)}: no record has label(s) {missing}; labels present: "
-            f"{record_set.label_names}; set adapter.outputs to labels the data has"
-        )
-    split = time_block_split(
-        record_set.records,
-        config.val_fraction,
-        test_fraction=config.test_fraction,
-        gap=config.split_gap,
+    return open_training_data(
+        config.data,
+        config.adapter.outputs,
+        preprocessing,
+        config.split,
+        config.frames,
+        config.train.seed,
+        include_pilot=config.include_pilot,
+        cache_dir=config.cache_dir,
+        progress=config.train.progress if progress is None else progress,
     )
-    train, val = split.train, split.val
-    seed = config.train.seed
-    if config.frames is not None:
-        if config.frames > len(train):
-            log.warning(
-                "asked for %d frames, the training part has %d: using all",
-                config.frames,
-                len(train),
-            )
-        train = subsample(train, config.frames, seed)
-        # keep the validation block in proportion to the training frames a user would have
-        train_share = 1.0 - config.val_fraction - config.test_fraction
-        n_val = max(20, round(config.frames * config.val_fraction / train_share))
-        val = subsample(val, n_val, seed + 1) if n_val < len(val) else val
-    if len(train) < 2:
-        raise ValueError(f"{', '.join(config.data)}: only {len(train)} training frame(s)")
-    if not val:
-        raise ValueError(f"{', '.join(config.data)}: too few records for a validation block")
-    cache_dir = Path(config.cache_dir) if config.cache_dir else None
-    train_set, val_set = (
-        DrivingDataset(
-            part, preprocessing, outputs, cache_dir, progress=progress, report=record_set.report
-        )
-        for part in (train, val)
-    )
-    trained_on = {
-        "paths": [str(Path(p).expanduser().resolve()) for p in config.data],
-        "frames": {  # (frames whose image did not decode are not counted)
-            "train": len(train_set),
-            "val": len(val_set),
-            "test_held_out": len(split.test),
-        },
-        "split": {
-            "kind": "time_block",
-            "val_fraction": config.val_fraction,
-            "test_fraction": config.test_fraction,
-            "gap": config.split_gap,
-            "subsample_frames": config.frames,
-            "subsample_seed": seed,
-        },
-        "label_counts": counts,
-        "read_report": record_set.report.to_dict(),
-        "source_size": list(train_set.source_shape[:2]),
-    }
-    return RealData(train=train_set, val=val_set, trained_on=trained_on)
 
 
 def _digest(tensor: torch.Tensor) -> str:
@@ -330,7 +270,7 @@ def build_model(config: FinetuneConfig) -> tuple[DrivingNet, ModelCard]:
 def _ladder_fit(
     model: DrivingNet,
     config: FinetuneConfig,
-    data: RealData,
+    data: TrainingData,
     out_dir: Path,
     resume: bool,
     log_line: Callable[[str], None] | None,
@@ -390,7 +330,7 @@ def finetune(
     out_dir: str | Path,
     *,
     resume: bool = False,
-    data: RealData | None = None,
+    data: TrainingData | None = None,
     log_line: Callable[[str], None] | None = None,
 ) -> FinetuneResult:
     """Adapt `config.checkpoint` to `config.data` and write a checkpoint to `out_dir`.
@@ -405,9 +345,7 @@ def finetune(
     model, parent_card = build_model(config)
     adapter = config.adapter
     if data is None:
-        data = open_real_data(
-            config, adapter.outputs, model.spec.preprocessing, progress=config.train.progress
-        )
+        data = open_finetune_data(config, model.spec.preprocessing)
     read_report = data.trained_on.get("read_report") or {}
     check_source_sizes(parent_card, {", ".join(map(str, config.data)): read_report})
     check_colour_frames(data.train)
@@ -516,6 +454,7 @@ def finetune(
         kind=parent_card.kind,
         spec=model.spec,
         trained_on={**data.trained_on, "parent_checkpoint": step["parent"]},
+        split=data.split,
         randomization=None if config.from_scratch else parent_card.randomization,
         metrics=last.card_metrics(epochs_run=sum(f.epochs_run for f in fits)),
         code_version=code_version(),

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim2real.common.splitspec import SplitSpec
 from sim2real.transfer.records import Record
+
+REAL_SPLIT = SplitSpec(kind="time_block", val_fraction=0.15, test_fraction=0.2, gap=20)
+"""the split of real recordings: fine-tuning's default, and the one `evaluate` assumes for a
+checkpoint whose card records no fine-tuning split (so every network of a study is scored on
+the same test block)"""
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,15 @@ def episode_split(records: Sequence[Record], val_fraction: float, *, seed: int) 
     train = [r for i, g in enumerate(groups) if i not in held_out for r in g]
     val = [r for i, g in enumerate(groups) if i in held_out for r in g]
     return Split(train=train, val=val)
+
+
+def split_records(records: Sequence[Record], spec: SplitSpec, *, seed: int) -> Split:
+    """Cut `records` as `spec` says: `time_block_split`, or `episode_split` drawn with `seed`."""
+    if spec.kind == "episodes":
+        return episode_split(records, spec.val_fraction, seed=seed)
+    return time_block_split(
+        records, spec.val_fraction, test_fraction=spec.test_fraction, gap=spec.gap
+    )
 
 
 def subsample(records: Sequence[Record], n: int, seed: int, *, block_len: int = 10) -> list[Record]:

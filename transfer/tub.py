@@ -44,6 +44,9 @@ IMAGES = "images"
 IMAGE_TYPES = ("image_array",)
 NUMERIC_TYPES = ("float", "int")
 KNOWN_TYPES = ("float", "int", "str", "boolean", "image_array", "list", "vector", "nparray")
+RANDOMIZATION_KEY = "randomization"
+"""user-metadata key (manifest line 3) under which `sim2real simulate` records the
+randomization a sim tub was recorded with: {spec, strength, seed, image_size, spec_path}"""
 
 
 def is_tub(path: Path) -> bool:

@@ -19,16 +19,14 @@ def rule_freeze(config) -> tuple[int, str]:
     from sim2real.agents.checkpoint import load_checkpoint
     from sim2real.experiments.domain_gap import FreezeRule, measure_gap, recommend_freeze
     from sim2real.transfer.datasets import open_records
-    from sim2real.transfer.splits import time_block_split
+    from sim2real.transfer.splits import split_records
 
     if config.checkpoint is None:
         raise ValueError("--freeze rule: no checkpoint given (--checkpoint)")
     if not config.data:
         raise ValueError("--freeze rule: no real data given (--data)")
     records = open_records(config.data).records
-    split = time_block_split(
-        records, config.val_fraction, test_fraction=config.test_fraction, gap=config.split_gap
-    )
+    split = split_records(records, config.split, seed=config.train.seed)
     n = len(split.train) if config.frames is None else min(config.frames, len(split.train))
     model, card = load_checkpoint(config.checkpoint)
     rule = FreezeRule()

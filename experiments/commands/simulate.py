@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "simulate",
         help="record the expert driving randomized tracks into a DonkeyCar tub v2",
         description="Same seed, same recording, whatever --workers. The folder becomes a tub "
-        "with config.yaml, run.json and randomization.yaml beside the manifest.",
+        "with config.yaml and run.json beside the manifest, which records the randomization.",
     )
     parser.add_argument("--out", type=Path, required=True, help="new tub folder")
     add_shortcut(parser, "--frames", "frames", type=int, help="frames to record (default 1000)")
