@@ -8,6 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from sim2real.experiments.board_band import fit_band
 from sim2real.experiments.scene_measures import (
     ROAD_PATCH,
     Camera,
@@ -38,7 +39,7 @@ class Measure:
         self.horizons = np.array([horizon_row(g) for g in grays])
         found = np.isfinite(self.horizons)
         self.found = int(found.sum())
-        self.method = "vanishing point of floor lines"
+        self.method, self.kind = "vanishing point of floor lines", "lines"
         self._set_horizon(self.horizons[found])
         use_vp = self.found >= 0.4 * n if use_vp is None else use_vp
         self.use_vp = use_vp
@@ -70,10 +71,18 @@ class Measure:
             mask = np.isin(np.argmin(d, axis=1), self.road_clusters).reshape(h, w)
             self.runs.append(floor_runs(frame, mask, rows, gray))
             self.boundaries.append(_floor_boundary(mask))
-        if not use_vp:  # lines rarely converge (low camera, walls): where the floor ends
+        self.board_ratio = float("nan")
+        band = None if use_vp else fit_band(frames[np.linspace(0, n - 1, min(n, 300)).astype(int)])
+        if band is not None:  # boards: where their feet and tops converge
+            self.found, self.horizon, self.horizon_iqr = n, band.horizon, 0.0
+            self.board_ratio, self.kind = band.board_ratio, "boards"
+            self.method = (f"boards' feet and tops, one line through {band.pairs} columns, "
+                           f"boards {band.board_ratio:.2f} x the camera's height")  # fmt: skip
+            self.floor_top = int(np.clip(self.horizon + 4, 2, h - 10))
+        elif not use_vp:  # lines rarely converge (low camera, walls): where the floor ends
             bounds = np.asarray(self.boundaries, np.float64)
             self.found = int(np.isfinite(bounds).sum())
-            self.method = "top of the floor region (few converging lines)"
+            self.method, self.kind = "top of the floor region (few converging lines)", "floor"
             self._set_horizon(bounds[np.isfinite(bounds)])
             self.floor_top = int(np.clip(np.nan_to_num(self.horizon, nan=h / 3) + 4, 2, h - 10))
 

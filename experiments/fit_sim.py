@@ -28,7 +28,7 @@ from pydantic import Field
 
 from sim2real.common.config import StrictModel, validate_config
 from sim2real.envs.randomization import STYLES, RandomizationSpec, resolve_spec
-from sim2real.experiments.fit_lens import fit_lens, render
+from sim2real.experiments.fit_lens import fit_lens, hfov_from_verticals, render
 from sim2real.experiments.fit_measure import Measure, check_road_scene
 from sim2real.experiments.scene_measures import Camera, image_stats, rgb_to_hsv
 
@@ -152,34 +152,10 @@ def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult
     spec = base.model_dump(mode="json")
     result = FitResult(spec=spec, frames=n)
     scale = config.range_scale
-    lens_hfov, lens_k, lens_note = fit_lens(frames, spec, config.seed)
-    camera = Camera(h, w, lens_hfov, lens_k)
-    real = Measure(frames, camera, config.seed)
+    prior = Camera(h, w, base.camera.hfov.nominal, base.camera.distortion.nominal)
+    real = Measure(frames, prior, config.seed)
     check_road_scene(real, n, h)
-
-    # camera pitch from the horizon, then the floor's width in camera heights
-    pitch = camera.pitch_for_horizon(real.horizon)
-    camera.pitch = pitch
     s = real.summary()
-    hnote = (f"horizon row {real.horizon:.1f} of {h} (IQR {real.horizon_iqr:.1f} px, "
-             f"{real.method}, found in {real.found}/{n} frames)")  # fmt: skip
-    _set_range(spec, base, "camera.pitch", pitch, scale, result, hnote)
-    _set_range(spec, base, "camera.distortion", lens_k, scale, result, lens_note)
-    _set_range(spec, base, "camera.hfov", lens_hfov, scale, result, lens_note)
-    ratio = s["width_ratio"]
-    width_prior = base.track.road_width.nominal
-    if np.isfinite(ratio) and s["width_rows"] >= max(20, 0.1 * s["rows"]):
-        road_w = float(np.clip(width_prior, base.track.road_width.low, base.track.road_width.high))
-        wnote = (f"floor run {ratio:.2f} camera heights wide (median over {s['width_rows']} rows "
-                 "with both edges in view); the frames fix width / height only")  # fmt: skip
-        _set_range(spec, base, "camera.height", road_w / ratio, scale, result,
-                   f"{wnote}, road width held at {road_w} m")  # fmt: skip
-    else:
-        result.fitted["camera.height"] = Fitted(
-            base.camera.height.nominal,
-            f"prior kept: both edges of the floor were in view on only {s['width_rows']} of "
-            f"{s['rows']} measured rows",
-        )
     # style and colours
     scores = style_scores(s["centre"], s["edge"], s["outer_gap"])
     result.style_scores = scores
@@ -204,6 +180,43 @@ def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult
     # neutral camera effects: the colours were measured through the real camera
     for name, value in (("hue", 0.0), ("gamma", 1.0), ("vignetting", 0.0)):
         _set_range(spec, base, f"image.{name}", value, scale, result, "neutral: in the colours")
+    # the lens, rendered in the fitted style and colours, then the geometry read through it
+    lens_hfov, lens_k, lens_note = fit_lens(frames, spec, config.seed)
+    hfov, hfov_note = hfov_from_verticals(frames, real.horizon, lens_k)
+    if hfov is not None:
+        lens_hfov = hfov
+    _set_range(spec, base, "camera.hfov", lens_hfov, scale, result,
+               hfov_note if hfov is not None else f"{lens_note}; {hfov_note}")  # fmt: skip
+    camera = Camera(h, w, lens_hfov, lens_k)
+    real.camera = camera
+
+    # camera pitch from the horizon, then the floor's width in camera heights
+    pitch = camera.pitch_for_horizon(real.horizon)
+    camera.pitch = pitch
+    s = real.summary()
+    hnote = (f"horizon row {real.horizon:.1f} of {h} (IQR {real.horizon_iqr:.1f} px, "
+             f"{real.method}, found in {real.found}/{n} frames)")  # fmt: skip
+    _set_range(spec, base, "camera.pitch", pitch, scale, result, hnote)
+    _set_range(spec, base, "camera.distortion", lens_k, scale, result, lens_note)
+    ratio = s["width_ratio"]
+    width_prior = base.track.road_width.nominal
+    if np.isfinite(ratio) and s["width_rows"] >= max(20, 0.1 * s["rows"]):
+        road_w = float(np.clip(width_prior, base.track.road_width.low, base.track.road_width.high))
+        wnote = (f"floor run {ratio:.2f} camera heights wide (median over {s['width_rows']} rows "
+                 "with both edges in view); the frames fix width / height only")  # fmt: skip
+        _set_range(spec, base, "camera.height", road_w / ratio, scale, result,
+                   f"{wnote}, road width held at {road_w} m")  # fmt: skip
+    else:
+        result.fitted["camera.height"] = Fitted(
+            base.camera.height.nominal,
+            f"prior kept: both edges of the floor were in view on only {s['width_rows']} of "
+            f"{s['rows']} measured rows",
+        )
+    if np.isfinite(real.board_ratio):
+        cam_h = result.spec["camera"]["height"]["nominal"]
+        _set_range(spec, base, "visual.board_height", cam_h * real.board_ratio, scale, result,
+                   f"boards {real.board_ratio:.2f} x the camera's height {cam_h:.3f} m "
+                   "(the slope of their tops against their feet)")  # fmt: skip
     _synthesis(frames, real, spec, base, scale, result, camera, config.seed)
     validate_config(RandomizationSpec, spec, "fitted spec")
     return result
@@ -306,7 +319,8 @@ def _synthesis(frames: np.ndarray, real: Measure, spec: dict, base: Randomizatio
         values["haze"] = float(np.clip(values["haze"] + 0.7 * dark, 0, 0.5))
         bright = target["bright_floor"] - st["bright_floor"]
         values["gloss"] = float(np.clip(values["gloss"] + 8 * bright, 0, 1))
-        if np.isfinite(sim_m_horizon):  # the detector's bias cancels
+        # the same reading on both (the detector's bias cancels), or none
+        if np.isfinite(sim_m_horizon) and sim_measure.kind == real.kind:
             pitch += camera.pitch_for_horizon(real.horizon) - camera.pitch_for_horizon(
                 sim_m_horizon
             )
