@@ -43,7 +43,7 @@ def column_feet(lab: np.ndarray) -> np.ndarray:
     step = np.linalg.norm(lab[:-4] - lab[4:], axis=-1) > FOOT_EDGE  # (H-4, W)
     step[h - 8 :] = False  # the blur's border
     rows = np.where(step, np.arange(h - 4)[:, None], -1).max(axis=0)
-    return np.where(rows >= 0, rows + 3, -1)
+    return np.where(rows >= 0, rows + 2, -1)  # the step's middle
 
 
 def band_pairs(lab: np.ndarray, board: np.ndarray) -> np.ndarray:
@@ -55,20 +55,23 @@ def band_pairs(lab: np.ndarray, board: np.ndarray) -> np.ndarray:
     for r in range(h):
         run[r + 1] = (run[r] + 1) * near[r]
     feet = column_feet(lab)
-    cols = np.flatnonzero((feet > 3) & (feet < h - 2))
+    cols = np.flatnonzero((feet > 6) & (feet < h - 2))
     cols = cols[(cols > 4) & (cols < w - 5)]
-    length = run[feet[cols] - 3, cols]  # the band's length ending just above the foot
-    keep = (length >= 2) & (feet[cols] - 3 - length > 0)
-    return np.stack([feet[cols][keep], feet[cols][keep] - 3 - length[keep]], axis=1)
+    start = feet[cols] - 4  # the band's lowest row, clear of the blurred step
+    length = run[start + 1, cols]  # board pixels in a row ending there
+    top = start - length + 1
+    keep = (length >= 2) & (top > 0)
+    return np.stack([feet[cols][keep], top[keep]], axis=1)
 
 
 def board_colour(labs: list[np.ndarray]) -> np.ndarray | None:
-    """Median (smoothed) Lab colour 3-5 rows above the foot in every column."""
+    """Median (smoothed) Lab colour 5-8 rows above the foot in every column (clear of the
+    blurred step)."""
     px = []
     for lab in labs:
         feet = column_feet(lab)
-        cols = np.flatnonzero(feet > 6)
-        for k in (3, 4, 5):
+        cols = np.flatnonzero(feet > 9)
+        for k in (5, 6, 7, 8):
             px.append(lab[feet[cols] - k, cols])
     px = np.concatenate(px) if px else np.zeros((0, 3))
     return np.median(px, axis=0) if len(px) >= MIN_PAIRS else None
