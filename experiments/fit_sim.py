@@ -1,15 +1,16 @@
 """Fit the simulator to a user's track from unlabeled real frames (the `fit-sim` command).
 
-Measured on the real frames (experiments.scene_measures): the horizon (-> camera pitch), the
-drivable floor's width relative to the camera height (-> camera height and road width), the
-track style (lines at the centre, at the edges, a distinct verge or boards beyond), the
-colours of road, lines, verge, floor, boards and room (k-means and medians over those regions),
-and image statistics. The lens (field of view, barrel distortion) keeps the base spec's prior:
-a few hundred small frames do not pin it down, and the report says so.
+Measured on the real frames (experiments.fit_measure): the horizon (vanishing point of floor
+lines, or on walled tracks the boards' feet and tops, experiments.board_band: -> camera pitch
+and the boards' height), the drivable floor's width relative to the camera height, the track
+style (lines at the centre, at the edges, a distinct verge or boards beyond), the colours of
+road, lines, verge, floor, boards and room, and image statistics. The lens (experiments.fit_lens):
+barrel distortion from how much lines above the centre bow, matched on sim renders; the field
+of view of a near-pinhole lens from where vertical edges meet.
 
 Then analysis by synthesis: sim frames rendered from the fitted nominal world are measured the
-same way, and brightness, contrast, saturation, blur, noise, haze, gloss and the camera pitch
-are corrected until the sim's statistics match the real ones (detector biases cancel).
+same way, and brightness, contrast, saturation, blur, noise, haze, gloss, the camera pitch and
+height are corrected until the sim's statistics match the real ones (detector biases cancel).
 
 The spec written has the fitted world as its nominal (strength 0) and ranges of
 `range_scale` times the base spec's half-widths around it (strength 1); the fitted style gets
