@@ -47,10 +47,10 @@ class FitSimConfig(StrictModel):
         (0.0, 1.0), description="fraction (start, end) of each recording to read"
     )
     range_scale: float = Field(
-        1.0, ge=0.0, le=2.0, description="ranges' half-widths as a fraction of the base spec's"
+        0.5, ge=0.0, le=2.0, description="ranges' half-widths as a fraction of the base spec's"
     )
     style_share: float = Field(
-        0.4, ge=0.0, le=1.0, description="share of the style weights the fitted style gets"
+        0.6, ge=0.0, le=1.0, description="share of the style weights the fitted style gets"
     )
     base: str | None = Field(None, description="base RandomizationSpec YAML (default: shipped)")
     seed: int = Field(0, ge=0, description="seed of the k-means and the sim renders")

@@ -25,10 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frames", type=int, help="real frames used at most (default 1000)")
     parser.add_argument("--span", help="fraction START:END of each recording (default 0:1)")
     parser.add_argument(
-        "--range-scale", type=float, help="ranges' half-widths, x the base spec's (default 1.0)"
+        "--range-scale", type=float, help="ranges' half-widths, x the base spec's (default 0.5)"
     )
     parser.add_argument(
-        "--style-share", type=float, help="style weight of the fitted style (default 0.4)"
+        "--style-share", type=float, help="style weight of the fitted style (default 0.6)"
     )
     parser.add_argument("--base", help="base spec YAML (default: the shipped spec)")
     parser.add_argument("--seed", type=int, help="seed (default 0)")
