@@ -1,15 +1,16 @@
 """Fit the simulator to a user's track from unlabeled real frames (the `fit-sim` command).
 
-Measured on the real frames (experiments.scene_measures): the horizon (-> camera pitch), the
-drivable floor's width relative to the camera height (-> camera height and road width), the
-track style (lines at the centre, at the edges, a distinct verge or boards beyond), the
-colours of road, lines, verge, floor, boards and room (k-means and medians over those regions),
-and image statistics. The lens (field of view, barrel distortion) keeps the base spec's prior:
-a few hundred small frames do not pin it down, and the report says so.
+Measured on the real frames (experiments.fit_measure): the horizon (vanishing point of floor
+lines, or on walled tracks the boards' feet and tops, experiments.board_band: -> camera pitch
+and the boards' height), the drivable floor's width relative to the camera height, the track
+style (lines at the centre, at the edges, a distinct verge or boards beyond), the colours of
+road, lines, verge, floor, boards and room, and image statistics. The lens (experiments.fit_lens):
+barrel distortion from how much lines above the centre bow, matched on sim renders; the field
+of view of a near-pinhole lens from where vertical edges meet.
 
 Then analysis by synthesis: sim frames rendered from the fitted nominal world are measured the
-same way, and brightness, contrast, saturation, blur, noise, haze, gloss and the camera pitch
-are corrected until the sim's statistics match the real ones (detector biases cancel).
+same way, and brightness, contrast, saturation, blur, noise, haze, gloss, the camera pitch and
+height are corrected until the sim's statistics match the real ones (detector biases cancel).
 
 The spec written has the fitted world as its nominal (strength 0) and ranges of
 `range_scale` times the base spec's half-widths around it (strength 1); the fitted style gets
@@ -23,21 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from pydantic import Field
 
 from sim2real.common.config import StrictModel, validate_config
 from sim2real.envs.randomization import STYLES, RandomizationSpec, resolve_spec
-from sim2real.experiments.scene_measures import (
-    ROAD_PATCH,
-    Camera,
-    floor_runs,
-    horizon_row,
-    image_stats,
-    kmeans_colours,
-    rgb_to_hsv,
-)
+from sim2real.experiments.fit_lens import fit_lens, hfov_from_verticals, render
+from sim2real.experiments.fit_measure import Measure, check_road_scene
+from sim2real.experiments.scene_measures import Camera, image_stats, rgb_to_hsv
 
 MIN_FRAMES = 20
 SIM_FRAMES = 16  # sim frames per analysis-by-synthesis round
@@ -110,146 +104,6 @@ def style_scores(centre: float, edge: float, outer_gap: float) -> dict[str, floa
     return {k: v / total for k, v in raw.items()}
 
 
-def _lab(rgb: np.ndarray) -> np.ndarray:
-    px = np.clip(np.asarray(rgb, np.float64).reshape(-1, 1, 3), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(px, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float64)
-
-
-def _median_rgb(values: list[np.ndarray]) -> np.ndarray | None:
-    return np.median(np.asarray(values), axis=0) if values else None
-
-
-class _Measure:
-    """Geometry, style and colours of a set of frames (real or sim)."""
-
-    def __init__(
-        self, frames: np.ndarray, camera: Camera, seed: int = 0, use_vp: bool | None = None
-    ) -> None:
-        n, h, w, _ = frames.shape
-        self.frames, self.camera = frames, camera
-        grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-        self.horizons = np.array([horizon_row(g) for g in grays])
-        found = np.isfinite(self.horizons)
-        self.found = int(found.sum())
-        self.method = "vanishing point of floor lines"
-        self._set_horizon(self.horizons[found])
-        use_vp = self.found >= 0.4 * n if use_vp is None else use_vp
-        self.use_vp = use_vp
-        start = self.horizon + 4 if use_vp and np.isfinite(self.horizon) else h / 3
-        top = int(np.clip(start, 2, h - 10))
-        self.floor_top = top
-        # k-means over floor pixels of up to 200 frames (Lab)
-        pick = frames[np.linspace(0, n - 1, min(n, 200)).round().astype(int)]
-        floor = pick[:, top:, ::3].reshape(-1, 3)
-        rng = np.random.default_rng(seed)
-        floor = floor[rng.choice(len(floor), min(len(floor), 60000), replace=False)]
-        centres, labels = kmeans_colours(_lab(floor), 6, seed)
-        self.centres = centres
-        # the road: the clusters covering the bottom-centre patch the car stands on
-        c0, c1 = int(w * (0.5 - ROAD_PATCH / 2)), int(w * (0.5 + ROAD_PATCH / 2))
-        patch = _lab(pick[:, h - max(4, h // 10) :, c0:c1].reshape(-1, 3))
-        patch_labels = np.argmin(((patch[:, None] - centres[None]) ** 2).sum(-1), axis=1)
-        share = np.bincount(patch_labels, minlength=len(centres)) / len(patch_labels)
-        main = int(np.argmax(share))
-        # texture (carpet, grain) may split the floor into neighbouring clusters: keep those
-        near = np.linalg.norm(centres - centres[main], axis=1) < 22.0
-        self.road_clusters = np.flatnonzero(near | (np.arange(len(centres)) == main))
-        self.road_share = float(share[self.road_clusters].sum())
-        rows = np.unique(np.linspace(top + 0.3 * (h - top), h - 3, 8).round().astype(int))
-        self.runs, self.boundaries = [], []
-        for frame, gray in zip(frames, grays, strict=True):
-            lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
-            d = ((lab[:, None, :] - centres[None].astype(np.float32)) ** 2).sum(-1)
-            mask = np.isin(np.argmin(d, axis=1), self.road_clusters).reshape(h, w)
-            self.runs.append(floor_runs(frame, mask, rows, gray))
-            self.boundaries.append(_floor_boundary(mask))
-        if not use_vp:  # lines rarely converge (low camera, walls): where the floor ends
-            bounds = np.asarray(self.boundaries, np.float64)
-            self.found = int(np.isfinite(bounds).sum())
-            self.method = "top of the floor region (few converging lines)"
-            self._set_horizon(bounds[np.isfinite(bounds)])
-            self.floor_top = int(np.clip(np.nan_to_num(self.horizon, nan=h / 3) + 4, 2, h - 10))
-
-    def _set_horizon(self, rows: np.ndarray) -> None:
-        self.horizon = float(np.median(rows)) if len(rows) else float("nan")
-        q75, q25 = np.percentile(rows, [75, 25]) if len(rows) else (np.nan, np.nan)
-        self.horizon_iqr = float(q75 - q25)
-
-    def summary(self) -> dict[str, Any]:
-        """Shares of rows with lines, the run's width in camera heights, and median colours."""
-        cam = self.camera
-        rows = sum(len(r.rows) for r in self.runs)
-        centre = sum(sum(r.centre_line) for r in self.runs) / max(1, rows)
-        edge = sum(sum(r.edge_line) for r in self.runs) / max(1, rows)
-        ratios = []
-        for run in self.runs:
-            for r, left, right in zip(run.rows, run.left, run.right, strict=True):
-                if left > 2 and right < cam.width - 3:
-                    _, lat = cam.ground(np.array([left, right]), np.array([r, r]))
-                    if np.all(np.isfinite(lat)):
-                        ratios.append(abs(lat[0] - lat[1]))
-        road = _median_rgb([c for r in self.runs for c in r.road_rgb])
-        outer = _median_rgb([c for r in self.runs for c in r.outer_rgb])
-        gap = float(np.linalg.norm(_lab(road) - _lab(outer))) if road is not None and (
-            outer is not None) else 0.0  # fmt: skip
-        # centre-line coverage along the run's middle: near 1 solid, dash / period when dashed
-        above = self.frames[:, : max(2, self.floor_top - 6)].reshape(-1, 3)
-        return {
-            "rows": rows,
-            "centre": float(centre),
-            "edge": float(edge),
-            "width_ratio": float(np.median(ratios)) if ratios else float("nan"),
-            "width_rows": len(ratios),
-            "road": road,
-            "outer": outer,
-            "outer_gap": gap,
-            "centre_rgb": _median_rgb([c for r in self.runs for c in r.centre_rgb]),
-            "edge_rgb": _median_rgb([c for r in self.runs for c in r.edge_rgb]),
-            "room_rgb": np.median(above.astype(np.float64), axis=0),
-        }
-
-
-def _floor_boundary(mask: np.ndarray) -> float:
-    """Median over the middle half of the columns of the row where the floor region that
-    reaches the bottom of the frame ends (px); nan when the bottom is not floor."""
-    h, w = mask.shape
-    cols = mask[:, w // 4 : 3 * w // 4]
-    tops = []
-    for c in range(cols.shape[1]):
-        column = cols[:, c]
-        if not column[-3:].all():
-            continue
-        off = np.flatnonzero(~column)
-        tops.append(float(off[-1] + 1) if len(off) else 0.0)
-    return float(np.median(tops)) if len(tops) >= cols.shape[1] // 3 else float("nan")
-
-
-def _check_road_scene(m: _Measure, n: int, height: int) -> None:
-    """Refuse frames that are not road scenes (no consistent horizon, no floor run)."""
-    if m.found < max(5, 0.3 * n):
-        raise ValueError(
-            f"these do not look like road scenes: a horizon ({m.method}) was found in only "
-            f"{m.found} of {n} frames; no spec written"
-        )
-    if m.horizon_iqr > 0.3 * height:
-        raise ValueError(
-            f"these do not look like road scenes: the horizon jumps around (interquartile "
-            f"range {m.horizon_iqr:.0f} px of {height}); no spec written"
-        )
-    if m.road_share < 0.5:
-        raise ValueError(
-            f"these do not look like road scenes: no floor colour under the car (the commonest "
-            f"colour covers {m.road_share:.0%} of the patch below the camera); no spec written"
-        )
-    rows = sum(len(r.rows) for r in m.runs)
-    expected = n * len(np.unique(np.linspace(0, 1, 8)))
-    if rows < 0.3 * expected:
-        raise ValueError(
-            f"these do not look like road scenes: a floor under the car was found on only "
-            f"{rows} of {expected} measured rows; no spec written"
-        )
-
-
 def _set_range(spec: dict, base: RandomizationSpec, key: str, value: Any, scale: float,
                result: FitResult, note: str) -> None:  # fmt: skip
     """Centre `group.field` on `value` (clipped to the field's limits), half-widths `scale`
@@ -285,15 +139,6 @@ def _set_range(spec: dict, base: RandomizationSpec, key: str, value: Any, scale:
     result.fitted[key] = Fitted(entry["nominal"], note, clipped)
 
 
-def _render(spec: dict, strength: float, n: int, seed: int, size: tuple[int, int]) -> np.ndarray:
-    from sim2real.envs.preview import preview_frames
-
-    checked = validate_config(RandomizationSpec, spec, "fitted spec")
-    frames, _, _ = preview_frames(seed, n, strength=strength, randomization=checked,
-                                  image_size=size)  # fmt: skip
-    return np.stack(frames)
-
-
 def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult:
     """Fit a RandomizationSpec to real frames (N, H, W, 3) uint8 RGB; see the module doc.
 
@@ -308,36 +153,10 @@ def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult
     spec = base.model_dump(mode="json")
     result = FitResult(spec=spec, frames=n)
     scale = config.range_scale
-    camera = Camera(h, w, base.camera.hfov.nominal, base.camera.distortion.nominal)
-    real = _Measure(frames, camera, config.seed)
-    _check_road_scene(real, n, h)
-
-    # camera pitch from the horizon, then the floor's width in camera heights
-    pitch = camera.pitch_for_horizon(real.horizon)
-    camera.pitch = pitch
+    prior = Camera(h, w, base.camera.hfov.nominal, base.camera.distortion.nominal)
+    real = Measure(frames, prior, config.seed)
+    check_road_scene(real, n, h)
     s = real.summary()
-    hnote = (f"horizon row {real.horizon:.1f} of {h} (IQR {real.horizon_iqr:.1f} px, "
-             f"{real.method}, found in {real.found}/{n} frames)")  # fmt: skip
-    _set_range(spec, base, "camera.pitch", pitch, scale, result, hnote)
-    for name in ("hfov", "distortion"):
-        entry = getattr(base.camera, name)
-        result.fitted[f"camera.{name}"] = Fitted(
-            entry.nominal, f"prior kept (not identifiable here), range [{entry.low}, {entry.high}]"
-        )
-    ratio = s["width_ratio"]
-    width_prior = base.track.road_width.nominal
-    if np.isfinite(ratio) and s["width_rows"] >= max(20, 0.1 * s["rows"]):
-        road_w = float(np.clip(width_prior, base.track.road_width.low, base.track.road_width.high))
-        wnote = (f"floor run {ratio:.2f} camera heights wide (median over {s['width_rows']} rows "
-                 "with both edges in view); the frames fix width / height only")  # fmt: skip
-        _set_range(spec, base, "camera.height", road_w / ratio, scale, result,
-                   f"{wnote}, road width held at {road_w} m")  # fmt: skip
-    else:
-        result.fitted["camera.height"] = Fitted(
-            base.camera.height.nominal,
-            f"prior kept: both edges of the floor were in view on only {s['width_rows']} of "
-            f"{s['rows']} measured rows",
-        )
     # style and colours
     scores = style_scores(s["centre"], s["edge"], s["outer_gap"])
     result.style_scores = scores
@@ -362,6 +181,43 @@ def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult
     # neutral camera effects: the colours were measured through the real camera
     for name, value in (("hue", 0.0), ("gamma", 1.0), ("vignetting", 0.0)):
         _set_range(spec, base, f"image.{name}", value, scale, result, "neutral: in the colours")
+    # the lens, rendered in the fitted style and colours, then the geometry read through it
+    lens_hfov, lens_k, lens_note = fit_lens(frames, spec, config.seed)
+    hfov, hfov_note = hfov_from_verticals(frames, real.horizon, lens_k)
+    if hfov is not None:
+        lens_hfov = hfov
+    _set_range(spec, base, "camera.hfov", lens_hfov, scale, result,
+               hfov_note if hfov is not None else f"{lens_note}; {hfov_note}")  # fmt: skip
+    camera = Camera(h, w, lens_hfov, lens_k)
+    real.camera = camera
+
+    # camera pitch from the horizon, then the floor's width in camera heights
+    pitch = camera.pitch_for_horizon(real.horizon)
+    camera.pitch = pitch
+    s = real.summary()
+    hnote = (f"horizon row {real.horizon:.1f} of {h} (IQR {real.horizon_iqr:.1f} px, "
+             f"{real.method}, found in {real.found}/{n} frames)")  # fmt: skip
+    _set_range(spec, base, "camera.pitch", pitch, scale, result, hnote)
+    _set_range(spec, base, "camera.distortion", lens_k, scale, result, lens_note)
+    ratio = s["width_ratio"]
+    width_prior = base.track.road_width.nominal
+    if np.isfinite(ratio) and s["width_rows"] >= max(20, 0.1 * s["rows"]):
+        road_w = float(np.clip(width_prior, base.track.road_width.low, base.track.road_width.high))
+        wnote = (f"floor run {ratio:.2f} camera heights wide (median over {s['width_rows']} rows "
+                 "with both edges in view); the frames fix width / height only")  # fmt: skip
+        _set_range(spec, base, "camera.height", road_w / ratio, scale, result,
+                   f"{wnote}, road width held at {road_w} m")  # fmt: skip
+    else:
+        result.fitted["camera.height"] = Fitted(
+            base.camera.height.nominal,
+            f"prior kept: both edges of the floor were in view on only {s['width_rows']} of "
+            f"{s['rows']} measured rows",
+        )
+    if np.isfinite(real.board_ratio):
+        cam_h = result.spec["camera"]["height"]["nominal"]
+        _set_range(spec, base, "visual.board_height", cam_h * real.board_ratio, scale, result,
+                   f"boards {real.board_ratio:.2f} x the camera's height {cam_h:.3f} m "
+                   "(the slope of their tops against their feet)")  # fmt: skip
     _synthesis(frames, real, spec, base, scale, result, camera, config.seed)
     validate_config(RandomizationSpec, spec, "fitted spec")
     return result
@@ -420,7 +276,7 @@ def _colours(spec: dict, base: RandomizationSpec, s: dict, style: str, scale: fl
                "median above the horizon")  # fmt: skip
 
 
-def _synthesis(frames: np.ndarray, real: _Measure, spec: dict, base: RandomizationSpec,
+def _synthesis(frames: np.ndarray, real: Measure, spec: dict, base: RandomizationSpec,
                scale: float, result: FitResult, camera: Camera, seed: int) -> None:  # fmt: skip
     """Match the sim's image statistics and horizon to the real ones, a few rounds."""
     h, w = frames.shape[1:3]
@@ -435,19 +291,20 @@ def _synthesis(frames: np.ndarray, real: _Measure, spec: dict, base: Randomizati
     pitch = spec["camera"]["pitch"]["nominal"]
     height = spec["camera"]["height"]["nominal"]
     fit_height = not result.fitted["camera.height"].note.startswith("prior kept")
-    real_ratio = real.summary()["width_ratio"] if fit_height else float("nan")
+    real_px = real.summary()["run_px"] if fit_height else float("nan")
     for round_ in range(ROUNDS):
         trial = _with_values(spec, values, pitch)
         trial["camera"]["height"]["nominal"] = height
         trial["camera"]["height"]["low"] = min(trial["camera"]["height"]["low"], height)
         trial["camera"]["height"]["high"] = max(trial["camera"]["height"]["high"], height)
-        sim = _render(trial, 0.0, SIM_FRAMES, seed + 1000 * round_, (h, w))
-        sim_measure = _Measure(sim, camera, seed, use_vp=real.use_vp)
+        sim = render(trial, 0.0, SIM_FRAMES, seed + 1000 * round_, (h, w))
+        sim_measure = Measure(sim, camera, seed, use_vp=real.use_vp)
         sim_m_horizon = sim_measure.horizon
-        if fit_height:  # the same reading of the floor's width on sim frames: its bias cancels
-            sim_ratio = sim_measure.summary()["width_ratio"]
-            if np.isfinite(sim_ratio) and np.isfinite(real_ratio):
-                height = float(np.clip(height * (sim_ratio / real_ratio) ** 0.8, 0.03, 1.0))
+        if fit_height:  # the floor run's width in px, read alike on sim frames at the same
+            # rows below the matched horizon: lens and clipping biases cancel
+            sim_px = sim_measure.summary()["run_px"]
+            if np.isfinite(sim_px) and np.isfinite(real_px):
+                height = float(np.clip(height * (sim_px / real_px) ** 1.2, 0.03, 1.0))
         st = image_stats(sim, real.floor_top)
         result.sim_stats = st
         # damped multiplicative steps (the effects interact), clipped to sane gains
@@ -463,7 +320,8 @@ def _synthesis(frames: np.ndarray, real: _Measure, spec: dict, base: Randomizati
         values["haze"] = float(np.clip(values["haze"] + 0.7 * dark, 0, 0.5))
         bright = target["bright_floor"] - st["bright_floor"]
         values["gloss"] = float(np.clip(values["gloss"] + 8 * bright, 0, 1))
-        if np.isfinite(sim_m_horizon):  # the detector's bias cancels
+        # the same reading on both (the detector's bias cancels), or none
+        if np.isfinite(sim_m_horizon) and sim_measure.kind == real.kind:
             pitch += camera.pitch_for_horizon(real.horizon) - camera.pitch_for_horizon(
                 sim_m_horizon
             )

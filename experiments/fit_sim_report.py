@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from sim2real.common.io import atomic_save_figure
-from sim2real.experiments.fit_sim import FitResult, _render
+from sim2real.experiments.fit_lens import render
+from sim2real.experiments.fit_sim import FitResult
 
 COLUMNS = 6
 
@@ -26,8 +27,8 @@ def write_fit_report(out: str | Path, frames: np.ndarray, result: FitResult, see
     real = frames[np.linspace(0, len(frames) - 1, COLUMNS).round().astype(int)]
     rows = [
         ("real", real),
-        ("sim, strength 0 (fitted world)", _render(result.spec, 0.0, COLUMNS, seed, (h, w))),
-        ("sim, strength 0.5", _render(result.spec, 0.5, COLUMNS, seed + 100, (h, w))),
+        ("sim, strength 0 (fitted world)", render(result.spec, 0.0, COLUMNS, seed, (h, w))),
+        ("sim, strength 0.5", render(result.spec, 0.5, COLUMNS, seed + 100, (h, w))),
     ]
     fig, axes = plt.subplots(3, COLUMNS, figsize=(2.4 * COLUMNS, 6.9), dpi=110, squeeze=False)
     for r, (label, images) in enumerate(rows):

@@ -102,6 +102,7 @@ class RowRuns:
     edge_rgb: list[np.ndarray] = field(default_factory=list)
     outer_rgb: list[np.ndarray] = field(default_factory=list)
     road_rgb: list[np.ndarray] = field(default_factory=list)
+    span: list[int] = field(default_factory=list)  # px, the run with every line bridged
 
 
 def floor_runs(
@@ -120,6 +121,9 @@ def floor_runs(
     tophat = cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, line_kernel)
     blackhat = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, line_kernel)
     lines = (tophat > LINE_CONTRAST) | (blackhat > LINE_CONTRAST)
+    # lines bridged too (a wide near dash splits the floor's colour run; the edge lines join it)
+    bridged = cv2.morphologyEx((road_mask | lines).astype(np.uint8), cv2.MORPH_CLOSE, kernel)
+    bridged = bridged.astype(bool)
     out = RowRuns()
     centre = w // 2
     for r in rows:
@@ -165,6 +169,10 @@ def floor_runs(
             if len(other):
                 out.outer_rgb.append(np.median(other.astype(np.float64), axis=0))
         out.edge_line.append(edge_px > 0)
+        off = np.flatnonzero(~bridged[r])
+        left_b, right_b = off[off < c], off[off > c]
+        out.span.append((int(right_b[0]) if len(right_b) else w) - (
+            int(left_b[-1]) + 1 if len(left_b) else 0))  # fmt: skip
         inner = frame[r, left + 1 : right][~lines[r, left + 1 : right]]
         if len(inner):
             out.road_rgb.append(np.median(inner.astype(np.float64), axis=0))
@@ -198,6 +206,26 @@ def image_stats(frames: np.ndarray, floor_from: int) -> dict[str, float]:
         "dark": float(np.median(dark)),
         "bright_floor": float(np.mean(bright)),
     }
+
+
+def dome(frames: np.ndarray) -> float:
+    """How much lines above the image centre bow into a dome (barrel distortion): the median
+    over (N, H, W, 3) frames of the difference between the median slope (dy/dx) of
+    near-horizontal edges in the right third and in the left third of the upper half; 0 for a
+    pinhole lens, growing with the barrel. nan when no frame has enough such edges."""
+    out = []
+    for frame in frames:
+        g = cv2.GaussianBlur(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32), (3, 3), 0)
+        h, w = g.shape
+        gx, gy = cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1)
+        sel = (np.abs(gy) > 2 * np.abs(gx)) & (np.hypot(gx, gy) > 60)
+        sel[h // 2 :] = False
+        slope = -gx / np.where(np.abs(gy) < 1e-3, 1e-3, gy)
+        left, right = sel[:, : w // 3], sel[:, 2 * w // 3 :]
+        if left.sum() >= 20 and right.sum() >= 20:
+            r_slope = np.median(slope[:, 2 * w // 3 :][right])
+            out.append(r_slope - np.median(slope[:, : w // 3][left]))
+    return float(np.median(out)) if out else float("nan")
 
 
 def rgb_to_hsv(rgb: np.ndarray) -> tuple[float, float, float]:

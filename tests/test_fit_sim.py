@@ -72,3 +72,61 @@ def test_bad_input_gets_one_line_and_no_spec(tmp_path, capsys):
         fit_sim(noise[:10])
     code = main(["fit-sim", "--real", str(sample_path()), "--out", str(out), "--span", "0.9:0.2"])
     assert code == 2 and "span" in capsys.readouterr().err and not out.exists()
+
+
+def _board_frames(horizon: float, ratio: float, n: int = 12) -> np.ndarray:
+    """Dark floor, light boards whose feet and tops follow t = v ratio - (ratio - 1) b (a camera
+    at height C, boards of height ratio x C, horizon row v), dark room above; 120x160."""
+    rng = np.random.default_rng(0)
+    frames = np.full((n, 120, 160, 3), 40, np.uint8)
+    frames[..., 2] = 70  # a blue-grey room
+    for i in range(n):
+        feet = np.linspace(rng.uniform(40, 60), rng.uniform(60, 100), 160)
+        for c, b in enumerate(feet):
+            top = horizon * ratio - (ratio - 1) * b
+            frames[i, int(round(top)) : int(round(b)), c] = (200, 205, 210)
+            frames[i, int(round(b)) :, c] = rng.integers(60, 80, 120 - int(round(b)))[:, None]
+    return frames
+
+
+@pytest.mark.parametrize(("horizon", "ratio"), [(30.0, 1.4), (20.0, 0.7)])
+def test_board_band_reads_the_horizon_and_the_boards_height_over_the_camera(horizon, ratio):
+    from sim2real.experiments.board_band import fit_band
+
+    band = fit_band(_board_frames(horizon, ratio))
+    assert band is not None
+    assert band.horizon == pytest.approx(horizon, abs=3.0)
+    assert band.board_ratio == pytest.approx(ratio, abs=0.12)
+
+
+def test_verticals_give_the_focal_length_of_a_pinhole():
+    import cv2
+
+    from sim2real.experiments.fit_lens import hfov_from_verticals
+
+    focal, pitch = 120.0, 20.0
+    above = focal * np.tan(np.radians(pitch))  # horizon above the centre (px)
+    nadir = focal / np.tan(np.radians(pitch))  # verticals meet below it (px)
+    cx, cy = 79.5, 59.5
+    frames = np.full((20, 120, 160, 3), 90, np.uint8)
+    for i, frame in enumerate(frames):
+        for x_top in np.linspace(5, 155, 9) + i % 3:
+            if abs(x_top - cx) < 25:
+                continue
+            # a vertical pole from row 10 to row 50, aimed at the nadir (cx, cy + nadir)
+            x_bottom = x_top + (cx - x_top) * 40 / (cy + nadir - 10)
+            cv2.line(frame, (int(x_top), 10), (int(round(x_bottom)), 50), (230, 230, 230), 2)
+    hfov, note = hfov_from_verticals(frames, cy - above, 0.0)
+    expected = np.degrees(2 * np.arctan(80 / focal))
+    assert hfov == pytest.approx(expected, abs=6.0), note
+    assert hfov_from_verticals(frames, cy - above, 0.8)[0] is None  # a barrel lens: prior kept
+
+
+def test_the_dome_grows_with_the_barrel_distortion():
+    from sim2real.experiments.fit_lens import render, with_lens
+    from sim2real.experiments.scene_measures import dome
+
+    spec = RandomizationSpec.default().model_dump(mode="json")
+    pinhole = dome(render(with_lens(spec, 120.0, 0.0), 0.3, 8, 3, (120, 160)))
+    fisheye = dome(render(with_lens(spec, 120.0, 1.0), 0.3, 8, 3, (120, 160)))
+    assert fisheye > pinhole + 0.05
