@@ -20,6 +20,7 @@ if [ -z "$tub" ]; then
   [ -d "$tub" ] || tub="$here/transfer/sample_data/usi-track-a-sample"
 fi
 work="${4:-$(mktemp -d /tmp/sim2real-fresh.XXXXXX)}"
+mkdir -p "$work"
 export OMP_NUM_THREADS=1 SIM2REAL_CACHE="$work/cache"
 step() {  # step NAME COMMAND...: run it, then print its times and the load average
   local name="$1"
@@ -27,7 +28,7 @@ step() {  # step NAME COMMAND...: run it, then print its times and the load aver
   /usr/bin/time -f "$name: %e s wall, %U s user, %S s system" -o "$work/$name.time" "$@"
   echo "$(cat "$work/$name.time"); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
-echo "started $(date -u +%FT%TZ) on $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "started $(date -u +%FT%TZ) on $(getconf _NPROCESSORS_ONLN) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 started=$(date +%s.%N)
 step clone git clone -q --branch "$branch" "$repo" "$work/sim2real"
 cd "$work/sim2real"
