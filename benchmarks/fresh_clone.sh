@@ -22,22 +22,23 @@ fi
 work="${4:-$(mktemp -d /tmp/sim2real-fresh.XXXXXX)}"
 mkdir -p "$work"
 export OMP_NUM_THREADS=1 SIM2REAL_CACHE="$work/cache"
-step() {  # step NAME COMMAND...: run it, then print its times and the load average
+step() {  # step NAME COMMAND...: run it (output to WORK/NAME.log), print times and load
   local name="$1"
   shift
-  /usr/bin/time -f "$name: %e s wall, %U s user, %S s system" -o "$work/$name.time" "$@"
+  /usr/bin/time -f "$name: %e s wall, %U s user, %S s system" -o "$work/$name.time" "$@" \
+    >"$work/$name.log" 2>&1
   echo "$(cat "$work/$name.time"); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 echo "started $(date -u +%FT%TZ) on $(getconf _NPROCESSORS_ONLN) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 started=$(date +%s.%N)
 step clone git clone -q --branch "$branch" "$repo" "$work/sim2real"
 cd "$work/sim2real"
-step install bash scripts/install.sh >"$work/install.log" 2>&1
+step install bash scripts/install.sh
 cd "$work"
 step finetune sim2real/.venv/bin/sim2real finetune --checkpoint pilotnet-recipe --data "$tub" \
-  --frames 100 --out ft >"$work/finetune.log" 2>&1
-step export sim2real/.venv/bin/sim2real export --checkpoint ft --onnx pilot.onnx \
-  >"$work/export.log" 2>&1
+  --frames 100 --out ft
+step export sim2real/.venv/bin/sim2real export --checkpoint ft --onnx pilot.onnx
 total=$(echo "$(date +%s.%N) - $started" | bc)
 echo "total ${total%.*} s wall (clone + install + finetune + export); logs in $work"
+echo "venv $(du -sm "$work/sim2real/.venv" | cut -f1) MB"
 tail -n 3 "$work/finetune.log" "$work/export.log"

@@ -6,6 +6,8 @@
 # (EXTRAS= with nothing: the car-side commands alone, no simulator, ray or test tools).
 # torch is installed first so that pip takes a CPU build where one is available
 # (TORCH_SPEC overrides, e.g. TORCH_SPEC="torch==2.13.0" or "torch").
+# --no-compile: pip would byte-compile every file of every package (13 of torch's 20 CPU-s of
+# install, most of it for modules never imported); Python compiles what is imported, once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
@@ -21,5 +23,5 @@ else
     "installing without the simulator (pip install -e '.[sim]' builds pybullet from source)"
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
-.venv/bin/python -m pip install -q -e ".${EXTRAS:+[$EXTRAS]}"
+.venv/bin/python -m pip install -q --no-compile "${TORCH_SPEC:-torch==2.13.0}"
+.venv/bin/python -m pip install -q --no-compile -e ".${EXTRAS:+[$EXTRAS]}"
