@@ -72,6 +72,17 @@ def resolve_checkpoint(reference: str | os.PathLike[str]) -> Path:
     )
 
 
+def checkpoint_reference(reference: str | os.PathLike[str]) -> str:
+    """How a card records the checkpoint `reference` names (a fine-tuned card's parent): a
+    shipped network by its name, which `resolve_checkpoint` turns back into its folder in any
+    installation (its package path differs between venvs and machines); any other folder by
+    its absolute path. Raises as `resolve_checkpoint` does."""
+    folder = resolve_checkpoint(reference).resolve()
+    if folder.parent == pretrained_dir().resolve() and folder.name in shipped_names():
+        return folder.name
+    return str(folder)
+
+
 @dataclass(frozen=True)
 class ShippedModel:
     """One shipped checkpoint as `sim2real models` lists it."""

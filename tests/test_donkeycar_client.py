@@ -15,7 +15,6 @@ SIM2REAL_DONKEYCAR_VENV=DIR keeps (and reuses) the venv in DIR instead of a temp
 SIM2REAL_PYTHON312=PATH names the interpreter.
 """
 
-import glob
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from other_pythons import find_python
 
 pytestmark = pytest.mark.slow
 
@@ -34,27 +34,10 @@ FRAMES = 20
 LOOPS = 50
 
 
-def find_python312() -> str | None:
-    """A Python 3.12 interpreter: $SIM2REAL_PYTHON312, python3.12 on PATH, or pyenv's."""
-    candidates = [os.environ.get("SIM2REAL_PYTHON312"), shutil.which("python3.12")]
-    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python")))
-    for candidate in candidates:
-        if not candidate:
-            continue
-        done = subprocess.run(
-            [candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 12))"],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode == 0 and done.stdout.strip() == "True":
-            return candidate
-    return None
-
-
 @pytest.fixture(scope="module")
 def donkey_python(tmp_path_factory) -> str:
     """The venv's python with donkeycar 5.4.0, onnxruntime and numpy installed."""
-    python = find_python312()
+    python = find_python(12)
     if python is None:
         pytest.skip("no Python 3.12 interpreter found (DonkeyCar 5.4 needs >= 3.12)")
     kept = os.environ.get("SIM2REAL_DONKEYCAR_VENV")

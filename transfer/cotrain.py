@@ -43,6 +43,7 @@ from sim2real.agents.checkpoint import ModelCard, save_checkpoint
 from sim2real.agents.freezing import find_encoder
 from sim2real.agents.model import DrivingNet
 from sim2real.agents.preprocessing import Preprocessing
+from sim2real.agents.shipped import checkpoint_reference
 from sim2real.agents.training import dataset_tensors, fit
 from sim2real.common.config import StrictModel
 from sim2real.common.runs import code_version
@@ -272,7 +273,7 @@ def finetune_mixed(
         raise RuntimeError(f"frozen parameters changed during fine-tuning: {changed[:5]}")
 
     seconds = time.perf_counter() - started
-    parent = str(Path(str(config.checkpoint)).expanduser().resolve())
+    parent = checkpoint_reference(str(config.checkpoint))
     step = {
         "step": "finetune_cotrain" if cot is not None else "finetune_aligned",
         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -24,6 +24,7 @@ import numpy as np
 
 from sim2real.agents.checkpoint import ModelCard, load_checkpoint
 from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, predict
+from sim2real.agents.shipped import checkpoint_reference
 from sim2real.common.splitspec import SplitSpec
 from sim2real.transfer.metrics import (
     DEFAULT_BLOCK_LENGTH,
@@ -174,7 +175,7 @@ def evaluate_offline(
     trained_paths = set(card.trained_on.get("paths", [])) if card.trained_on else set()
     data_paths = [str(Path(p).expanduser().resolve()) for p in data]
     info = {
-        "checkpoint": str(Path(checkpoint).expanduser().resolve()),
+        "checkpoint": checkpoint_reference(checkpoint),
         "kind": card.kind,
         "architecture": card.spec.architecture,
         "outputs": card.spec.outputs,

@@ -43,7 +43,7 @@ from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, sa
 from sim2real.agents.freezing import find_encoder, unfreeze_stages
 from sim2real.agents.model import DrivingNet, seeded_model, unit_batches
 from sim2real.agents.preprocessing import Preprocessing
-from sim2real.agents.shipped import resolve_checkpoint
+from sim2real.agents.shipped import checkpoint_reference
 from sim2real.agents.training import (
     RESUMABLE_CHANGES,
     RESUME_FILE,
@@ -425,7 +425,7 @@ def finetune(
     step = {
         "step": "finetune_from_scratch" if config.from_scratch else "finetune",
         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "parent": str(resolve_checkpoint(config.checkpoint).resolve()),
+        "parent": checkpoint_reference(config.checkpoint),
         "adapter": adapter.model_dump(mode="json"),
         "auto_plentiful": plentiful,
         "frozen_stages": frozen,
