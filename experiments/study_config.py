@@ -56,6 +56,11 @@ RUNTIME_TRAIN_FIELDS = {"progress", "tensorboard", "device", "num_threads"}
 SPLIT = DEFAULT_SPLIT
 """the real split of every cell: fine-tuning's defaults, which evaluate assumes for cards
 that do not record one (zero-shot), so every network is scored on the same test block"""
+FINETUNE_CELL_FIELDS = (
+    *("checkpoint", "data", "frames", "from_scratch", "cache_dir"),
+    *("val_fraction", "test_fraction", "split_gap"),
+)
+"""FinetuneConfig fields each run cell sets (with `adapter.freeze` and `train.seed`)"""
 STAGE_FILE_KEY = "config"
 """a stage's key naming its command's YAML"""
 
@@ -220,11 +225,7 @@ class FinetuneStage(FinetuneConfig):
 
     def cell_config(self) -> dict[str, Any]:
         """The fine-tuning settings of a cell's key: everything the cell does not set."""
-        exclude: dict[str, Any] = {
-            name: True
-            for name in ("checkpoint", "data", "frames", "from_scratch", "cache_dir")
-            + ("val_fraction", "test_fraction", "split_gap")
-        }
+        exclude: dict[str, Any] = dict.fromkeys(FINETUNE_CELL_FIELDS, True)
         exclude |= {"adapter": {"freeze"}, "train": RUNTIME_TRAIN_FIELDS | {"seed"}}
         return self.model_dump(mode="json", exclude=exclude)
 
