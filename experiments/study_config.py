@@ -7,8 +7,10 @@ default (its command's) and a study runs any recipe a single command can:
 - `pretrain` is a `PretrainConfig` (`sim2real pretrain`) plus the randomization strengths;
 - `finetune` is a `FinetuneConfig` (`sim2real finetune`), the recipe of every fine-tuning cell.
 
-Each is written inline, or as ``config: PATH`` (that command's YAML, relative to the study's
-file, e.g. ``pretrain: {config: pretrain_closed_loop.yaml}``) with inline keys merged on top.
+Each is written inline, or as ``config: PATH`` (that command's YAML; a relative path is read
+from the working directory, as `real_data` and the commands' ``--config`` are), e.g.
+``pretrain: {config: experiments/configs/pretrain_closed_loop.yaml}``, with inline keys
+merged on top, key by key.
 What the study sets per cell (each recording's strength, the data, the start, the frame
 count, the freeze depth, the seed, the real split) must stay at its default: a value there
 would be ignored, so it is an error naming the field that sets it instead. How a cell runs
@@ -23,11 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from sim2real.agents.pretrain import PretrainConfig
-from sim2real.common.config import (
-    StrictModel,
-    load_yaml_mapping,
-    validate_config,
-)
+from sim2real.common.config import StrictModel, load_config, load_yaml_mapping, validate_config
 from sim2real.experiments.domain_gap import FreezeRule
 from sim2real.experiments.simulate import SimulateConfig
 from sim2real.transfer.evaluate import DEFAULT_SPLIT
@@ -366,16 +364,8 @@ class StudyConfig(StrictModel):
 
 
 def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
-    """A `StudyConfig` from YAML; overrides: real_data (list), policy_checkpoint (None: keep).
-
-    A stage's ``config: PATH`` is read relative to the folder of `path`."""
-    data = load_yaml_mapping(path)
-    for stage in ("sim", "pretrain", "finetune"):
-        section = data.get(stage)
-        if isinstance(section, dict) and isinstance(section.get(STAGE_FILE_KEY), str):
-            file = Path(section[STAGE_FILE_KEY]).expanduser()
-            section[STAGE_FILE_KEY] = str(Path(path).parent / file)
-    config = validate_config(StudyConfig, data, source=str(path))
+    """A `StudyConfig` from YAML; overrides: real_data (list), policy_checkpoint (None: keep)."""
+    config = load_config(StudyConfig, path)
     if overrides.get("real_data"):
         config.real_data = [str(p) for p in overrides["real_data"]]
     if overrides.get("policy_checkpoint"):

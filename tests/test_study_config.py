@@ -40,17 +40,18 @@ def test_a_study_pretrains_with_a_command_recipe_file_and_inline_keys_on_top(tmp
     folder = tmp_path / "configs"
     folder.mkdir()
     shutil.copy(RECIPE, folder / "recipe.yaml")
+    (tmp_path / "studies").mkdir()
     path = _write(
-        folder,
+        tmp_path / "studies",
         """
         pretrain:
-          config: recipe.yaml
+          config: configs/recipe.yaml
           strengths: [1.0]
           train: {epochs: 2}
         grid: {frames: [0], freeze_sweep: {frames: []}, other_starts_frames: [0]}
         """,
     )
-    monkeypatch.chdir(tmp_path)  # the file is found beside the study, not in the cwd
+    monkeypatch.chdir(tmp_path)  # relative paths are read from the working directory
     config = load_study_config(path)
     plan = plan_upstream(config, tmp_path / "out")
     cell = plan.starts[MAIN].cell
@@ -86,7 +87,7 @@ def test_the_recordings_are_the_simulate_command_defaults():
     assert recording.perturbation == 0.2 and recording.chunk_frames == 100
 
 
-def test_a_finetune_cell_runs_what_the_finetune_command_would(tmp_path):
+def test_a_finetune_cell_runs_what_the_finetune_command_would(tmp_path, monkeypatch):
     recipe = _write(tmp_path, "ladder: {folds: 3}\ntrain: {epochs: 4, lr: 0.002}\n", "ft.yaml")
     path = _write(
         tmp_path,
@@ -95,6 +96,7 @@ def test_a_finetune_cell_runs_what_the_finetune_command_would(tmp_path):
         grid: {frames: [0, 50], seeds: [0], freeze_sweep: {frames: []}}
         """,
     )
+    monkeypatch.chdir(tmp_path)
     config = load_study_config(path)
     plan = plan_upstream(config, tmp_path / "out")
     cell = run_cell(plan, MAIN, "transfer", 50, 3, 2)
@@ -134,7 +136,7 @@ def test_a_field_the_study_sets_per_cell_is_refused_naming_its_setter(
 
 def test_a_bad_field_in_a_stage_file_is_named_with_that_file(tmp_path):
     recipe = _write(tmp_path, "train: {epochs: 0}\n", "recipe.yaml")
-    path = _write(tmp_path, "pretrain: {config: recipe.yaml}\n")
+    path = _write(tmp_path, f"pretrain: {{config: {recipe}}}\n")
     with pytest.raises(ConfigError) as info:
         load_study_config(path)
     assert f"{recipe}: train.epochs" in str(info.value)
