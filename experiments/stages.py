@@ -123,27 +123,14 @@ def _started(out: Path) -> bool:
     return out.exists() and any(out.iterdir())
 
 
-def _train_runtime(ctx: StepContext) -> dict[str, Any]:
-    runtime = ctx.cell.runtime
-    return {
-        "device": runtime.get("device", "auto"),
-        "num_threads": runtime.get("num_threads"),
-        "progress": bool(runtime.get("progress", True)),
-        "tensorboard": bool(runtime.get("tensorboard", False)),
-    }
-
-
 @register_step("pretrain")
 def pretrain_step(ctx: StepContext) -> dict[str, Any]:
-    from sim2real.agents.pretrain import PretrainConfig
     from sim2real.experiments.pretraining import run_pretrain
+    from sim2real.experiments.study_config import cell_pretrain_config
 
     _threads(ctx)
-    data = dict(ctx.cell.config["pretrain"])
-    data["train"] = {**data["train"], **_train_runtime(ctx)}
-    data["data"] = [str(ctx.store.root / ctx.dep_result("sim")["tub"])]
-    data["cache_dir"] = ctx.cell.runtime.get("cache_dir")
-    config = PretrainConfig.model_validate(data)
+    tub = str(ctx.store.root / ctx.dep_result("sim")["tub"])
+    config = cell_pretrain_config(ctx.cell.config["pretrain"], tub, ctx.cell.runtime)
     out = ctx.work / CHECKPOINT
     result = run_pretrain(config, out, resume=_started(out))
     return {
@@ -195,7 +182,7 @@ def run_step(ctx: StepContext) -> dict[str, Any]:
     else:
         checkpoint = ctx.work / CHECKPOINT
         final_checkpoint = ctx.final_path() / CHECKPOINT
-        trained = _finetune(ctx, start, checkpoint, real_paths)
+        trained = _finetune(ctx, start, checkpoint)
     evaluation = config["evaluate"]
     real = evaluate_offline(
         checkpoint,
@@ -237,31 +224,11 @@ def run_step(ctx: StepContext) -> dict[str, Any]:
     }
 
 
-def _finetune(ctx: StepContext, start: Path, out: Path, real_paths: list[str]) -> dict[str, Any]:
-    from sim2real.transfer.finetune import FinetuneConfig, finetune
-    from sim2real.transfer.splits import REAL_SPLIT
+def _finetune(ctx: StepContext, start: Path, out: Path) -> dict[str, Any]:
+    from sim2real.experiments.study_config import cell_finetune_config
+    from sim2real.transfer.finetune import finetune
 
-    config = ctx.cell.config
-    settings = dict(config["finetune"])
-    adapter = dict(settings["adapter"])
-    if config["mode"] == "transfer":
-        freeze = config["freeze"]  # stages frozen, or "auto" / a ladder rung
-        adapter["freeze"] = freeze if isinstance(freeze, str) else int(freeze)
-    train = {**settings["train"], **_train_runtime(ctx), "seed": int(config["seed"])}
-    finetune_config = FinetuneConfig.model_validate(
-        {
-            "checkpoint": str(start),
-            "data": real_paths,
-            "frames": config["frames"],
-            "from_scratch": config["mode"] == "scratch",
-            "adapter": adapter,
-            "train": train,
-            "cache_features": settings["cache_features"],
-            "cache_dir": ctx.cell.runtime.get("cache_dir"),
-            # the study's one split, so every network is scored on the same test block
-            "split": REAL_SPLIT,
-        }
-    )
+    finetune_config = cell_finetune_config(ctx.cell.config, str(start), ctx.cell.runtime)
     result = finetune(finetune_config, out, resume=_started(out))
     return {
         "frames_used": int(result.card.trained_on["frames"]["train"]),
