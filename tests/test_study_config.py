@@ -59,9 +59,9 @@ def test_a_study_pretrains_with_a_command_recipe_file_and_inline_keys_on_top(tmp
     assert ran.data == ["sim/tub"] and ran.cache_dir == "/tmp/frames"
     assert (ran.train.device, ran.train.num_threads) == ("cpu", 1)
     # what `sim2real pretrain --config recipe.yaml --epochs 2` runs, to the field
-    command = load_pretrain_config(RECIPE, epochs=2)
+    command = load_pretrain_config(RECIPE, {"train.epochs": 2})
     assert _settings(ran, "data") == _settings(command, "data")
-    assert (ran.split, ran.calibrate_steering, ran.train.lr_schedule) == (
+    assert (ran.split.kind, ran.calibrate_steering, ran.train.lr_schedule) == (
         "episodes",
         True,
         "cosine",
@@ -102,7 +102,14 @@ def test_a_finetune_cell_runs_what_the_finetune_command_would(tmp_path, monkeypa
     cell = run_cell(plan, MAIN, "transfer", 50, 3, 2)
     ran = cell_finetune_config(cell.config, "start/checkpoint", RUNTIME)
     command = load_finetune_config(
-        recipe, checkpoint="start/checkpoint", data=plan.real_paths, frames=50, freeze=2, seed=3
+        recipe,
+        {
+            "checkpoint": "start/checkpoint",
+            "data": plan.real_paths,
+            "frames": 50,
+            "adapter.freeze": 2,
+            "train.seed": 3,
+        },
     )
     command.train.patience, command.adapter.bn = 1, "adabn"
     assert _settings(ran) == _settings(command)
