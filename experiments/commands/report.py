@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from sim2real.experiments.report import write_report
 
-    for path in write_report(args.study).values():
-        print(f"wrote {path}")
+    paths = write_report(args.study)
+    for role in ("markdown", "html"):
+        print(f"wrote {paths[role]}")
     return 0
