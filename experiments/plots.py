@@ -1,7 +1,7 @@
 """The study report's figures (matplotlib, Agg backend): each function writes one PNG.
 
-Inputs are the plain aggregates of `sim2real.experiments.report` (lists of dicts), so the
-figures can be redrawn from results.json alone.
+Inputs are the plain aggregates of `sim2real.experiments.report_results` (lists of dicts),
+so the figures can be redrawn from results.json alone.
 """
 
 from __future__ import annotations

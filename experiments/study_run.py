@@ -93,11 +93,15 @@ def run_study(
             )
         plan.runs = plan_runs(plan, gaps)
         stage("fine-tuning and evaluation", plan.runs)
+        from sim2real.experiments.predictions_cell import predictions_cell
+
+        predictions = predictions_cell(plan, outcomes)
+        stage("predictions for the report", [predictions] if predictions else [])
     finally:
         executor.close()
     run = StudyRun(plan, outcomes, out)
     if report:
-        from sim2real.experiments.report import write_report
+        from sim2real.experiments.study_results import report_run
 
-        run.report = write_report(run)
+        run.report = report_run(run)
     return run

@@ -135,14 +135,19 @@ def test_tiny_grid_writes_the_report_with_the_expected_cells(study):
     assert [p["frames"] for p in results["curves"]["scratch"]] == [20]
     markdown = (out / "report.md").read_text()
     assert results["headline"]["sentence"] in markdown
+    figures = json.loads((out / "report" / "figures.json").read_text())
     for figure in ("learning_curves", "domain_gap", "sim_vs_real", "frames"):
-        assert (out / results["figures"][figure]).stat().st_size > 1000
-        assert f"]({results['figures'][figure]})" in markdown
+        assert (out / figures[figure]).stat().st_size > 1000
+        assert f"]({figures[figure]})" in markdown
     html = (out / "report.html").read_text()
-    assert html.count('src="data:image/') == len(results["figures"])
+    assert html.count('src="data:image/') == len(figures)
     # the zero-shot network's one episode is both its worst and best drive: one clip
-    assert html.count('src="data:image/webp;base64,') == 1 and "drive_only" in results["figures"]
+    assert html.count('src="data:image/webp;base64,') == 1 and "drive_only" in figures
     assert 'src="report/' not in html
+    # the frame strip's predictions come from the predictions cell, not from the report
+    strip = results["predictions"]["strip"]
+    assert (out / strip["file"]).is_file() and len(strip["truth"]) == 2
+    assert set(strip["networks"]) == {"transfer N=20", "scratch N=20", "zero-shot"}
 
 
 def test_rerun_of_a_finished_study_computes_nothing(study):

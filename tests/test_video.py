@@ -206,7 +206,7 @@ def test_report_clips_show_the_worst_and_best_drive_and_embed_in_html(tmp_path):
     from PIL import Image
 
     from sim2real.experiments.drive_video import drive_clips
-    from sim2real.experiments.report import render_html
+    from sim2real.experiments.report_render import render_html
 
     _checkpoint(tmp_path / "ckpt")  # full left: each seed leaves the road after its own distance
     net = constant_driver(-1.0, 1.0)
