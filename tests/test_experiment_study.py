@@ -167,5 +167,5 @@ def test_the_pretrain_cells_ran_the_recipe_file(study):
     for name in ("main", "strength_0"):
         result = run.outcomes[run.plan.starts[name].cell.id].result
         card = read_card(study["out"] / result["checkpoint"])
-        assert card.trained_on["split"]["kind"] == "episodes"  # the recipe's, not the default
+        assert card.split.kind == "episodes"  # the recipe's, not the default
         assert card.spec.preprocessing.normalization == "per_image"
