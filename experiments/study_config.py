@@ -26,7 +26,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from sim2real.agents.pretrain import PretrainConfig
-from sim2real.common.config import StrictModel, load_config, load_yaml_mapping, validate_config
+from sim2real.common.config import (
+    StrictModel,
+    load_config,
+    load_yaml_mapping,
+    set_field,
+    validate_config,
+)
 from sim2real.experiments.domain_gap import FreezeRule
 from sim2real.experiments.simulate import SimulateConfig
 from sim2real.transfer.finetune import FinetuneConfig
@@ -70,16 +76,6 @@ def _check_frames(values: list[int | str]) -> list[int | str]:
     return values
 
 
-def _merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `top`'s keys on top, mappings merged key by key."""
-    out = dict(base)
-    for key, value in top.items():
-        below = out.get(key)
-        both = isinstance(value, dict) and isinstance(below, dict)
-        out[key] = _merged(below, value) if both else value
-    return out
-
-
 def _with_command_file(data: Any, command: type[BaseModel]) -> Any:
     """A stage's raw mapping with its ``config: PATH`` (the command's YAML) read in below it.
 
@@ -89,7 +85,10 @@ def _with_command_file(data: Any, command: type[BaseModel]) -> Any:
     path = Path(str(data[STAGE_FILE_KEY])).expanduser()
     base = load_yaml_mapping(path)
     validate_config(command, base, source=str(path))
-    return _merged(base, {k: v for k, v in data.items() if k != STAGE_FILE_KEY})
+    for key, value in data.items():
+        if key != STAGE_FILE_KEY:
+            set_field(base, key, value)  # mappings merge key by key, as --set does
+    return base
 
 
 def _check_left_default(model: BaseModel, fields: dict[str, str]) -> None:
