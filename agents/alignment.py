@@ -29,9 +29,9 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from sim2real.agents.augment import Augmentation, augment_batch
+from sim2real.agents.losses import loss_weights as weight_vector
+from sim2real.agents.losses import masked_loss
 from sim2real.agents.model import DrivingNet
-from sim2real.agents.training import loss_weights as weight_vector
-from sim2real.agents.training import masked_loss
 from sim2real.common.config import StrictModel
 
 
@@ -57,14 +57,6 @@ class AlignmentConfig(StrictModel):
         if not value:
             raise ValueError("alignment needs at least one unlabeled real path (--real-unlabeled)")
         return value
-
-
-def with_unlabeled(align: AlignmentConfig | None, paths: list[str]) -> AlignmentConfig:
-    """`align` (or the defaults when None) reading the unlabeled frames at `paths` (what
-    ``--real-unlabeled`` sets, in finetune and pretrain alike)."""
-    if align is None:
-        return AlignmentConfig(unlabeled=list(paths))
-    return align.model_copy(update={"unlabeled": list(paths)})
 
 
 def pooled(output: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ from pydantic import Field, model_validator
 from sim2real.agents.alignment import AlignmentConfig
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_checkpoint
 from sim2real.agents.freezing import find_encoder, unfreeze_stages
-from sim2real.agents.model import DrivingNet, seeded_model, unit_batches
+from sim2real.agents.model import DrivingNet, seeded_model
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.agents.shipped import checkpoint_reference
 from sim2real.agents.training import (
@@ -74,13 +74,12 @@ from sim2real.transfer.ladder import (
     RUNGS,
     ActivationCache,
     LadderConfig,
-    LadderSearch,
     RungRun,
     Suffix,
-    cross_validate,
     is_rung,
     train_rung,
 )
+from sim2real.transfer.ladder_cv import LadderSearch, cross_validate
 from sim2real.transfer.splits import REAL_SPLIT
 from sim2real.transfer.training_data import TrainingData, open_training_data
 
@@ -183,20 +182,6 @@ def _digest(tensor: torch.Tensor) -> str:
 def frozen_digests(model: torch.nn.Module) -> dict[str, str]:
     """sha256 of every parameter that does not require grad, by name."""
     return {n: _digest(p) for n, p in model.named_parameters() if not p.requires_grad}
-
-
-def _mirror(images: torch.Tensor, targets: torch.Tensor, names: list[str], labels) -> tuple:
-    sign = torch.tensor([-1.0 if n in labels else 1.0 for n in names])
-    return images.flip(3), targets * sign
-
-
-@torch.no_grad()
-def encode(model: DrivingNet, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Encoder features (N, feature_dim) float32 of uint8 images (N, 3, H, W), eval mode."""
-    model.eval()
-    device = next(model.parameters()).device
-    chunks = [model.features(x).cpu() for _, x in unit_batches(images, batch_size, device)]
-    return torch.cat(chunks)
 
 
 def fit_head_on_features(model: DrivingNet, train_set, val_set, config: TrainConfig) -> FitResult:

@@ -42,7 +42,7 @@ from sim2real.agents.training import FitResult, TrainConfig, fit, fit_tensors
 from sim2real.common.config import StrictModel
 from sim2real.transfer.adapter import AUTO, RungName, param_groups
 
-__all__ = ["AUTO", "RUNGS", "LadderConfig", "LadderSearch", "cross_validate", "train_rung"]
+__all__ = ["AUTO", "RUNGS", "LadderConfig", "train_rung"]
 
 RUNGS: tuple[str, ...] = get_args(RungName)
 """every rung, least to most capacity (the 1-SE rule prefers the earlier)"""
@@ -357,7 +357,3 @@ def train_rung(
     lr = train.lr * (ladder.lpft_lr_scale if rung == "lpft" else 1.0)
     fits.append(_image_fit(model, cache, train_idx, val_idx, train, lr, lr_decay, out_dir, resume))
     return RungRun(rung, frozen, fits)
-
-
-# The cross-validated choice of a rung builds on the above; fine-tuning imports it from here.
-from sim2real.transfer.ladder_cv import LadderSearch, cross_validate  # noqa: E402
