@@ -194,7 +194,6 @@ def execute_cell(cell: Cell, root: str | Path) -> CellOutcome:
     KeyboardInterrupt and other BaseExceptions propagate (the partial folder stays and the
     next run resumes it).
     """
-    import sim2real.experiments.predictions_cell  # noqa: F401  (registers "predictions")
     import sim2real.experiments.stages  # noqa: F401  (registers the step functions)
 
     store = CellStore(root)

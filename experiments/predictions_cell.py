@@ -24,7 +24,7 @@ import numpy as np
 
 from sim2real.common.io import atomic_write_bytes
 from sim2real.experiments.grid import Cell, StepContext, register_step
-from sim2real.experiments.report_results import STRIP_FILE
+from sim2real.experiments.report_results import STRIP_FILE, or_minus_inf
 from sim2real.experiments.study_results import PREDICTIONS_KIND, run_records
 
 if TYPE_CHECKING:
@@ -45,16 +45,12 @@ def chosen_networks(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if group:
             top = max(r["frames"] for r in group)
             at_top = [r for r in group if r["frames"] == top]
-            best = max(at_top, key=lambda r: _or_minus_inf(r["real"]["steering_r2"]["value"]))
+            best = max(at_top, key=lambda r: or_minus_inf(r["real"]["steering_r2"]["value"]))
             chosen[f"{mode} N={top}"] = best
     zero = next((r for r in records if r["mode"] == "zero_shot" and r["start"] == "main"), None)
     if zero is not None:
         chosen["zero-shot"] = zero
     return chosen
-
-
-def _or_minus_inf(value: float | None) -> float:
-    return -np.inf if value is None else value
 
 
 def predictions_cell(plan: Plan, outcomes: dict[str, CellOutcome]) -> Cell | None:
@@ -64,16 +60,9 @@ def predictions_cell(plan: Plan, outcomes: dict[str, CellOutcome]) -> Cell | Non
     if not chosen:
         return None
     deps = [(name, record["id"]) for name, record in chosen.items()]
-    drive = next(
-        (
-            r
-            for r in records
-            if r["mode"] == "zero_shot" and r["start"] == "main" and r["closed_loop"]
-        ),
-        None,
-    )
-    if drive is not None:
-        deps.append((DRIVE_ROLE, drive["id"]))
+    zero = chosen.get("zero-shot")
+    if zero is not None and zero["closed_loop"]:
+        deps.append((DRIVE_ROLE, zero["id"]))
     return Cell(
         PREDICTIONS_KIND,
         {
@@ -156,9 +145,7 @@ def _clips(ctx: StepContext) -> list[dict[str, Any]]:
 @register_step(PREDICTIONS_KIND)
 def predictions_step(ctx: StepContext) -> dict[str, Any]:
     """Run the predictions cell: the frame strip's steering, then the drive clips."""
-    threads = ctx.cell.runtime.get("num_threads")
-    if threads:
-        import torch
+    from sim2real.experiments.stages import set_threads
 
-        torch.set_num_threads(int(threads))
+    set_threads(ctx)
     return {"strip": _strip(ctx), "clips": _clips(ctx)}

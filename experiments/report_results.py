@@ -174,7 +174,7 @@ def freeze_sweeps(
         points = [{"freeze": k, **aggregate([r for r in group if r["freeze"] == k])} for k in ks]
         if not points:
             continue
-        best = max(points, key=lambda p: _or_minus_inf(p["steering_r2"]["mean"]))
+        best = max(points, key=lambda p: or_minus_inf(p["steering_r2"]["mean"]))
         sweeps[str(n)] = points
         checks[str(n)] = {
             "recommended": recommended.get(n),
@@ -188,7 +188,7 @@ def freeze_sweeps(
     return sweeps, checks
 
 
-def _or_minus_inf(value: float | None) -> float:
+def or_minus_inf(value: float | None) -> float:
     return -np.inf if value is None else value
 
 

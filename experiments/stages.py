@@ -58,7 +58,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _threads(ctx: StepContext) -> None:
+def set_threads(ctx: StepContext) -> None:
+    """torch's intra-op threads for a cell's step, from its runtime settings (None: leave)."""
     threads = ctx.cell.runtime.get("num_threads")
     if threads:
         torch.set_num_threads(int(threads))
@@ -128,7 +129,7 @@ def pretrain_step(ctx: StepContext) -> dict[str, Any]:
     from sim2real.experiments.pretraining import run_pretrain
     from sim2real.experiments.study_config import cell_pretrain_config
 
-    _threads(ctx)
+    set_threads(ctx)
     tub = str(ctx.store.root / ctx.dep_result("sim")["tub"])
     config = cell_pretrain_config(ctx.cell.config["pretrain"], tub, ctx.cell.runtime)
     out = ctx.work / CHECKPOINT
@@ -146,7 +147,7 @@ def gap_step(ctx: StepContext) -> dict[str, Any]:
     from sim2real.agents.checkpoint import load_checkpoint
     from sim2real.experiments.domain_gap import measure_gap
 
-    _threads(ctx)
+    set_threads(ctx)
     config = ctx.cell.config
     model, _ = load_checkpoint(ctx.store.root / ctx.dep_result("model")["checkpoint"])
     cache = ctx.cell.runtime.get("cache_dir")
@@ -169,7 +170,7 @@ def run_step(ctx: StepContext) -> dict[str, Any]:
     from sim2real.agents.checkpoint import load_checkpoint
     from sim2real.transfer.evaluate import evaluate_offline
 
-    _threads(ctx)
+    set_threads(ctx)
     config = ctx.cell.config
     runtime = ctx.cell.runtime
     cache = runtime.get("cache_dir")
@@ -239,3 +240,6 @@ def _finetune(ctx: StepContext, start: Path, out: Path) -> dict[str, Any]:
         "seconds": round(result.seconds, 3),
         "ladder_pick": None if result.ladder is None else result.ladder.pick,
     }
+
+
+import sim2real.experiments.predictions_cell  # noqa: E402, F401  (registers "predictions")
