@@ -201,8 +201,9 @@ def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult
     _set_range(spec, base, "camera.distortion", lens_k, scale, result, lens_note)
     ratio = s["width_ratio"]
     width_prior = base.track.road_width.nominal
-    if np.isfinite(ratio) and s["width_rows"] >= max(20, 0.1 * s["rows"]):
-        road_w = float(np.clip(width_prior, base.track.road_width.low, base.track.road_width.high))
+    fit_height = bool(np.isfinite(ratio) and s["width_rows"] >= max(20, 0.1 * s["rows"]))
+    if fit_height:
+        road_w = width_prior  # (within its range: the spec's Range checks that)
         wnote = (f"floor run {ratio:.2f} camera heights wide (median over {s['width_rows']} rows "
                  "with both edges in view); the frames fix width / height only")  # fmt: skip
         _set_range(spec, base, "camera.height", road_w / ratio, scale, result,
@@ -218,7 +219,8 @@ def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult
         _set_range(spec, base, "visual.board_height", cam_h * real.board_ratio, scale, result,
                    f"boards {real.board_ratio:.2f} x the camera's height {cam_h:.3f} m "
                    "(the slope of their tops against their feet)")  # fmt: skip
-    _synthesis(frames, real, spec, base, scale, result, camera, config.seed)
+    real_px = s["run_px"] if fit_height else float("nan")
+    _synthesis(frames, real, real_px, spec, base, scale, result, camera, config.seed)
     validate_config(RandomizationSpec, spec, "fitted spec")
     return result
 
@@ -276,9 +278,12 @@ def _colours(spec: dict, base: RandomizationSpec, s: dict, style: str, scale: fl
                "median above the horizon")  # fmt: skip
 
 
-def _synthesis(frames: np.ndarray, real: Measure, spec: dict, base: RandomizationSpec,
-               scale: float, result: FitResult, camera: Camera, seed: int) -> None:  # fmt: skip
-    """Match the sim's image statistics and horizon to the real ones, a few rounds."""
+def _synthesis(frames: np.ndarray, real: Measure, real_px: float, spec: dict,
+               base: RandomizationSpec, scale: float, result: FitResult, camera: Camera,
+               seed: int) -> None:  # fmt: skip
+    """Match the sim's image statistics and horizon to the real ones, a few rounds;
+    `real_px` is the real floor run's width (px) the camera height is matched on (nan: the
+    height keeps its prior)."""
     h, w = frames.shape[1:3]
     target = image_stats(frames, real.floor_top)
     result.real_stats = target
@@ -290,8 +295,7 @@ def _synthesis(frames: np.ndarray, real: Measure, spec: dict, base: Randomizatio
     values["gloss"] = 0.0
     pitch = spec["camera"]["pitch"]["nominal"]
     height = spec["camera"]["height"]["nominal"]
-    fit_height = not result.fitted["camera.height"].note.startswith("prior kept")
-    real_px = real.summary()["run_px"] if fit_height else float("nan")
+    fit_height = bool(np.isfinite(real_px))  # (finite whenever the height was fitted)
     for round_ in range(ROUNDS):
         trial = _with_values(spec, values, pitch)
         trial["camera"]["height"]["nominal"] = height
@@ -303,7 +307,7 @@ def _synthesis(frames: np.ndarray, real: Measure, spec: dict, base: Randomizatio
         if fit_height:  # the floor run's width in px, read alike on sim frames at the same
             # rows below the matched horizon: lens and clipping biases cancel
             sim_px = sim_measure.summary()["run_px"]
-            if np.isfinite(sim_px) and np.isfinite(real_px):
+            if np.isfinite(sim_px):
                 height = float(np.clip(height * (sim_px / real_px) ** 1.2, 0.03, 1.0))
         st = image_stats(sim, real.floor_top)
         result.sim_stats = st
