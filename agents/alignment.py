@@ -9,7 +9,7 @@ ones. Two ways to use them, each optional (`AlignmentConfig`):
 - CORAL (Sun and Saenko, "Deep CORAL", 2016): an extra loss term, the distance between the
   feature covariances of source frames (sim, or labelled real) and unlabeled real frames, on
   the output of every chosen encoder stage (`Encoder.forward_stages`), each stage's map
-  average-pooled over h and w first, as `sim2real gap` measures it.
+  average-pooled over h and w first, as `sim2real gap` measures it (`agents.encoders.pool_stage`).
 
 `MixedBatchLoss` is the `agents.training.BatchLoss` that puts it together in one forward pass
 per batch: the training batch, optionally a batch of extra labelled frames from another domain
@@ -29,6 +29,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from sim2real.agents.augment import Augmentation, augment_batch
+from sim2real.agents.encoders import pool_stage
 from sim2real.agents.losses import loss_weights as weight_vector
 from sim2real.agents.losses import masked_loss
 from sim2real.agents.model import DrivingNet
@@ -57,11 +58,6 @@ class AlignmentConfig(StrictModel):
         if not value:
             raise ValueError("alignment needs at least one unlabeled real path (--real-unlabeled)")
         return value
-
-
-def pooled(output: torch.Tensor) -> torch.Tensor:
-    """A stage output (N, C, h, w) -> (N, C) by its mean over h and w; (N, C) is kept."""
-    return output.mean(dim=(2, 3)) if output.dim() == 4 else output.flatten(1)
 
 
 def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -223,7 +219,7 @@ class MixedBatchLoss(nn.Module):
         if n_target:
             n_source = n_batch + n_extra
             align = sum(
-                coral(pooled(stages[s][:n_source]), pooled(stages[s][n_source:]))
+                coral(pool_stage(stages[s][:n_source]), pool_stage(stages[s][n_source:]))
                 for s in self.coral_stages
             )
             terms["coral"] = float(align.detach())

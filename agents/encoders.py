@@ -189,3 +189,12 @@ def build_encoder(name: str, input_shape: InputShape = (3, 64, 128)) -> Encoder:
     if len(input_shape) != 3 or input_shape[0] != 3 or min(input_shape) < 1:
         raise ValueError(f"input_shape must be (3, H, W), got {tuple(input_shape)}")
     return ENCODERS[name](tuple(int(v) for v in input_shape))
+
+
+def pool_stage(output: torch.Tensor) -> torch.Tensor:
+    """A stage's output (N, C, h, w) -> (N, C) by the mean over h and w; (N, C) is kept."""
+    if output.dim() == 4:
+        return output.mean(dim=(2, 3))
+    if output.dim() == 2:
+        return output
+    raise ValueError(f"cannot pool a stage output of shape {tuple(output.shape)}")

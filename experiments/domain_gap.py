@@ -32,18 +32,10 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
+from sim2real.agents.encoders import pool_stage
 from sim2real.agents.model import DrivingNet, unit_batches
 from sim2real.common.config import StrictModel
 from sim2real.experiments import gap_measures
-
-
-def pool_stage(output: torch.Tensor) -> torch.Tensor:
-    """A stage's output (N, C, h, w) -> (N, C) by the mean over h and w; (N, C) is kept."""
-    if output.dim() == 4:
-        return output.mean(dim=(2, 3))
-    if output.dim() == 2:
-        return output
-    raise ValueError(f"cannot pool a stage output of shape {tuple(output.shape)}")
 
 
 def stage_activations(

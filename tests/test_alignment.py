@@ -10,9 +10,9 @@ from sim2real.agents.alignment import (
     coral,
     coral_stages,
     forward_with_stages,
-    pooled,
 )
 from sim2real.agents.checkpoint import load_checkpoint
+from sim2real.agents.encoders import pool_stage
 from sim2real.agents.freezing import freeze_stages
 from sim2real.agents.model import DrivingNet, ModelSpec, seeded_model
 from sim2real.agents.preprocessing import Preprocessing
@@ -76,7 +76,7 @@ def test_forward_with_stages_gives_the_model_predictions():
     pred, stages = forward_with_stages(model, x)
     torch.testing.assert_close(pred, model(x))
     assert list(stages) == list(model.encoder.stage_names)
-    assert pooled(stages["stage1"]).shape == (4, 24)
+    assert pool_stage(stages["stage1"]).shape == (4, 24)
 
 
 def test_mixed_loss_weighs_batch_and_extra_frames_by_the_share():
@@ -133,10 +133,10 @@ def test_coral_term_pulls_the_stage_statistics_together(real_images, tmp_path):
         fit(model, train, None, config, tmp_path / f"w{weight}", batch_loss=loss)
         model.eval()
         with torch.no_grad():
-            a = pooled(
+            a = pool_stage(
                 model.encoder.forward_stages(model.normalize(images.float() / 255))["stage5"]
             )
-            b = pooled(
+            b = pool_stage(
                 model.encoder.forward_stages(model.normalize(target.float() / 255))["stage5"]
             )
         return float(coral(a, b))
