@@ -23,6 +23,11 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63)
 
 
+def cuda_indices(device: torch.device) -> list[int]:
+    """The CUDA device indices whose generators `seeded_epoch` forks for work on `device`."""
+    return [device.index or 0] if device.type == "cuda" else []
+
+
 @contextlib.contextmanager
 def seeded_epoch(seed: int, epoch: int, cuda: Sequence[int] = ()) -> Iterator[torch.Generator]:
     """Yield the epoch's generator (shuffling, augmentation); inside, torch's global generator

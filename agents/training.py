@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from sim2real.agents.augment import Augmentation, augment_batch
 from sim2real.agents.epochs import (
     EarlyStopping,
+    cuda_indices,
     epoch_batches,
     seeded_epoch,
     state_copy,
@@ -301,7 +302,7 @@ def fit(
                 on_epoch_start(epoch, model)
             t0 = time.perf_counter()
             model.train()
-            cuda = [device.index or 0] if device.type == "cuda" else []
+            cuda = cuda_indices(device)
             with seeded_epoch(config.seed, epoch, cuda) as generator:
                 batches = epoch_batches(n, config.batch_size, generator)
                 bar = tqdm(
@@ -430,29 +431,31 @@ def fit_tensors(
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     stopper = EarlyStopping(config.patience, config.min_delta)
     history: list[dict[str, Any]] = []
-    for epoch in tqdm(range(config.epochs), desc=desc, disable=not config.progress):
-        t0 = time.perf_counter()
-        module.train()
-        with seeded_epoch(config.seed, epoch) as generator:
-            train_loss = train_pass(
-                optimizer,
-                epoch_batches(x.shape[0], config.batch_size, generator),
-                lambda rows: masked_loss(module(x[rows]), y[rows], weights),
-                schedule=config.lr_schedule,
-                epoch=epoch,
-                epochs=config.epochs,
-                start_lrs=[config.lr],
-            )
-        entry: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
-        if val is not None:
-            module.eval()
-            with torch.no_grad():
-                entry["val_loss"] = float(masked_loss(module(val[0]), val[1], weights))
-        stop = stopper.update(epoch + 1, entry.get("val_loss"), module)
-        entry["seconds"] = time.perf_counter() - t0
-        history.append(entry)
-        if stop:
-            break
+    cuda = cuda_indices(x.device)  # dropout seeded, cuDNN deterministic, as in `fit`
+    with deterministic_cudnn() if cuda else contextlib.nullcontext():
+        for epoch in tqdm(range(config.epochs), desc=desc, disable=not config.progress):
+            t0 = time.perf_counter()
+            module.train()
+            with seeded_epoch(config.seed, epoch, cuda) as generator:
+                train_loss = train_pass(
+                    optimizer,
+                    epoch_batches(x.shape[0], config.batch_size, generator),
+                    lambda rows: masked_loss(module(x[rows]), y[rows], weights),
+                    schedule=config.lr_schedule,
+                    epoch=epoch,
+                    epochs=config.epochs,
+                    start_lrs=[config.lr],
+                )
+            entry: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
+            if val is not None:
+                module.eval()
+                with torch.no_grad():
+                    entry["val_loss"] = float(masked_loss(module(val[0]), val[1], weights))
+            stop = stopper.update(epoch + 1, entry.get("val_loss"), module)
+            entry["seconds"] = time.perf_counter() - t0
+            history.append(entry)
+            if stop:
+                break
     stopper.restore(module)
     module.eval()
     metrics: dict[str, dict[str, float]] = {}
