@@ -189,7 +189,7 @@ def fit_head_on_features(model: DrivingNet, train_set, val_set, config: TrainCon
 
     Mirrored frames (steering and other signed labels negated) are added when the config's
     augmentation mirrors; `agents.training.fit_tensors` trains the head with early stopping
-    on `val_set` and restores the best head. Deterministic per seed.
+    on `val_set`, restores the best head and measures it there. Deterministic per seed.
     """
     started = time.perf_counter()
     names = list(model.spec.outputs)
@@ -202,12 +202,8 @@ def fit_head_on_features(model: DrivingNet, train_set, val_set, config: TrainCon
     depth = len(find_encoder(model).stage_names)
     x, y = both.rows(np.arange(n), depth)
     val = both.rows(np.arange(n, len(both)), depth, mirror=False)
+    # (its val_metrics are the whole network's on `val_set`: the head on the cached features)
     result = fit_tensors(Suffix(model, depth), x, y, val, config, names, desc="head (cached)")
-    weights = loss_weights(names, config.loss_weights)
-    device = next(model.parameters()).device
-    _, result.val_metrics = evaluate_loss(
-        model, val_images, val_targets, names, weights.to(device), device
-    )
     result.seconds = time.perf_counter() - started
     return result
 
