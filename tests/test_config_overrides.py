@@ -172,6 +172,7 @@ def test_every_named_option_sets_a_field_of_its_command_config():
     from sim2real.agents.policy import PolicyConfig
     from sim2real.agents.pretrain import PretrainConfig
     from sim2real.experiments.dagger import DaggerConfig
+    from sim2real.experiments.fit_sim import FitSimConfig
     from sim2real.experiments.simulate import SimulateConfig
     from sim2real.experiments.study import StudyConfig
     from sim2real.transfer.finetune import FinetuneConfig
@@ -183,6 +184,7 @@ def test_every_named_option_sets_a_field_of_its_command_config():
         "train-policy": PolicyConfig,
         "dagger": DaggerConfig,
         "experiment": StudyConfig,
+        "fit-sim": FitSimConfig,
     }
     subparsers = next(a for a in build_parser()._actions if a.dest == "command")
     with_shortcuts = {

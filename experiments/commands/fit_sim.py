@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from sim2real.experiments.config_options import add_set_option, add_shortcut
+
     parser = subparsers.add_parser(
         "fit-sim",
         help="fit the simulator's randomization spec to real frames (no labels needed)",
@@ -22,22 +24,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="spec YAML to write")
     parser.add_argument("--report", type=Path,
                         help="report PNG (default: beside --out, same name, .png)")  # fmt: skip
-    parser.add_argument("--frames", type=int, help="real frames used at most (default 1000)")
-    parser.add_argument("--span", help="fraction START:END of each recording (default 0:1)")
-    parser.add_argument(
-        "--range-scale", type=float, help="ranges' half-widths, x the base spec's (default 0.5)"
-    )
-    parser.add_argument(
-        "--style-share", type=float, help="style weight of the fitted style (default 0.6)"
-    )
-    parser.add_argument("--base", help="base spec YAML (default: the shipped spec)")
-    parser.add_argument("--seed", type=int, help="seed (default 0)")
+    add_shortcut(parser, "--frames", "frames", type=int,
+                 help="real frames used at most (default 1000)")  # fmt: skip
+    add_shortcut(parser, "--span", "span", convert=_span,
+                 help="fraction START:END of each recording (default 0:1)")  # fmt: skip
+    add_shortcut(parser, "--range-scale", "range_scale", type=float,
+                 help="ranges' half-widths, x the base spec's (default 0.5)")  # fmt: skip
+    add_shortcut(parser, "--style-share", "style_share", type=float,
+                 help="style weight of the fitted style (default 0.6)")  # fmt: skip
+    add_shortcut(parser, "--base", "base", help="base spec YAML (default: the shipped spec)")
+    add_shortcut(parser, "--seed", "seed", type=int, help="seed (default 0)")
+    add_set_option(parser)
     parser.set_defaults(func=run)
 
 
-def _span(text: str | None) -> tuple[float, float] | None:
-    if text is None:
-        return None
+def _span(text: str) -> tuple[float, float]:
     try:
         start, end = (float(v) for v in text.split(":"))
     except ValueError:
@@ -48,25 +49,15 @@ def _span(text: str | None) -> tuple[float, float] | None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from sim2real.common.config import validate_config
     from sim2real.common.io import atomic_write_text
+    from sim2real.experiments.config_options import config_from_args
     from sim2real.experiments.fit_sim import FitSimConfig, fit_sim, spec_yaml
     from sim2real.experiments.fit_sim_report import write_fit_report
     from sim2real.transfer.real_frames import load_real_frames
 
     if args.out.suffix.lower() not in (".yaml", ".yml"):
         raise ValueError(f"--out must name a .yaml file, got {args.out}")
-    given = {
-        "frames": args.frames,
-        "span": _span(args.span),
-        "range_scale": args.range_scale,
-        "style_share": args.style_share,
-        "base": args.base,
-        "seed": args.seed,
-    }
-    config = validate_config(
-        FitSimConfig, {k: v for k, v in given.items() if v is not None}, "command line"
-    )
+    config = config_from_args(FitSimConfig, args)
     start, cpu = time.perf_counter(), time.process_time()
     frames = load_real_frames(args.real, max_frames=config.frames, span=config.span)
     result = fit_sim(frames, config)
