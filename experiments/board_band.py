@@ -46,15 +46,15 @@ def column_feet(lab: np.ndarray) -> np.ndarray:
     return np.where(rows >= 0, rows + 2, -1)  # the step's middle
 
 
-def band_pairs(lab: np.ndarray, board: np.ndarray) -> np.ndarray:
+def band_pairs(lab: np.ndarray, feet: np.ndarray, board: np.ndarray) -> np.ndarray:
     """(M, 2) (foot, top) rows of the board band standing on the floor in one (smoothed Lab)
-    frame: the pixels above each column's foot within BOARD_TOL of the `board` colour."""
+    frame whose `column_feet` are `feet`: the pixels above each column's foot within
+    BOARD_TOL of the `board` colour."""
     h, w = lab.shape[:2]
     near = np.linalg.norm(lab - board[None, None], axis=-1) < BOARD_TOL
     run = np.zeros((h + 1, w), np.int32)  # board pixels in a row ending at (r, c), going down
     for r in range(h):
         run[r + 1] = (run[r] + 1) * near[r]
-    feet = column_feet(lab)
     cols = np.flatnonzero((feet > 6) & (feet < h - 2))
     cols = cols[(cols > 4) & (cols < w - 5)]
     start = feet[cols] - 4  # the band's lowest row, clear of the blurred step
@@ -64,12 +64,11 @@ def band_pairs(lab: np.ndarray, board: np.ndarray) -> np.ndarray:
     return np.stack([feet[cols][keep], top[keep]], axis=1)
 
 
-def board_colour(labs: list[np.ndarray]) -> np.ndarray | None:
+def board_colour(labs: list[np.ndarray], feet_of: list[np.ndarray]) -> np.ndarray | None:
     """Median (smoothed) Lab colour 5-8 rows above the foot in every column (clear of the
-    blurred step)."""
+    blurred step) of the frames `labs`, whose `column_feet` are `feet_of`."""
     px = []
-    for lab in labs:
-        feet = column_feet(lab)
+    for lab, feet in zip(labs, feet_of, strict=True):
         cols = np.flatnonzero(feet > 9)
         for k in (5, 6, 7, 8):
             px.append(lab[feet[cols] - k, cols])
@@ -81,10 +80,13 @@ def fit_band(frames: np.ndarray) -> BandFit | None:
     """The horizon and board-to-camera height ratio from the board bands of (N, H, W, 3) RGB
     frames; None when too few boards stand on the floor or the fit is degenerate."""
     labs = [smooth_lab(f) for f in frames]
-    board = board_colour(labs)
+    feet_of = [column_feet(lab) for lab in labs]
+    board = board_colour(labs, feet_of)
     if board is None:
         return None
-    pairs = np.concatenate([band_pairs(lab, board) for lab in labs])
+    pairs = np.concatenate(
+        [band_pairs(lab, feet, board) for lab, feet in zip(labs, feet_of, strict=True)]
+    )
     if len(pairs) < MIN_PAIRS:
         return None
     feet, tops = pairs[:, 0], pairs[:, 1]
