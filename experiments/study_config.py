@@ -61,8 +61,17 @@ RUNTIME_TRAIN_FIELDS = {"progress", "tensorboard", "device", "num_threads"}
 SPLIT = REAL_SPLIT
 """the real split of every cell: fine-tuning's defaults, which evaluate assumes for cards
 that do not record one (zero-shot), so every network is scored on the same test block"""
-FINETUNE_CELL_FIELDS = ("checkpoint", "data", "frames", "from_scratch", "cache_dir", "split")
-"""FinetuneConfig fields each run cell sets (with `adapter.freeze` and `train.seed`)"""
+FINETUNE_CELL_FIELDS = {
+    "checkpoint": "the start: start_checkpoint or pretraining",
+    "data": "real_data",
+    "frames": "grid.frames",
+    "from_scratch": "the scratch arm",
+    "adapter.freeze": "grid.arms and grid.freeze_sweep",
+    "train.seed": "grid.seeds",
+    "split": "one real split, so every network meets the same test block",
+}
+"""FinetuneConfig fields each run cell sets (dotted path -> what sets it); left out of the
+stage (an error otherwise) and of cell keys, as `cache_dir` (from the runtime) is"""
 STAGE_FILE_KEY = "config"
 """a stage's key naming its command's YAML"""
 
@@ -201,24 +210,18 @@ class FinetuneStage(FinetuneConfig):
 
     @model_validator(mode="after")
     def _study_fields(self) -> FinetuneStage:
-        _check_left_default(
-            self,
-            {
-                "checkpoint": "the start: start_checkpoint or pretraining",
-                "data": "real_data",
-                "frames": "grid.frames",
-                "from_scratch": "the scratch arm",
-                "adapter.freeze": "grid.arms and grid.freeze_sweep",
-                "train.seed": "grid.seeds",
-                "split": "one real split, so every network meets the same test block",
-            },
-        )
+        _check_left_default(self, FINETUNE_CELL_FIELDS)
         return self
 
     def cell_config(self) -> dict[str, Any]:
         """The fine-tuning settings of a cell's key: everything the cell does not set."""
-        exclude: dict[str, Any] = dict.fromkeys(FINETUNE_CELL_FIELDS, True)
-        exclude |= {"adapter": {"freeze"}, "train": RUNTIME_TRAIN_FIELDS | {"seed"}}
+        exclude: dict[str, Any] = {"cache_dir": True, "train": set(RUNTIME_TRAIN_FIELDS)}
+        for dotted in FINETUNE_CELL_FIELDS:
+            parent, _, name = dotted.rpartition(".")
+            if parent:
+                exclude.setdefault(parent, set()).add(name)
+            else:
+                exclude[name] = True
         return self.model_dump(mode="json", exclude=exclude)
 
 
