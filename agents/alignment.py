@@ -30,6 +30,7 @@ from torch import nn
 
 from sim2real.agents.augment import Augmentation, augment_batch
 from sim2real.agents.encoders import pool_stage
+from sim2real.agents.freezing import frozen_stages
 from sim2real.agents.losses import loss_weights as weight_vector
 from sim2real.agents.losses import masked_loss
 from sim2real.agents.model import DrivingNet
@@ -229,13 +230,10 @@ class MixedBatchLoss(nn.Module):
 
 
 def trainable_stages(model: DrivingNet) -> list[str]:
-    """Encoder stages with at least one trainable parameter, from the input."""
-    encoder = model.encoder
-    return [
-        name
-        for name in encoder.stage_names
-        if any(p.requires_grad for p in encoder.stages[name].parameters())
-    ]
+    """Encoder stages with at least one trainable parameter, from the input: those
+    `agents.freezing.frozen_stages` does not list."""
+    frozen = set(frozen_stages(model))
+    return [name for name in model.encoder.stage_names if name not in frozen]
 
 
 def coral_stages(model: DrivingNet, config: AlignmentConfig) -> list[str]:
