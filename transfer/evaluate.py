@@ -33,6 +33,7 @@ from sim2real.transfer.metrics import (
     driving_metrics,
 )
 from sim2real.transfer.splits import REAL_SPLIT, split_records
+from sim2real.transfer.temporal import previous_actions
 
 FINETUNE_STEP = "finetune"
 """history steps whose name starts with this fitted the card's data split on real frames"""
@@ -141,7 +142,10 @@ def evaluate_offline(
             part, pre, labels, cache, progress=progress, report=record_set.report
         )
         check_colour_frames(dataset)
-        preds = predict(model, dataset.images)
+        context = None
+        if model.context_names:  # a temporal network: each frame's previous action
+            context, _ = previous_actions(dataset.records, records)
+        preds = predict(model, dataset.images, context=context)
         cols = [model.output_index(name) for name in labels]
         pred = {name: preds[:, c] for name, c in zip(labels, cols, strict=True)}
         truth = {name: dataset.targets[:, j].double().numpy() for j, name in enumerate(labels)}
