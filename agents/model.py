@@ -166,7 +166,10 @@ class DrivingNet(nn.Module):
         for a single-frame one. ValueError otherwise."""
         self.check_input(images)
         context = check_context(self.spec.temporal, context, images.shape[0])
-        features = self.features(images)
+        return self.head_outputs(self.features(images), context)
+
+    def head_outputs(self, features: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """Encoder features (N, feature_dim) and checked context (N, C) or None -> outputs."""
         if context is not None:
             if self.training:
                 context = drop_actions(context, self.spec.temporal.action_dropout)
@@ -181,6 +184,37 @@ def seeded_model(spec: ModelSpec, seed: int) -> DrivingNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return DrivingNet(spec)
+
+
+@torch.no_grad()
+def predict_rollout(
+    model: DrivingNet, images: torch.Tensor, starts: np.ndarray, batch_size: int = 256
+) -> np.ndarray:
+    """A temporal network's predictions (N, len(outputs)) float64 over consecutive uint8
+    frames (N, 3, H, W), each fed the network's own previous [steering, throttle] (clipped to
+    [-1, 1]), as the pilot part and the closed-loop driver do; FALLBACK_ACTION where
+    `starts` (N,) bool marks a session's first frame (or one after a gap). Offline scores
+    with the *recorded* previous action would leak the label (the copycat problem)."""
+    from sim2real.agents.temporal import FALLBACK_ACTION
+
+    names = model.spec.outputs
+    if STEERING not in names or THROTTLE not in names:
+        raise ValueError(f"a rollout needs outputs {STEERING!r} and {THROTTLE!r}; has {names}")
+    if len(starts) != images.shape[0]:
+        raise ValueError(f"starts has {len(starts)} entries for {images.shape[0]} frames")
+    model.eval()
+    if images.shape[0] == 0:
+        return np.zeros((0, len(names)))
+    device = next(model.parameters()).device
+    features = torch.cat([model.features(x) for _, x in unit_batches(images, batch_size, device)])
+    columns = [names.index(STEERING), names.index(THROTTLE)]
+    fallback = torch.tensor([FALLBACK_ACTION], dtype=torch.float32, device=device)
+    previous, out = fallback, []
+    for i in range(features.shape[0]):
+        row = model.head_outputs(features[i : i + 1], fallback if starts[i] else previous)
+        previous = row[:, columns].float().clamp(-1.0, 1.0)
+        out.append(row.double().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, len(names)))
 
 
 def unit_batches(

@@ -14,7 +14,7 @@ import torch
 from sim2real.agents.augment import Augmentation
 from sim2real.agents.checkpoint import ModelCard, save_checkpoint
 from sim2real.agents.closed_loop import network_policy
-from sim2real.agents.model import DrivingNet, ModelSpec, predict
+from sim2real.agents.model import DrivingNet, ModelSpec, predict, predict_rollout
 from sim2real.agents.temporal import (
     FALLBACK_ACTION,
     Temporal,
@@ -26,7 +26,7 @@ from sim2real.transfer.datasets import open_records
 from sim2real.transfer.export import export_onnx, load_frames, rollout_context, run_onnx
 from sim2real.transfer.pilot import PREVIOUS_ACTION_NAME, DonkeyPilot
 from sim2real.transfer.sample_data import sample_path
-from sim2real.transfer.temporal import previous_actions
+from sim2real.transfer.temporal import previous_actions, session_starts
 from sim2real.transfer.training_data import open_training_data
 
 TEMPORAL = {"previous_action": True}
@@ -208,3 +208,23 @@ def test_pilot_keeps_the_previous_action_between_calls(exported):
     np.testing.assert_allclose(slow.previous_action[0], [angle, 0.5 * throttle], atol=1e-6)
     with pytest.raises(ValueError, match="throttle_mult must be in"):
         DonkeyPilot(result.onnx_path, throttle_mult=0.0)
+
+
+def test_offline_rollout_feeds_the_networks_own_previous_action_like_the_pilot(exported, records):
+    net, result, frames = exported
+    pre = net.spec.preprocessing
+    x = torch.from_numpy(np.stack([pre.apply(f).transpose(2, 0, 1) for f in frames]))
+    pilot = DonkeyPilot(result.onnx_path, max_pause_s=60.0)
+    driven = np.array([pilot.run(f) for f in frames])
+    starts = session_starts(records[100:112])
+    assert starts.tolist() == [True] + [False] * 11
+    rolled = predict_rollout(net, x, starts)
+    np.testing.assert_allclose(np.clip(rolled[:, :2], -1, 1), driven, atol=1e-4)
+    restarted = starts.copy()
+    restarted[6] = True  # a gap: the pilot starts from rest again there
+    again = predict_rollout(net, x, restarted)
+    np.testing.assert_allclose(again[:6], rolled[:6], atol=1e-6)
+    np.testing.assert_allclose(
+        again[6], predict(net, x[6:7], context=torch.zeros(1, 2))[0], atol=1e-5
+    )
+    assert np.abs(again[6] - rolled[6]).max() > 1e-4

@@ -50,6 +50,16 @@ def applied_action(record: Record) -> tuple[float, float]:
     return steering, throttle
 
 
+def session_starts(records: Sequence[Record]) -> np.ndarray:
+    """(N,) bool: True where a record does not follow the one before it in `records` (a new
+    source or session, or a gap in the indexes): where a pilot starts from rest."""
+    starts = np.ones(len(records), bool)
+    for i in range(1, len(records)):
+        a, b = records[i - 1], records[i]
+        starts[i] = (a.source, a.session, a.index + 1) != (b.source, b.session, b.index)
+    return starts
+
+
 def previous_actions(
     records: Sequence[Record], every: Sequence[Record] | None = None
 ) -> tuple[torch.Tensor, int]:
