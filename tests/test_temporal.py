@@ -174,6 +174,7 @@ def test_temporal_onnx_equals_torch_over_a_real_sequence(exported):
     assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
     session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image", PREVIOUS_ACTION_NAME]
+    assert result.input_names == ("image", PREVIOUS_ACTION_NAME)
     context = np.random.default_rng(1).uniform(-1, 1, (len(frames), 2)).astype(np.float32)
     got = run_onnx(session, frames, context)
     pre = net.spec.preprocessing

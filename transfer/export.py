@@ -204,6 +204,8 @@ class ExportResult:
     max_abs_diff: float | None
     """max |onnxruntime - torch| over the check frames and outputs (None: not checked)"""
     n_check_frames: int
+    input_names: tuple[str, ...] = (INPUT_NAME,)
+    """graph inputs: ``image``, and ``previous_action`` for a temporal network"""
 
 
 def run_onnx(
@@ -319,7 +321,14 @@ def export_model(
                 f"(> {tolerance:g}) on {n_check} frames; not writing {onnx_path}"
             )
     atomic_write_bytes(onnx_path, data)
-    return ExportResult(onnx_path, wrapper.output_names, wrapper.source_size, max_diff, n_check)
+    return ExportResult(
+        onnx_path,
+        wrapper.output_names,
+        wrapper.source_size,
+        max_diff,
+        n_check,
+        tuple(wrapper.input_names),
+    )
 
 
 def export_onnx(
