@@ -229,3 +229,10 @@ def test_offline_rollout_feeds_the_networks_own_previous_action_like_the_pilot(e
         again[6], predict(net, x[6:7], context=torch.zeros(1, 2))[0], atol=1e-5
     )
     assert np.abs(again[6] - rolled[6]).max() > 1e-4
+
+
+def test_the_data_side_reads_the_keys_the_recording_writes():
+    from sim2real.envs import recording
+    from sim2real.transfer import temporal
+
+    assert temporal.APPLIED_KEYS == recording.APPLIED_KEYS

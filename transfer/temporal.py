@@ -19,10 +19,13 @@ import numpy as np
 import torch
 
 from sim2real.agents.temporal import FALLBACK_ACTION
-from sim2real.envs.recording import APPLIED_KEYS
 from sim2real.transfer.records import Record
 
 log = logging.getLogger(__name__)
+
+APPLIED_KEYS = ("sim/applied_steering", "sim/applied_throttle")
+"""The keys `sim2real.envs.recording.APPLIED_KEYS` writes (named again here: reading tubs must
+not import the simulator, which the car does not have)."""
 
 USER_KEYS = ("user/angle", "user/throttle")
 SIM_MARKER = "sim/cte"
