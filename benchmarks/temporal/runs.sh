@@ -31,3 +31,4 @@ for arm in prev prev-d06; do
 done
 python benchmarks/summarize_closed_loop.py $E single prev prev-d06 --seeds 10000 10119
 python benchmarks/summarize_closed_loop.py $E prev prev-d06 --seeds 20000 20039
+python benchmarks/temporal/sensitivity.py $OUT/temporal-sim20k $OUT/temporal-prev $OUT/temporal-prev-d06
