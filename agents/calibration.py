@@ -59,7 +59,11 @@ def attenuation(prediction: np.ndarray, label: np.ndarray) -> dict[str, float]:
 
 
 def calibrate_output(
-    model: DrivingNet, images: torch.Tensor, targets: torch.Tensor, name: str
+    model: DrivingNet,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    name: str,
+    context: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Measure output `name`'s attenuation on held-out frames (uint8 (N, 3, H, W), targets
     (N, L) in the model's output order) and scale it by 1 / slope, clipped to [1, MAX_GAIN].
@@ -69,7 +73,7 @@ def calibrate_output(
     is for driving, not for the frame-wise error).
     """
     i = model.output_index(name)
-    prediction = predict(model, images)[:, i]
+    prediction = predict(model, images, context=context)[:, i]
     label = targets[:, i].double().numpy()
     measured = attenuation(prediction, label)
     if measured["slope"] <= 0:

@@ -24,6 +24,7 @@ import torch
 
 from sim2real.agents.model import STEERING, THROTTLE, DrivingNet
 from sim2real.agents.sb3_env import PreprocessObservation
+from sim2real.agents.temporal import FALLBACK_ACTION
 from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.track_env import TrackDrivingEnv
 from sim2real.envs.tracks import Track
@@ -82,7 +83,11 @@ def network_policy(
     """`model` (put in eval mode, on its own device) as a policy: preprocessed frame
     (height, width, 3) uint8 at the network's input size -> action (2,) float32
     [steering, throttle * throttle_scale] clipped to [-1, 1]. `throttle_scale` plays the part
-    of DonkeyCar's ``AI_THROTTLE_MULT`` (the car applies it after the pilot part)."""
+    of DonkeyCar's ``AI_THROTTLE_MULT`` (the car applies it after the pilot part).
+
+    A temporal network (``model.temporal.previous_action``) is fed the action this policy
+    returned at the previous call, the one the car applied (FALLBACK_ACTION at the first
+    call): make a new policy for each episode."""
     for name in (STEERING, THROTTLE):
         if name not in model.outputs:
             raise ValueError(
@@ -92,16 +97,21 @@ def network_policy(
     steer_i, throttle_i = model.output_index(STEERING), model.output_index(THROTTLE)
     device = next(model.parameters()).device
     model.eval()
+    temporal = bool(model.context_names)
+    previous = torch.tensor([FALLBACK_ACTION], dtype=torch.float32, device=device)
 
     @torch.no_grad()
     def act(obs: np.ndarray) -> np.ndarray:
+        nonlocal previous
         x = torch.from_numpy(obs).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
-        out = model(x)[0]
-        return np.clip(
+        out = model(x, previous if temporal else None)[0]
+        action = np.clip(
             np.array([out[steer_i].item(), throttle_scale * out[throttle_i].item()], np.float32),
             -1.0,
             1.0,
         )
+        previous = torch.from_numpy(action).to(device).unsqueeze(0)
+        return action
 
     return act
 

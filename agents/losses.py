@@ -40,8 +40,10 @@ def evaluate_loss(
     weights: torch.Tensor,
     device: torch.device,
     batch_size: int = 512,
+    context: torch.Tensor | None = None,
 ) -> tuple[float, dict[str, dict[str, float]]]:
-    """(weighted masked MSE, per-output metrics) of `model` in eval mode, no augmentation."""
+    """(weighted masked MSE, per-output metrics) of `model` in eval mode, no augmentation;
+    `context` (N, C): a temporal network's inputs beside the images, row for row."""
     model.eval()
     n_out = len(names)
     sse = torch.zeros(n_out, dtype=torch.float64)
@@ -50,7 +52,8 @@ def evaluate_loss(
     with torch.no_grad():
         for rows, x in unit_batches(images, batch_size, device):
             y = targets[rows].to(device)
-            s, a, c = masked_sums(model(x).float(), y)
+            extra = () if context is None else (context[rows].to(device),)
+            s, a, c = masked_sums(model(x, *extra).float(), y)
             sse += s.double().cpu()
             sae += a.double().cpu()
             count += c.double().cpu()

@@ -2,7 +2,8 @@
 
 A `DrivingNet` takes camera images as (N, 3, H, W) float32 in [0, 1] (what SB3's
 ``preprocess_obs`` gives for uint8 image spaces, and ``uint8 / 255``) and returns one value
-per named output: steering and throttle (``user/angle``, ``user/throttle``, the DonkeyCar
+per named output (with ``model.temporal``, also the previous action: see
+`sim2real.agents.temporal`): steering and throttle (``user/angle``, ``user/throttle``, the DonkeyCar
 tub keys) and optionally sim-only auxiliary targets such as ``sim/cte`` and
 ``sim/heading_error`` that help pretraining. Normalisation with the spec's mean/std happens
 inside the network, so a checkpoint needs nothing but its card to be used.
@@ -20,6 +21,7 @@ from torch import nn
 
 from sim2real.agents.encoders import Encoder, build_encoder, check_architecture
 from sim2real.agents.preprocessing import NORMALIZATIONS, Preprocessing
+from sim2real.agents.temporal import Temporal, check_context, drop_actions
 from sim2real.common.config import StrictModel
 
 STEERING = "user/angle"
@@ -41,6 +43,8 @@ class ModelSpec(StrictModel):
     """dropout before each linear layer of the head"""
     output_activation: Literal["identity", "tanh"] = "identity"
     """applied to every output after the head (tanh: a SAC policy's squashed actions)"""
+    temporal: Temporal = Field(default_factory=Temporal)
+    """inputs beside the image (default none: the single-frame network)"""
 
     @field_validator("architecture")
     @classmethod
@@ -106,14 +110,16 @@ def build_head(feature_dim: int, n_outputs: int, hidden: int, dropout: float) ->
 
 
 class DrivingNet(nn.Module):
-    """Images (N, 3, H, W) float32 in [0, 1] -> predictions (N, len(spec.outputs))."""
+    """Images (N, 3, H, W) float32 in [0, 1] (and, with `spec.temporal`, context (N, C)
+    float32) -> predictions (N, len(spec.outputs))."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec.model_copy(deep=True)
         self.encoder: Encoder = build_encoder(spec.architecture, spec.input_shape)
+        n_context = len(spec.temporal.context_names)
         self.head = build_head(
-            self.encoder.feature_dim, len(spec.outputs), spec.hidden, spec.dropout
+            self.encoder.feature_dim + n_context, len(spec.outputs), spec.hidden, spec.dropout
         )
         pre = spec.preprocessing
         self.input_norm = InputNormalization(pre.mean, pre.std, pre.normalization)
@@ -121,6 +127,11 @@ class DrivingNet(nn.Module):
     @property
     def outputs(self) -> list[str]:
         return list(self.spec.outputs)
+
+    @property
+    def context_names(self) -> list[str]:
+        """Names of the context columns `forward` takes ([] for a single-frame network)."""
+        return self.spec.temporal.context_names
 
     def output_index(self, name: str) -> int:
         """Column of output `name` in the network's predictions."""
@@ -147,10 +158,23 @@ class DrivingNet(nn.Module):
         """Images (N, 3, H, W) float32 in [0, 1] -> encoder features (N, feature_dim)."""
         return self.encoder(self.normalize(images))
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (N, 3, H, W) float32 in [0, 1] -> predictions (N, len(outputs))."""
+    def forward(self, images: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (N, 3, H, W) float32 in [0, 1] -> predictions (N, len(outputs)).
+
+        context: (N, len(context_names)) float32, the previous action for a temporal network
+        (in training, rows are dropped to the fallback with `temporal.action_dropout`); None
+        for a single-frame one. ValueError otherwise."""
         self.check_input(images)
-        out = self.head(self.features(images))
+        context = check_context(self.spec.temporal, context, images.shape[0])
+        return self.head_outputs(self.features(images), context)
+
+    def head_outputs(self, features: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """Encoder features (N, feature_dim) and checked context (N, C) or None -> outputs."""
+        if context is not None:
+            if self.training:
+                context = drop_actions(context, self.spec.temporal.action_dropout)
+            features = torch.cat([features, context.to(features.dtype)], dim=1)
+        out = self.head(features)
         return torch.tanh(out) if self.spec.output_activation == "tanh" else out
 
 
@@ -160,6 +184,37 @@ def seeded_model(spec: ModelSpec, seed: int) -> DrivingNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return DrivingNet(spec)
+
+
+@torch.no_grad()
+def predict_rollout(
+    model: DrivingNet, images: torch.Tensor, starts: np.ndarray, batch_size: int = 256
+) -> np.ndarray:
+    """A temporal network's predictions (N, len(outputs)) float64 over consecutive uint8
+    frames (N, 3, H, W), each fed the network's own previous [steering, throttle] (clipped to
+    [-1, 1]), as the pilot part and the closed-loop driver do; FALLBACK_ACTION where
+    `starts` (N,) bool marks a session's first frame (or one after a gap). Offline scores
+    with the *recorded* previous action would leak the label (the copycat problem)."""
+    from sim2real.agents.temporal import FALLBACK_ACTION
+
+    names = model.spec.outputs
+    if STEERING not in names or THROTTLE not in names:
+        raise ValueError(f"a rollout needs outputs {STEERING!r} and {THROTTLE!r}; has {names}")
+    if len(starts) != images.shape[0]:
+        raise ValueError(f"starts has {len(starts)} entries for {images.shape[0]} frames")
+    model.eval()
+    if images.shape[0] == 0:
+        return np.zeros((0, len(names)))
+    device = next(model.parameters()).device
+    features = torch.cat([model.features(x) for _, x in unit_batches(images, batch_size, device)])
+    columns = [names.index(STEERING), names.index(THROTTLE)]
+    fallback = torch.tensor([FALLBACK_ACTION], dtype=torch.float32, device=device)
+    previous, out = fallback, []
+    for i in range(features.shape[0]):
+        row = model.head_outputs(features[i : i + 1], fallback if starts[i] else previous)
+        previous = row[:, columns].float().clamp(-1.0, 1.0)
+        out.append(row.double().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, len(names)))
 
 
 def unit_batches(
@@ -175,9 +230,18 @@ def unit_batches(
 
 
 @torch.no_grad()
-def predict(model: DrivingNet, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Predictions (N, len(outputs)) float64 for uint8 images (N, 3, H, W), eval mode."""
+def predict(
+    model: DrivingNet,
+    images: torch.Tensor,
+    batch_size: int = 256,
+    context: torch.Tensor | None = None,
+) -> np.ndarray:
+    """Predictions (N, len(outputs)) float64 for uint8 images (N, 3, H, W), eval mode;
+    `context` (N, C): a temporal network's other inputs, row for row (see `forward`)."""
     model.eval()
     device = next(model.parameters()).device
-    out = [model(x).double().cpu() for _, x in unit_batches(images, batch_size, device)]
+    out = [
+        model(x, None if context is None else context[rows].to(device)).double().cpu()
+        for rows, x in unit_batches(images, batch_size, device)
+    ]
     return torch.cat(out).numpy() if out else np.zeros((0, len(model.spec.outputs)))

@@ -143,7 +143,8 @@ def calibrate_steering(model: DrivingNet, val: Dataset) -> dict[str, Any]:
         raise ValueError("calibrate_steering needs validation frames; the split left none")
     images, targets = dataset_tensors(val)
     try:
-        calibration = calibrate_output(model, images, targets, STEERING)
+        context = getattr(val, "context", None)  # a temporal network's previous actions
+        calibration = calibrate_output(model, images, targets, STEERING, context)
     except ValueError as exc:  # a network that learnt no steering: keep it, say why
         log.warning("steering not calibrated: %s", exc)
         return {"output": STEERING, "gain": 1.0, "skipped": str(exc)}

@@ -46,6 +46,7 @@ from sim2real.agents.losses import (
     tensor_metrics,
 )
 from sim2real.agents.model import DrivingNet
+from sim2real.agents.temporal import augment_with_context, dataset_context
 from sim2real.common.config import StrictModel
 from sim2real.common.device import DeviceName, resolve_device
 from sim2real.common.io import atomic_write
@@ -229,6 +230,10 @@ def fit(
     val = dataset_tensors(val_set) if val_set is not None and len(val_set) > 0 else None
     if val is not None and tuple(val[0].shape[1:]) != expected:
         raise ValueError(f"validation images are {tuple(val[0].shape[1:])}; model takes {expected}")
+    context = dataset_context(model.context_names, train_set, "training")
+    val_context = None if val is None else dataset_context(model.context_names, val_set, "val")
+    if context is not None and batch_loss is not None:
+        raise ValueError("a batch_loss (CORAL, co-training) cannot train a temporal network yet")
 
     device = resolve_device(config.device)
     model.to(device)
@@ -286,6 +291,11 @@ def fit(
 
     def step_loss(rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """A training batch's loss: augmented frames `rows`, on the device."""
+        if context is not None:  # a temporal network: the previous action rides along
+            x, y, c = augment_with_context(
+                images[rows], targets[rows], context[rows], names, generator, config.augment
+            )
+            return masked_loss(model(x.to(device), c.to(device)), y.to(device), weights)
         x, y = augment_batch(images[rows], targets[rows], names, generator, config.augment)
         x, y = x.to(device), y.to(device)
         if batch_loss is None:
@@ -329,7 +339,9 @@ def fit(
                 "lr": optimizer.param_groups[0]["lr"],
             }
             if val is not None:
-                val_loss, metrics = evaluate_loss(model, *val, names, weights, device)
+                val_loss, metrics = evaluate_loss(
+                    model, *val, names, weights, device, context=val_context
+                )
                 entry["val_loss"] = val_loss
                 entry["val"] = metrics
             else:

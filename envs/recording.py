@@ -28,6 +28,11 @@ MIXING_STREAM = 1
 
 LABEL_KEYS = ("sim/cte", "sim/heading_error", "sim/curvature", "sim/speed", "sim/progress")
 
+APPLIED_KEYS = ("sim/applied_steering", "sim/applied_throttle")
+"""The action the car executed from the frame on (perturbed or the driver's, clipped to [-1, 1]),
+unlike user/angle and user/throttle, the expert's clean command: the previous action a temporal
+network reads is the previous frame's applied action."""
+
 
 @dataclass
 class Frame:
@@ -35,7 +40,8 @@ class Frame:
 
     image (H, W, 3) uint8 RGB; steering and throttle in [-1, 1] (the expert's clean command,
     steering -1 = left); labels: sim ground truth at the frame (cte m, heading_error rad,
-    curvature 1/m, speed m/s, progress m); episode and step count from 0 within this seed."""
+    curvature 1/m, speed m/s, progress m; APPLIED_KEYS: the action executed from this frame on);
+    episode and step count from 0 within this seed."""
 
     image: np.ndarray
     steering: float
@@ -88,11 +94,14 @@ def drive_expert(
                     expert_drives = bool(mixing.random() < beta)
                 if not expert_drives:
                     action = _checked_action(driver(obs))
+            applied = np.clip(np.asarray(action, np.float64).reshape(-1), -1.0, 1.0)
+            labels = {key: float(info[key.removeprefix("sim/")]) for key in LABEL_KEYS}
+            labels.update(zip(APPLIED_KEYS, map(float, applied), strict=True))
             yield Frame(
                 image=obs,
                 steering=float(expert.label[0]),
                 throttle=float(expert.label[1]),
-                labels={key: float(info[key.removeprefix("sim/")]) for key in LABEL_KEYS},
+                labels=labels,
                 episode=episode,
                 step=step,
             )

@@ -36,6 +36,7 @@ def open_sim_data(config: PretrainConfig) -> PretrainData:
         max_frames=config.max_frames,
         cache_dir=config.cache_dir,
         progress=config.train.progress,
+        temporal=config.model.temporal,
     )
     if data.randomization is None:
         log.warning(

@@ -114,10 +114,11 @@ class SimulateConfig(StrictModel):
 
 def tub_inputs() -> tuple[list[str], list[str]]:
     """The recording's tub inputs and types: camera, user/* commands, sim/* ground truth."""
-    from sim2real.envs.recording import LABEL_KEYS
+    from sim2real.envs.recording import APPLIED_KEYS, LABEL_KEYS
 
-    inputs = ["cam/image_array", "user/angle", "user/throttle", "user/mode", *LABEL_KEYS]
-    types = ["image_array", "float", "float", "str", *["float"] * len(LABEL_KEYS)]
+    keys = (*LABEL_KEYS, *APPLIED_KEYS)
+    inputs = ["cam/image_array", "user/angle", "user/throttle", "user/mode", *keys]
+    types = ["image_array", "float", "float", "str", *["float"] * len(keys)]
     return inputs, types
 
 

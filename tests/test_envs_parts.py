@@ -10,7 +10,7 @@ from sim2real.common.config import ConfigError
 from sim2real.envs.camera import Lens
 from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.randomization import RandomizationSpec, resolve_spec
-from sim2real.envs.recording import LABEL_KEYS, drive_expert
+from sim2real.envs.recording import APPLIED_KEYS, LABEL_KEYS, drive_expert
 from sim2real.envs.track_env import TrackDrivingEnv
 from sim2real.envs.tracks import MIN_RADIUS, generate_track
 
@@ -197,7 +197,7 @@ def test_drive_expert_is_reproducible_per_seed_and_labels_the_frames():
         assert (a.steering, a.throttle, a.labels) == (b.steering, b.throttle, b.labels)
     assert not np.array_equal(frames[0].image, other[0].image)
     assert frames[0].image.shape == (24, 32, 3) and frames[0].image.dtype == np.uint8
-    assert set(frames[0].labels) == set(LABEL_KEYS)
+    assert set(frames[0].labels) == {*LABEL_KEYS, *APPLIED_KEYS}
     assert [f.episode for f in frames] == [0] * 20 + [1] * 10
     assert [f.step for f in frames[18:22]] == [18, 19, 0, 1]
     assert frames[10].labels["sim/speed"] > 0.3
@@ -225,3 +225,15 @@ def test_nominal_camera_puts_the_horizon_where_the_real_one_is():
     dark = bottom.max(axis=1) < 110  # asphalt
     yellow = (bottom[:, 0] > 120) & (bottom[:, 1] > 100) & (bottom[:, 2] < 90)
     assert (dark | yellow).mean() > 0.6
+
+
+def test_drive_expert_records_the_applied_action_beside_the_clean_label():
+    """Noise injection: the car executes a perturbed action, the label stays the clean one."""
+    clean = list(drive_expert(3, 12, image_size=(24, 32), perturbation=0.0))
+    noisy = list(drive_expert(3, 40, image_size=(24, 32), perturbation=1.0))
+    for f in clean:
+        assert f.labels["sim/applied_steering"] == pytest.approx(f.steering, abs=1e-6)
+        assert f.labels["sim/applied_throttle"] == pytest.approx(f.throttle, abs=1e-6)
+    offsets = [abs(f.labels["sim/applied_steering"] - f.steering) for f in noisy]
+    assert max(offsets) > 0.15
+    assert all(-1.0 <= f.labels["sim/applied_steering"] <= 1.0 for f in noisy)

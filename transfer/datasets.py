@@ -311,6 +311,9 @@ class DrivingDataset(Dataset):
                 if name in record.labels:
                     targets[i, j] = record.labels[name]
         self._targets = torch.from_numpy(targets)
+        self.context: torch.Tensor | None = None
+        """(N, C) float32 inputs beside the image for a temporal network, row for row (the
+        previous action, `sim2real.transfer.temporal`); None for a single-frame one"""
 
     def _load_frames(self, progress: bool) -> np.ndarray:
         """The frames of the decodable records (cached); drops the others from `records`."""

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from sim2real.agents.checkpoint import ModelCard, load_checkpoint
-from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, predict
+from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, predict, predict_rollout
 from sim2real.agents.shipped import checkpoint_reference
 from sim2real.common.splitspec import SplitSpec
 from sim2real.transfer.metrics import (
@@ -33,6 +33,7 @@ from sim2real.transfer.metrics import (
     driving_metrics,
 )
 from sim2real.transfer.splits import REAL_SPLIT, split_records
+from sim2real.transfer.temporal import session_starts
 
 FINETUNE_STEP = "finetune"
 """history steps whose name starts with this fitted the card's data split on real frames"""
@@ -141,7 +142,10 @@ def evaluate_offline(
             part, pre, labels, cache, progress=progress, report=record_set.report
         )
         check_colour_frames(dataset)
-        preds = predict(model, dataset.images)
+        if model.context_names:  # a temporal network, fed its own previous action as on the car
+            preds = predict_rollout(model, dataset.images, session_starts(dataset.records))
+        else:
+            preds = predict(model, dataset.images)
         cols = [model.output_index(name) for name in labels]
         pred = {name: preds[:, c] for name, c in zip(labels, cols, strict=True)}
         truth = {name: dataset.targets[:, j].double().numpy() for j, name in enumerate(labels)}

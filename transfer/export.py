@@ -18,6 +18,10 @@ downscale (90x160 -> 45x100) and a crop without resize all give exactly the pixe
 `Preprocessing.apply` (0 values differ). Upscaling (80x160 -> 66x200, where OpenCV's INTER_AREA
 falls back to fixed-point bilinear) is not bit-exact: 9% of values differ, by 1 grey level.
 
+A temporal network (``model.temporal.previous_action``) has a second input,
+``previous_action`` float32 (N, 2) [steering, throttle]: the action the car applied at the
+previous frame, (0, 0) at the first; the pilot part keeps it between calls (`DonkeyPilot`).
+
 ``model.json`` (the model card), the source frame size and the output names are stored in
 the ONNX file's metadata_props.
 """
@@ -45,6 +49,7 @@ from sim2real.common.io import atomic_write_bytes
 from sim2real.transfer.pilot import (  # the names the car's pilot part reads
     INPUT_NAME,
     META_SOURCE_SIZE,
+    PREVIOUS_ACTION_NAME,
     STEERING_OUTPUT,
     THROTTLE_OUTPUT,
 )
@@ -137,7 +142,8 @@ class FramePreprocess(nn.Module):
 
 
 class CarInputModel(nn.Module):
-    """Raw frames uint8 (N, H_src, W_src, 3) RGB -> one (N,) float32 tensor per output.
+    """Raw frames uint8 (N, H_src, W_src, 3) RGB (and, for a temporal network, the previous
+    action (N, 2) float32) -> one (N,) float32 tensor per output.
 
     `FramePreprocess` then the `DrivingNet` (which normalises with the card's mean/std).
     """
@@ -148,10 +154,30 @@ class CarInputModel(nn.Module):
         self.source_size = self.preprocess.source_size
         self.model = model.eval()
         self.output_names = [onnx_output_name(name) for name in model.spec.outputs]
+        self.input_names = [INPUT_NAME] + ([PREVIOUS_ACTION_NAME] if model.context_names else [])
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(self.preprocess(frames))
+    def forward(
+        self, frames: torch.Tensor, previous_action: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        out = self.model(self.preprocess(frames), previous_action)
         return tuple(out[:, i] for i in range(out.shape[1]))
+
+
+def rollout_context(wrapper: CarInputModel, frames: np.ndarray) -> np.ndarray:
+    """The previous action (N, 2) float32 a pilot would feed over consecutive `frames`: the
+    fallback (0, 0) at the first, then torch's clipped [steering, throttle] of the frame
+    before (throttle 0 where the network predicts none)."""
+    names = wrapper.model.spec.outputs
+    context = np.zeros((len(frames), 2), np.float32)
+    previous = torch.zeros((1, 2))
+    with torch.no_grad():
+        for i in range(len(frames)):
+            context[i] = previous[0].numpy()
+            out = wrapper.model(wrapper.preprocess(torch.from_numpy(frames[i : i + 1])), previous)
+            steering = out[0, names.index("user/angle")] if "user/angle" in names else 0.0
+            throttle = out[0, names.index("user/throttle")] if "user/throttle" in names else 0.0
+            previous = torch.tensor([[float(steering), float(throttle)]]).clamp(-1.0, 1.0)
+    return context
 
 
 def resize_mismatch(preprocessing: Preprocessing, frames: np.ndarray) -> dict[str, int]:
@@ -178,24 +204,36 @@ class ExportResult:
     max_abs_diff: float | None
     """max |onnxruntime - torch| over the check frames and outputs (None: not checked)"""
     n_check_frames: int
+    input_names: tuple[str, ...] = (INPUT_NAME,)
+    """graph inputs: ``image``, and ``previous_action`` for a temporal network"""
 
 
-def run_onnx(session, frames: np.ndarray) -> dict[str, np.ndarray]:
-    """Run an onnxruntime session on uint8 frames (N, H, W, 3); outputs by graph name."""
+def run_onnx(
+    session, frames: np.ndarray, previous_action: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Run an onnxruntime session on uint8 frames (N, H, W, 3) (and a temporal export's
+    previous action (N, 2) float32); outputs by graph name."""
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, {INPUT_NAME: frames}), strict=True))
+    feeds = {INPUT_NAME: frames}
+    if previous_action is not None:
+        feeds[PREVIOUS_ACTION_NAME] = np.asarray(previous_action, np.float32)
+    return dict(zip(names, session.run(names, feeds), strict=True))
 
 
-def _export_proto(wrapper: CarInputModel, example: torch.Tensor, dynamo: bool):
+def _export_proto(wrapper: CarInputModel, example: tuple[torch.Tensor, ...], dynamo: bool):
     import onnx
 
     if dynamo:
+        batch = torch.export.Dim("batch", min=1)
+        shapes = {"frames": {0: batch}}
+        if len(example) > 1:
+            shapes["previous_action"] = {0: batch}
         program = torch.onnx.export(
             wrapper,
-            (example,),
-            input_names=[INPUT_NAME],
+            example,
+            input_names=wrapper.input_names,
             output_names=wrapper.output_names,
-            dynamic_shapes={"frames": {0: torch.export.Dim("batch", min=1)}},
+            dynamic_shapes=shapes,
             dynamo=True,
             verbose=False,
         )
@@ -205,11 +243,11 @@ def _export_proto(wrapper: CarInputModel, example: torch.Tensor, dynamo: bool):
     try:
         torch.onnx.export(
             wrapper,
-            (example,),
+            example,
             name,
-            input_names=[INPUT_NAME],
+            input_names=wrapper.input_names,
             output_names=wrapper.output_names,
-            dynamic_axes={name: {0: "batch"} for name in [INPUT_NAME, *wrapper.output_names]},
+            dynamic_axes={n: {0: "batch"} for n in [*wrapper.input_names, *wrapper.output_names]},
             dynamo=False,
         )
         return onnx.load(name)
@@ -243,7 +281,11 @@ def export_model(
                 f"check frames must be (N, {wrapper.source_size[0]}, {wrapper.source_size[1]}, 3)"
                 f" uint8, got {frames.shape}"
             )
-    example = torch.zeros((2, *wrapper.source_size, 3), dtype=torch.uint8)
+    example: tuple[torch.Tensor, ...] = (
+        torch.zeros((2, *wrapper.source_size, 3), dtype=torch.uint8),
+    )
+    if model.context_names:
+        example = (*example, torch.zeros((2, len(model.context_names)), dtype=torch.float32))
     with torch.no_grad():
         proto = _export_proto(wrapper, example, dynamo)
     outputs = {onnx_output_name(n): n for n in model.spec.outputs}
@@ -262,9 +304,12 @@ def export_model(
     n_check = 0
     if frames is not None:
         session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-        got = run_onnx(session, frames)
+        context = rollout_context(wrapper, frames) if model.context_names else None
+        got = run_onnx(session, frames, context)
         with torch.no_grad():
-            ref = wrapper(torch.from_numpy(frames))
+            ref = wrapper(
+                torch.from_numpy(frames), None if context is None else torch.from_numpy(context)
+            )
         max_diff = max(
             float(np.max(np.abs(got[name] - r.numpy())))
             for name, r in zip(wrapper.output_names, ref, strict=True)
@@ -276,7 +321,14 @@ def export_model(
                 f"(> {tolerance:g}) on {n_check} frames; not writing {onnx_path}"
             )
     atomic_write_bytes(onnx_path, data)
-    return ExportResult(onnx_path, wrapper.output_names, wrapper.source_size, max_diff, n_check)
+    return ExportResult(
+        onnx_path,
+        wrapper.output_names,
+        wrapper.source_size,
+        max_diff,
+        n_check,
+        tuple(wrapper.input_names),
+    )
 
 
 def export_onnx(
@@ -292,7 +344,8 @@ def export_onnx(
     which must be the size the network was trained on where its card records one.
 
     With `check_frames` (N, H, W, 3) uint8, onnxruntime's outputs are compared with the torch
-    wrapper's and the export fails (nothing written) if they differ by more than `tolerance`.
+    wrapper's and the export fails (nothing written) if they differ by more than `tolerance`;
+    a temporal network is checked on them as a sequence (`rollout_context`).
     `dynamo`: torch's ``torch.export``-based exporter (default); False uses the older
     TorchScript exporter (faster to run, deprecated upstream).
     """

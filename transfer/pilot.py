@@ -41,6 +41,13 @@ emits it and returns (angle, throttle) in [-1, 1] (-1 = full left). For a model 
 throttle output, give ``throttle=`` a constant. ``load(path)`` swaps in another export (what
 DonkeyCar's model reload calls). If sim2real is installed on the car, ``from
 sim2real.transfer.pilot import DonkeyPilot`` is the same class.
+
+A temporal export (a network trained with ``model.temporal.previous_action``) also takes the
+action the car applied at the previous frame. The part keeps it between calls: what it
+returned last, its throttle times ``throttle_mult`` (give it ``cfg.AI_THROTTLE_MULT``: the
+drive loop applies that after this part). It starts from (0, 0), a car at rest, and goes
+back to it after ``reset()``, a new model, a non-finite output, or a pause of more than
+``max_pause_s`` between calls (the pilot was switched off and a person drove).
 """
 
 from __future__ import annotations
@@ -48,11 +55,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from pathlib import Path
 
 import numpy as np
 
 INPUT_NAME = "image"
+PREVIOUS_ACTION_NAME = "previous_action"
+"""a temporal export's second input: float32 (N, 2) [steering, throttle] applied last frame"""
 STEERING_OUTPUT = "steering"
 THROTTLE_OUTPUT = "throttle"
 META_SOURCE_SIZE = "sim2real.source_size"
@@ -75,16 +85,28 @@ class DonkeyPilot:
         image_size: tuple[int, int] | None = None,
         throttle: float | None = None,
         num_threads: int = 1,
+        throttle_mult: float = 1.0,
+        max_pause_s: float = 0.5,
     ) -> None:
         """`image_size`: the camera's (height, width) px, e.g. ``(cfg.IMAGE_H, cfg.IMAGE_W)``;
         checked against the export's frame size now (ValueError with both sizes).
 
         `throttle`: a constant throttle, overriding (or standing in for) the model's.
         `num_threads`: onnxruntime intra-op threads (1 leaves the Pi's other cores to the
-        camera and the drive loop).
+        camera and the drive loop). `throttle_mult` and `max_pause_s` (seconds): a temporal
+        export's state (see the module doc); a single-frame export ignores them.
         """
         if throttle is not None and not -1.0 <= throttle <= 1.0:
             raise ValueError(f"throttle must be in [-1, 1], got {throttle}")
+        if not 0.0 < throttle_mult <= 2.0:
+            raise ValueError(f"throttle_mult must be in (0, 2], got {throttle_mult}")
+        if not max_pause_s > 0.0:
+            raise ValueError(f"max_pause_s must be > 0, got {max_pause_s}")
+        self.throttle_mult = float(throttle_mult)
+        self.max_pause_s = float(max_pause_s)
+        self.temporal = False
+        self.previous_action = np.zeros((1, 2), np.float32)
+        self._last_run: float | None = None
         self.image_size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
         self.constant_throttle = throttle
         self.num_threads = num_threads
@@ -113,7 +135,10 @@ class DonkeyPilot:
             raise ValueError(f"{path}: not a loadable ONNX model: {exc}") from None
         inputs = session.get_inputs()
         outputs = [o.name for o in session.get_outputs()]
-        if [i.name for i in inputs] != [INPUT_NAME] or STEERING_OUTPUT not in outputs:
+        names = [i.name for i in inputs]
+        if names not in ([INPUT_NAME], [INPUT_NAME, PREVIOUS_ACTION_NAME]) or (
+            STEERING_OUTPUT not in outputs
+        ):
             raise ValueError(
                 f"{path}: not a sim2real pilot export (inputs {[i.name for i in inputs]}, "
                 f"outputs {outputs}); make one with `sim2real export`"
@@ -140,6 +165,8 @@ class DonkeyPilot:
         self.session = session
         self.source_size = source_size
         self.path = path
+        self.temporal = names[-1] == PREVIOUS_ACTION_NAME
+        self.reset()
         self._outputs = [STEERING_OUTPUT] + (
             [THROTTLE_OUTPUT] if self.constant_throttle is None else []
         )
@@ -163,14 +190,30 @@ class DonkeyPilot:
             )
         if frame.dtype != np.uint8:
             frame = np.clip(frame, 0, 255).astype(np.uint8)
-        results = self.session.run(self._outputs, {INPUT_NAME: frame[None]})
+        feeds = {INPUT_NAME: frame[None]}
+        if self.temporal:
+            now = time.monotonic()
+            if self._last_run is not None and now - self._last_run > self.max_pause_s:
+                self.reset()  # the pilot was off: what it returned last is not what the car did
+            self._last_run = now
+            feeds[PREVIOUS_ACTION_NAME] = self.previous_action
+        results = self.session.run(self._outputs, feeds)
         angle = float(results[0][0])
         throttle = (
             float(results[1][0]) if self.constant_throttle is None else self.constant_throttle
         )
         if not (math.isfinite(angle) and math.isfinite(throttle)):
+            self.reset()
             return 0.0, 0.0
-        return float(np.clip(angle, -1.0, 1.0)), float(np.clip(throttle, -1.0, 1.0))
+        angle, throttle = float(np.clip(angle, -1.0, 1.0)), float(np.clip(throttle, -1.0, 1.0))
+        applied = float(np.clip(throttle * self.throttle_mult, -1.0, 1.0))
+        self.previous_action = np.array([[angle, applied]], np.float32)
+        return angle, throttle
+
+    def reset(self) -> None:
+        """Forget the previous action (a temporal export starts again from (0, 0))."""
+        self.previous_action = np.zeros((1, 2), np.float32)
+        self._last_run = None
 
     def run_threaded(self, img_arr: np.ndarray | None) -> tuple[float, float]:
         """Same as `run` (inference is quick; DonkeyCar calls this for threaded parts)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sim2real.agents.preprocessing import Preprocessing
+from sim2real.agents.temporal import Temporal
 from sim2real.common.splitspec import SplitSpec
 from sim2real.transfer.datasets import DrivingDataset, RecordSet, open_records
 from sim2real.transfer.splits import Split, split_records, subsample
@@ -93,6 +94,7 @@ def open_training_data(
     include_pilot: bool = False,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    temporal: Temporal | None = None,
 ) -> TrainingData:
     """Read `paths` (tubs, folders of tubs, CSV folders; or records already read), split them
     as `split` says, subsample, and build the (train, val) frame datasets for `outputs`.
@@ -103,6 +105,8 @@ def open_training_data(
     the test block is never touched, so it stays the same for every `frames` (a fine-tuning
     budget). The episodes split is drawn with `seed`. ValueError, naming the data, when a
     label is absent from every record, or too few records are left for a part.
+    `temporal`: with its inputs on, each dataset also gets its `context` (the previous
+    action, looked up among every record read: `sim2real.transfer.temporal`).
     """
     if isinstance(paths, RecordSet):
         record_set, sources = paths, list(paths.reports)
@@ -135,6 +139,11 @@ def open_training_data(
         )
         for part in (train, val)
     )
+    if temporal is not None and temporal.previous_action:
+        from sim2real.transfer.temporal import previous_actions
+
+        for dataset in (train_set, val_set):
+            dataset.context, _ = previous_actions(dataset.records, record_set.records)
     trained_on = {
         "paths": sources,
         "frames": {  # (frames whose image did not decode are not counted)

@@ -58,6 +58,11 @@ def handler(args: argparse.Namespace) -> int:
         f"wrote {result.onnx_path}: input image uint8 (N, {source_size[0]}, {source_size[1]}, 3) "
         f"RGB, outputs {', '.join(result.output_names)}"
     )
+    if len(result.input_names) > 1:
+        print(
+            "temporal: also input previous_action float32 (N, 2) [steering, throttle] the car "
+            "applied last frame; DonkeyPilot keeps it between calls"
+        )
     if result.max_abs_diff is not None:
         print(
             f"parity: onnxruntime vs torch max |diff| {result.max_abs_diff:.2e} "

@@ -1,0 +1,105 @@
+"""The previous action of every record, for temporal networks (`sim2real.agents.temporal`).
+
+A record's previous action is what the car applied at the record before it in the same
+session (same source and session, index - 1): in a sim tub ``sim/applied_steering`` and
+``sim/applied_throttle`` (the executed, possibly perturbed action; the ``user/*`` labels are
+the expert's clean command), in a DonkeyCar tub ``user/angle`` and ``user/throttle`` (a
+person drove: what they commanded is what the car did). A session's first record, and one
+after a gap in the indexes (deleted or skipped records), gets the fallback: a car at rest.
+Only labels are read (no images), and the lookup runs over every record read, so a frame at
+the edge of a training block still gets its predecessor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from sim2real.agents.temporal import FALLBACK_ACTION
+from sim2real.transfer.records import Record
+
+log = logging.getLogger(__name__)
+
+APPLIED_KEYS = ("sim/applied_steering", "sim/applied_throttle")
+"""The keys `sim2real.envs.recording.APPLIED_KEYS` writes (named again here: reading tubs must
+not import the simulator, which the car does not have)."""
+
+USER_KEYS = ("user/angle", "user/throttle")
+SIM_MARKER = "sim/cte"
+"""A label only sim recordings carry: such a record must also carry APPLIED_KEYS."""
+MAX_GAP_SHARE = 0.5
+"""More records than this share without a predecessor (and at least MIN_GAP_RECORDS of them)
+means the indexes are not consecutive: a ValueError, not a silently single-frame network."""
+MIN_GAP_RECORDS = 10
+
+
+def applied_action(record: Record) -> tuple[float, float]:
+    """The action the car applied at `record` (see the module doc); ValueError for a sim
+    record recorded before sim2real recorded the applied action."""
+    labels = record.labels
+    if all(key in labels for key in APPLIED_KEYS):
+        return labels[APPLIED_KEYS[0]], labels[APPLIED_KEYS[1]]
+    if SIM_MARKER in labels:
+        raise ValueError(
+            f"{record.source}: record {record.index} is a sim frame without "
+            f"{list(APPLIED_KEYS)} (recorded before the applied action was recorded); a "
+            "temporal network needs them: record the data again with sim2real simulate"
+        )
+    steering = labels.get(USER_KEYS[0], FALLBACK_ACTION[0])
+    throttle = labels.get(USER_KEYS[1], FALLBACK_ACTION[1])
+    return steering, throttle
+
+
+def session_starts(records: Sequence[Record]) -> np.ndarray:
+    """(N,) bool: True where a record does not follow the one before it in `records` (a new
+    source or session, or a gap in the indexes): where a pilot starts from rest."""
+    starts = np.ones(len(records), bool)
+    for i in range(1, len(records)):
+        a, b = records[i - 1], records[i]
+        starts[i] = (a.source, a.session, a.index + 1) != (b.source, b.session, b.index)
+    return starts
+
+
+def previous_actions(
+    records: Sequence[Record], every: Sequence[Record] | None = None
+) -> tuple[torch.Tensor, int]:
+    """(context (N, 2) float32 [steering, throttle], how many records got the fallback).
+
+    `records`: the frames to serve; `every`: all records read (default `records`), where the
+    predecessors are looked up. ValueError naming the source when most of a source's records
+    (more than MAX_GAP_SHARE, at least MIN_GAP_RECORDS) have no predecessor: its indexes have
+    gaps, and a temporal network would be fed the fallback nearly everywhere.
+    """
+    every = records if every is None else every
+    by_key = {(r.source, r.session, r.index): r for r in every}
+    context = np.tile(np.asarray(FALLBACK_ACTION, np.float32), (len(records), 1))
+    missing: dict[str, list[int]] = {}
+    totals: dict[str, int] = {}
+    for i, record in enumerate(records):
+        totals[record.source] = totals.get(record.source, 0) + 1
+        before = by_key.get((record.source, record.session, record.index - 1))
+        if before is None:
+            missing.setdefault(record.source, []).append(record.index)
+            continue
+        context[i] = applied_action(before)
+    for source, indexes in missing.items():
+        # A session's first record always misses one; count only the others as gaps.
+        sessions = len({r.session for r in every if r.source == source})
+        gaps = len(indexes) - sessions
+        if gaps >= MIN_GAP_RECORDS and gaps > MAX_GAP_SHARE * totals[source]:
+            raise ValueError(
+                f"{source}: {gaps} of {totals[source]} records have no record before them in "
+                f"their session (indexes with gaps, e.g. {indexes[1]}); a temporal network "
+                "needs consecutive frames: use a single-frame network for this data"
+            )
+    fallback = sum(len(v) for v in missing.values())
+    if fallback:
+        log.info(
+            "previous action: %d of %d frames start a session or follow a gap",
+            fallback,
+            len(records),
+        )
+    return torch.from_numpy(context), fallback
