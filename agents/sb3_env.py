@@ -19,6 +19,7 @@ from gymnasium import spaces
 import sim2real.envs  # noqa: F401  (registers sim2real/TrackDriving-v1)
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.envs import ENV_ID
+from sim2real.envs.track_env import OFF_ROAD_PENALTY
 
 
 class PreprocessObservation(gym.ObservationWrapper):
@@ -39,6 +40,23 @@ class PreprocessObservation(gym.ObservationWrapper):
         return self.preprocessing.apply(observation)
 
 
+class OffRoadPenalty(gym.Wrapper):
+    """The env's reward, but leaving the road (or flipping: the steps that terminate) costs
+    `penalty` m of progress instead of the env's `OFF_ROAD_PENALTY`."""
+
+    def __init__(self, env: gym.Env, penalty: float) -> None:
+        super().__init__(env)
+        if not penalty >= 0:
+            raise ValueError(f"off_road_penalty must be >= 0, got {penalty}")
+        self.penalty = float(penalty)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated:
+            reward = float(reward) + OFF_ROAD_PENALTY - self.penalty
+        return obs, reward, terminated, truncated, info
+
+
 def make_env(
     preprocessing: Preprocessing,
     *,
@@ -46,8 +64,10 @@ def make_env(
     randomization: None | str | Path | dict = None,
     strength: float = 1.0,
     max_episode_steps: int = 1000,
+    off_road_penalty: float = OFF_ROAD_PENALTY,
 ) -> gym.Env:
-    """``sim2real/TrackDriving-v1`` (camera `image_size` (H, W)) seen through `preprocessing`."""
+    """``sim2real/TrackDriving-v1`` (camera `image_size` (H, W)) seen through `preprocessing`;
+    leaving the road costs `off_road_penalty` (m of progress)."""
     env = gym.make(
         ENV_ID,
         image_size=tuple(image_size),
@@ -55,6 +75,8 @@ def make_env(
         strength=strength,
         max_episode_steps=max_episode_steps,
     )
+    if off_road_penalty != OFF_ROAD_PENALTY:
+        env = OffRoadPenalty(env, off_road_penalty)
     return PreprocessObservation(env, preprocessing)
 
 
