@@ -12,7 +12,9 @@ scale), through `sim2real.agents.closed_loop.drive_episode` (what `sim2real eval
 with the same stall rule), so a run stopped early
 still holds paired results for the seeds it reached. Every seed's two episodes are appended to
 OUT/episodes.jsonl as they finish, and a re-run skips the seeds already there (resumable);
-OUT/summary.json holds the totals. The paired test is McNemar's exact test: a two-sided
+OUT/summary.json holds the totals. `--curves NAME=RUN ...` also plots the runs' evals.json
+(lap rate and mean speed on their selection seeds against env steps) to OUT/curves.png.
+The paired test is McNemar's exact test: a two-sided
 binomial test on the tracks that exactly one of the two networks laps.
 """
 
@@ -30,8 +32,9 @@ from scipy.stats import binomtest
 
 from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.closed_loop import camera_size_for, drive_episode, summarize
+from sim2real.agents.policy import EVALS_FILE
 from sim2real.agents.sb3_env import PreprocessObservation
-from sim2real.common.io import atomic_write_json
+from sim2real.common.io import atomic_write, atomic_write_json
 from sim2real.envs.track_env import TrackDrivingEnv
 
 ARMS = ("start", "end")
@@ -68,19 +71,49 @@ def paired_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def plot_curves(runs: dict[str, Path], path: Path) -> None:
+    """Lap completion rate and mean speed of each run's evals.json against env steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, run in runs.items():
+        evals = json.loads((run / EVALS_FILE).read_text(encoding="utf-8"))
+        steps = [e["timesteps"] for e in evals]
+        n = evals[0]["episodes"]
+        axes[0].plot(steps, [e["lap_completion_rate"] for e in evals], "o-", label=name)
+        axes[1].plot(steps, [e["mean_speed_mps"] for e in evals], "o-", label=name)
+    axes[0].set(xlabel="env steps", ylabel=f"lap completion ({n} selection tracks)", ylim=(0, 1.02))
+    axes[1].set(xlabel="env steps", ylabel="mean speed (m/s)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"))
+
+
 def main() -> None:
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--start", required=True, type=Path, help="checkpoint before PPO")
-    parser.add_argument("--end", required=True, type=Path, help="checkpoint after PPO")
+    parser.add_argument("--start", type=Path, help="checkpoint before PPO")
+    parser.add_argument("--end", type=Path, help="checkpoint after PPO")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--seed-start", type=int, default=10_000)
     parser.add_argument("--episodes", type=int, default=120)
     parser.add_argument("--randomization", type=Path, help="spec YAML (default: the envs')")
     parser.add_argument("--strength", type=float, default=1.0)
     parser.add_argument("--max-steps", type=int, default=2000)
+    parser.add_argument("--curves", nargs="+", default=[], metavar="NAME=RUN", help="plot runs")
     args = parser.parse_args()
+    if args.curves:
+        args.out.mkdir(parents=True, exist_ok=True)
+        runs = {name: Path(run) for name, run in (c.split("=", 1) for c in args.curves)}
+        plot_curves(runs, args.out / "curves.png")
+    if args.start is None or args.end is None:
+        if not args.curves:
+            parser.error("give --start and --end (or only --curves)")
+        return
 
     nets = {arm: load_checkpoint(getattr(args, arm)) for arm in ARMS}
     sizes = {camera_size_for(card) for _, card in nets.values()}
