@@ -77,6 +77,8 @@ class EnvConfig(StrictModel):
     off_road_penalty: float = Field(OFF_ROAD_PENALTY, ge=0)
     """reward (m of progress) lost on leaving the road or flipping, which ends the episode
     (the env's own is 1.0)"""
+    speed_cap_mps: float | None = Field(None, gt=0)
+    """progress pays up to this speed only (m/s; None: all of it, the env's reward)"""
 
 
 class EvalConfig(StrictModel):
@@ -229,6 +231,7 @@ def make_policy_env(config: PolicyConfig, preprocessing: Preprocessing):
         strength=config.env.strength,
         max_episode_steps=config.env.max_episode_steps,
         off_road_penalty=config.env.off_road_penalty,
+        speed_cap_mps=config.env.speed_cap_mps,
     )
 
 

@@ -9,11 +9,12 @@ import torch
 from test_policy import small_config, small_model
 
 from sim2real.agents.policy import load_policy_config
-from sim2real.agents.sb3_env import OffRoadPenalty, make_env
+from sim2real.agents.sb3_env import DrivingReward, make_env
 from sim2real.agents.sb3_extractor import CRITIC_PREFIXES
 from sim2real.agents.sb3_ppo import FineTunePPO
 from sim2real.envs.randomization import RandomizationSpec
 from sim2real.envs.track_env import OFF_ROAD_PENALTY
+from sim2real.envs.world import CONTROL_DT
 from sim2real.experiments.cli import main
 
 
@@ -68,32 +69,41 @@ def test_actor_lr_scale_scales_the_actors_rate_only():
     assert _moved(frozen.policy, actor) == set() and _moved(frozen.policy, critic)
 
 
-def test_off_road_penalty_replaces_the_envs_penalty_on_the_terminal_step_only():
+def _drive_off(env) -> np.ndarray:
+    """Rewards of full left at full throttle from seed 3 until the car leaves the road."""
+    env.reset(seed=3)
+    got, terminated = [], False
+    while not terminated and len(got) < 400:
+        _, reward, terminated, _, _ = env.step(np.array([-1.0, 1.0], np.float32))
+        got.append(reward)
+    assert terminated
+    return np.array(got)
+
+
+def test_driving_reward_replaces_the_off_road_penalty_and_caps_the_speed_paid():
     from sim2real.agents.preprocessing import Preprocessing
 
     prep = Preprocessing(crop_top=8, height=32, width=32)
-    env_kwargs = {"image_size": (40, 48), "max_episode_steps": 400}
-    plain = make_env(prep, **env_kwargs)
-    harsh = make_env(prep, **env_kwargs, off_road_penalty=6.0)
-    assert isinstance(harsh.env, OffRoadPenalty)
-    assert not isinstance(plain.env, OffRoadPenalty)  # the env's own penalty: no wrapper
-    rewards = []
+    kwargs = {"image_size": (40, 48), "max_episode_steps": 400}
+    envs = {
+        "plain": make_env(prep, **kwargs),
+        "harsh": make_env(prep, **kwargs, off_road_penalty=6.0),
+        "capped": make_env(prep, **kwargs, speed_cap_mps=0.5),
+    }
+    assert not isinstance(envs["plain"].env, DrivingReward)  # the env's own reward: no wrapper
     try:
-        for env in (plain, harsh):
-            env.reset(seed=3)
-            got, terminated, steps = [], False, 0
-            while not terminated and steps < 400:  # full left at full throttle: off the road
-                _, reward, terminated, _, _ = env.step(np.array([-1.0, 1.0], np.float32))
-                got.append(reward)
-                steps += 1
-            assert terminated
-            rewards.append(np.array(got))
+        plain, harsh, capped = (_drive_off(env) for env in envs.values())
     finally:
-        plain.close()
-        harsh.close()
-    assert len(rewards[0]) == len(rewards[1]) > 1
-    np.testing.assert_array_equal(rewards[0][:-1], rewards[1][:-1])
-    assert rewards[0][-1] - rewards[1][-1] == pytest.approx(6.0 - OFF_ROAD_PENALTY)
+        for env in envs.values():
+            env.close()
+    assert len(plain) == len(harsh) == len(capped) > 1
+    np.testing.assert_array_equal(plain[:-1], harsh[:-1])
+    assert plain[-1] - harsh[-1] == pytest.approx(6.0 - OFF_ROAD_PENALTY)
+    cap = 0.5 * CONTROL_DT
+    assert plain[:-1].max() > cap  # the cap binds on this drive
+    np.testing.assert_allclose(capped[:-1], np.minimum(plain[:-1], cap), rtol=0, atol=1e-12)
+    progress = plain[-1] + OFF_ROAD_PENALTY
+    assert capped[-1] == pytest.approx(min(progress, cap) - OFF_ROAD_PENALTY)
 
 
 @pytest.mark.parametrize(
@@ -102,6 +112,7 @@ def test_off_road_penalty_replaces_the_envs_penalty_on_the_terminal_step_only():
         ("ppo.actor_lr_scale", -0.5),
         ("ppo.actor_warmup_steps", -1),
         ("env.off_road_penalty", -2.0),
+        ("env.speed_cap_mps", 0.0),
     ],
 )
 def test_bad_finetune_fields_name_the_field(field, value):
