@@ -104,6 +104,13 @@ def main() -> None:
     parser.add_argument("--randomization", type=Path, help="spec YAML (default: the envs')")
     parser.add_argument("--strength", type=float, default=1.0)
     parser.add_argument("--max-steps", type=int, default=2000)
+    parser.add_argument(
+        "--reuse-start",
+        type=Path,
+        metavar="OUT",
+        help="take the start's episodes from an earlier OUT of the same --start, seeds and "
+        "worlds (drives are deterministic) and drive only --end",
+    )
     parser.add_argument("--curves", nargs="+", default=[], metavar="NAME=RUN", help="plot runs")
     args = parser.parse_args()
     if args.curves:
@@ -130,11 +137,14 @@ def main() -> None:
         )
         for arm in ARMS
     }
+    earlier = read_done(args.reuse_start / "episodes.jsonl") if args.reuse_start else {}
     for seed in seeds:
         if seed in done:
             continue
         row: dict[str, Any] = {"seed": seed}
-        for arm in ARMS:
+        if seed in earlier:
+            row["start"] = {**earlier[seed]["start"], "reused_from": str(args.reuse_start)}
+        for arm in (a for a in ARMS if a not in row):
             t0 = time.perf_counter()
             episode = drive_episode(nets[arm][0], envs[arm], seed, max_steps=args.max_steps)
             row[arm] = {**episode, "seconds": time.perf_counter() - t0}
