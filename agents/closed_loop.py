@@ -343,9 +343,11 @@ def evaluate_checkpoint(
     seed_start: int = HELD_OUT_SEED_START,
     throttle_scale: float = 1.0,
     recorder: DriveRecorder | None = None,
+    randomization: None | str | Path | dict = None,
 ) -> dict[str, Any]:
     """`evaluate_closed_loop` for checkpoint folder `directory` (camera size from its card);
-    the result also names the checkpoint. recorder: see `evaluate_closed_loop`."""
+    the result also names the checkpoint. recorder, randomization (None: the envs default
+    spec): see `evaluate_closed_loop`."""
     from sim2real.agents.checkpoint import load_checkpoint
 
     model, card = load_checkpoint(directory)
@@ -358,6 +360,7 @@ def evaluate_checkpoint(
         max_steps=max_steps,
         throttle_scale=throttle_scale,
         recorder=recorder,
+        randomization=randomization,
     )
     result["checkpoint"] = {
         "path": str(Path(directory).resolve()),

@@ -41,7 +41,7 @@ from sim2real.agents.policy_state import (
     save_policy_state,
 )
 from sim2real.agents.preprocessing import Preprocessing
-from sim2real.agents.sb3_env import make_vec_env
+from sim2real.agents.sb3_env import OFF_ROAD_PENALTY, make_vec_env
 from sim2real.agents.sb3_extractor import (
     FrozenAwareActorCriticPolicy,
     FrozenAwareSACPolicy,
@@ -50,6 +50,7 @@ from sim2real.agents.sb3_extractor import (
     policy_kwargs,
     policy_to_driving_net,
 )
+from sim2real.agents.sb3_ppo import FineTunePPO
 from sim2real.common.config import StrictModel, load_config
 from sim2real.common.device import DeviceName
 from sim2real.common.io import atomic_write_json
@@ -73,6 +74,11 @@ class EnvConfig(StrictModel):
     strength: float = Field(1.0, ge=0.0, le=1.0)
     """randomization strength (0: nominal world)"""
     max_episode_steps: int = Field(1000, ge=1)
+    off_road_penalty: float = Field(OFF_ROAD_PENALTY, ge=0)
+    """reward (m of progress) lost on leaving the road or flipping, which ends the episode
+    (the env's own is 1.0)"""
+    speed_cap_mps: float | None = Field(None, gt=0)
+    """progress pays up to this speed only (m/s; None: all of it, the env's reward)"""
 
 
 class EvalConfig(StrictModel):
@@ -108,6 +114,11 @@ class PPOParams(StrictModel):
     max_grad_norm: float = Field(0.5, gt=0)
     log_std_init: float = -1.0
     """initial log std of the Gaussian actions (-1: std 0.37 of the [-1, 1] range)"""
+    actor_warmup_steps: int = Field(0, ge=0)
+    """env steps (all envs) during which only the value function learns (actor rate 0)"""
+    actor_lr_scale: float = Field(1.0, ge=0)
+    """the actor's (encoder, actor layers, log std) learning rate as a fraction of
+    learning_rate, which the value layers get; applies after actor_warmup_steps"""
 
 
 class SACParams(StrictModel):
@@ -219,16 +230,18 @@ def make_policy_env(config: PolicyConfig, preprocessing: Preprocessing):
         randomization=config.env.randomization,
         strength=config.env.strength,
         max_episode_steps=config.env.max_episode_steps,
+        off_road_penalty=config.env.off_road_penalty,
+        speed_cap_mps=config.env.speed_cap_mps,
     )
 
 
 def build_model(config: PolicyConfig, env, resolved: ResolvedModel, tensorboard_log=None):
     """The SB3 model (PPO or SAC) for `config` on vec env `env`, seeded, weights initialised
     from the checkpoint when given. Returns (model, init report or None)."""
-    from stable_baselines3 import PPO, SAC
+    from stable_baselines3 import SAC
 
     if config.algorithm == "ppo":
-        cls, policy_cls, params = PPO, FrozenAwareActorCriticPolicy, config.ppo
+        cls, policy_cls, params = FineTunePPO, FrozenAwareActorCriticPolicy, config.ppo
     else:
         cls, policy_cls, params = SAC, FrozenAwareSACPolicy, config.sac
     # PPOParams/SACParams fields are SB3's own keyword names; these two shape the policy instead

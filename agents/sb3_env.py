@@ -19,6 +19,8 @@ from gymnasium import spaces
 import sim2real.envs  # noqa: F401  (registers sim2real/TrackDriving-v1)
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.envs import ENV_ID
+from sim2real.envs.track_env import OFF_ROAD_PENALTY
+from sim2real.envs.world import CONTROL_DT
 
 
 class PreprocessObservation(gym.ObservationWrapper):
@@ -39,6 +41,34 @@ class PreprocessObservation(gym.ObservationWrapper):
         return self.preprocessing.apply(observation)
 
 
+class DrivingReward(gym.Wrapper):
+    """The env's reward (m of progress this step, minus `OFF_ROAD_PENALTY` on the step that
+    leaves the road or flips), reshaped: leaving the road costs `off_road_penalty` m instead,
+    and with `speed_cap_mps` the progress of one step counts up to that speed only (a car
+    faster than the cap earns no more, so speed that risks a crash does not pay)."""
+
+    def __init__(
+        self, env: gym.Env, off_road_penalty: float, speed_cap_mps: float | None = None
+    ) -> None:
+        super().__init__(env)
+        if not off_road_penalty >= 0:
+            raise ValueError(f"off_road_penalty must be >= 0, got {off_road_penalty}")
+        if speed_cap_mps is not None and not speed_cap_mps > 0:
+            raise ValueError(f"speed_cap_mps must be > 0, got {speed_cap_mps}")
+        self.penalty = float(off_road_penalty)
+        self.cap_m = None if speed_cap_mps is None else float(speed_cap_mps) * CONTROL_DT
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        reward = float(reward)
+        if terminated:
+            reward += OFF_ROAD_PENALTY - self.penalty
+        if self.cap_m is not None:
+            progress = reward + (self.penalty if terminated else 0.0)
+            reward += min(progress, self.cap_m) - progress
+        return obs, reward, terminated, truncated, info
+
+
 def make_env(
     preprocessing: Preprocessing,
     *,
@@ -46,8 +76,12 @@ def make_env(
     randomization: None | str | Path | dict = None,
     strength: float = 1.0,
     max_episode_steps: int = 1000,
+    off_road_penalty: float = OFF_ROAD_PENALTY,
+    speed_cap_mps: float | None = None,
 ) -> gym.Env:
-    """``sim2real/TrackDriving-v1`` (camera `image_size` (H, W)) seen through `preprocessing`."""
+    """``sim2real/TrackDriving-v1`` (camera `image_size` (H, W)) seen through `preprocessing`;
+    its reward reshaped by `DrivingReward` where `off_road_penalty` or `speed_cap_mps` differ
+    from the env's own."""
     env = gym.make(
         ENV_ID,
         image_size=tuple(image_size),
@@ -55,6 +89,8 @@ def make_env(
         strength=strength,
         max_episode_steps=max_episode_steps,
     )
+    if off_road_penalty != OFF_ROAD_PENALTY or speed_cap_mps is not None:
+        env = DrivingReward(env, off_road_penalty, speed_cap_mps)
     return PreprocessObservation(env, preprocessing)
 
 

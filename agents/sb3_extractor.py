@@ -67,13 +67,31 @@ class EncoderExtractor(BaseFeaturesExtractor):
 
 
 class FrozenAwareActorCriticPolicy(ActorCriticPolicy):
-    """ActorCriticPolicy whose optimizer holds trainable parameters only."""
+    """ActorCriticPolicy whose optimizer holds trainable parameters only, in two named groups
+    ("actor", "critic": see `actor_critic_groups`) that `sb3_ppo.FineTunePPO` can give
+    different learning rates."""
 
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
         self.optimizer = self.optimizer_class(
-            trainable_parameters(self), lr=lr_schedule(1), **self.optimizer_kwargs
+            actor_critic_groups(self), lr=lr_schedule(1), **self.optimizer_kwargs
         )
+
+
+CRITIC_PREFIXES = ("mlp_extractor.value_net.", "value_net.", "vf_features_extractor.")
+"""Parameter names of an ActorCriticPolicy's value function alone (a shared features
+extractor belongs to the actor: what moves it moves the actions)."""
+
+
+def actor_critic_groups(policy: ActorCriticPolicy) -> list[dict[str, Any]]:
+    """The trainable parameters of `policy` as optimizer groups [{"name": "actor", ...},
+    {"name": "critic", ...}]: the critic group holds the value layers (and a separate value
+    encoder), the actor group everything else that trains (encoder, actor layers, log std)."""
+    groups: dict[str, list[nn.Parameter]] = {"actor": [], "critic": []}
+    for name, param in policy.named_parameters():
+        if param.requires_grad:
+            groups["critic" if name.startswith(CRITIC_PREFIXES) else "actor"].append(param)
+    return [{"name": name, "params": params} for name, params in groups.items() if params]
 
 
 class FrozenAwareSACPolicy(SACPolicy):

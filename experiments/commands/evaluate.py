@@ -18,6 +18,8 @@ def _offline(args: argparse.Namespace) -> int:
 
     if args.video:
         raise UserError("--video records closed-loop drives: use it with --sim")
+    if args.randomization is not None:
+        raise UserError("--randomization draws closed-loop worlds: use it with --sim")
     if not args.data:
         raise UserError("offline evaluation needs recorded frames: pass --data REAL...")
     evaluation = evaluate_offline(
@@ -61,6 +63,12 @@ def _closed_loop(args: argparse.Namespace) -> int:
     strength = 1.0 if args.strength is None else args.strength
     if not 0.0 <= strength <= 1.0:
         raise UserError(f"--strength must lie in [0, 1], got {strength}")
+    if args.randomization is not None and args.nominal:
+        raise UserError("--nominal is the un-randomized world: leave out --randomization")
+    if args.randomization is not None:
+        from sim2real.envs.randomization import RandomizationSpec
+
+        RandomizationSpec.from_yaml(args.randomization)  # a bad spec fails before driving
     recorder = None
     if args.video:
         from sim2real.experiments.drive_video import DriveVideoRecorder
@@ -81,6 +89,7 @@ def _closed_loop(args: argparse.Namespace) -> int:
             seed_start=seed_start,
             throttle_scale=args.throttle_scale,
             recorder=recorder,
+            randomization=args.randomization,
         )
     finally:
         torch.set_num_threads(threads)
@@ -149,6 +158,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=1.0,
         help="--sim: multiply the network's throttle, like DonkeyCar's AI_THROTTLE_MULT (1.0)",
+    )
+    parser.add_argument(
+        "--randomization",
+        type=Path,
+        metavar="SPEC",
+        help="--sim: randomization spec YAML to draw the worlds from (default: the envs "
+        "package's spec)",
     )
     parser.add_argument(
         "--video",
