@@ -110,7 +110,8 @@ def smooth_labels(labels: np.ndarray, segments: np.ndarray, method: str, window:
     """`labels` (N, L) filtered along axis 0 within each run of equal `segments` (N,) ids.
 
     Runs shorter than `window` use the largest odd width that fits (median filter for them
-    when Savitzky-Golay would have fewer than 4 points); NaN columns are left as they are.
+    when Savitzky-Golay would have fewer than 5 points); a column with NaN in a run is left
+    as it is there.
     """
     from scipy.ndimage import median_filter
     from scipy.signal import savgol_filter
@@ -125,11 +126,14 @@ def smooth_labels(labels: np.ndarray, segments: np.ndarray, method: str, window:
         width = min(window, len(rows) if len(rows) % 2 else len(rows) - 1)
         if width < 3:
             continue
-        part = out[rows]
-        if method == "savgol" and width >= 5:
-            out[rows] = savgol_filter(part, width, polyorder=2, axis=0, mode="interp")
-        else:
-            out[rows] = median_filter(part, size=(width, 1), mode="nearest")
+        for j in range(out.shape[1]):
+            column = out[rows, j]
+            if not np.isfinite(column).all():
+                continue
+            if method == "savgol" and width >= 5:
+                out[rows, j] = savgol_filter(column, width, polyorder=2, mode="interp")
+            else:
+                out[rows, j] = median_filter(column, size=width, mode="nearest")
     return out
 
 
@@ -297,6 +301,9 @@ def selftrain_sources(config: FinetuneConfig, data: TrainingData) -> tuple[list[
     st = config.selftrain
     assert st is not None
     sources = list(st.unlabeled) or [str(p) for p in config.data]
+    for path in sources:
+        if not Path(path).expanduser().exists():
+            raise FileNotFoundError(f"--pseudo-label {path}: no such file or folder")
     exclude = held_out_images(config) if config.data else []
     exclude += [Path(r.image_path) for r in data.parts.train]
     return sources, exclude
@@ -319,6 +326,7 @@ def finetune_selftrain(
     st = config.selftrain
     assert st is not None
     say = log_line or (lambda line: log.info(line))
+    sources, exclude = selftrain_sources(config, data)  # a bad path fails before training
     teacher_cfg = config.model_copy(update={"selftrain": None})
     t0 = time.perf_counter()
     teacher_run = finetune(
@@ -326,7 +334,6 @@ def finetune_selftrain(
     )
     teacher_seconds = time.perf_counter() - t0
     teacher, _ = load_checkpoint(out_dir / "teacher")
-    sources, exclude = selftrain_sources(config, data)
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
     t0 = time.perf_counter()
     images, segments, _ = unlabeled_frames(
