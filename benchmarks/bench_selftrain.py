@@ -2,7 +2,7 @@
 
     python benchmarks/bench_selftrain.py --checkpoint CKPT --data TUB --name NAME
         [--frames 100] [--seeds 0 1 2] [--score val|test]
-        [--variant NAME key=value ...] ... [--unlabeled-span 0 0.5]
+        [--variant NAME key=value ...] ... [--labelled-span 0.5 1 --unlabeled-span 0 0.5]
         [--out docs/selftrain-bench]
 
 For each seed: the N labelled frames `finetune --frames N` takes (block subsample of the
@@ -13,8 +13,8 @@ without the final gain (``recalibrate``, fitted on the labelled frames) on the c
 ``val`` (the 65-80% block, for choosing knobs) or ``test`` (the last 20%, reporting only):
 steering R² and Pearson r over every frame of the block. The pseudo-labels' own steering R²
 and r against the recording's labels (which the method never reads) are recorded as a
-diagnostic. ``--unlabeled-span A B`` takes the unlabeled frames from that fraction of the
-training part only.
+diagnostic. ``--labelled-span A B`` takes the N labelled frames from that fraction of the
+training part only, ``--unlabeled-span`` the unlabeled ones (another stretch of driving).
 Results go to OUT/NAME.json after every cell (a rerun skips finished cells) and OUT/NAME.md.
 """
 
@@ -29,6 +29,7 @@ import shlex
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,7 +52,7 @@ from sim2real.transfer.selftrain import (
     train_student,
     unlabeled_frames,
 )
-from sim2real.transfer.splits import split_records
+from sim2real.transfer.splits import split_records, subsample
 
 
 def steering(pred: np.ndarray, truth: np.ndarray) -> dict:
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--score", choices=["val", "test"], default="val")
     parser.add_argument("--variant", nargs="+", action="append", metavar="NAME K=V")
+    parser.add_argument("--labelled-span", type=float, nargs=2, default=None)
     parser.add_argument("--unlabeled-span", type=float, nargs=2, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("docs/selftrain-bench"))
@@ -140,6 +142,10 @@ def main() -> None:
         )
         config = base.model_copy(update={"frames": args.frames, "train": train})
         data = open_finetune_data(config, pre, progress=False)
+        if args.labelled_span is not None:  # the N labelled frames from one stretch only
+            chosen = subsample(span_of(parts.train, args.labelled_span), args.frames, seed)
+            train_set = DrivingDataset(chosen, pre, outputs, progress=False)
+            data = replace(data, train=train_set, parts=replace(data.parts, train=chosen))
         t0, cpu0 = time.perf_counter(), time.process_time()
         teacher_dir = work / f"teacher{seed}"
         teacher_run = finetune(config, teacher_dir, data=data)

@@ -82,6 +82,13 @@ def handler(args: argparse.Namespace) -> int:
         search = result.ladder
         print(search.table())
         how = f"rung {search.pick}, {search.epochs} epochs; " + how
+    if config.selftrain is not None:
+        step = result.card.history[-1]
+        how = (
+            f"student on {result.card.trained_on['pseudo_labelled']} pseudo-labelled frames, "
+            f"teacher in {result.out_dir / 'teacher'} ({step['teacher']['seconds']:.1f} s); "
+            + how
+        )
     if result.cached_features:
         how += ", cached features"
     metrics = result.card.metrics
