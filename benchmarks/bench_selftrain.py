@@ -100,6 +100,12 @@ def main() -> None:
     parser.add_argument("--labelled-span", type=float, nargs=2, default=None)
     parser.add_argument("--unlabeled-span", type=float, nargs=2, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--teachers",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "bench_selftrain_teachers",
+        help="teacher checkpoints by data, N and seed, reused by later runs",
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/selftrain-bench"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -147,14 +153,21 @@ def main() -> None:
             train_set = DrivingDataset(chosen, pre, outputs, progress=False)
             data = replace(data, train=train_set, parts=replace(data.parts, train=chosen))
         t0, cpu0 = time.perf_counter(), time.process_time()
-        teacher_dir = work / f"teacher{seed}"
-        teacher_run = finetune(config, teacher_dir, data=data)
-        teacher_cpu = time.process_time() - cpu0
-        teacher, _ = load_checkpoint(teacher_dir)
+        span = "" if args.labelled_span is None else "_" + "-".join(map(str, args.labelled_span))
+        teacher_dir = args.teachers / f"{args.data.name}_n{args.frames}_s{seed}{span}"
+        if (teacher_dir / "model.json").is_file():  # the same seed's teacher, from another run
+            teacher, teacher_card = load_checkpoint(teacher_dir)
+            ladder = teacher_card.history[-1].get("ladder") or {}
+            rung, teacher_cpu = ladder.get("pick"), None
+        else:
+            teacher_run = finetune(config, teacher_dir, data=data)
+            teacher_cpu = time.process_time() - cpu0
+            teacher, _ = load_checkpoint(teacher_dir)
+            rung = teacher_run.ladder.pick if teacher_run.ladder else None
         key = f"{seed}|teacher"
-        cells[key] = {
+        cells[key] = cells.get(key) or {
             **steering(predict(teacher, score_images), score_truth),
-            "rung": teacher_run.ladder.pick if teacher_run.ladder else None,
+            "rung": rung,
             "seconds": time.perf_counter() - t0,
             "cpu_seconds": teacher_cpu,
             "labelled": len(data.train),
@@ -265,11 +278,11 @@ def markdown(results: dict) -> str:
             lines.append(
                 f"| {label} | {' / '.join(f'{v:.2f}' for v in r2s)} | {np.mean(r2s):.3f} | "
                 f"{np.mean([c['r'] for c in got]):.3f} | "
-                f"{np.mean(pr):.3f} | {np.mean([c['cpu_seconds'] for c in full]):.0f} |"
+                f"{np.mean(pr):.3f} | {np.mean([c['cpu_seconds'] or np.nan for c in full]):.0f} |"
                 if pr
                 else f"| {label} | {' / '.join(f'{v:.2f}' for v in r2s)} | {np.mean(r2s):.3f} | "
                 f"{np.mean([c['r'] for c in got]):.3f} | - | "
-                f"{np.mean([c['cpu_seconds'] for c in full]):.0f} |"
+                f"{np.mean([c['cpu_seconds'] or np.nan for c in full]):.0f} |"
             )
     return "\n".join(lines) + "\n"
 
