@@ -8,7 +8,8 @@
 For each seed: the N labelled frames `finetune --frames N` takes (block subsample of the
 training part), the teacher (`finetune` with `--freeze auto`, the default), the unlabeled
 frames (the rest of the training part, never the validation or test block), then one student
-per variant (SelfTrainConfig fields, e.g. ``--variant wide window=21``), each scored with and
+per variant (SelfTrainConfig fields, e.g. ``--variant wide window=21``; ``labels_only=true``:
+the same student trained on the labelled frames alone, the control), each scored with and
 without the final gain (``recalibrate``, fitted on the labelled frames) on the chosen block:
 ``val`` (the 65-80% block, for choosing knobs) or ``test`` (the last 20%, reporting only):
 steering R² and Pearson r over every frame of the block. The pseudo-labels' own steering R²
@@ -78,7 +79,7 @@ def parse_variants(items: list[list[str]]) -> dict[str, dict]:
                 fields[key] = json.loads(value)
             except json.JSONDecodeError:
                 fields[key] = value
-        SelfTrainConfig(**fields)  # a bad knob fails before anything runs
+        SelfTrainConfig(**{k: v for k, v in fields.items() if k != "labels_only"})
         variants[name] = fields
     return variants
 
@@ -186,7 +187,7 @@ def main() -> None:
             key = f"{seed}|{name}"
             if key in cells:
                 continue
-            st = SelfTrainConfig(**fields)
+            st = SelfTrainConfig(**{k: v for k, v in fields.items() if k != "labels_only"})
             fkey = (st.max_frames, st.block_frames)
             if fkey not in frames_by_key:
                 t0 = time.perf_counter()
@@ -208,6 +209,8 @@ def main() -> None:
                         "kept": steering(pseudo.labels[pseudo.kept], truth[pseudo.kept]),
                         **pseudo.summary(),
                     }
+                if fields.get("labels_only"):  # the control: same student, no pseudo-labels
+                    pseudo.kept[:] = False
                 student = teacher_copy(teacher)
                 if st.init == "parent":
                     from sim2real.transfer.finetune import build_model

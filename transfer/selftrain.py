@@ -78,8 +78,8 @@ class SelfTrainConfig(StrictModel):
     """length of those blocks in frames (long, so the smoothing has neighbours)"""
     smooth: Literal["none", "median", "savgol"] = "savgol"
     """filter applied to the pseudo-labels along time within each contiguous run"""
-    window: int = Field(9, ge=1)
-    """filter width in frames (odd; 9 frames = 0.45 s at 20 Hz)"""
+    window: int = Field(21, ge=1)
+    """filter width in frames (odd; 21 frames = 1.05 s at 20 Hz; chosen on validation blocks)"""
     keep: float = Field(1.0, gt=0.0, le=1.0)
     """share of pseudo-labelled frames kept: those whose prediction and mirrored prediction
     agree best (1: all)"""
@@ -87,8 +87,8 @@ class SelfTrainConfig(StrictModel):
     """the labelled frames appear this many times in each student epoch"""
     init: Literal["teacher", "parent"] = "teacher"
     """the student starts from the teacher's weights, or from the re-headed parent"""
-    freeze: int = Field(3, ge=0)
-    """encoder stages (from the input) the student keeps frozen"""
+    freeze: int = Field(0, ge=0)
+    """encoder stages (from the input) the student keeps frozen (0: every stage trains)"""
     epochs: int = Field(6, ge=1)
     """student epochs (fixed: every epoch runs, the last weights stay)"""
     lr_scale: float = Field(1.0, gt=0.0)
