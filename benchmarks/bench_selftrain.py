@@ -108,6 +108,7 @@ def main() -> None:
         help="teacher checkpoints by data, N and seed, reused by later runs",
     )
     parser.add_argument("--out", type=Path, default=Path("docs/selftrain-bench"))
+    parser.add_argument("--report-only", action="store_true", help="rewrite NAME.md from NAME.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     variants = parse_variants(args.variant)
@@ -116,6 +117,12 @@ def main() -> None:
     results = json.loads(json_path.read_text()) if json_path.is_file() else {"cells": {}}
     cells = results["cells"]
     results.setdefault("variants", {}).update(variants)
+    if args.report_only:  # a run still going (or stopped) has no machine entry yet
+        results.setdefault("command", "(run interrupted; cells so far)")
+        results.setdefault("machine", {"load_now": [round(v, 2) for v in os.getloadavg()]})
+        results.setdefault("score", args.score)
+        atomic_write_text(args.out / f"{args.name}.md", markdown(results))
+        return
     work = Path(tempfile.mkdtemp(prefix="bench_selftrain_"))
     load_before = os.getloadavg()
     started = time.perf_counter()

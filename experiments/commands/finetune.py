@@ -86,8 +86,7 @@ def handler(args: argparse.Namespace) -> int:
         step = result.card.history[-1]
         how = (
             f"student on {result.card.trained_on['pseudo_labelled']} pseudo-labelled frames, "
-            f"teacher in {result.out_dir / 'teacher'} ({step['teacher']['seconds']:.1f} s); "
-            + how
+            f"teacher in {result.out_dir / 'teacher'} ({step['teacher']['seconds']:.1f} s); " + how
         )
     if result.cached_features:
         how += ", cached features"
