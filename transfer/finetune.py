@@ -80,6 +80,7 @@ from sim2real.transfer.ladder import (
     train_rung,
 )
 from sim2real.transfer.ladder_cv import LadderSearch, cross_validate
+from sim2real.transfer.selftrain import SelfTrainConfig
 from sim2real.transfer.splits import REAL_SPLIT
 from sim2real.transfer.training_data import TrainingData, open_training_data
 
@@ -118,11 +119,25 @@ class FinetuneConfig(StrictModel):
     """train on sim frames too, mixed into every batch (`sim2real.transfer.cotrain`)"""
     align: AlignmentConfig | None = None
     """unlabeled real frames: AdaBN and CORAL (`sim2real.agents.alignment`)"""
+    selftrain: SelfTrainConfig | None = None
+    """unlabeled real frames: a teacher's pseudo-labels train a student
+    (`sim2real.transfer.selftrain`)"""
 
     @model_validator(mode="before")
     @classmethod
     def _split(cls, data: Any) -> Any:
         return fold_legacy_split(data, REAL_SPLIT)
+
+    @model_validator(mode="after")
+    def _selftrain_alone(self) -> FinetuneConfig:
+        if self.selftrain is not None and (
+            self.from_scratch or self.cotrain is not None or self.align is not None
+        ):
+            raise ValueError(
+                "self-training (--pseudo-label) does not combine with --from-scratch, "
+                "--cotrain-sim or --real-unlabeled alignment: drop one"
+            )
+        return self
 
 
 FREEZE_CHOICES = (
@@ -336,6 +351,12 @@ def finetune(
 
         return finetune_mixed(
             config, out_dir, model, parent_card, data, resume=resume, started=started
+        )
+    if config.selftrain is not None:
+        from sim2real.transfer.selftrain import finetune_selftrain
+
+        return finetune_selftrain(
+            config, out_dir, data, resume=resume, started=started, log_line=log_line
         )
 
     plentiful = adapter.freeze == AUTO and len(data.train) > config.ladder.cv_max_frames

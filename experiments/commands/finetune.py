@@ -61,6 +61,12 @@ def cotrain_value(paths: list[str]) -> dict:
     return {"sim": [str(p) for p in paths]} if paths else {}
 
 
+def pseudo_label_value(paths: list[str]) -> dict:
+    """``--pseudo-label [REAL ...]`` as the ``selftrain`` mapping: self-training on, on these
+    unlabeled recordings (none: the rest of the training part of --data)."""
+    return {"unlabeled": [str(p) for p in paths]} if paths else {}
+
+
 def handler(args: argparse.Namespace) -> int:
     from sim2real.experiments.config_options import config_from_args
     from sim2real.transfer.finetune import FinetuneConfig, finetune
@@ -76,6 +82,12 @@ def handler(args: argparse.Namespace) -> int:
         search = result.ladder
         print(search.table())
         how = f"rung {search.pick}, {search.epochs} epochs; " + how
+    if config.selftrain is not None:
+        step = result.card.history[-1]
+        how = (
+            f"student on {result.card.trained_on['pseudo_labelled']} pseudo-labelled frames, "
+            f"teacher in {result.out_dir / 'teacher'} ({step['teacher']['seconds']:.1f} s); " + how
+        )
     if result.cached_features:
         how += ", cached features"
     metrics = result.card.metrics
@@ -207,6 +219,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         metavar="REAL",
         help="unlabeled real frames (labels ignored): AdaBN statistics and a CORAL loss",
+    )
+    add_shortcut(
+        parser,
+        "--pseudo-label",
+        "selftrain",
+        convert=pseudo_label_value,
+        nargs="*",
+        metavar="REAL",
+        help="self-training: the fine-tuned network (teacher, kept in OUT/teacher) labels "
+        "these unlabeled real frames (none: the rest of --data's training part), the labels "
+        "are smoothed along time, and a student trains its top stages on them and the "
+        "labelled frames",
     )
     add_set_option(parser)
     parser.set_defaults(func=handler)

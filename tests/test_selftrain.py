@@ -1,0 +1,144 @@
+"""Self-training (`finetune --pseudo-label`): smoothing along time within runs, mirror-averaged
+pseudo-labels and their confidence, unlabeled frames that never include held-out or labelled
+frames, the student run end to end (card, teacher, frozen stages), and the CLI's errors."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from model_helpers import finetune_config, save_parent
+
+from sim2real.agents.augment import Augmentation
+from sim2real.agents.checkpoint import load_checkpoint
+from sim2real.agents.model import DrivingNet, ModelSpec, predict
+from sim2real.experiments.cli import main
+from sim2real.transfer.datasets import open_records
+from sim2real.transfer.finetune import FinetuneConfig, finetune, open_finetune_data
+from sim2real.transfer.sample_data import sample_path
+from sim2real.transfer.selftrain import (
+    SelfTrainConfig,
+    pseudo_label,
+    run_ids,
+    selftrain_sources,
+    smooth_labels,
+    unlabeled_frames,
+)
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory):
+    return save_parent(tmp_path_factory.mktemp("parent"), {}, history=[])
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_run_ids_break_at_skips_and_stream_changes():
+    positions = [(0, 0), (0, 1), (0, 2), (0, 5), (0, 6), (1, 7), (1, 8)]
+    assert run_ids(positions).tolist() == [0, 0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("method", ["savgol", "median"])
+def test_smoothing_denoises_within_a_run_and_never_across_runs(method):
+    rng = np.random.default_rng(0)
+    t = np.arange(200)
+    clean = np.sin(t / 15.0)
+    noisy = clean + rng.normal(scale=0.2, size=t.size)
+    # two runs: a step of 5 between them must stay a step
+    labels = np.stack([np.r_[noisy[:100], noisy[100:] + 5.0], np.full(200, np.nan)], axis=1)
+    truth = np.r_[clean[:100], clean[100:] + 5.0]
+    segments = np.r_[np.zeros(100), np.ones(100)].astype(int)
+    out = smooth_labels(labels, segments, method, 11)
+    assert np.mean((out[:, 0] - truth) ** 2) < 0.5 * np.mean((labels[:, 0] - truth) ** 2)
+    assert np.abs(out[95:100, 0] - truth[95:100]).max() < 1.0  # no pull from the next run
+    assert np.abs(out[100:105, 0] - truth[100:105]).max() < 1.0
+    assert np.isnan(out[:, 1]).all()
+    np.testing.assert_array_equal(smooth_labels(labels, segments, "none", 11), labels)
+    with pytest.raises(ValueError, match="window must be odd"):
+        SelfTrainConfig(window=10)
+
+
+def test_pseudo_labels_average_the_mirror_and_keep_the_most_consistent():
+    torch.manual_seed(0)
+    model = DrivingNet(ModelSpec(hidden=8)).eval()
+    images = torch.randint(0, 255, (12, 3, 64, 128), dtype=torch.uint8)
+    augment = Augmentation()
+    config = SelfTrainConfig(smooth="none", keep=0.25)
+    pseudo = pseudo_label(model, images, np.zeros(12, dtype=int), config, augment)
+    direct, mirrored = predict(model, images), predict(model, images.flip(3))
+    expected = (direct + mirrored * np.array([-1.0, 1.0])) / 2  # steering negated back
+    np.testing.assert_allclose(pseudo.raw, expected, rtol=1e-6, atol=1e-7)
+    disagreement = np.abs(direct[:, 0] + mirrored[:, 0])
+    np.testing.assert_allclose(pseudo.disagreement, disagreement, rtol=1e-6, atol=1e-7)
+    assert pseudo.kept.sum() == 3
+    assert disagreement[pseudo.kept].max() <= disagreement[~pseudo.kept].min()
+
+
+def test_unlabeled_frames_leave_out_held_out_and_labelled_frames(parent, cache_dir):
+    config = finetune_config(parent, cache_dir, 40, selftrain=SelfTrainConfig(max_frames=None))
+    model, _ = load_checkpoint(parent)
+    data = open_finetune_data(config, model.spec.preprocessing)
+    sources, exclude = selftrain_sources(config, data)
+    assert sources == [str(sample_path())]
+    st = SelfTrainConfig(max_frames=None)
+    images, segments, truth = unlabeled_frames(
+        st, sources, ["user/angle"], model.spec.preprocessing, exclude=exclude, progress=False
+    )
+    records = open_records([str(sample_path())]).records
+    held = {str(p) for p in exclude}
+    labelled = {str(r.image_path) for r in data.parts.train}
+    assert len(labelled) == 40 and labelled <= held
+    assert {str(r.image_path) for r in data.parts.val + data.parts.test} <= held
+    assert len(images) == len([r for r in records if str(r.image_path) not in held]) > 100
+    assert len(segments) == len(images) == len(truth)
+    # 40 labelled frames in blocks of 10 cut the training part into at least 4 runs
+    assert len(np.unique(segments)) >= 4 and np.all(np.diff(segments) >= 0)
+    capped = unlabeled_frames(
+        SelfTrainConfig(max_frames=50, block_frames=25),
+        sources,
+        ["user/angle"],
+        model.spec.preprocessing,
+        exclude=exclude,
+        progress=False,
+    )
+    assert len(capped[0]) == 50
+
+
+def test_finetune_with_pseudo_labels_writes_teacher_and_student(parent, cache_dir, tmp_path):
+    st = SelfTrainConfig(max_frames=120, block_frames=40, epochs=1, freeze=3, keep=0.5)
+    config = finetune_config(parent, cache_dir, 40, selftrain=st)
+    config.adapter.freeze = "head"
+    config.ladder.folds = 3
+    result = finetune(config, tmp_path / "run")
+    step = result.card.history[-1]
+    assert step["step"] == "finetune_selftrain"
+    assert step["teacher"]["rung"] == "head"
+    assert step["rounds"][0]["frames"] == 120 and step["rounds"][0]["kept"] == 60
+    assert result.card.trained_on["pseudo_labelled"] == 60
+    assert result.frozen == ["stage1", "stage2", "stage3"]
+    teacher, _ = load_checkpoint(tmp_path / "run" / "teacher")
+    student, _ = load_checkpoint(tmp_path / "run")
+    t, s = teacher.state_dict(), student.state_dict()
+    for name in t:  # the frozen stages keep the teacher's weights; the top stages moved
+        if "stage1" in name or "stage2" in name or "stage3" in name:
+            assert torch.equal(t[name], s[name]), name
+    moved = [n for n in t if "stage5" in n and n.endswith("weight") and not torch.equal(t[n], s[n])]
+    assert moved
+
+
+def test_pseudo_label_cli_errors(parent, tmp_path, capsys):
+    base = ["finetune", "--checkpoint", str(parent), "--data", str(sample_path())]
+    missing = tmp_path / "nowhere"
+    assert main([*base, "--out", str(tmp_path / "a"), "--pseudo-label", str(missing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nowhere" in err
+    args = [*base, "--out", str(tmp_path / "b"), "--pseudo-label", "--cotrain-sim", str(missing)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "does not combine" in err
+    cfg = FinetuneConfig(selftrain={})
+    assert cfg.selftrain is not None and cfg.selftrain.unlabeled == []
+    assert not Path(missing).exists()

@@ -1,0 +1,441 @@
+"""Self-training on unlabeled real frames (`finetune --pseudo-label`): teacher, pseudo-labels,
+student.
+
+Users hold far more unlabeled real frames (the rest of a tub, any other recording) than
+labelled ones. Noisy-student style (Xie et al. 2020) pseudo-labelling, with what a 20 Hz
+driving recording offers on top:
+
+1. teacher: the network `finetune` would make from the N labelled frames (`--freeze auto`
+   or whatever `adapter.freeze` says), written to ``OUT/teacher``;
+2. pseudo-labels: the teacher predicts every unlabeled frame and its mirror image (signed
+   labels negated back) and takes the mean; the labels are smoothed along time within each
+   contiguous run of frames (steering is smooth at 20 Hz; Savitzky-Golay or median filter
+   from scipy); optionally only the frames whose two predictions agree best are kept;
+3. student: the teacher's network (or the re-headed parent) trains its top encoder stages and
+   head on the labelled frames (repeated ``label_repeat`` times an epoch, so they keep their
+   weight) plus the pseudo-labelled ones, with the full augmentation, for a fixed number of
+   epochs (no early stopping on the ~20-frame validation subsample);
+4. optionally again with the student as teacher (``rounds``), and optionally a final
+   per-output gain fitted on the labelled frames (``recalibrate``).
+
+Unlabeled frames of the labelled recording never include its validation or test blocks (nor
+the labelled frames themselves). `auto` does not consider this: see docs/selftrain.md for why
+cross-validation on the N labelled frames cannot judge it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+from torch.utils.data import TensorDataset
+
+from sim2real.agents.augment import Augmentation
+from sim2real.agents.calibration import affine_output, fit_affine
+from sim2real.agents.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+from sim2real.agents.freezing import freeze_stages, frozen_stages
+from sim2real.agents.model import DrivingNet, predict
+from sim2real.agents.preprocessing import Preprocessing
+from sim2real.agents.shipped import checkpoint_reference
+from sim2real.agents.training import (
+    FitResult,
+    TrainConfig,
+    dataset_tensors,
+    evaluate_loss,
+    fit,
+    loss_weights,
+)
+from sim2real.common.config import StrictModel
+from sim2real.common.runs import code_version
+from sim2real.transfer.adapter import param_groups
+
+if TYPE_CHECKING:
+    from sim2real.transfer.finetune import FinetuneConfig, FinetuneResult
+    from sim2real.transfer.training_data import TrainingData
+
+log = logging.getLogger(__name__)
+
+SMOOTHERS = ("none", "median", "savgol")
+
+
+class SelfTrainConfig(StrictModel):
+    """Pseudo-labelling of unlabeled real frames and the student trained on them."""
+
+    unlabeled: list[str] = Field(default_factory=list)
+    """unlabeled real tubs, folders of tubs or CSV folders (labels ignored); [] = the rest of
+    the training part of `data` (never its validation or test blocks)"""
+    max_frames: int | None = Field(2000, ge=10)
+    """at most this many unlabeled frames, as long contiguous blocks (None: all)"""
+    block_frames: int = Field(100, ge=1)
+    """length of those blocks in frames (long, so the smoothing has neighbours)"""
+    smooth: Literal["none", "median", "savgol"] = "savgol"
+    """filter applied to the pseudo-labels along time within each contiguous run"""
+    window: int = Field(21, ge=1)
+    """filter width in frames (odd; 21 frames = 1.05 s at 20 Hz; chosen on validation blocks)"""
+    keep: float = Field(1.0, gt=0.0, le=1.0)
+    """share of pseudo-labelled frames kept: those whose prediction and mirrored prediction
+    agree best (1: all)"""
+    label_repeat: int = Field(5, ge=1)
+    """the labelled frames appear this many times in each student epoch"""
+    init: Literal["teacher", "parent"] = "teacher"
+    """the student starts from the teacher's weights, or from the re-headed parent"""
+    freeze: int = Field(0, ge=0)
+    """encoder stages (from the input) the student keeps frozen (0: every stage trains)"""
+    epochs: int = Field(6, ge=1)
+    """student epochs (fixed: every epoch runs, the last weights stay)"""
+    lr_scale: float = Field(1.0, gt=0.0)
+    """the student trains at train.lr times this"""
+    rounds: int = Field(1, ge=1, le=5)
+    """teacher -> student rounds (the student of one round labels the frames for the next)"""
+    recalibrate: bool = False
+    """fit a per-output gain on the labelled frames after the last round"""
+
+    @field_validator("window")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"window must be odd (a centred filter), got {value}")
+        return value
+
+
+def smooth_labels(labels: np.ndarray, segments: np.ndarray, method: str, window: int) -> np.ndarray:
+    """`labels` (N, L) filtered along axis 0 within each run of equal `segments` (N,) ids.
+
+    Runs shorter than `window` use the largest odd width that fits (median filter for them
+    when Savitzky-Golay would have fewer than 5 points); a column with NaN in a run is left
+    as it is there.
+    """
+    from scipy.ndimage import median_filter
+    from scipy.signal import savgol_filter
+
+    if method not in SMOOTHERS:
+        raise ValueError(f"smoothing must be one of {SMOOTHERS}, got {method!r}")
+    out = np.array(labels, dtype=np.float64, copy=True)
+    if method == "none" or window <= 1 or len(out) == 0:
+        return out
+    cuts = np.flatnonzero(np.diff(segments) != 0) + 1
+    for rows in np.split(np.arange(len(out)), cuts):
+        width = min(window, len(rows) if len(rows) % 2 else len(rows) - 1)
+        if width < 3:
+            continue
+        for j in range(out.shape[1]):
+            column = out[rows, j]
+            if not np.isfinite(column).all():
+                continue
+            if method == "savgol" and width >= 5:
+                out[rows, j] = savgol_filter(column, width, polyorder=2, mode="interp")
+            else:
+                out[rows, j] = median_filter(column, size=width, mode="nearest")
+    return out
+
+
+def mirror_signs(outputs: Sequence[str], augment: Augmentation) -> np.ndarray:
+    """(L,) -1 for labels a mirror negates, +1 for the others."""
+    return np.array([-1.0 if n in augment.mirrored_labels else 1.0 for n in outputs])
+
+
+@dataclass
+class PseudoLabels:
+    """The teacher's labels of the unlabeled frames, and how far to trust each."""
+
+    images: torch.Tensor
+    """(N, 3, H, W) uint8, in time order"""
+    raw: np.ndarray
+    """(N, L) mean of the prediction and the (sign-corrected) mirrored prediction"""
+    labels: np.ndarray
+    """(N, L) `raw` smoothed along time"""
+    disagreement: np.ndarray
+    """(N,) |prediction - mirrored prediction| summed over the mirrored labels"""
+    segments: np.ndarray
+    """(N,) id of the contiguous run each frame is in"""
+    kept: np.ndarray
+    """(N,) bool: frames the student trains on"""
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "frames": len(self.raw),
+            "kept": int(self.kept.sum()),
+            "runs": int(len(np.unique(self.segments))),
+            "mean_disagreement": float(self.disagreement.mean()) if len(self.raw) else None,
+        }
+
+
+def pseudo_label(
+    teacher: DrivingNet,
+    images: torch.Tensor,
+    segments: np.ndarray,
+    config: SelfTrainConfig,
+    augment: Augmentation,
+) -> PseudoLabels:
+    """Label `images` (N, 3, H, W) uint8 in time order with `teacher` (mirror-averaged),
+    smooth along time within `segments`, and mark the most mirror-consistent `keep` share."""
+    signs = mirror_signs(teacher.spec.outputs, augment)
+    direct = predict(teacher, images)
+    mirrored = predict(teacher, images.flip(3)) * signs
+    raw = (direct + mirrored) / 2.0
+    flipped = signs < 0
+    disagreement = (
+        np.abs(direct - mirrored)[:, flipped].sum(axis=1) if flipped.any() else np.zeros(len(raw))
+    )
+    labels = smooth_labels(raw, segments, config.smooth, config.window)
+    kept = np.ones(len(raw), dtype=bool)
+    if config.keep < 1.0 and len(raw):
+        n = max(1, round(config.keep * len(raw)))
+        kept[:] = False
+        kept[np.argsort(disagreement, kind="stable")[:n]] = True
+    return PseudoLabels(images, raw, labels, disagreement, segments, kept)
+
+
+def run_ids(positions: Sequence[tuple[int, int]]) -> np.ndarray:
+    """(N,) contiguous-run ids for frames given as (stream, index in stream), in order: a new
+    run starts where the stream changes or an index is skipped."""
+    ids = np.zeros(len(positions), dtype=np.int64)
+    for i in range(1, len(positions)):
+        (s0, k0), (s1, k1) = positions[i - 1], positions[i]
+        ids[i] = ids[i - 1] + (0 if s1 == s0 and k1 == k0 + 1 else 1)
+    return ids
+
+
+def unlabeled_frames(
+    config: SelfTrainConfig,
+    sources: Sequence[str],
+    outputs: Sequence[str],
+    preprocessing: Preprocessing,
+    *,
+    exclude: Sequence[Path] = (),
+    seed: int = 0,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(images (N, 3, H, W) uint8, run ids (N,), labels (N, L) if the files have them, else
+    NaN: for diagnostics only) of the unlabeled frames of `sources`, in time order.
+
+    Records whose image is in `exclude` are dropped first (the labelled data's validation and
+    test blocks and its labelled frames), then at most `config.max_frames` are kept as blocks
+    of `config.block_frames`. ValueError as `--data` gives for a path without frames, and
+    when fewer than 10 frames are left.
+    """
+    from sim2real.transfer.datasets import DrivingDataset, open_records
+    from sim2real.transfer.splits import streams, subsample
+
+    names = ", ".join(map(str, sources))
+    for path in sources:
+        if not Path(path).expanduser().exists():
+            raise FileNotFoundError(f"--pseudo-label {path}: no such file or folder")
+    records = open_records(list(sources)).records
+    runs = streams(records)
+    position = {r.image_path: (s, k) for s, stream in enumerate(runs) for k, r in enumerate(stream)}
+    skip = {str(Path(p)) for p in exclude}
+    kept = [r for stream in runs for r in stream if str(Path(r.image_path)) not in skip]
+    if len(kept) < 10:
+        raise ValueError(
+            f"--pseudo-label {names}: {len(kept)} usable frame(s) after leaving out "
+            f"{len(records) - len(kept)} held-out or labelled frame(s); 10 are needed"
+        )
+    if config.max_frames is not None and len(kept) > config.max_frames:
+        kept = subsample(kept, config.max_frames, seed, block_len=config.block_frames)
+    dataset = DrivingDataset(kept, preprocessing, list(outputs), cache_dir, progress=progress)
+    images, targets = dataset_tensors(dataset)  # (undecodable frames are dropped)
+    segments = run_ids([position[r.image_path] for r in dataset.records])
+    return images, segments, targets.numpy().astype(np.float64)
+
+
+def train_student(
+    student: DrivingNet,
+    labelled: tuple[torch.Tensor, torch.Tensor],
+    pseudo: PseudoLabels,
+    config: SelfTrainConfig,
+    train: TrainConfig,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+) -> FitResult:
+    """Train `student` in place: its first `config.freeze` stages frozen, the rest and the
+    head on the labelled frames (x `label_repeat`) and the kept pseudo-labelled ones, with
+    `train`'s augmentation, for `config.epochs` epochs (no early stopping)."""
+    freeze_stages(student, config.freeze)
+    images, targets = labelled
+    keep = torch.as_tensor(np.flatnonzero(pseudo.kept), dtype=torch.long)
+    x = torch.cat([images.repeat(config.label_repeat, 1, 1, 1), pseudo.images[keep]])
+    y = torch.cat(
+        [
+            targets.float().repeat(config.label_repeat, 1),
+            torch.as_tensor(pseudo.labels[pseudo.kept], dtype=torch.float32),
+        ]
+    )
+    lr = train.lr * config.lr_scale
+    cfg = train.model_copy(update={"epochs": config.epochs, "patience": 0, "lr": lr})
+    groups = param_groups(student, lr)
+    return fit(student, TensorDataset(x, y), None, cfg, out_dir, param_groups=groups, resume=resume)
+
+
+def recalibrate(model: DrivingNet, labelled: tuple[torch.Tensor, torch.Tensor]) -> list[dict]:
+    """Fit one gain per output (through 0) on the labelled frames; fold it into the model."""
+    images, targets = labelled
+    pred = predict(model, images)
+    truth = targets.double().numpy()
+    fitted = []
+    for i, name in enumerate(model.spec.outputs):
+        ok = np.isfinite(truth[:, i])
+        if ok.sum() < 2:
+            continue
+        gain, offset = fit_affine(pred[ok, i], truth[ok, i], offset=False)
+        affine_output(model, name, gain, offset)
+        fitted.append({"output": name, "gain": gain})
+    return fitted
+
+
+def selftrain_sources(config: FinetuneConfig, data: TrainingData) -> tuple[list[str], list[Path]]:
+    """(unlabeled sources, images to leave out): `selftrain.unlabeled` or the labelled data;
+    never the labelled data's validation/test blocks nor its labelled training frames."""
+    from sim2real.transfer.cotrain import held_out_images
+
+    st = config.selftrain
+    assert st is not None
+    sources = list(st.unlabeled) or [str(p) for p in config.data]
+    for path in sources:
+        if not Path(path).expanduser().exists():
+            raise FileNotFoundError(f"--pseudo-label {path}: no such file or folder")
+    exclude = held_out_images(config) if config.data else []
+    exclude += [Path(r.image_path) for r in data.parts.train]
+    return sources, exclude
+
+
+def finetune_selftrain(
+    config: FinetuneConfig,
+    out_dir: Path,
+    data: TrainingData,
+    *,
+    resume: bool = False,
+    started: float | None = None,
+    log_line: Callable[[str], None] | None = None,
+) -> FinetuneResult:
+    """`finetune` with `config.selftrain`: teacher (in ``out_dir/teacher``), pseudo-labels,
+    student (this run's checkpoint); the card's last step records all three."""
+    from sim2real.transfer.finetune import FinetuneResult, build_model, finetune
+
+    started = time.perf_counter() if started is None else started
+    st = config.selftrain
+    assert st is not None
+    say = log_line or (lambda line: log.info(line))
+    sources, exclude = selftrain_sources(config, data)  # a bad path fails before training
+    teacher_cfg = config.model_copy(update={"selftrain": None})
+    t0 = time.perf_counter()
+    teacher_run = finetune(
+        teacher_cfg, out_dir / "teacher", resume=resume, data=data, log_line=log_line
+    )
+    teacher_seconds = time.perf_counter() - t0
+    teacher, _ = load_checkpoint(out_dir / "teacher")
+    cache_dir = Path(config.cache_dir) if config.cache_dir else None
+    t0 = time.perf_counter()
+    images, segments, _ = unlabeled_frames(
+        st,
+        sources,
+        teacher.spec.outputs,
+        teacher.spec.preprocessing,
+        exclude=exclude,
+        seed=config.train.seed,
+        cache_dir=cache_dir,
+        progress=config.train.progress,
+    )
+    read_seconds = time.perf_counter() - t0
+    labelled = dataset_tensors(data.train)
+    rounds: list[dict[str, Any]] = []
+    fits: list[FitResult] = []
+    student = teacher
+    for r in range(st.rounds):
+        t0 = time.perf_counter()
+        pseudo = pseudo_label(student, images, segments, st, config.train.augment)
+        student = teacher_copy(teacher) if st.init == "teacher" else build_model(config)[0]
+        fit_dir = out_dir if st.rounds == 1 else out_dir / f"round{r + 1}"
+        fits.append(
+            train_student(student, labelled, pseudo, st, config.train, fit_dir, resume=resume)
+        )
+        rounds.append({**pseudo.summary(), "seconds": time.perf_counter() - t0})
+        say(
+            f"self-training round {r + 1}: {pseudo.summary()['kept']} pseudo-labelled + "
+            f"{len(labelled[0])} labelled frames (x{st.label_repeat}), {st.epochs} epochs, "
+            f"{rounds[-1]['seconds']:.1f} s"
+        )
+    calibration = recalibrate(student, labelled) if st.recalibrate else []
+    names = list(student.spec.outputs)
+    weights = loss_weights(names, config.train.loss_weights)
+    val_images, val_targets = dataset_tensors(data.val)
+    device = next(student.parameters()).device
+    val_loss, metrics = evaluate_loss(
+        student, val_images, val_targets, names, weights.to(device), device
+    )
+    last = fits[-1]
+    report = FitResult(
+        best_epoch=last.epochs_run,
+        best_val_loss=val_loss,
+        epochs_run=sum(f.epochs_run for f in fits),
+        stopped_early=False,
+        val_metrics=metrics,
+        history=last.history,
+        seconds=sum(f.seconds for f in fits),
+    )
+    frozen = frozen_stages(student)
+    seconds = time.perf_counter() - started
+    teacher_step = teacher_run.card.history[-1]
+    parent = checkpoint_reference(str(config.checkpoint))
+    step = {
+        "step": "finetune_selftrain",
+        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "parent": parent,
+        "selftrain": st.model_dump(mode="json"),
+        "unlabeled_sources": [str(Path(p).expanduser().resolve()) for p in sources],
+        "teacher": {
+            "checkpoint": str((out_dir / "teacher").resolve()),
+            "adapter": teacher_step.get("adapter"),
+            "rung": teacher_run.ladder.pick if teacher_run.ladder is not None else None,
+            "ladder": teacher_step.get("ladder"),
+            "seconds": teacher_seconds,
+        },
+        "unlabeled_read_seconds": read_seconds,
+        "rounds": rounds,
+        "calibration": calibration,
+        "frozen_stages": frozen,
+        "train": config.train.model_dump(mode="json"),
+        "data": data.trained_on,
+        "seconds": seconds,
+    }
+    _, parent_card = load_checkpoint(config.checkpoint)
+    card = ModelCard(
+        kind=parent_card.kind,
+        spec=student.spec,
+        trained_on={
+            **data.trained_on,
+            "parent_checkpoint": parent,
+            "pseudo_labelled": rounds[-1]["kept"],
+        },
+        split=data.split,
+        randomization=parent_card.randomization,
+        metrics=report.card_metrics(),
+        code_version=code_version(),
+        history=[*parent_card.history, step],
+    )
+    student.eval()
+    save_checkpoint(out_dir, student, card)
+    return FinetuneResult(out_dir, card, [report], frozen, False, seconds, teacher_run.ladder)
+
+
+def teacher_copy(teacher: DrivingNet) -> DrivingNet:
+    """A trainable copy of `teacher` (every parameter thawed, BatchNorm back to train)."""
+    import copy
+
+    from sim2real.agents.freezing import unfreeze_stages
+
+    student = copy.deepcopy(teacher)
+    unfreeze_stages(student, "all")
+    for p in student.parameters():
+        p.requires_grad_(True)
+    return student
