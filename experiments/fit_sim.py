@@ -14,7 +14,9 @@ height are corrected until the sim's statistics match the real ones (detector bi
 
 The spec written has the fitted world as its nominal (strength 0) and ranges of
 `range_scale` times the base spec's half-widths around it (strength 1); the fitted style gets
-`style_share` of the style weights, the base spec's weights share the rest.
+`style_share` of the style weights, the base spec's weights share the rest. `fit` chooses which
+fitted values the spec takes: the geometry (GEOMETRY: camera pose, lens, road width, boards),
+the look (style, colours, image statistics) or all; the others keep the base spec's windows.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -37,6 +39,17 @@ MIN_FRAMES = 20
 SIM_FRAMES = 16  # sim frames per analysis-by-synthesis round
 ROUNDS = 3
 IMAGE_FIELDS = ("brightness", "contrast", "saturation", "blur", "noise", "haze")
+# the fitted values `fit: geometry` keeps; `fit: look` keeps every other fitted value
+GEOMETRY = frozenset(
+    {
+        "camera.height",
+        "camera.pitch",
+        "camera.hfov",
+        "camera.distortion",
+        "track.road_width",
+        "visual.board_height",
+    }  # fmt: skip
+)
 
 
 class FitSimConfig(StrictModel):
@@ -54,6 +67,11 @@ class FitSimConfig(StrictModel):
     )
     base: str | None = Field(None, description="base RandomizationSpec YAML (default: shipped)")
     seed: int = Field(0, ge=0, description="seed of the k-means and the sim renders")
+    fit: Literal["all", "geometry", "look"] = Field(
+        "all",
+        description="fitted values the spec takes: geometry (camera pose, lens, road width, "
+        "boards), look (style, colours, image statistics) or all; the rest keep the base spec's",
+    )
 
 
 @dataclass
@@ -64,6 +82,7 @@ class Fitted:
     value: Any
     note: str
     clipped: str = ""
+    applied: bool = True  # False: measured, but the base spec's window was kept (`fit`)
 
 
 @dataclass
@@ -79,7 +98,7 @@ class FitResult:
 
     @property
     def clipped(self) -> list[str]:
-        return [f"{k}: {f.clipped}" for k, f in self.fitted.items() if f.clipped]
+        return [f"{k}: {f.clipped}" for k, f in self.fitted.items() if f.clipped and f.applied]
 
 
 def _sigmoid(x: float) -> float:
@@ -221,8 +240,23 @@ def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult
                    "(the slope of their tops against their feet)")  # fmt: skip
     real_px = s["run_px"] if fit_height else float("nan")
     _synthesis(frames, real, real_px, spec, base, scale, result, camera, config.seed)
-    validate_config(RandomizationSpec, spec, "fitted spec")
+    keep_fitted(result, base, config.fit)
+    validate_config(RandomizationSpec, result.spec, "fitted spec")
     return result
+
+
+def keep_fitted(result: FitResult, base: RandomizationSpec, fit: str) -> None:
+    """Put the base spec's entries back for the fitted values `fit` leaves out ('geometry':
+    all but GEOMETRY; 'look': GEOMETRY; 'all': none); they stay in `result.fitted`, marked
+    not applied, so the spec's comments still say what was measured."""
+    if fit == "all":
+        return
+    base_spec = base.model_dump(mode="json")
+    for key, fitted in result.fitted.items():
+        if (key in GEOMETRY) != (fit == "geometry"):
+            group, name = key.split(".")
+            result.spec[group][name] = base_spec[group][name]
+            fitted.applied = False
 
 
 def _norm(weights: dict[str, float]) -> dict[str, float]:
@@ -384,6 +418,7 @@ def spec_yaml(result: FitResult, sources: Sequence[str | Path], config: FitSimCo
         f"# (span {config.span[0]}-{config.span[1]} of each recording).",
         "# strength 0 = the fitted world; strength 1 = ranges of "
         f"{config.range_scale} x the base spec's half-widths around it.",
+        f"# fit: {config.fit} (values marked `# measured, not applied:` keep the base spec's).",
         "# Lines marked `# fitted:` say what was measured and how sure the fit is.",
     ]
     if result.clipped:
@@ -394,7 +429,9 @@ def spec_yaml(result: FitResult, sources: Sequence[str | Path], config: FitSimCo
         for name, entry in entries.items():
             text = yaml.safe_dump(entry, default_flow_style=True, width=10_000).strip()
             fit = result.fitted.get(f"{group}.{name}")
-            comment = f"  # fitted: {fit.note}" if fit else ""
+            comment = ""
+            if fit:
+                comment = f"  # {'fitted' if fit.applied else 'measured, not applied'}: {fit.note}"
             if fit and fit.clipped:
                 comment += f" [CLIPPED: {fit.clipped}]"
             lines.append(f"  {name}: {text}{comment}")
