@@ -3,6 +3,8 @@ refuses bad input without writing a spec."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,15 @@ from sim2real.common.config import validate_config
 from sim2real.envs.preview import preview_frames
 from sim2real.envs.randomization import RandomizationSpec
 from sim2real.experiments.cli import main
-from sim2real.experiments.fit_sim import FitResult, FitSimConfig, _set_range, fit_sim
+from sim2real.experiments.fit_sim import (
+    GEOMETRY,
+    FitResult,
+    FitSimConfig,
+    _set_range,
+    fit_sim,
+    keep_fitted,
+    spec_yaml,
+)
 from sim2real.transfer.sample_data import sample_path
 
 
@@ -25,15 +35,51 @@ def _frames(spec: RandomizationSpec, n: int = 30) -> np.ndarray:
     return np.stack(frames)
 
 
+_FITS: dict[tuple[str, float], FitResult] = {}
+
+
+def _fit(style: str, pitch: float) -> FitResult:
+    """fit_sim (fit: all) on 30 frames of a known sim world, computed once per module."""
+    if (style, pitch) not in _FITS:
+        _FITS[style, pitch] = fit_sim(_frames(_world(style, pitch)), FitSimConfig(frames=30))
+    return copy.deepcopy(_FITS[style, pitch])
+
+
 @pytest.mark.parametrize(("style", "pitch"), [("walls", 10.0), ("two_lane", 20.0)])
 def test_fit_recovers_the_style_and_camera_pitch_of_a_known_sim_world(style, pitch):
-    result = fit_sim(_frames(_world(style, pitch)), FitSimConfig(frames=30))
+    result = _fit(style, pitch)
     assert result.fitted["visual.style"].value == style
     assert result.spec["camera"]["pitch"]["nominal"] == pytest.approx(pitch, abs=3.0)
     # strength 0 is the fitted world, strength 1 a range around it
     spec = validate_config(RandomizationSpec, result.spec)
     assert spec.visual.style.nominal == style
     assert spec.camera.pitch.low < spec.camera.pitch.nominal < spec.camera.pitch.high
+
+
+def test_fit_geometry_takes_the_fitted_camera_and_keeps_the_base_look():
+    base_spec = RandomizationSpec.default()
+    base = base_spec.model_dump(mode="json")
+    fitted = _fit("walls", 10.0)  # fit: all
+    geometry = copy.deepcopy(fitted)
+    keep_fitted(geometry, base_spec, "geometry")
+    spec = geometry.spec
+    assert spec["camera"]["pitch"]["nominal"] == pytest.approx(10.0, abs=3.0)  # base: 18
+    changed = {f"{g}.{k}" for g in base for k in base[g] if spec[g][k] != base[g][k]}
+    assert "camera.pitch" in changed and changed <= GEOMETRY
+    # the look is the base spec's, though the walls and their colours were measured
+    assert geometry.fitted["visual.style"].value == "walls"
+    assert not geometry.fitted["visual.style"].applied
+    assert spec["visual"]["style"] == base["visual"]["style"]
+    assert fitted.spec["visual"]["board_color"] != base["visual"]["board_color"]
+    text = spec_yaml(geometry, ["frames"], FitSimConfig(fit="geometry"))
+    assert "fit: geometry" in text and "# measured, not applied: centre line on" in text
+    validate_config(RandomizationSpec, spec)
+    # fit=look is the complement: the camera group stays the base spec's
+    look = copy.deepcopy(fitted)
+    keep_fitted(look, base_spec, "look")
+    assert look.spec["camera"] == base["camera"]
+    assert look.spec["visual"]["style"]["nominal"] == "walls"
+    assert not look.fitted["camera.pitch"].applied and look.fitted["visual.style"].applied
 
 
 def test_a_value_outside_the_physical_limits_is_clipped_and_reported():
