@@ -31,6 +31,7 @@ from pydantic import Field
 
 from sim2real.common.config import StrictModel, validate_config
 from sim2real.envs.randomization import STYLES, RandomizationSpec, resolve_spec
+from sim2real.envs.textures import hsv_to_rgb
 from sim2real.experiments.fit_lens import fit_lens, hfov_from_verticals, render
 from sim2real.experiments.fit_measure import Measure, check_road_scene
 from sim2real.experiments.scene_measures import Camera, image_stats, rgb_to_hsv
@@ -175,7 +176,7 @@ def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult
     prior = Camera(h, w, base.camera.hfov.nominal, base.camera.distortion.nominal)
     real = Measure(frames, prior, config.seed)
     check_road_scene(real, n, h)
-    s = real.summary()
+    s = real.scene
     # style and colours
     scores = style_scores(s["centre"], s["edge"], s["outer_gap"])
     result.style_scores = scores
@@ -330,6 +331,8 @@ def _synthesis(frames: np.ndarray, real: Measure, real_px: float, spec: dict,
     pitch = spec["camera"]["pitch"]["nominal"]
     height = spec["camera"]["height"]["nominal"]
     fit_height = bool(np.isfinite(real_px))  # (finite whenever the height was fitted)
+    haze_rgb = hsv_to_rgb(tuple(spec["image"]["haze_color"]["nominal"])) / 255
+    haze_luma = float(np.dot([0.299, 0.587, 0.114], haze_rgb))
     for round_ in range(ROUNDS):
         trial = _with_values(spec, values, pitch)
         trial["camera"]["height"]["nominal"] = height
@@ -340,22 +343,25 @@ def _synthesis(frames: np.ndarray, real: Measure, real_px: float, spec: dict,
         sim_m_horizon = sim_measure.horizon
         if fit_height:  # the floor run's width in px, read alike on sim frames at the same
             # rows below the matched horizon: lens and clipping biases cancel
-            sim_px = sim_measure.summary()["run_px"]
+            sim_px = sim_measure.scene["run_px"]
             if np.isfinite(sim_px):
                 height = float(np.clip(height * (sim_px / real_px) ** 1.2, 0.03, 1.0))
         st = image_stats(sim, real.floor_top)
         result.sim_stats = st
-        # damped multiplicative steps (the effects interact), clipped to sane gains
-        for name, key, floor_ in (("brightness", "luma_mean", 1.0), ("contrast", "luma_std", 1.0),
-                                  ("saturation", "saturation", 0.02)):  # fmt: skip
-            step = (target[key] / max(floor_, st[key])) ** 0.7
-            values[name] = float(np.clip(values[name] * step, 0.3, 2.5))
+        gains = (values["brightness"], values["contrast"], values["haze"])
+        dark = (target["dark"] - st["dark"]) / 255
+        values["haze"] = float(np.clip(values["haze"] + 0.7 * dark, 0, 0.5))
+        # brightness and contrast solved together through the sim's affine pipeline: the
+        # floor's luma (walls and room differ in share between real and sim), the frame's std
+        values["brightness"], values["contrast"] = brightness_contrast(
+            gains, values["haze"], haze_luma, (st["floor_luma"], st["luma_std"]),
+            (target["floor_luma"], target["luma_std"]))  # fmt: skip
+        step = (target["saturation"] / max(0.02, st["saturation"])) ** 0.7  # damped
+        values["saturation"] = float(np.clip(values["saturation"] * step, 0.3, 2.5))
         ratio = st["sharpness"] / max(1e-6, target["sharpness"])
         values["blur"] = float(np.clip(values["blur"] + 0.6 * np.log2(max(ratio, 1e-3)), 0, 3))
         extra = values["noise"] ** 2 + target["noise"] ** 2 - st["noise"] ** 2
         values["noise"] = float(np.clip(np.sqrt(max(0.0, extra)), 0, 20))
-        dark = (target["dark"] - st["dark"]) / 255
-        values["haze"] = float(np.clip(values["haze"] + 0.7 * dark, 0, 0.5))
         bright = target["bright_floor"] - st["bright_floor"]
         values["gloss"] = float(np.clip(values["gloss"] + 8 * bright, 0, 1))
         # the same reading on both (the detector's bias cancels), or none
@@ -365,7 +371,8 @@ def _synthesis(frames: np.ndarray, real: Measure, real_px: float, spec: dict,
             )
             pitch = float(np.clip(pitch, -10, 60))
     notes = {
-        "brightness": f"luma mean {target['luma_mean']:.0f} (sim {st['luma_mean']:.0f})",
+        "brightness": f"floor luma {target['floor_luma']:.0f} (sim {st['floor_luma']:.0f}), "
+        f"frame luma {target['luma_mean']:.0f} (sim {st['luma_mean']:.0f})",
         "contrast": f"luma std {target['luma_std']:.0f} (sim {st['luma_std']:.0f})",
         "saturation": f"mean saturation {target['saturation']:.2f} (sim {st['saturation']:.2f})",
         "blur": f"sharpness {target['sharpness']:.3f} (sim {st['sharpness']:.3f})",
@@ -385,6 +392,31 @@ def _synthesis(frames: np.ndarray, real: Measure, real_px: float, spec: dict,
         note = result.fitted["camera.height"].note
         _set_range(spec, base, "camera.height", height, scale, result,
                    f"{note}; corrected on sim renders")  # fmt: skip
+
+
+def brightness_contrast(
+    gains: tuple[float, float, float],
+    haze: float,
+    haze_luma: float,
+    sim: tuple[float, float],
+    target: tuple[float, float],
+) -> tuple[float, float]:
+    """(brightness, contrast) that move the sim's (mean, std) of luma (grey levels), measured
+    under `gains` = (brightness b, contrast c, haze h), to the `target` (mean, std) once the
+    haze is `haze`. The sim's image pipeline is affine in luma: the haze blend
+    x' = (1 - h) x + h H (H = `haze_luma`, 0..1), then the lookup table y = b ((x' - 0.5) c +
+    0.5). So the sim's statistics without it are read back through its inverse, and b, c
+    solved for the target in one step. (Stepping each gain alone on its own ratio diverged on
+    a dark floor: contrast pivots about mid-grey and darkens it, brightness chases it to its
+    limit, and the haze's offset, amplified by both, made the fitted world far too bright.)"""
+    b, c, h = gains
+    mean = ((sim[0] / 255 / b - 0.5) / c + 0.5 - h * haze_luma) / (1 - h)
+    std = sim[1] / 255 / (b * c * (1 - h))
+    gain = target[1] / 255 / max(std, 1e-3)  # y = gain x + offset, over all three
+    offset = target[0] / 255 - gain * mean
+    bc = gain / (1 - haze)
+    b_new = float(np.clip(2 * (offset - bc * (haze * haze_luma - 0.5)), 0.3, 2.5))
+    return b_new, float(np.clip(bc / b_new, 0.3, 2.5))
 
 
 def _with_values(spec: dict, values: dict[str, float], pitch: float) -> dict:

@@ -176,3 +176,35 @@ def test_the_dome_grows_with_the_barrel_distortion():
     pinhole = dome(render(with_lens(spec, 120.0, 0.0), 0.3, 8, 3, (120, 160)))
     fisheye = dome(render(with_lens(spec, 120.0, 1.0), 0.3, 8, 3, (120, 160)))
     assert fisheye > pinhole + 0.05
+
+
+def _through_pipeline(image: np.ndarray, b: float, c: float, haze: float) -> tuple[float, float]:
+    """(mean, std) of the luma of `image` through the sim's image pipeline at these gains."""
+    import cv2
+
+    from sim2real.envs.image_noise import ImagePipeline
+
+    params = {"jpeg_quality": 100, "brightness": b, "contrast": c, "gamma": 1.0, "hue": 0.0,
+              "saturation": 1.0, "haze": haze, "haze_color": (200.0, 0.15, 0.9), "blur": 0.0,
+              "motion_blur": 0.0, "vignetting": 0.0, "noise": 0.0}  # fmt: skip
+    out = ImagePipeline(params, *image.shape[:2], np.random.default_rng(0)).apply(image)
+    luma = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    return float(luma.mean()), float(luma.std())
+
+
+@pytest.mark.parametrize(("start", "target"), [((1.6, 1.3, 0.05), (58.0, 31.0)),
+                                               ((1.0, 1.0, 0.0), (120.0, 30.0))])  # fmt: skip
+def test_brightness_and_contrast_are_solved_through_the_sims_image_pipeline(start, target):
+    """A dark floor (the carpet) and a bright one: one step lands on the target mean and std,
+    where stepping each gain on its own ratio drove a dark floor's brightness to its limit."""
+    from sim2real.envs.textures import hsv_to_rgb
+    from sim2real.experiments.fit_sim import brightness_contrast
+
+    rng = np.random.default_rng(1)
+    grey = np.clip(rng.normal(70, 22, (60, 80)), 0, 255).astype(np.uint8)
+    image = np.repeat(grey[..., None], 3, axis=2)
+    haze_luma = float(np.dot([0.299, 0.587, 0.114], hsv_to_rgb((200.0, 0.15, 0.9)) / 255))
+    sim = _through_pipeline(image, *start)
+    b, c = brightness_contrast(start, 0.1, haze_luma, sim, target)
+    mean, std = _through_pipeline(image, b, c, 0.1)
+    assert mean == pytest.approx(target[0], abs=3.0) and std == pytest.approx(target[1], abs=2.0)
