@@ -69,9 +69,10 @@ class FitSimConfig(StrictModel):
     base: str | None = Field(None, description="base RandomizationSpec YAML (default: shipped)")
     seed: int = Field(0, ge=0, description="seed of the k-means and the sim renders")
     fit: Literal["all", "geometry", "look"] = Field(
-        "all",
+        "geometry",
         description="fitted values the spec takes: geometry (camera pose, lens, road width, "
-        "boards), look (style, colours, image statistics) or all; the rest keep the base spec's",
+        "boards), look (style, colours, image statistics) or all; the rest keep the base "
+        "spec's. geometry: chosen on usi-track-a's validation block (docs/fit-sim.md)",
     )
 
 

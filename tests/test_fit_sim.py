@@ -41,7 +41,8 @@ _FITS: dict[tuple[str, float], FitResult] = {}
 def _fit(style: str, pitch: float) -> FitResult:
     """fit_sim (fit: all) on 30 frames of a known sim world, computed once per module."""
     if (style, pitch) not in _FITS:
-        _FITS[style, pitch] = fit_sim(_frames(_world(style, pitch)), FitSimConfig(frames=30))
+        config = FitSimConfig(frames=30, fit="all")
+        _FITS[style, pitch] = fit_sim(_frames(_world(style, pitch)), config)
     return copy.deepcopy(_FITS[style, pitch])
 
 
@@ -94,7 +95,8 @@ def test_a_value_outside_the_physical_limits_is_clipped_and_reported():
 
 def test_fit_sim_cli_on_the_real_sample_writes_a_loadable_spec_and_report(tmp_path, capsys):
     out = tmp_path / "spec.yaml"
-    code = main(["fit-sim", "--real", str(sample_path()), "--out", str(out), "--frames", "60"])
+    args = ["fit-sim", "--real", str(sample_path()), "--out", str(out), "--frames", "60"]
+    code = main([*args, "--fit", "all"])
     assert code == 0, capsys.readouterr().err
     spec = RandomizationSpec.from_yaml(out)
     text = out.read_text()

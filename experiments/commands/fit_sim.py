@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_shortcut(parser, "--style-share", "style_share", type=float,
                  help="style weight of the fitted style (default 0.6)")  # fmt: skip
     add_shortcut(parser, "--fit", "fit", choices=["all", "geometry", "look"],
-                 help="fitted values to keep, the rest the base's (default all)")  # fmt: skip
+                 help="fitted values to keep, the rest the base's (default geometry)")  # fmt: skip
     add_shortcut(parser, "--base", "base", help="base spec YAML (default: the shipped spec)")
     add_shortcut(parser, "--seed", "seed", type=int, help="seed (default 0)")
     add_set_option(parser)
