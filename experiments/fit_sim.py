@@ -14,7 +14,9 @@ height are corrected until the sim's statistics match the real ones (detector bi
 
 The spec written has the fitted world as its nominal (strength 0) and ranges of
 `range_scale` times the base spec's half-widths around it (strength 1); the fitted style gets
-`style_share` of the style weights, the base spec's weights share the rest.
+`style_share` of the style weights, the base spec's weights share the rest. `fit` chooses which
+fitted values the spec takes: the geometry (GEOMETRY: camera pose, lens, road width, boards),
+the look (style, colours, image statistics) or all; the others keep the base spec's windows.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
 from sim2real.common.config import StrictModel, validate_config
 from sim2real.envs.randomization import STYLES, RandomizationSpec, resolve_spec
+from sim2real.envs.textures import hsv_to_rgb
 from sim2real.experiments.fit_lens import fit_lens, hfov_from_verticals, render
 from sim2real.experiments.fit_measure import Measure, check_road_scene
 from sim2real.experiments.scene_measures import Camera, image_stats, rgb_to_hsv
@@ -37,6 +40,17 @@ MIN_FRAMES = 20
 SIM_FRAMES = 16  # sim frames per analysis-by-synthesis round
 ROUNDS = 3
 IMAGE_FIELDS = ("brightness", "contrast", "saturation", "blur", "noise", "haze")
+# the fitted values `fit: geometry` keeps; `fit: look` keeps every other fitted value
+GEOMETRY = frozenset(
+    {
+        "camera.height",
+        "camera.pitch",
+        "camera.hfov",
+        "camera.distortion",
+        "track.road_width",
+        "visual.board_height",
+    }  # fmt: skip
+)
 
 
 class FitSimConfig(StrictModel):
@@ -54,6 +68,12 @@ class FitSimConfig(StrictModel):
     )
     base: str | None = Field(None, description="base RandomizationSpec YAML (default: shipped)")
     seed: int = Field(0, ge=0, description="seed of the k-means and the sim renders")
+    fit: Literal["all", "geometry", "look"] = Field(
+        "geometry",
+        description="fitted values the spec takes: geometry (camera pose, lens, road width, "
+        "boards), look (style, colours, image statistics) or all; the rest keep the base "
+        "spec's. geometry: chosen on usi-track-a's validation block (docs/fit-sim.md)",
+    )
 
 
 @dataclass
@@ -64,6 +84,7 @@ class Fitted:
     value: Any
     note: str
     clipped: str = ""
+    applied: bool = True  # False: measured, but the base spec's window was kept (`fit`)
 
 
 @dataclass
@@ -79,7 +100,7 @@ class FitResult:
 
     @property
     def clipped(self) -> list[str]:
-        return [f"{k}: {f.clipped}" for k, f in self.fitted.items() if f.clipped]
+        return [f"{k}: {f.clipped}" for k, f in self.fitted.items() if f.clipped and f.applied]
 
 
 def _sigmoid(x: float) -> float:
@@ -156,7 +177,7 @@ def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult
     prior = Camera(h, w, base.camera.hfov.nominal, base.camera.distortion.nominal)
     real = Measure(frames, prior, config.seed)
     check_road_scene(real, n, h)
-    s = real.summary()
+    s = real.scene
     # style and colours
     scores = style_scores(s["centre"], s["edge"], s["outer_gap"])
     result.style_scores = scores
@@ -221,8 +242,23 @@ def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult
                    "(the slope of their tops against their feet)")  # fmt: skip
     real_px = s["run_px"] if fit_height else float("nan")
     _synthesis(frames, real, real_px, spec, base, scale, result, camera, config.seed)
-    validate_config(RandomizationSpec, spec, "fitted spec")
+    keep_fitted(result, base, config.fit)
+    validate_config(RandomizationSpec, result.spec, "fitted spec")
     return result
+
+
+def keep_fitted(result: FitResult, base: RandomizationSpec, fit: str) -> None:
+    """Put the base spec's entries back for the fitted values `fit` leaves out ('geometry':
+    all but GEOMETRY; 'look': GEOMETRY; 'all': none); they stay in `result.fitted`, marked
+    not applied, so the spec's comments still say what was measured."""
+    if fit == "all":
+        return
+    base_spec = base.model_dump(mode="json")
+    for key, fitted in result.fitted.items():
+        if (key in GEOMETRY) != (fit == "geometry"):
+            group, name = key.split(".")
+            result.spec[group][name] = base_spec[group][name]
+            fitted.applied = False
 
 
 def _norm(weights: dict[str, float]) -> dict[str, float]:
@@ -296,6 +332,8 @@ def _synthesis(frames: np.ndarray, real: Measure, real_px: float, spec: dict,
     pitch = spec["camera"]["pitch"]["nominal"]
     height = spec["camera"]["height"]["nominal"]
     fit_height = bool(np.isfinite(real_px))  # (finite whenever the height was fitted)
+    haze_rgb = hsv_to_rgb(tuple(spec["image"]["haze_color"]["nominal"])) / 255
+    haze_luma = float(np.dot([0.299, 0.587, 0.114], haze_rgb))
     for round_ in range(ROUNDS):
         trial = _with_values(spec, values, pitch)
         trial["camera"]["height"]["nominal"] = height
@@ -306,22 +344,25 @@ def _synthesis(frames: np.ndarray, real: Measure, real_px: float, spec: dict,
         sim_m_horizon = sim_measure.horizon
         if fit_height:  # the floor run's width in px, read alike on sim frames at the same
             # rows below the matched horizon: lens and clipping biases cancel
-            sim_px = sim_measure.summary()["run_px"]
+            sim_px = sim_measure.scene["run_px"]
             if np.isfinite(sim_px):
                 height = float(np.clip(height * (sim_px / real_px) ** 1.2, 0.03, 1.0))
         st = image_stats(sim, real.floor_top)
         result.sim_stats = st
-        # damped multiplicative steps (the effects interact), clipped to sane gains
-        for name, key, floor_ in (("brightness", "luma_mean", 1.0), ("contrast", "luma_std", 1.0),
-                                  ("saturation", "saturation", 0.02)):  # fmt: skip
-            step = (target[key] / max(floor_, st[key])) ** 0.7
-            values[name] = float(np.clip(values[name] * step, 0.3, 2.5))
+        gains = (values["brightness"], values["contrast"], values["haze"])
+        dark = (target["dark"] - st["dark"]) / 255
+        values["haze"] = float(np.clip(values["haze"] + 0.7 * dark, 0, 0.5))
+        # brightness and contrast solved together through the sim's affine pipeline: the
+        # floor's luma (walls and room differ in share between real and sim), the frame's std
+        values["brightness"], values["contrast"] = brightness_contrast(
+            gains, values["haze"], haze_luma, (st["floor_luma"], st["luma_std"]),
+            (target["floor_luma"], target["luma_std"]))  # fmt: skip
+        step = (target["saturation"] / max(0.02, st["saturation"])) ** 0.7  # damped
+        values["saturation"] = float(np.clip(values["saturation"] * step, 0.3, 2.5))
         ratio = st["sharpness"] / max(1e-6, target["sharpness"])
         values["blur"] = float(np.clip(values["blur"] + 0.6 * np.log2(max(ratio, 1e-3)), 0, 3))
         extra = values["noise"] ** 2 + target["noise"] ** 2 - st["noise"] ** 2
         values["noise"] = float(np.clip(np.sqrt(max(0.0, extra)), 0, 20))
-        dark = (target["dark"] - st["dark"]) / 255
-        values["haze"] = float(np.clip(values["haze"] + 0.7 * dark, 0, 0.5))
         bright = target["bright_floor"] - st["bright_floor"]
         values["gloss"] = float(np.clip(values["gloss"] + 8 * bright, 0, 1))
         # the same reading on both (the detector's bias cancels), or none
@@ -331,7 +372,8 @@ def _synthesis(frames: np.ndarray, real: Measure, real_px: float, spec: dict,
             )
             pitch = float(np.clip(pitch, -10, 60))
     notes = {
-        "brightness": f"luma mean {target['luma_mean']:.0f} (sim {st['luma_mean']:.0f})",
+        "brightness": f"floor luma {target['floor_luma']:.0f} (sim {st['floor_luma']:.0f}), "
+        f"frame luma {target['luma_mean']:.0f} (sim {st['luma_mean']:.0f})",
         "contrast": f"luma std {target['luma_std']:.0f} (sim {st['luma_std']:.0f})",
         "saturation": f"mean saturation {target['saturation']:.2f} (sim {st['saturation']:.2f})",
         "blur": f"sharpness {target['sharpness']:.3f} (sim {st['sharpness']:.3f})",
@@ -351,6 +393,31 @@ def _synthesis(frames: np.ndarray, real: Measure, real_px: float, spec: dict,
         note = result.fitted["camera.height"].note
         _set_range(spec, base, "camera.height", height, scale, result,
                    f"{note}; corrected on sim renders")  # fmt: skip
+
+
+def brightness_contrast(
+    gains: tuple[float, float, float],
+    haze: float,
+    haze_luma: float,
+    sim: tuple[float, float],
+    target: tuple[float, float],
+) -> tuple[float, float]:
+    """(brightness, contrast) that move the sim's (mean, std) of luma (grey levels), measured
+    under `gains` = (brightness b, contrast c, haze h), to the `target` (mean, std) once the
+    haze is `haze`. The sim's image pipeline is affine in luma: the haze blend
+    x' = (1 - h) x + h H (H = `haze_luma`, 0..1), then the lookup table y = b ((x' - 0.5) c +
+    0.5). So the sim's statistics without it are read back through its inverse, and b, c
+    solved for the target in one step. (Stepping each gain alone on its own ratio diverged on
+    a dark floor: contrast pivots about mid-grey and darkens it, brightness chases it to its
+    limit, and the haze's offset, amplified by both, made the fitted world far too bright.)"""
+    b, c, h = gains
+    mean = ((sim[0] / 255 / b - 0.5) / c + 0.5 - h * haze_luma) / (1 - h)
+    std = sim[1] / 255 / (b * c * (1 - h))
+    gain = target[1] / 255 / max(std, 1e-3)  # y = gain x + offset, over all three
+    offset = target[0] / 255 - gain * mean
+    bc = gain / (1 - haze)
+    b_new = float(np.clip(2 * (offset - bc * (haze * haze_luma - 0.5)), 0.3, 2.5))
+    return b_new, float(np.clip(bc / b_new, 0.3, 2.5))
 
 
 def _with_values(spec: dict, values: dict[str, float], pitch: float) -> dict:
@@ -384,6 +451,7 @@ def spec_yaml(result: FitResult, sources: Sequence[str | Path], config: FitSimCo
         f"# (span {config.span[0]}-{config.span[1]} of each recording).",
         "# strength 0 = the fitted world; strength 1 = ranges of "
         f"{config.range_scale} x the base spec's half-widths around it.",
+        f"# fit: {config.fit} (values marked `# measured, not applied:` keep the base spec's).",
         "# Lines marked `# fitted:` say what was measured and how sure the fit is.",
     ]
     if result.clipped:
@@ -394,7 +462,9 @@ def spec_yaml(result: FitResult, sources: Sequence[str | Path], config: FitSimCo
         for name, entry in entries.items():
             text = yaml.safe_dump(entry, default_flow_style=True, width=10_000).strip()
             fit = result.fitted.get(f"{group}.{name}")
-            comment = f"  # fitted: {fit.note}" if fit else ""
+            comment = ""
+            if fit:
+                comment = f"  # {'fitted' if fit.applied else 'measured, not applied'}: {fit.note}"
             if fit and fit.clipped:
                 comment += f" [CLIPPED: {fit.clipped}]"
             lines.append(f"  {name}: {text}{comment}")

@@ -42,8 +42,8 @@ def write_fit_report(out: str | Path, frames: np.ndarray, result: FitResult, see
     f = result.fitted
     cam = result.spec["camera"]
     title = (
-        f"fit-sim on {result.frames} frames: style {f['visual.style'].value} "
-        f"({max(result.style_scores.values()):.2f}); "
+        f"fit-sim on {result.frames} frames: style {result.spec['visual']['style']['nominal']} "
+        f"(fitted {f['visual.style'].value}, {max(result.style_scores.values()):.2f}); "
         f"camera pitch {cam['pitch']['nominal']:.1f} deg, "
         f"height {cam['height']['nominal']:.3f} m, road width "
         f"{result.spec['track']['road_width']['nominal']:.2f} m"

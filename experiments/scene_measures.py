@@ -183,12 +183,18 @@ def image_stats(frames: np.ndarray, floor_from: int) -> dict[str, float]:
     """Statistics of (N, H, W, 3) uint8 frames: luma mean and std (grey levels), saturation
     mean (0-1), sharpness (variance of the Laplacian over the luma variance), noise (grey
     levels, std of the floor's residual to a 1 px Gaussian blur, clipped at 20), dark level
-    (2nd percentile of luma) and the share of near-white floor pixels (rows >= `floor_from`)."""
-    luma, sat, sharp, noise, dark, bright = [], [], [], [], [], []
+    (2nd percentile of luma), the share of near-white floor pixels (rows >= `floor_from`) and
+    the floor's luma: the median grey level of the middle half of the columns on the rows from
+    30% of the way below `floor_from` to 90% of the image's height (what the car drives on,
+    without the walls and room that set most of the frame's mean, nor the car's shadow)."""
+    h, w = frames.shape[1:3]
+    r0 = int(min(floor_from + 0.3 * (h - floor_from), 0.9 * h - 2))
+    luma, sat, sharp, noise, dark, bright, floor = [], [], [], [], [], [], []
     for frame in frames:
         gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         g = gray.astype(np.float32)
         luma.append((g.mean(), g.std()))
+        floor.append(np.median(gray[r0 : int(0.9 * h), w // 4 : 3 * w // 4]))
         sat.append(cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)[..., 1].mean() / 255.0)
         lap = cv2.Laplacian(g, cv2.CV_32F)
         sharp.append(lap.var() / max(1.0, g.var()))
@@ -205,6 +211,7 @@ def image_stats(frames: np.ndarray, floor_from: int) -> dict[str, float]:
         "noise": float(np.median(noise)),
         "dark": float(np.median(dark)),
         "bright_floor": float(np.mean(bright)),
+        "floor_luma": float(np.median(floor)),
     }
 
 
@@ -235,10 +242,9 @@ def rgb_to_hsv(rgb: np.ndarray) -> tuple[float, float, float]:
     return (round(hh * 360.0, 1), round(ss, 3), round(vv, 3))
 
 
-def kmeans_colours(pixels: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """k-means (sklearn) of (N, 3) colours: centres (k, 3) and the label of each pixel."""
+def kmeans_colours(pixels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """k-means (sklearn) of (N, 3) colours: the centres (k, 3)."""
     from sklearn.cluster import MiniBatchKMeans
 
     model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096)
-    labels = model.fit_predict(pixels.astype(np.float32))
-    return model.cluster_centers_, labels
+    return model.fit(pixels.astype(np.float32)).cluster_centers_

@@ -3,6 +3,8 @@ refuses bad input without writing a spec."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,15 @@ from sim2real.common.config import validate_config
 from sim2real.envs.preview import preview_frames
 from sim2real.envs.randomization import RandomizationSpec
 from sim2real.experiments.cli import main
-from sim2real.experiments.fit_sim import FitResult, FitSimConfig, _set_range, fit_sim
+from sim2real.experiments.fit_sim import (
+    GEOMETRY,
+    FitResult,
+    FitSimConfig,
+    _set_range,
+    fit_sim,
+    keep_fitted,
+    spec_yaml,
+)
 from sim2real.transfer.sample_data import sample_path
 
 
@@ -25,15 +35,52 @@ def _frames(spec: RandomizationSpec, n: int = 30) -> np.ndarray:
     return np.stack(frames)
 
 
+_FITS: dict[tuple[str, float], FitResult] = {}
+
+
+def _fit(style: str, pitch: float) -> FitResult:
+    """fit_sim (fit: all) on 30 frames of a known sim world, computed once per module."""
+    if (style, pitch) not in _FITS:
+        config = FitSimConfig(frames=30, fit="all")
+        _FITS[style, pitch] = fit_sim(_frames(_world(style, pitch)), config)
+    return copy.deepcopy(_FITS[style, pitch])
+
+
 @pytest.mark.parametrize(("style", "pitch"), [("walls", 10.0), ("two_lane", 20.0)])
 def test_fit_recovers_the_style_and_camera_pitch_of_a_known_sim_world(style, pitch):
-    result = fit_sim(_frames(_world(style, pitch)), FitSimConfig(frames=30))
+    result = _fit(style, pitch)
     assert result.fitted["visual.style"].value == style
     assert result.spec["camera"]["pitch"]["nominal"] == pytest.approx(pitch, abs=3.0)
     # strength 0 is the fitted world, strength 1 a range around it
     spec = validate_config(RandomizationSpec, result.spec)
     assert spec.visual.style.nominal == style
     assert spec.camera.pitch.low < spec.camera.pitch.nominal < spec.camera.pitch.high
+
+
+def test_fit_geometry_takes_the_fitted_camera_and_keeps_the_base_look():
+    base_spec = RandomizationSpec.default()
+    base = base_spec.model_dump(mode="json")
+    fitted = _fit("walls", 10.0)  # fit: all
+    geometry = copy.deepcopy(fitted)
+    keep_fitted(geometry, base_spec, "geometry")
+    spec = geometry.spec
+    assert spec["camera"]["pitch"]["nominal"] == pytest.approx(10.0, abs=3.0)  # base: 18
+    changed = {f"{g}.{k}" for g in base for k in base[g] if spec[g][k] != base[g][k]}
+    assert "camera.pitch" in changed and changed <= GEOMETRY
+    # the look is the base spec's, though the walls and their colours were measured
+    assert geometry.fitted["visual.style"].value == "walls"
+    assert not geometry.fitted["visual.style"].applied
+    assert spec["visual"]["style"] == base["visual"]["style"]
+    assert fitted.spec["visual"]["board_color"] != base["visual"]["board_color"]
+    text = spec_yaml(geometry, ["frames"], FitSimConfig(fit="geometry"))
+    assert "fit: geometry" in text and "# measured, not applied: centre line on" in text
+    validate_config(RandomizationSpec, spec)
+    # fit=look is the complement: the camera group stays the base spec's
+    look = copy.deepcopy(fitted)
+    keep_fitted(look, base_spec, "look")
+    assert look.spec["camera"] == base["camera"]
+    assert look.spec["visual"]["style"]["nominal"] == "walls"
+    assert not look.fitted["camera.pitch"].applied and look.fitted["visual.style"].applied
 
 
 def test_a_value_outside_the_physical_limits_is_clipped_and_reported():
@@ -48,7 +95,8 @@ def test_a_value_outside_the_physical_limits_is_clipped_and_reported():
 
 def test_fit_sim_cli_on_the_real_sample_writes_a_loadable_spec_and_report(tmp_path, capsys):
     out = tmp_path / "spec.yaml"
-    code = main(["fit-sim", "--real", str(sample_path()), "--out", str(out), "--frames", "60"])
+    args = ["fit-sim", "--real", str(sample_path()), "--out", str(out), "--frames", "60"]
+    code = main([*args, "--fit", "all"])
     assert code == 0, capsys.readouterr().err
     spec = RandomizationSpec.from_yaml(out)
     text = out.read_text()
@@ -130,3 +178,35 @@ def test_the_dome_grows_with_the_barrel_distortion():
     pinhole = dome(render(with_lens(spec, 120.0, 0.0), 0.3, 8, 3, (120, 160)))
     fisheye = dome(render(with_lens(spec, 120.0, 1.0), 0.3, 8, 3, (120, 160)))
     assert fisheye > pinhole + 0.05
+
+
+def _through_pipeline(image: np.ndarray, b: float, c: float, haze: float) -> tuple[float, float]:
+    """(mean, std) of the luma of `image` through the sim's image pipeline at these gains."""
+    import cv2
+
+    from sim2real.envs.image_noise import ImagePipeline
+
+    params = {"jpeg_quality": 100, "brightness": b, "contrast": c, "gamma": 1.0, "hue": 0.0,
+              "saturation": 1.0, "haze": haze, "haze_color": (200.0, 0.15, 0.9), "blur": 0.0,
+              "motion_blur": 0.0, "vignetting": 0.0, "noise": 0.0}  # fmt: skip
+    out = ImagePipeline(params, *image.shape[:2], np.random.default_rng(0)).apply(image)
+    luma = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    return float(luma.mean()), float(luma.std())
+
+
+@pytest.mark.parametrize(("start", "target"), [((1.6, 1.3, 0.05), (58.0, 31.0)),
+                                               ((1.0, 1.0, 0.0), (120.0, 30.0))])  # fmt: skip
+def test_brightness_and_contrast_are_solved_through_the_sims_image_pipeline(start, target):
+    """A dark floor (the carpet) and a bright one: one step lands on the target mean and std,
+    where stepping each gain on its own ratio drove a dark floor's brightness to its limit."""
+    from sim2real.envs.textures import hsv_to_rgb
+    from sim2real.experiments.fit_sim import brightness_contrast
+
+    rng = np.random.default_rng(1)
+    grey = np.clip(rng.normal(70, 22, (60, 80)), 0, 255).astype(np.uint8)
+    image = np.repeat(grey[..., None], 3, axis=2)
+    haze_luma = float(np.dot([0.299, 0.587, 0.114], hsv_to_rgb((200.0, 0.15, 0.9)) / 255))
+    sim = _through_pipeline(image, *start)
+    b, c = brightness_contrast(start, 0.1, haze_luma, sim, target)
+    mean, std = _through_pipeline(image, b, c, 0.1)
+    assert mean == pytest.approx(target[0], abs=3.0) and std == pytest.approx(target[1], abs=2.0)

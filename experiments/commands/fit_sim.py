@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                  help="ranges' half-widths, x the base spec's (default 0.5)")  # fmt: skip
     add_shortcut(parser, "--style-share", "style_share", type=float,
                  help="style weight of the fitted style (default 0.6)")  # fmt: skip
+    add_shortcut(parser, "--fit", "fit", choices=["all", "geometry", "look"],
+                 help="fitted values to keep, the rest the base's (default geometry)")  # fmt: skip
     add_shortcut(parser, "--base", "base", help="base spec YAML (default: the shipped spec)")
     add_shortcut(parser, "--seed", "seed", type=int, help="seed (default 0)")
     add_set_option(parser)
@@ -64,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
     report = args.report or args.out.with_suffix(".png")
     atomic_write_text(args.out, spec_yaml(result, args.real, config))
     write_fit_report(report, frames, result, config.seed)
-    style = result.fitted["visual.style"].value
+    style = result.spec["visual"]["style"]["nominal"]
     cam = result.spec["camera"]
     print(
         f"fitted {len(frames)} frames in {time.perf_counter() - start:.0f} s "
-        f"({time.process_time() - cpu:.0f} CPU-s): style {style}, "
+        f"({time.process_time() - cpu:.0f} CPU-s), fit {config.fit}: style {style}, "
         f"camera pitch {cam['pitch']['nominal']:.1f} deg, height {cam['height']['nominal']:.3f} m"
     )
     for line in result.clipped:
