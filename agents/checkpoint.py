@@ -23,6 +23,7 @@ from sim2real.agents.model import DrivingNet, ModelSpec
 from sim2real.agents.shipped import resolve_checkpoint
 from sim2real.common.config import StrictModel, validate_config
 from sim2real.common.io import atomic_write_json
+from sim2real.common.runs import code_version
 from sim2real.common.splitspec import SplitSpec
 from sim2real.common.tensorfile import save_tensors
 
@@ -102,6 +103,35 @@ class ModelCard(StrictModel):
                 f"a different part of the view. Record at {w}x{h} (DonkeyCar: IMAGE_W = {w}, "
                 f"IMAGE_H = {h} in myconfig.py) or resize the frames first"
             )
+
+
+def save_adapted(
+    directory: str | Path,
+    model: DrivingNet,
+    parent: ModelCard,
+    *,
+    trained_on: dict[str, Any],
+    split: SplitSpec | None,
+    metrics: dict[str, Any],
+    step: dict[str, Any],
+    from_scratch: bool = False,
+) -> ModelCard:
+    """Save `model` (put in eval mode) as adapted from the network `parent` describes: its card
+    keeps the parent's kind, randomization and history and appends `step`; `from_scratch` (a
+    new network of the parent's architecture) carries neither randomization nor history."""
+    card = ModelCard(
+        kind=parent.kind,
+        spec=model.spec,
+        trained_on=trained_on,
+        split=split,
+        randomization=None if from_scratch else parent.randomization,
+        metrics=metrics,
+        code_version=code_version(),
+        history=[*([] if from_scratch else parent.history), step],
+    )
+    model.eval()
+    save_checkpoint(directory, model, card)
+    return card
 
 
 def save_checkpoint(directory: str | Path, model: DrivingNet, card: ModelCard) -> Path:

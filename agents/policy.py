@@ -491,9 +491,9 @@ def _state_saver(algorithm: str, path: Path):
 
 def _load_sb3_zip(config: PolicyConfig, zip_path: Path, env, tb_dir: Path):
     """SB3's own `load` of `zip_path`: unpickles, so only for a zip the user vouched for."""
-    from stable_baselines3 import PPO, SAC
+    from stable_baselines3 import SAC
 
-    cls = PPO if config.algorithm == "ppo" else SAC
+    cls = FineTunePPO if config.algorithm == "ppo" else SAC
     model = cls.load(zip_path, env=env, device=config.device)
     model.tensorboard_log = str(tb_dir)
     return model

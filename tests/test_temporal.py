@@ -67,6 +67,32 @@ def test_previous_action_is_the_record_before_in_the_session(records):
     assert n == 1 and not torch.equal(alone[0], context[500])
 
 
+def test_where_the_pilot_drove_its_recorded_command_is_the_previous_action(records):
+    labels = {"user/angle": 0.1, "user/throttle": 0.2, "pilot/angle": -0.7, "pilot/throttle": 0.9}
+    driven = [
+        dataclasses.replace(records[i], labels={**records[i].labels, **labels}, mode=mode)
+        for i, mode in zip(range(300, 303), ("local_angle", "local", "user"), strict=True)
+    ]
+    driven.append(records[303])
+    context, _ = previous_actions(driven)
+    np.testing.assert_allclose(context[1].numpy(), [-0.7, 0.2], atol=1e-7)  # steered only
+    np.testing.assert_allclose(context[2].numpy(), [-0.7, 0.9], atol=1e-7)  # drove
+    np.testing.assert_allclose(context[3].numpy(), [0.1, 0.2], atol=1e-7)  # a person drove
+
+
+def test_finetune_refuses_a_temporal_checkpoint_in_one_line(tmp_path, capsys):
+    from sim2real.experiments.cli import main
+
+    net = _net(**TEMPORAL)
+    save_checkpoint(tmp_path / "ckpt", net, ModelCard(spec=net.spec, trained_on={"test": True}))
+    code = main(["finetune", "--checkpoint", str(tmp_path / "ckpt"), "--data",
+                 str(sample_path()), "--frames", "100", "--out", str(tmp_path / "ft")])  # fmt: skip
+    assert code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "a temporal network" in line and "pilotnet-recipe" in line
+    assert not (tmp_path / "ft").exists()
+
+
 def test_a_tub_whose_indexes_have_gaps_is_refused_with_its_name(records):
     gapped = [dataclasses.replace(r, index=3 * r.index) for r in records[:40]]
     with pytest.raises(ValueError, match=r"usi-track-a-sample: 39 of 40 records have no record "):

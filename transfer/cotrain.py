@@ -39,14 +39,13 @@ from sim2real.agents.alignment import (
     MixedBatchLoss,
     coral_stages,
 )
-from sim2real.agents.checkpoint import ModelCard, save_checkpoint
+from sim2real.agents.checkpoint import ModelCard, save_adapted
 from sim2real.agents.freezing import find_encoder
 from sim2real.agents.model import DrivingNet
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.agents.shipped import checkpoint_reference
 from sim2real.agents.training import dataset_tensors, fit
 from sim2real.common.config import StrictModel
-from sim2real.common.runs import code_version
 from sim2real.transfer.adapter import adabn, apply_freezing, param_groups
 from sim2real.transfer.alignment import open_unlabeled
 
@@ -288,16 +287,13 @@ def finetune_mixed(
         "data": data.trained_on,
         "seconds": seconds,
     }
-    card = ModelCard(
-        kind=parent_card.kind,
-        spec=model.spec,
+    card = save_adapted(
+        out_dir,
+        model,
+        parent_card,
         trained_on={**data.trained_on, "parent_checkpoint": parent, **record},
         split=data.split,
-        randomization=parent_card.randomization,
         metrics=result.card_metrics(),
-        code_version=code_version(),
-        history=[*parent_card.history, step],
+        step=step,
     )
-    model.eval()
-    save_checkpoint(out_dir, model, card)
     return FinetuneResult(out_dir, card, [result], frozen, cached, seconds)

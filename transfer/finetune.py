@@ -39,7 +39,7 @@ import torch
 from pydantic import Field, model_validator
 
 from sim2real.agents.alignment import AlignmentConfig
-from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_checkpoint
+from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_adapted
 from sim2real.agents.freezing import find_encoder, unfreeze_stages
 from sim2real.agents.model import DrivingNet, seeded_model
 from sim2real.agents.preprocessing import Preprocessing
@@ -57,7 +57,7 @@ from sim2real.agents.training import (
     read_resume_file,
 )
 from sim2real.common.config import StrictModel, load_config
-from sim2real.common.runs import check_run_dir, code_version, describe_run
+from sim2real.common.runs import check_run_dir, describe_run
 from sim2real.common.splitspec import SplitSpec, fold_legacy_split
 from sim2real.transfer.adapter import (
     AdapterConfig,
@@ -256,6 +256,12 @@ def build_model(config: FinetuneConfig) -> tuple[DrivingNet, ModelCard]:
     if config.checkpoint is None:
         raise ValueError("no checkpoint given (--checkpoint): it names the architecture too")
     parent, card = load_checkpoint(config.checkpoint)
+    if parent.context_names:
+        raise ValueError(
+            f"{config.checkpoint}: a temporal network (model.temporal, inputs "
+            f"{parent.context_names}) cannot be fine-tuned yet; start from a single-frame "
+            "network such as pilotnet-recipe"
+        )
     outputs = config.adapter.outputs
     if config.from_scratch:
         spec = type(parent.spec).model_validate({**parent.spec.model_dump(), "outputs": outputs})
@@ -451,17 +457,14 @@ def finetune(
             **search.to_dict(),
             "calibration": calibration,
         }
-    history = [] if config.from_scratch else list(parent_card.history)
-    card = ModelCard(
-        kind=parent_card.kind,
-        spec=model.spec,
+    card = save_adapted(
+        out_dir,
+        model,
+        parent_card,
         trained_on={**data.trained_on, "parent_checkpoint": step["parent"]},
         split=data.split,
-        randomization=None if config.from_scratch else parent_card.randomization,
         metrics=last.card_metrics(epochs_run=sum(f.epochs_run for f in fits)),
-        code_version=code_version(),
-        history=[*history, step],
+        step=step,
+        from_scratch=config.from_scratch,
     )
-    model.eval()
-    save_checkpoint(out_dir, model, card)
     return FinetuneResult(out_dir, card, fits, frozen, cached, seconds, search)

@@ -40,7 +40,7 @@ from torch.utils.data import TensorDataset
 
 from sim2real.agents.augment import Augmentation
 from sim2real.agents.calibration import affine_output, fit_affine
-from sim2real.agents.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+from sim2real.agents.checkpoint import load_checkpoint, read_card, save_adapted
 from sim2real.agents.freezing import freeze_stages, frozen_stages
 from sim2real.agents.model import DrivingNet, predict
 from sim2real.agents.preprocessing import Preprocessing
@@ -54,7 +54,6 @@ from sim2real.agents.training import (
     loss_weights,
 )
 from sim2real.common.config import StrictModel
-from sim2real.common.runs import code_version
 from sim2real.transfer.adapter import param_groups
 
 if TYPE_CHECKING:
@@ -408,23 +407,19 @@ def finetune_selftrain(
         "data": data.trained_on,
         "seconds": seconds,
     }
-    _, parent_card = load_checkpoint(config.checkpoint)
-    card = ModelCard(
-        kind=parent_card.kind,
-        spec=student.spec,
+    card = save_adapted(
+        out_dir,
+        student,
+        read_card(config.checkpoint),
         trained_on={
             **data.trained_on,
             "parent_checkpoint": parent,
             "pseudo_labelled": rounds[-1]["kept"],
         },
         split=data.split,
-        randomization=parent_card.randomization,
         metrics=report.card_metrics(),
-        code_version=code_version(),
-        history=[*parent_card.history, step],
+        step=step,
     )
-    student.eval()
-    save_checkpoint(out_dir, student, card)
     return FinetuneResult(out_dir, card, [report], frozen, False, seconds, teacher_run.ladder)
 
 

@@ -3,8 +3,9 @@
 A record's previous action is what the car applied at the record before it in the same
 session (same source and session, index - 1): in a sim tub ``sim/applied_steering`` and
 ``sim/applied_throttle`` (the executed, possibly perturbed action; the ``user/*`` labels are
-the expert's clean command), in a DonkeyCar tub ``user/angle`` and ``user/throttle`` (a
-person drove: what they commanded is what the car did). A session's first record, and one
+the expert's clean command), in a DonkeyCar tub ``user/angle`` and ``user/throttle`` where a
+person drove (what they commanded is what the car did) and ``pilot/*`` where the pilot did
+(``user/mode`` ``local_angle``: the steering; ``local``: both). A session's first record, and one
 after a gap in the indexes (deleted or skipped records), gets the fallback: a car at rest.
 Only labels are read (no images), and the lookup runs over every record read, so a frame at
 the edge of a training block still gets its predecessor.
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from sim2real.agents.temporal import FALLBACK_ACTION
-from sim2real.transfer.records import Record
+from sim2real.transfer.records import PILOT_MODES, Record
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ APPLIED_KEYS = ("sim/applied_steering", "sim/applied_throttle")
 not import the simulator, which the car does not have)."""
 
 USER_KEYS = ("user/angle", "user/throttle")
+PILOT_KEYS = ("pilot/angle", "pilot/throttle")
 SIM_MARKER = "sim/cte"
 """A label only sim recordings carry: such a record must also carry APPLIED_KEYS."""
 MAX_GAP_SHARE = 0.5
@@ -48,8 +50,12 @@ def applied_action(record: Record) -> tuple[float, float]:
             f"{list(APPLIED_KEYS)} (recorded before the applied action was recorded); a "
             "temporal network needs them: record the data again with sim2real simulate"
         )
-    steering = labels.get(USER_KEYS[0], FALLBACK_ACTION[0])
-    throttle = labels.get(USER_KEYS[1], FALLBACK_ACTION[1])
+    # where DonkeyCar's pilot steered (`local_angle`) or drove (`local`), the car applied the
+    # pilot's command, recorded as pilot/* (the person's user/* is kept as the label)
+    steering_key = PILOT_KEYS[0] if record.mode in PILOT_MODES else USER_KEYS[0]
+    throttle_key = PILOT_KEYS[1] if record.mode == "local" else USER_KEYS[1]
+    steering = labels.get(steering_key, labels.get(USER_KEYS[0], FALLBACK_ACTION[0]))
+    throttle = labels.get(throttle_key, labels.get(USER_KEYS[1], FALLBACK_ACTION[1]))
     return steering, throttle
 
 
