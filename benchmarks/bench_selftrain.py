@@ -105,7 +105,7 @@ def main() -> None:
         "--teachers",
         type=Path,
         default=Path(tempfile.gettempdir()) / "bench_selftrain_teachers",
-        help="teacher checkpoints by data, N and seed, reused by later runs",
+        help="teacher checkpoints by start network, data, N and seed, reused by later runs",
     )
     parser.add_argument("--out", type=Path, default=Path("docs/selftrain-bench"))
     parser.add_argument("--report-only", action="store_true", help="rewrite NAME.md from NAME.json")
@@ -162,7 +162,8 @@ def main() -> None:
             data = replace(data, train=train_set, parts=replace(data.parts, train=chosen))
         t0, cpu0 = time.perf_counter(), time.process_time()
         span = "" if args.labelled_span is None else "_" + "-".join(map(str, args.labelled_span))
-        teacher_dir = args.teachers / f"{args.data.name}_n{args.frames}_s{seed}{span}"
+        start = Path(str(args.checkpoint)).name  # a teacher belongs to its start network
+        teacher_dir = args.teachers / f"{start}_{args.data.name}_n{args.frames}_s{seed}{span}"
         if (teacher_dir / "model.json").is_file():  # the same seed's teacher, from another run
             teacher, teacher_card = load_checkpoint(teacher_dir)
             ladder = teacher_card.history[-1].get("ladder") or {}

@@ -2,7 +2,7 @@
 
     python benchmarks/summarize_closed_loop.py DIR ARM [ARM ...] [--seeds 10000 10119]
 
-Reads DIR/ARM-sim-*.json (blocks of seeds, as benchmarks/temporal_runs.sh writes them), keeps
+Reads DIR/ARM-sim-*.json (blocks of seeds, as benchmarks/temporal/runs.sh writes them), keeps
 the seeds in --seeds (inclusive range), and prints per arm: laps / tracks with a Wilson 95%
 interval, mean lap fraction, off-road events per km; then, for each pair of arms, the tracks
 only one of them laps and the exact two-sided sign (McNemar) test on them.

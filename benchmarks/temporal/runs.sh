@@ -9,6 +9,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 export OMP_NUM_THREADS=1
 S="nice -n 5 sim2real"
 $S simulate --out $OUT/temporal-sim20k --frames 20000 --workers 1 --seed 21 --no-progress
+# The reported single-frame row is /work/data/pre20k-styles, an earlier run of single.yaml on
+# the same seed-21 recording (identical frames and first-epoch losses); this loop retrains it.
 for arm in single prev prev-d06; do
   $S pretrain --config $HERE/$arm.yaml --data $OUT/temporal-sim20k --out $OUT/temporal-$arm \
     --set train.progress=false
