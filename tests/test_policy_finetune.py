@@ -142,6 +142,14 @@ def test_evaluate_sim_draws_worlds_from_a_randomization_spec(tmp_path, capsys):
     args = ["evaluate", "--checkpoint", str(tmp_path / "ckpt"), "--sim", "--episodes", "1"]
     assert main([*args, "--randomization", str(TWO_LANE), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["settings"]["randomization"] == str(TWO_LANE)
+    (drawn,) = json.loads(out.read_text())["episodes"]
+    assert abs(drawn["track_length_m"] - 14.0) > 0.5  # the spec's 14-40 m draw for this seed
+    short = tmp_path / "short.yaml"  # the same spec with every track 14 m long
+    fixed = "{low: 14.0, high: 14.0, nominal: 14.0"
+    short.write_text(TWO_LANE.read_text().replace("{low: 14.0, high: 40.0, nominal: 22.0", fixed))
+    assert main([*args, "--randomization", str(short), "--json", str(out)]) == 0
+    (drawn,) = json.loads(out.read_text())["episodes"]
+    assert drawn["track_length_m"] == pytest.approx(14.0, abs=1e-6)  # drawn from the spec given
     capsys.readouterr()
 
     bad = tmp_path / "spec.yaml"
