@@ -55,6 +55,10 @@ class Augmentation(StrictModel):
     mirrored_labels: list[str] = Field(default_factory=lambda: list(MIRRORED_LABELS))
     """labels negated by a mirror; any other label must be mirror-symmetric"""
 
+    def mirror_signs(self, label_names: Sequence[str]) -> torch.Tensor:
+        """(L,) float32: -1 for the labels a mirror negates, +1 for the others."""
+        return torch.tensor([-1.0 if n in self.mirrored_labels else 1.0 for n in label_names])
+
 
 def _uniform(n: int, half_width: float, generator: torch.Generator) -> torch.Tensor:
     """(n,) draws from U(-half_width, half_width)."""
@@ -154,10 +158,8 @@ def augment_batch(
         return x, y
     flip = torch.rand(x.shape[0], generator=generator) < config.flip_prob
     if flip.any():
-        columns = [i for i, name in enumerate(label_names) if name in config.mirrored_labels]
-        sign = torch.ones(y.shape[1])
-        sign[columns] = -1.0
-        y = torch.where(flip.view(-1, 1).to(y.device), y * sign.to(y.device), y)
+        sign = config.mirror_signs(label_names).to(y.device)
+        y = torch.where(flip.view(-1, 1).to(y.device), y * sign, y)
     if config.shift_px > 0 or config.rotate_deg > 0:
         x = _geometric(x, config, flip, generator)
     elif flip.any():

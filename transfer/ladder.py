@@ -187,8 +187,7 @@ class ActivationCache:
         self.batch_size = batch_size
         names = list(model.spec.outputs)
         self.mirror = augment.enabled and augment.flip_prob > 0
-        sign = torch.tensor([-1.0 if n in augment.mirrored_labels else 1.0 for n in names])
-        self.mirrored_targets = self.targets * sign
+        self.mirrored_targets = self.targets * augment.mirror_signs(names)
         self._cache: dict[tuple[int, bool, bool], torch.Tensor] = {}
         self.seconds = 0.0
 

@@ -136,11 +136,6 @@ def smooth_labels(labels: np.ndarray, segments: np.ndarray, method: str, window:
     return out
 
 
-def mirror_signs(outputs: Sequence[str], augment: Augmentation) -> np.ndarray:
-    """(L,) -1 for labels a mirror negates, +1 for the others."""
-    return np.array([-1.0 if n in augment.mirrored_labels else 1.0 for n in outputs])
-
-
 @dataclass
 class PseudoLabels:
     """The teacher's labels of the unlabeled frames, and how far to trust each."""
@@ -176,7 +171,7 @@ def pseudo_label(
 ) -> PseudoLabels:
     """Label `images` (N, 3, H, W) uint8 in time order with `teacher` (mirror-averaged),
     smooth along time within `segments`, and mark the most mirror-consistent `keep` share."""
-    signs = mirror_signs(teacher.spec.outputs, augment)
+    signs = augment.mirror_signs(teacher.spec.outputs).double().numpy()
     direct = predict(teacher, images)
     mirrored = predict(teacher, images.flip(3)) * signs
     raw = (direct + mirrored) / 2.0
@@ -191,6 +186,13 @@ def pseudo_label(
         kept[:] = False
         kept[np.argsort(disagreement, kind="stable")[:n]] = True
     return PseudoLabels(images, raw, labels, disagreement, segments, kept)
+
+
+def check_sources(sources: Sequence[str]) -> None:
+    """FileNotFoundError naming the first of `sources` that does not exist."""
+    for path in sources:
+        if not Path(path).expanduser().exists():
+            raise FileNotFoundError(f"--pseudo-label {path}: no such file or folder")
 
 
 def run_ids(positions: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -226,9 +228,7 @@ def unlabeled_frames(
     from sim2real.transfer.splits import streams, subsample
 
     names = ", ".join(map(str, sources))
-    for path in sources:
-        if not Path(path).expanduser().exists():
-            raise FileNotFoundError(f"--pseudo-label {path}: no such file or folder")
+    check_sources(sources)
     records = open_records(list(sources)).records
     runs = streams(records)
     position = {r.image_path: (s, k) for s, stream in enumerate(runs) for k, r in enumerate(stream)}
@@ -300,9 +300,7 @@ def selftrain_sources(config: FinetuneConfig, data: TrainingData) -> tuple[list[
     st = config.selftrain
     assert st is not None
     sources = list(st.unlabeled) or [str(p) for p in config.data]
-    for path in sources:
-        if not Path(path).expanduser().exists():
-            raise FileNotFoundError(f"--pseudo-label {path}: no such file or folder")
+    check_sources(sources)
     exclude = held_out_images(config) if config.data else []
     exclude += [Path(r.image_path) for r in data.parts.train]
     return sources, exclude
