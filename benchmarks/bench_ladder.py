@@ -118,16 +118,10 @@ def main() -> None:
     _, card = load_checkpoint(args.checkpoint)
 
     def train(seed: int, epochs: int) -> TrainConfig:
-        return TrainConfig(
-            epochs=epochs,
-            batch_size=64,
-            lr=1e-3,
-            weight_decay=1e-4,
-            patience=5,
-            seed=seed,
-            num_threads=args.threads,
-            progress=False,
-            tensorboard=False,
+        """finetune's default training, at `epochs`, quiet and on `args.threads`."""
+        update = {"epochs": epochs, "seed": seed, "num_threads": args.threads}
+        return FinetuneConfig().train.model_copy(
+            update={**update, "progress": False, "tensorboard": False}
         )
 
     def frames_of(value: str) -> int | None:

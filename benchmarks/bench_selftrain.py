@@ -39,7 +39,7 @@ import torch
 
 from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.model import predict
-from sim2real.agents.training import TrainConfig, dataset_tensors
+from sim2real.agents.training import dataset_tensors
 from sim2real.common.io import atomic_write_json, atomic_write_text
 from sim2real.transfer.datasets import DrivingDataset, open_records
 from sim2real.transfer.finetune import FinetuneConfig, finetune, open_finetune_data
@@ -143,17 +143,8 @@ def main() -> None:
     print(f"scoring on the {args.score} block: {len(scored)} frames", flush=True)
 
     for seed in args.seeds:
-        train = TrainConfig(
-            epochs=30,
-            batch_size=64,
-            lr=1e-3,
-            weight_decay=1e-4,
-            patience=5,
-            seed=seed,
-            num_threads=args.threads,
-            progress=False,
-            tensorboard=False,
-        )
+        quiet = {"num_threads": args.threads, "progress": False, "tensorboard": False}
+        train = base.train.model_copy(update={"seed": seed, **quiet})  # finetune's defaults
         config = base.model_copy(update={"frames": args.frames, "train": train})
         data = open_finetune_data(config, pre, progress=False)
         if args.labelled_span is not None:  # the N labelled frames from one stretch only
