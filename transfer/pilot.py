@@ -140,7 +140,7 @@ class DonkeyPilot:
             STEERING_OUTPUT not in outputs
         ):
             raise ValueError(
-                f"{path}: not a sim2real pilot export (inputs {[i.name for i in inputs]}, "
+                f"{path}: not a sim2real pilot export (inputs {names}, "
                 f"outputs {outputs}); make one with `sim2real export`"
             )
         meta = session.get_modelmeta().custom_metadata_map
