@@ -50,6 +50,7 @@ from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.closed_loop import evaluate_closed_loop, held_out_seeds
 from sim2real.agents.policy import EVALS_FILE, PolicyConfig, load_policy_config, train_policy
 from sim2real.common.io import atomic_write, atomic_write_json, atomic_write_text
+from sim2real.common.machine import load_text
 
 DEFAULT_CONFIG = (
     Path(__file__).resolve().parent.parent / "experiments/configs/policy_ppo_curves.yaml"
@@ -216,7 +217,7 @@ def main() -> None:
             result = train_policy(config, args.out / arm / f"seed{seed}", resume=True)
             print(
                 f"{arm} seed {seed}: {result.evals[-1]['timesteps']} steps, "
-                f"{time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f}",
+                f"{time.perf_counter() - t0:.0f} s, load {load_text()}",
                 flush=True,
             )
 

@@ -23,8 +23,6 @@ beside the times (the machine is shared).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +34,8 @@ import torch
 from sim2real.agents.closed_loop import DriveFrame, evaluate_closed_loop
 from sim2real.agents.model import DrivingNet, ModelSpec
 from sim2real.agents.preprocessing import Preprocessing
+from sim2real.common.io import atomic_write_json
+from sim2real.common.machine import load_average, load_text, machine_info
 from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.track_env import TrackDrivingEnv
 from sim2real.experiments.drive_video import ClipRecorder, DriveVideoRecorder
@@ -176,10 +176,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.out or Path(tmp)
         for _ in range(args.repeat):
-            load = os.getloadavg()[0]
+            load = load_average()
             wall, cpu, path = encode(frames, track, episode, folder)
-            results.append({"wall_s": wall, "cpu_s": cpu, "load_1min": load})
-            print(f"encode: {wall:.2f} s wall, {cpu:.2f} s CPU (load {load:.1f})")
+            results.append({"wall_s": wall, "cpu_s": cpu, "load_average": load})
+            print(f"encode: {wall:.2f} s wall, {cpu:.2f} s CPU (load {load_text(load)})")
         count, height, width, _ = read_video(path)
         size = path.stat().st_size
         clip_wall, clip_cpu, clip_path = clip(frames, track, episode, folder)
@@ -190,7 +190,7 @@ def main() -> None:
         f"video: {count} frames {width}x{height}, {size / 1e6:.2f} MB; OpenCV threads "
         f"{cv2.getNumThreads()}; hook: {overhead['plain_ms_per_step']:.1f} / "
         f"{overhead['recorded_ms_per_step']:.1f} / {overhead['plain_again_ms_per_step']:.1f} "
-        f"ms per step (plain / recorded / plain), load {os.getloadavg()[0]:.1f}"
+        f"ms per step (plain / recorded / plain), load {load_text()}"
     )
     report = {
         "frames": count,
@@ -200,12 +200,12 @@ def main() -> None:
         "best_wall_s": min(r["wall_s"] for r in results),
         "hook": overhead,
         "clip": {"wall_s": clip_wall, "cpu_s": clip_cpu, "bytes": clip_bytes},
-        "cpus": os.cpu_count(),
+        "machine": machine_info(),
         "opencv": cv2.__version__,
         "opencv_threads": cv2.getNumThreads(),
     }
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_json(args.json, report)
 
 
 if __name__ == "__main__":
