@@ -127,7 +127,7 @@ def print_result(name: str, result: dict) -> None:
         f"{name}: {s['episodes']} tracks, laps {100 * s['lap_completion_rate']:.0f}%, "
         f"lap fraction {s['mean_lap_fraction']:.2f}, |cte| {s['mean_abs_cte_m']:.3f} m, "
         f"speed {s['mean_speed_mps']:.2f} m/s; {result['wall_s']:.0f} s wall at load "
-        f"{' '.join(f'{v:.1f}' for v in result['load_average'])}"
+        f"{load_text(result['machine']['load_average'])}"
     )
     for group, keep in (("failed", False), ("lapped", True)):
         eps = [e for e in result["episodes"] if e["completed"] == keep]
