@@ -110,30 +110,27 @@ def network_frames(checkpoint: Path, steps: int) -> tuple[list[DriveFrame], obje
     return keep.frames, keep.track, keep.episode
 
 
-def encode(frames, track, episode, folder: Path) -> tuple[float, float, Path]:
-    """(wall s, CPU s, video path) of writing one drive video."""
+def timed_recording(recorder, frames, track, episode) -> tuple[float, float]:
+    """(wall s, CPU s) of `recorder` (a drive recorder) writing the drive of `frames`."""
     wall, cpu = time.perf_counter(), time.process_time()
-    recorder = DriveVideoRecorder(folder)
     recorder.begin(SEED, track)
     for frame in frames:
         recorder.frame(frame)
     recorder.end(episode)
-    return (
-        time.perf_counter() - wall,
-        time.process_time() - cpu,
-        folder / f"seed-{SEED}.mp4",
-    )
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def encode(frames, track, episode, folder: Path) -> tuple[float, float, Path]:
+    """(wall s, CPU s, video path) of writing one drive video."""
+    wall, cpu = timed_recording(DriveVideoRecorder(folder), frames, track, episode)
+    return wall, cpu, folder / f"seed-{SEED}.mp4"
 
 
 def clip(frames, track, episode, folder: Path) -> tuple[float, float, Path]:
     """(wall s, CPU s, path) of writing the report's WebP clip of the drive."""
-    wall, cpu = time.perf_counter(), time.process_time()
     recorder = ClipRecorder(folder)
-    recorder.begin(SEED, track)
-    for frame in frames:
-        recorder.frame(frame)
-    recorder.end(episode)
-    return time.perf_counter() - wall, time.process_time() - cpu, recorder.written[0]
+    wall, cpu = timed_recording(recorder, frames, track, episode)
+    return wall, cpu, recorder.written[0]
 
 
 def hook_overhead(steps: int) -> dict[str, float]:
