@@ -38,9 +38,9 @@ from sim2real.agents.closed_loop import camera_size_for, drive_episode, summariz
 from sim2real.agents.dagger import checkpoint_fingerprint
 from sim2real.agents.policy import EVALS_FILE
 from sim2real.agents.sb3_env import PreprocessObservation
+from sim2real.common.digest import file_sha256
 from sim2real.common.io import atomic_write, atomic_write_json, atomic_write_text
 from sim2real.envs.track_env import TrackDrivingEnv
-from sim2real.experiments.stages import file_sha256
 
 ARMS = ("start", "end")
 EPISODES_FILE = "episodes.jsonl"
