@@ -39,7 +39,12 @@ from sim2real.agents.dagger import checkpoint_fingerprint
 from sim2real.agents.policy import EVALS_FILE
 from sim2real.agents.sb3_env import PreprocessObservation
 from sim2real.common.digest import file_sha256
-from sim2real.common.io import atomic_write, atomic_write_json, atomic_write_text
+from sim2real.common.io import (
+    agg_pyplot,
+    atomic_save_figure,
+    atomic_write_json,
+    atomic_write_text,
+)
 from sim2real.envs.track_env import TrackDrivingEnv
 
 ARMS = ("start", "end")
@@ -168,10 +173,7 @@ def paired_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def plot_curves(runs: dict[str, Path], path: Path) -> None:
     """Lap completion rate and mean speed of each run's evals.json against env steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for name, run in runs.items():
@@ -184,7 +186,7 @@ def plot_curves(runs: dict[str, Path], path: Path) -> None:
     axes[1].set(xlabel="env steps", ylabel="mean speed (m/s)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"))
+    atomic_save_figure(fig, path, dpi=100)
 
 
 def main() -> None:
