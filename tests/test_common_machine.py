@@ -1,3 +1,4 @@
+import json
 import os
 
 import torch
@@ -17,6 +18,7 @@ def test_machine_info_reports_this_process_threads_and_load():
     assert info["torch"] == torch.__version__
     assert len(info["load_average"]) == 3 and "load_before" not in info
     assert info["utc"].endswith("+00:00")
+    json.dumps(info, allow_nan=False)  # goes into benchmark JSON written with atomic_write_json
 
 
 def test_a_timed_span_gives_load_before_and_after():
