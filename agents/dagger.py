@@ -20,6 +20,7 @@ from sim2real.agents.checkpoint import CARD_FILE, WEIGHTS_FILE, load_checkpoint
 from sim2real.agents.closed_loop import network_policy
 from sim2real.agents.model import DrivingNet
 from sim2real.agents.shipped import resolve_checkpoint
+from sim2real.common.digest import update_with_file
 
 
 def checkpoint_fingerprint(directory: str | Path) -> str:
@@ -31,9 +32,7 @@ def checkpoint_fingerprint(directory: str | Path) -> str:
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: {directory} is not a sim2real checkpoint")
         digest.update(name.encode())
-        with path.open("rb") as file:
-            for block in iter(lambda: file.read(1 << 20), b""):
-                digest.update(block)
+        update_with_file(digest, path)
     return digest.hexdigest()
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -36,6 +35,8 @@ from sim2real.agents.closed_loop import (
     held_out_seeds,
 )
 from sim2real.agents.model import STEERING
+from sim2real.common.io import atomic_write_text
+from sim2real.common.machine import load_text, machine_info
 from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.track_env import TrackDrivingEnv
 from sim2real.envs.tracks import SAMPLE_SPACING
@@ -70,7 +71,8 @@ def bench(
 ) -> dict:
     if source.endswith(".json"):
         result = json.loads(Path(source).read_text())
-        result["wall_s"], result["load_average"] = float("nan"), os.getloadavg()
+        result["wall_s"] = float("nan")
+        result.setdefault("machine", machine_info())  # a saved result keeps its own
         size = tuple(result["settings"]["image_size"])
     else:
         model, card = load_checkpoint(source)
@@ -82,7 +84,7 @@ def bench(
         result = evaluate_closed_loop(
             model, seeds=seeds, image_size=size, strength=strength, throttle_scale=throttle_scale
         )
-        result["wall_s"], result["load_average"] = time.perf_counter() - t0, os.getloadavg()
+        result["wall_s"], result["machine"] = time.perf_counter() - t0, machine_info()
     env = TrackDrivingEnv(image_size=size, strength=result["settings"]["strength"])
     try:
         for e in result["episodes"]:
@@ -125,7 +127,7 @@ def print_result(name: str, result: dict) -> None:
         f"{name}: {s['episodes']} tracks, laps {100 * s['lap_completion_rate']:.0f}%, "
         f"lap fraction {s['mean_lap_fraction']:.2f}, |cte| {s['mean_abs_cte_m']:.3f} m, "
         f"speed {s['mean_speed_mps']:.2f} m/s; {result['wall_s']:.0f} s wall at load "
-        f"{' '.join(f'{v:.1f}' for v in result['load_average'])}"
+        f"{load_text(result['machine']['load_average'])}"
     )
     for group, keep in (("failed", False), ("lapped", True)):
         eps = [e for e in result["episodes"] if e["completed"] == keep]
@@ -204,7 +206,7 @@ def main() -> None:
         laps = results["expert"]["outcomes"].count("lap")
         print(
             f"expert: {laps}/{args.episodes} laps, outcomes {results['expert']['outcomes']}; "
-            f"{time.perf_counter() - t0:.0f} s wall at load {os.getloadavg()[0]:.1f}"
+            f"{time.perf_counter() - t0:.0f} s wall at load {load_text()}"
         )
     for checkpoint in args.checkpoints:
         for strength in args.strength:
@@ -219,7 +221,7 @@ def main() -> None:
             )
             print_result(f"{checkpoint} (strength {strength})", results[key])
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        atomic_write_text(args.json, json.dumps(results, indent=2))  # NaN wall_s: not strict JSON
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ here) or ``test`` (the last 20%: report only). Steering R^2 and Pearson r, point
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.model import STEERING, predict
 from sim2real.agents.training import TrainConfig
 from sim2real.common.io import atomic_write_json
+from sim2real.common.machine import machine_info
 from sim2real.transfer.adapter import AdapterConfig, reheaded
 from sim2real.transfer.cotrain import CotrainConfig
 from sim2real.transfer.datasets import DrivingDataset
@@ -203,7 +203,7 @@ def main() -> None:
                 "checkpoint_trained_on": card.trained_on.get("paths"),
                 "split": args.split,
                 "scored_frames": len(part),
-                "load_average": os.getloadavg(),
+                "machine": machine_info(),
                 "results": results,
             },
         )

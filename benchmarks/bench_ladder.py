@@ -21,8 +21,6 @@ table to OUT/NAME.md, with the machine, its load and this command.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -36,6 +34,7 @@ import torch
 from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.training import TrainConfig
 from sim2real.common.io import atomic_write_json, atomic_write_text
+from sim2real.common.machine import load_average, machine_info
 from sim2real.transfer.evaluate import evaluate_offline
 from sim2real.transfer.finetune import FinetuneConfig, finetune, open_finetune_data
 from sim2real.transfer.ladder import LadderConfig
@@ -85,22 +84,13 @@ def main() -> None:
         results.setdefault("checkpoint", str(args.checkpoint.resolve()))
         results.setdefault("data", str(args.data.resolve()))
         results.setdefault("command", "(run interrupted; cells so far)")
-        results.setdefault(
-            "machine",
-            {
-                "cpus": os.cpu_count(),
-                "load_before": "?",
-                "load_after": [round(v, 2) for v in os.getloadavg()],
-                "platform": platform.platform(),
-                "threads": args.threads,
-            },
-        )
+        results.setdefault("machine", {**machine_info(load_before=[]), "load_before": "?"})
         atomic_write_text(args.out / f"{args.name}.md", markdown(results, args))
         return
     cells: dict = results["cells"]
     work = Path(tempfile.mkdtemp(prefix="bench_ladder_"))
     started = time.perf_counter()
-    load_before = os.getloadavg()
+    load_before = load_average()
 
     def save() -> None:
         atomic_write_json(json_path, results)
@@ -188,11 +178,7 @@ def main() -> None:
             print(f"{args.name} N={value} seed {seed} scratch: {cells[key]['raw']}", flush=True)
             save()
     results["machine"] = {
-        "cpus": os.cpu_count(),
-        "load_before": [round(v, 2) for v in load_before],
-        "load_after": [round(v, 2) for v in os.getloadavg()],
-        "platform": platform.platform(),
-        "threads": args.threads,
+        **machine_info(load_before),
         "seconds_this_run": round(time.perf_counter() - started, 1),
     }
     results["command"] = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])

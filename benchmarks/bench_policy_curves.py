@@ -49,7 +49,13 @@ import torch
 from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.closed_loop import evaluate_closed_loop, held_out_seeds
 from sim2real.agents.policy import EVALS_FILE, PolicyConfig, load_policy_config, train_policy
-from sim2real.common.io import atomic_write, atomic_write_json, atomic_write_text
+from sim2real.common.io import (
+    agg_pyplot,
+    atomic_save_figure,
+    atomic_write_json,
+    atomic_write_text,
+)
+from sim2real.common.machine import load_text
 
 DEFAULT_CONFIG = (
     Path(__file__).resolve().parent.parent / "experiments/configs/policy_ppo_curves.yaml"
@@ -147,10 +153,7 @@ def write_csv(path: Path, runs: dict) -> None:
 
 
 def plot(runs: dict, summary: dict, ref: dict | None, title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     panels = (
@@ -183,7 +186,7 @@ def plot(runs: dict, summary: dict, ref: dict | None, title: str, path: Path) ->
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{title}: mean over seeds (+-1 s.e. over episodes), each seed thin", fontsize=10)
     fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"))
+    atomic_save_figure(fig, path, dpi=100)
 
 
 def main() -> None:
@@ -216,7 +219,7 @@ def main() -> None:
             result = train_policy(config, args.out / arm / f"seed{seed}", resume=True)
             print(
                 f"{arm} seed {seed}: {result.evals[-1]['timesteps']} steps, "
-                f"{time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f}",
+                f"{time.perf_counter() - t0:.0f} s, load {load_text()}",
                 flush=True,
             )
 

@@ -11,8 +11,11 @@ Both networks drive each seed in turn (start, then end), at their own speed (no 
 scale), through `sim2real.agents.closed_loop.drive_episode` (what `sim2real evaluate --sim` does,
 with the same stall rule), so a run stopped early
 still holds paired results for the seeds it reached. Every seed's two episodes are appended to
-OUT/episodes.jsonl as they finish, and a re-run skips the seeds already there (resumable);
-OUT/summary.json holds the totals. `--curves NAME=RUN ...` also plots the runs' evals.json
+OUT/episodes.jsonl as they finish (the file is rewritten atomically), and a re-run skips the
+seeds already there (resumable); OUT/settings.json holds what the drives depend on (the two
+checkpoints' fingerprints, the worlds' spec and its hash, strength, step limit), and a re-run,
+or a `--reuse-start` of another OUT, with other settings is refused. OUT/summary.json holds the
+totals. `--curves NAME=RUN ...` also plots the runs' evals.json
 (lap rate and mean speed on their selection seeds against env steps) to OUT/curves.png.
 The paired test is McNemar's exact test: a two-sided
 binomial test on the tracks that exactly one of the two networks laps.
@@ -32,23 +35,120 @@ from scipy.stats import binomtest
 
 from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.closed_loop import camera_size_for, drive_episode, summarize
+from sim2real.agents.dagger import checkpoint_fingerprint
 from sim2real.agents.policy import EVALS_FILE
 from sim2real.agents.sb3_env import PreprocessObservation
-from sim2real.common.io import atomic_write, atomic_write_json
+from sim2real.common.digest import file_sha256
+from sim2real.common.io import (
+    agg_pyplot,
+    atomic_save_figure,
+    atomic_write_json,
+    atomic_write_text,
+)
 from sim2real.envs.track_env import TrackDrivingEnv
 
 ARMS = ("start", "end")
+EPISODES_FILE = "episodes.jsonl"
+SETTINGS_FILE = "settings.json"
+WORLD_KEYS = ("strength", "max_steps", "throttle_scale")
+"""settings besides the networks and the spec that a drive depends on"""
 
 
 def read_done(path: Path) -> dict[int, dict[str, Any]]:
-    """{seed: {"start": episode, "end": episode}} already in the JSONL file."""
+    """{seed: {"start": episode, "end": episode}} already in the JSONL file.
+
+    A last line cut short (an append interrupted before this file was rewritten atomically) is
+    dropped, as its seed was not finished; any other unreadable line is a ValueError."""
     done: dict[int, dict[str, Any]] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                done[int(row["seed"])] = row
+    if not path.is_file():
+        return done
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines) and not text.endswith("\n"):
+                break
+            raise ValueError(f"{path}: line {number} is not a JSON episode row") from None
+        done[int(row["seed"])] = row
     return done
+
+
+def write_done(path: Path, done: dict[int, dict[str, Any]]) -> None:
+    """The rows of `done` as JSONL at `path`, atomically (a reader sees all or none of a row)."""
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in done.values()))
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What the drives of this run depend on: both networks (path and fingerprint), the worlds'
+    spec (path and SHA-256; None: the envs' default), strength, step limit, throttle scale."""
+    spec = args.randomization
+    return {
+        "start": str(args.start),
+        "start_fingerprint": checkpoint_fingerprint(args.start),
+        "end": str(args.end),
+        "end_fingerprint": checkpoint_fingerprint(args.end),
+        "randomization": None if spec is None else str(spec),
+        "randomization_sha256": None if spec is None else file_sha256(Path(spec)),
+        "strength": args.strength,
+        "max_steps": args.max_steps,
+        "throttle_scale": 1.0,
+    }
+
+
+def saved_settings(out: Path) -> dict[str, Any] | None:
+    """OUT's settings.json; for a run from before it was written, its summary.json's settings
+    (paths only, no fingerprints); None if OUT has neither."""
+    for path, key in ((out / SETTINGS_FILE, None), (out / "summary.json", "settings")):
+        if path.is_file():
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            return saved if key is None else saved[key]
+    return None
+
+
+def setting_differences(
+    saved: dict[str, Any], now: dict[str, Any], arms: tuple[str, ...]
+) -> list[str]:
+    """How `saved` differs from `now` for drives of `arms`, one phrase each ([]: the same).
+
+    A network or the spec is compared by its fingerprint where both have one, else by path."""
+    differ = []
+    for name in (*arms, "randomization"):
+        key = f"{name}_fingerprint" if name in ARMS else f"{name}_sha256"
+        if key in saved:
+            if saved[key] != now[key]:
+                differ.append(f"{name} {saved[name]} there vs {now[name]} now (other contents)")
+        elif _resolved(saved.get(name)) != _resolved(now[name]):
+            differ.append(f"{name} {saved.get(name)} there vs {now[name]} now")
+    for key in WORLD_KEYS:
+        if key in saved and saved[key] != now[key]:
+            differ.append(f"{key} {saved[key]} there vs {now[key]} now")
+    return differ
+
+
+def _resolved(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
+def check_settings(folder: Path, now: dict[str, Any], arms: tuple[str, ...], what: str) -> None:
+    """SystemExit with one line when `folder`'s episodes were driven with other settings (for
+    `arms`), or cannot be checked (episodes but no settings saved)."""
+    saved = saved_settings(folder)
+    if saved is None:
+        if read_done(folder / EPISODES_FILE):
+            raise SystemExit(
+                f"error: {what} {folder} has episodes but no {SETTINGS_FILE} or summary.json, "
+                "so its settings cannot be checked; use a fresh --out"
+            )
+        return
+    differ = setting_differences(saved, now, arms)
+    if differ:
+        raise SystemExit(
+            f"error: {what} {folder} was driven with other settings: {'; '.join(differ)}"
+        )
 
 
 def paired_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -73,10 +173,7 @@ def paired_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def plot_curves(runs: dict[str, Path], path: Path) -> None:
     """Lap completion rate and mean speed of each run's evals.json against env steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for name, run in runs.items():
@@ -89,7 +186,7 @@ def plot_curves(runs: dict[str, Path], path: Path) -> None:
     axes[1].set(xlabel="env steps", ylabel="mean speed (m/s)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"))
+    atomic_save_figure(fig, path, dpi=100)
 
 
 def main() -> None:
@@ -127,7 +224,14 @@ def main() -> None:
     if len(sizes) != 1:
         raise SystemExit(f"error: the two checkpoints use different cameras {sorted(sizes)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    episodes_path = args.out / "episodes.jsonl"
+    episodes_path = args.out / EPISODES_FILE
+    settings = run_settings(args)
+    check_settings(args.out, settings, ARMS, "--out")
+    if args.reuse_start:
+        if not (args.reuse_start / EPISODES_FILE).is_file():
+            raise SystemExit(f"error: --reuse-start {args.reuse_start} has no {EPISODES_FILE}")
+        check_settings(args.reuse_start, settings, ("start",), "--reuse-start")
+    atomic_write_json(args.out / SETTINGS_FILE, settings)
     done = read_done(episodes_path)
     seeds = range(args.seed_start, args.seed_start + args.episodes)
     envs = {
@@ -137,7 +241,7 @@ def main() -> None:
         )
         for arm in ARMS
     }
-    earlier = read_done(args.reuse_start / "episodes.jsonl") if args.reuse_start else {}
+    earlier = read_done(args.reuse_start / EPISODES_FILE) if args.reuse_start else {}
     for seed in seeds:
         if seed in done:
             continue
@@ -148,9 +252,8 @@ def main() -> None:
             t0 = time.perf_counter()
             episode = drive_episode(nets[arm][0], envs[arm], seed, max_steps=args.max_steps)
             row[arm] = {**episode, "seconds": time.perf_counter() - t0}
-        with episodes_path.open("a", encoding="utf-8") as f:  # one line per seed: resumable
-            f.write(json.dumps(row) + "\n")
         done[seed] = row
+        write_done(episodes_path, done)  # after every seed: resumable
         print(
             f"seed {seed}: start {row['start']['outcome']}, end {row['end']['outcome']}",
             flush=True,
@@ -158,14 +261,7 @@ def main() -> None:
     rows = [done[s] for s in seeds if s in done]
     summary = {
         **paired_summary(rows),
-        "settings": {
-            "start": str(args.start),
-            "end": str(args.end),
-            "randomization": None if args.randomization is None else str(args.randomization),
-            "strength": args.strength,
-            "max_steps": args.max_steps,
-            "throttle_scale": 1.0,
-        },
+        "settings": settings,
     }
     atomic_write_json(args.out / "summary.json", summary)
     s = summary

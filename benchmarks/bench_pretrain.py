@@ -10,7 +10,6 @@ on, validation pass included, TensorBoard and progress bar off).
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 
@@ -21,6 +20,7 @@ from sim2real.agents.encoders import ENCODERS
 from sim2real.agents.model import DrivingNet, ModelSpec
 from sim2real.agents.pretrain import DEFAULT_OUTPUTS
 from sim2real.agents.training import TrainConfig, fit
+from sim2real.common.machine import describe_machine
 
 TARGET_FRAMES = 20_000
 BUDGET_S = 600.0
@@ -44,10 +44,10 @@ def main() -> None:
     targets = torch.rand(args.frames + n_val, len(DEFAULT_OUTPUTS), generator=g) * 2 - 1
     train = TensorDataset(images[: args.frames], targets[: args.frames])
     val = TensorDataset(images[args.frames :], targets[args.frames :])
-    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(f"before: {describe_machine()}")
     print(
         f"{args.frames} train + {n_val} val frames {spec0.input_shape}, batch {args.batch_size}, "
-        f"{args.threads} threads, torch {torch.__version__}"
+        f"{args.threads} threads"
     )
     print(
         f"{'architecture':14s} {'params':>9s} {'s/epoch':>8s} {'ms/frame':>9s} "

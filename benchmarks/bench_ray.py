@@ -29,11 +29,12 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
-import os
 import statistics
 import time
 from pathlib import Path
 
+from sim2real.common.io import atomic_write_json
+from sim2real.common.machine import load_average, load_text, machine_info
 from sim2real.experiments.grid import Cell, LocalExecutor
 from sim2real.experiments.study import StudyConfig, load_study_config, packaged_config, run_study
 
@@ -53,10 +54,6 @@ SETUPS = {
     "ray2": {"ray": True, "cpus_per_cell": 1, "threads": 1, "workers": 1},
 }
 MACHINES = (1, 2, 4, 8, 16, 64)
-
-
-def load() -> str:
-    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def cell_results(out: Path) -> dict[str, dict]:
@@ -84,7 +81,7 @@ def run_setup(name: str, config: StudyConfig, out: Path, num_cpus: int) -> dict:
         config.runtime.num_threads = setup["threads"]
     if setup["workers"]:
         config.runtime.workers = setup["workers"]
-    before = load()
+    before = load_average()
     started = time.perf_counter()
     if setup["ray"]:
         from sim2real.experiments.ray_executor import RayExecutor
@@ -110,8 +107,7 @@ def run_setup(name: str, config: StudyConfig, out: Path, num_cpus: int) -> dict:
         "cells": len(cells),
         "cell_seconds_sum": round(sum(c["seconds"] for c in cells.values()), 1),
         "failures": [f"{f.cell.label}: {f.error}" for f in run.failures],
-        "load_before": before,
-        "load_after": load(),
+        "machine": machine_info(before),
     }
 
 
@@ -262,12 +258,12 @@ def main() -> None:
         summary = run_setup(name, config, out, args.num_cpus)
         summaries.append(summary)
         print(json.dumps(summary))
-    (args.out / f"summary_{int(time.time())}.json").write_text(json.dumps(summaries, indent=2))
+    atomic_write_json(args.out / f"summary_{int(time.time())}.json", summaries)
     print(f"\n{'setup':<6} {'wall s':>7} {'cells':>5} {'sum cell s':>10}  load before -> after")
     for s in summaries:
         print(
             f"{s['setup']:<6} {s['wall_s']:7.1f} {s['cells']:5d} {s['cell_seconds_sum']:10.1f}"
-            f"  {s['load_before']} -> {s['load_after']}"
+            f"  {load_text(s['machine']['load_before'])} -> {load_text(s['machine']['load_after'])}"
         )
     names = [s["setup"] for s in summaries]
     for other in names[1:]:

@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -41,6 +39,7 @@ from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.model import predict
 from sim2real.agents.training import dataset_tensors
 from sim2real.common.io import atomic_write_json, atomic_write_text
+from sim2real.common.machine import load_average, machine_info
 from sim2real.transfer.datasets import DrivingDataset, open_records
 from sim2real.transfer.finetune import FinetuneConfig, finetune, open_finetune_data
 from sim2real.transfer.metrics import pearson_r, r2
@@ -119,12 +118,12 @@ def main() -> None:
     results.setdefault("variants", {}).update(variants)
     if args.report_only:  # a run still going (or stopped) has no machine entry yet
         results.setdefault("command", "(run interrupted; cells so far)")
-        results.setdefault("machine", {"load_now": [round(v, 2) for v in os.getloadavg()]})
+        results.setdefault("machine", {"load_now": load_average()})
         results.setdefault("score", args.score)
         atomic_write_text(args.out / f"{args.name}.md", markdown(results))
         return
     work = Path(tempfile.mkdtemp(prefix="bench_selftrain_"))
-    load_before = os.getloadavg()
+    load_before = load_average()
     started = time.perf_counter()
     parent, card = load_checkpoint(args.checkpoint)
     pre = card.spec.preprocessing
@@ -238,13 +237,8 @@ def main() -> None:
             )
             save()
     results["machine"] = {
-        "cpus": os.cpu_count(),
-        "load_before": [round(v, 2) for v in load_before],
-        "load_after": [round(v, 2) for v in os.getloadavg()],
-        "platform": platform.platform(),
-        "threads": args.threads,
+        **machine_info(load_before),  # its utc is when the run finished
         "seconds_this_run": round(time.perf_counter() - started, 1),
-        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     results["command"] = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     results["score"] = args.score

@@ -23,8 +23,6 @@ beside the times (the machine is shared).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +34,8 @@ import torch
 from sim2real.agents.closed_loop import DriveFrame, evaluate_closed_loop
 from sim2real.agents.model import DrivingNet, ModelSpec
 from sim2real.agents.preprocessing import Preprocessing
+from sim2real.common.io import atomic_write_json
+from sim2real.common.machine import load_average, load_text, machine_info
 from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.track_env import TrackDrivingEnv
 from sim2real.experiments.drive_video import ClipRecorder, DriveVideoRecorder
@@ -110,30 +110,27 @@ def network_frames(checkpoint: Path, steps: int) -> tuple[list[DriveFrame], obje
     return keep.frames, keep.track, keep.episode
 
 
-def encode(frames, track, episode, folder: Path) -> tuple[float, float, Path]:
-    """(wall s, CPU s, video path) of writing one drive video."""
+def timed_recording(recorder, frames, track, episode) -> tuple[float, float]:
+    """(wall s, CPU s) of `recorder` (a drive recorder) writing the drive of `frames`."""
     wall, cpu = time.perf_counter(), time.process_time()
-    recorder = DriveVideoRecorder(folder)
     recorder.begin(SEED, track)
     for frame in frames:
         recorder.frame(frame)
     recorder.end(episode)
-    return (
-        time.perf_counter() - wall,
-        time.process_time() - cpu,
-        folder / f"seed-{SEED}.mp4",
-    )
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def encode(frames, track, episode, folder: Path) -> tuple[float, float, Path]:
+    """(wall s, CPU s, video path) of writing one drive video."""
+    wall, cpu = timed_recording(DriveVideoRecorder(folder), frames, track, episode)
+    return wall, cpu, folder / f"seed-{SEED}.mp4"
 
 
 def clip(frames, track, episode, folder: Path) -> tuple[float, float, Path]:
     """(wall s, CPU s, path) of writing the report's WebP clip of the drive."""
-    wall, cpu = time.perf_counter(), time.process_time()
     recorder = ClipRecorder(folder)
-    recorder.begin(SEED, track)
-    for frame in frames:
-        recorder.frame(frame)
-    recorder.end(episode)
-    return time.perf_counter() - wall, time.process_time() - cpu, recorder.written[0]
+    wall, cpu = timed_recording(recorder, frames, track, episode)
+    return wall, cpu, recorder.written[0]
 
 
 def hook_overhead(steps: int) -> dict[str, float]:
@@ -176,10 +173,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.out or Path(tmp)
         for _ in range(args.repeat):
-            load = os.getloadavg()[0]
+            load = load_average()
             wall, cpu, path = encode(frames, track, episode, folder)
-            results.append({"wall_s": wall, "cpu_s": cpu, "load_1min": load})
-            print(f"encode: {wall:.2f} s wall, {cpu:.2f} s CPU (load {load:.1f})")
+            results.append({"wall_s": wall, "cpu_s": cpu, "load_average": load})
+            print(f"encode: {wall:.2f} s wall, {cpu:.2f} s CPU (load {load_text(load)})")
         count, height, width, _ = read_video(path)
         size = path.stat().st_size
         clip_wall, clip_cpu, clip_path = clip(frames, track, episode, folder)
@@ -190,7 +187,7 @@ def main() -> None:
         f"video: {count} frames {width}x{height}, {size / 1e6:.2f} MB; OpenCV threads "
         f"{cv2.getNumThreads()}; hook: {overhead['plain_ms_per_step']:.1f} / "
         f"{overhead['recorded_ms_per_step']:.1f} / {overhead['plain_again_ms_per_step']:.1f} "
-        f"ms per step (plain / recorded / plain), load {os.getloadavg()[0]:.1f}"
+        f"ms per step (plain / recorded / plain), load {load_text()}"
     )
     report = {
         "frames": count,
@@ -200,12 +197,12 @@ def main() -> None:
         "best_wall_s": min(r["wall_s"] for r in results),
         "hook": overhead,
         "clip": {"wall_s": clip_wall, "cpu_s": clip_cpu, "bytes": clip_bytes},
-        "cpus": os.cpu_count(),
+        "machine": machine_info(),
         "opencv": cv2.__version__,
         "opencv_threads": cv2.getNumThreads(),
     }
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,16 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
 
 
+def agg_pyplot() -> Any:
+    """`matplotlib.pyplot` on the Agg backend (files only, no display), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def atomic_save_figure(fig: Any, path: str | Path, **savefig: Any) -> Path:
     """Save a matplotlib figure as PNG at `path` atomically, then close it (`savefig`: extra
     `Figure.savefig` arguments, e.g. dpi). Returns the path."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim2real.common.io import atomic_save_figure
+from sim2real.common.io import agg_pyplot, atomic_save_figure
 from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.randomization import STYLES, RandomizationSpec, resolve_spec
 from sim2real.envs.track_env import TrackDrivingEnv
@@ -70,10 +70,7 @@ def write_preview(
     image_size: tuple[int, int] = (120, 160),
 ) -> Path:
     """Render the contact sheet and the map into one PNG at `out` (written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     out = Path(out)
     if out.suffix.lower() != ".png":
@@ -123,10 +120,7 @@ def write_style_preview(
 ) -> Path:
     """One row per track style (randomization.STYLES) of `per_style` frames, the style pinned
     and everything else drawn from the spec at `strength`; PNG at `out` (written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     out = Path(out)
     if out.suffix.lower() != ".png":

@@ -28,12 +28,9 @@ ARM_STYLE = {
 
 
 def _pyplot():
-    import matplotlib
+    from sim2real.common.io import agg_pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return agg_pyplot()
 
 
 def _save(fig, path: Path) -> Path:

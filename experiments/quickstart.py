@@ -9,13 +9,12 @@ resumable too. The wall time and the machine's load are written to ``OUT/timing.
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from sim2real.common.io import atomic_write_json
+from sim2real.common.machine import machine_info
 from sim2real.experiments.grid import Executor
 from sim2real.experiments.study import StudyRun, load_study_config, packaged_config, run_study
 
@@ -23,17 +22,6 @@ QUICKSTART_CONFIG = "quickstart"
 """fine-tunes the shipped network"""
 QUICKSTART_PRETRAIN_CONFIG = "quickstart_pretrain"
 """pretrains its own small network first"""
-
-
-def machine() -> dict[str, object]:
-    """CPU count, 1/5/15-minute load averages and platform: the context of a timing."""
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    return {
-        "cpus": os.cpu_count(),
-        "load_average": [round(v, 2) for v in load],
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-    }
 
 
 def run_quickstart(
@@ -52,7 +40,7 @@ def run_quickstart(
     out = Path(out)
     name = QUICKSTART_PRETRAIN_CONFIG if pretrain else QUICKSTART_CONFIG
     config = load_study_config(config_path or packaged_config(name))
-    before = machine()
+    before = machine_info()
     started = time.perf_counter()
     run = run_study(config, out, executor=executor, log_line=log_line)
     seconds = time.perf_counter() - started
@@ -63,7 +51,7 @@ def run_quickstart(
             "cells_computed": len(run.computed),
             "cells_cached": len(run.cached),
             "machine_before": before,
-            "machine_after": machine(),
+            "machine_after": machine_info(),
         },
     )
     return run

@@ -50,14 +50,6 @@ def data_fingerprint(paths: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def set_threads(ctx: StepContext) -> None:
     """torch's intra-op threads for a cell's step, from its runtime settings (None: leave)."""
     threads = ctx.cell.runtime.get("num_threads")

@@ -173,7 +173,7 @@ def _external_cell(reference: str | Path, runtime: dict[str, Any], label: str) -
     """A cell that copies a checkpoint made elsewhere (a folder or a shipped name), keyed by
     its resolved folder and its weights' digest."""
     from sim2real.agents.shipped import resolve_checkpoint
-    from sim2real.experiments.stages import file_sha256
+    from sim2real.common.digest import file_sha256
 
     path = resolve_checkpoint(reference).resolve()
     weights = path / "model.safetensors"

@@ -48,11 +48,6 @@ def write_sim_tub(path, n=60, seed=0):
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
 def real_images(cache_dir):
     records = open_records(sample_path()).records[:96]
     return DrivingDataset(records, Preprocessing(), ["user/angle"], cache_dir, progress=False)

@@ -26,11 +26,6 @@ def parent(tmp_path_factory, sim_tub):
     return save_parent(tmp_path_factory.mktemp("parent"), {"paths": [str(sim_tub)]})
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
 def config(parent, cache_dir, **changes):
     return finetune_config(parent, cache_dir, 48, **changes)
 

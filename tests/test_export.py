@@ -236,3 +236,23 @@ def test_export_refuses_a_frame_size_the_network_was_not_trained_on(tmp_path):
     with pytest.raises(ValueError, match=r"frames are 320x240 .* trained on 160x120"):
         export_onnx(tmp_path / "ckpt", tmp_path / "p.onnx", source_size=(240, 320))
     assert not (tmp_path / "p.onnx").exists()
+
+
+def test_a_temporal_parity_check_needs_steering_and_throttle_outputs(frames):
+    """The check feeds the network its own previous [steering, throttle] (`rollout_context`,
+    through `predict_rollout`, as evaluate and the closed-loop driver do): a temporal network
+    without a throttle output is refused in one line, as they refuse it."""
+    from sim2real.agents.temporal import Temporal
+    from sim2real.transfer.export import rollout_context
+
+    temporal = Temporal(previous_action=True)
+    steering_only = ModelSpec(outputs=["user/angle"], hidden=8, temporal=temporal)
+    wrapper = CarInputModel(DrivingNet(steering_only), frames.shape[1:3])
+    with pytest.raises(ValueError, match="rollout needs outputs 'user/angle' and 'user/throttle'"):
+        rollout_context(wrapper, frames[:3])
+    both = ModelSpec(outputs=["user/angle", "user/throttle"], hidden=8, temporal=temporal)
+    wrapper = CarInputModel(DrivingNet(both), frames.shape[1:3])
+    context = rollout_context(wrapper, frames)
+    assert context.shape == (len(frames), 2) and context.dtype == np.float32
+    assert not context[0].any() and context[1:].any() and np.abs(context).max() <= 1.0
+    assert rollout_context(wrapper, frames[:0]).shape == (0, 2)

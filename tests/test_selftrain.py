@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from model_helpers import finetune_config, save_parent
+from model_helpers import finetune_config
 
 from sim2real.agents.augment import Augmentation
 from sim2real.agents.checkpoint import load_checkpoint
@@ -24,16 +24,6 @@ from sim2real.transfer.selftrain import (
     smooth_labels,
     unlabeled_frames,
 )
-
-
-@pytest.fixture(scope="module")
-def parent(tmp_path_factory):
-    return save_parent(tmp_path_factory.mktemp("parent"), {}, history=[])
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
 
 
 def test_run_ids_break_at_skips_and_stream_changes():

@@ -51,11 +51,6 @@ def runs(records):
     return out
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("frame_cache")
-
-
 def test_real_split_of_the_sample_is_the_one_evaluate_and_the_study_use():
     records = open_records([sample_path()]).records
     parts = split_records(records, REAL_SPLIT, seed=0)

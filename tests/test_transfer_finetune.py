@@ -21,11 +21,6 @@ def parent(tmp_path_factory):
     return save_parent(tmp_path_factory.mktemp("parent"), {"sim": True})
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
 @pytest.fixture
 def tmp_cfg(parent, cache_dir):
     """config(**changes) for this test, sharing the module's frame cache."""

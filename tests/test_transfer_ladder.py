@@ -4,7 +4,6 @@
 import numpy as np
 import pytest
 import torch
-from model_helpers import save_parent
 
 from sim2real.agents.calibration import affine_output, fit_affine
 from sim2real.agents.checkpoint import read_weights
@@ -16,16 +15,6 @@ from sim2real.transfer.ladder import RUNGS, LadderConfig
 from sim2real.transfer.ladder_cv import RungScore, pick_rung
 from sim2real.transfer.sample_data import sample_path
 from sim2real.transfer.splits import kfold_blocks, min_frames_for_folds
-
-
-@pytest.fixture(scope="module")
-def parent(tmp_path_factory):
-    return save_parent(tmp_path_factory.mktemp("parent"), {}, history=[])
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
 
 
 def config(parent, cache_dir, freeze, rungs=None, **changes):

@@ -164,19 +164,19 @@ class CarInputModel(nn.Module):
 
 
 def rollout_context(wrapper: CarInputModel, frames: np.ndarray) -> np.ndarray:
-    """The previous action (N, 2) float32 a pilot would feed over consecutive `frames`: the
-    fallback (0, 0) at the first, then torch's clipped [steering, throttle] of the frame
-    before (throttle 0 where the network predicts none)."""
+    """The previous action (N, 2) float32 a pilot would feed over consecutive `frames`
+    (N, H, W, 3) uint8: the fallback (0, 0) at the first, then the clipped [steering, throttle]
+    torch predicts for the frame before, fed its own previous action (`predict_rollout` on the
+    frames as the graph preprocesses them; ValueError for a network without both outputs)."""
+    from sim2real.agents.model import STEERING, THROTTLE, predict_rollout
+
+    with torch.no_grad():  # the graph's input, back on its uint8 levels
+        images = torch.round(wrapper.preprocess(torch.from_numpy(frames)) * 255.0).to(torch.uint8)
+    outputs = predict_rollout(wrapper.model, images, np.arange(len(frames)) == 0)
     names = wrapper.model.spec.outputs
+    actions = outputs[:, [names.index(STEERING), names.index(THROTTLE)]]
     context = np.zeros((len(frames), 2), np.float32)
-    previous = torch.zeros((1, 2))
-    with torch.no_grad():
-        for i in range(len(frames)):
-            context[i] = previous[0].numpy()
-            out = wrapper.model(wrapper.preprocess(torch.from_numpy(frames[i : i + 1])), previous)
-            steering = out[0, names.index("user/angle")] if "user/angle" in names else 0.0
-            throttle = out[0, names.index("user/throttle")] if "user/throttle" in names else 0.0
-            previous = torch.tensor([[float(steering), float(throttle)]]).clamp(-1.0, 1.0)
+    context[1:] = np.clip(actions[:-1], -1.0, 1.0)
     return context
 
 
