@@ -122,6 +122,9 @@ class FinetuneConfig(StrictModel):
     selftrain: SelfTrainConfig | None = None
     """unlabeled real frames: a teacher's pseudo-labels train a student
     (`sim2real.transfer.selftrain`)"""
+    mirror_average: bool = False
+    """the saved network predicts (f(x) + s * f(mirror x)) / 2 (`ModelSpec.mirror_average`,
+    s = -1 for steering); training, early stopping and the ladder's CV use f alone"""
 
     @model_validator(mode="before")
     @classmethod
@@ -263,6 +266,7 @@ def build_model(config: FinetuneConfig) -> tuple[DrivingNet, ModelCard]:
             "network such as pilotnet-recipe"
         )
     outputs = config.adapter.outputs
+    parent.spec.mirror_average = False  # set on the saved network (`save_adapted`), not here
     if config.from_scratch:
         spec = type(parent.spec).model_validate({**parent.spec.model_dump(), "outputs": outputs})
         return seeded_model(spec, config.train.seed), card
@@ -466,5 +470,6 @@ def finetune(
         metrics=last.card_metrics(epochs_run=sum(f.epochs_run for f in fits)),
         step=step,
         from_scratch=config.from_scratch,
+        mirror_average=config.mirror_average,
     )
     return FinetuneResult(out_dir, card, fits, frozen, cached, seconds, search)
