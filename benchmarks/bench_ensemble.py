@@ -26,6 +26,7 @@ every frame of the block. Predictions are cached in MODELS/preds; results go to 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -38,8 +39,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sim2real.agents.checkpoint import load_checkpoint
+from sim2real.agents.checkpoint import WEIGHTS_FILE, load_checkpoint
 from sim2real.agents.model import STEERING, predict
+from sim2real.agents.shipped import resolve_checkpoint
 from sim2real.agents.training import dataset_tensors
 from sim2real.common.io import atomic_write_json, atomic_write_text
 from sim2real.transfer.datasets import DrivingDataset, open_records
@@ -126,10 +128,15 @@ def main() -> None:
         p = Path(path)
         return p.name if p.name != "pre20k" else f"{p.parent.name}-pre20k"
 
+    digests: dict[str, str] = {}
     for start in args.starts:
         _, start_card = load_checkpoint(start)
         if start_card.spec.preprocessing != pre:
             raise ValueError(f"{start}: preprocessing differs from {args.starts[0]}'s")
+        digest = hashlib.sha256((resolve_checkpoint(start) / WEIGHTS_FILE).read_bytes())
+        if digest.hexdigest() in digests:  # e.g. a shipped network and its source folder
+            raise ValueError(f"{start} has the same weights as {digests[digest.hexdigest()]}")
+        digests[digest.hexdigest()] = start
         preds = steering_predictions(
             start, blocks, args.models / "preds" / f"zs_{tag(start)}_{args.data.name}.npz"
         )
