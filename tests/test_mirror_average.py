@@ -16,7 +16,7 @@ from sim2real.experiments.cli import main
 from sim2real.transfer.datasets import open_records
 from sim2real.transfer.evaluate import evaluate_offline
 from sim2real.transfer.export import export_onnx, load_frames, run_onnx
-from sim2real.transfer.finetune import finetune
+from sim2real.transfer.finetune import FinetuneConfig, finetune
 from sim2real.transfer.pilot import DonkeyPilot
 from sim2real.transfer.sample_data import sample_path
 
@@ -127,7 +127,7 @@ def test_onnx_runs_the_average_inside_the_graph(tmp_path, frames):
 
 def test_finetune_saves_the_option_and_evaluate_honours_it(tmp_path):
     parent = save_parent(tmp_path / "parent", {"paths": []})
-    config = finetune_config(parent, tmp_path / "cache", frames=40, mirror_average=True)
+    config = finetune_config(parent, tmp_path / "cache", frames=40)  # the default: on
     config.adapter.freeze = "gain"
     config.ladder.folds = 2
     result = finetune(config, tmp_path / "ft")
@@ -138,3 +138,11 @@ def test_finetune_saves_the_option_and_evaluate_honours_it(tmp_path):
     assert on.info["mirror_average"] and not off.info["mirror_average"]
     r2_on, r2_off = on.metrics["steering_r2"].value, off.metrics["steering_r2"].value
     assert np.isfinite(r2_on) and np.isfinite(r2_off) and r2_on != r2_off
+
+
+def test_the_calibrate_rung_keeps_its_offset():
+    assert FinetuneConfig().mirror_for("gain") and FinetuneConfig().mirror_for(None)
+    assert not FinetuneConfig().mirror_for("calibrate")  # the average cancels its offset
+    assert not FinetuneConfig(mirror_average=False).mirror_for("gain")
+    with pytest.raises(ValueError, match="--mirror-average off"):
+        FinetuneConfig(mirror_average=True, adapter={"freeze": "calibrate"})

@@ -364,6 +364,7 @@ def finetune_selftrain(
             f"{rounds[-1]['seconds']:.1f} s"
         )
     calibration = recalibrate(student, labelled) if st.recalibrate else []
+    student.spec.mirror_average = config.mirror_for(None)  # the validation metrics: as saved
     names = list(student.spec.outputs)
     weights = loss_weights(names, config.train.loss_weights)
     val_images, val_targets = dataset_tensors(data.val)
@@ -418,7 +419,7 @@ def finetune_selftrain(
         split=data.split,
         metrics=report.card_metrics(),
         step=step,
-        mirror_average=config.mirror_average,
+        mirror_average=config.mirror_for(None),
     )
     return FinetuneResult(out_dir, card, [report], frozen, False, seconds, teacher_run.ladder)
 
