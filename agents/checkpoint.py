@@ -115,10 +115,14 @@ def save_adapted(
     metrics: dict[str, Any],
     step: dict[str, Any],
     from_scratch: bool = False,
+    mirror_average: bool | None = None,
 ) -> ModelCard:
     """Save `model` (put in eval mode) as adapted from the network `parent` describes: its card
     keeps the parent's kind, randomization and history and appends `step`; `from_scratch` (a
-    new network of the parent's architecture) carries neither randomization nor history."""
+    new network of the parent's architecture) carries neither randomization nor history.
+    `mirror_average` (None: the model's own) sets `ModelSpec.mirror_average` first."""
+    if mirror_average is not None:
+        model.spec.mirror_average = mirror_average
     card = ModelCard(
         kind=parent.kind,
         spec=model.spec,

@@ -16,9 +16,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
+from sim2real.agents.augment import Augmentation
 from sim2real.agents.encoders import Encoder, build_encoder, check_architecture
 from sim2real.agents.preprocessing import NORMALIZATIONS, Preprocessing
 from sim2real.agents.temporal import Temporal, check_context, drop_actions
@@ -45,6 +46,12 @@ class ModelSpec(StrictModel):
     """applied to every output after the head (tanh: a SAC policy's squashed actions)"""
     temporal: Temporal = Field(default_factory=Temporal)
     """inputs beside the image (default none: the single-frame network)"""
+    mirror_average: bool = False
+    """at inference (eval mode), predict (f(x) + s * f(mirror x)) / 2, with s = -1 for the
+    outputs a left-right mirror negates (`mirror_signs`: steering, cross-track error, ...) and
+    +1 for the others: the prediction is exactly mirror-equivariant, for 2x the inference.
+    Inside `forward`, so evaluate, predict, the ONNX export and the pilot all run it; training
+    (train mode) does not"""
 
     @field_validator("architecture")
     @classmethod
@@ -61,10 +68,24 @@ class ModelSpec(StrictModel):
             raise ValueError(f"duplicate outputs: {duplicates}")
         return value
 
+    @model_validator(mode="after")
+    def _mirror_single_frame(self) -> ModelSpec:
+        if self.mirror_average and self.temporal.enabled:
+            raise ValueError(
+                "mirror_average is for single-frame networks; this one has a temporal input "
+                "(temporal.previous_action): set one of them false"
+            )
+        return self
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """The network's input shape (3, height, width)."""
         return self.preprocessing.input_shape
+
+    def mirror_signs(self) -> torch.Tensor:
+        """(len(outputs),) float32: -1 for the outputs a left-right mirror negates, else +1
+        (the default `Augmentation`'s `mirrored_labels`, what training mirrors with)."""
+        return Augmentation().mirror_signs(self.outputs)
 
 
 PER_IMAGE_MIN_STD = 0.02
@@ -123,6 +144,8 @@ class DrivingNet(nn.Module):
         )
         pre = spec.preprocessing
         self.input_norm = InputNormalization(pre.mean, pre.std, pre.normalization)
+        # not persistent: rebuilt from the card's outputs, like the normalisation
+        self.register_buffer("mirror_sign", spec.mirror_signs().view(1, -1), persistent=False)
 
     @property
     def outputs(self) -> list[str]:
@@ -166,7 +189,17 @@ class DrivingNet(nn.Module):
         for a single-frame one. ValueError otherwise."""
         self.check_input(images)
         context = check_context(self.spec.temporal, context, images.shape[0])
+        if self.spec.mirror_average and not self.training:
+            return self.mirror_averaged(images)
         return self.head_outputs(self.features(images), context)
+
+    def mirror_averaged(self, images: torch.Tensor) -> torch.Tensor:
+        """(f(x) + s * f(mirror x)) / 2 for images (N, 3, H, W): one encoder pass over the
+        2N frames; s: `ModelSpec.mirror_signs`. A mirrored frame gives exactly s times the
+        prediction of the frame itself."""
+        n = images.shape[0]
+        both = self.head_outputs(self.features(torch.cat([images, images.flip(3)])), None)
+        return (both[:n] + both[n:] * self.mirror_sign) * 0.5
 
     def head_outputs(self, features: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         """Encoder features (N, feature_dim) and checked context (N, C) or None -> outputs."""

@@ -173,6 +173,7 @@ def main() -> None:
         }
         print(f"{args.name} seed {seed} teacher: {cells[key]}", flush=True)
         save()
+        teacher.spec.mirror_average = False  # as finetune_selftrain: pseudo_label averages
         st_config = config.model_copy(update={"selftrain": SelfTrainConfig()})
         sources, exclude = selftrain_sources(st_config, data)
         if args.unlabeled_span is not None:
@@ -216,6 +217,7 @@ def main() -> None:
                     student = build_model(config)[0]
                 fit_dir = work / f"student{seed}_{name}_{r}"
                 train_student(student, labelled, pseudo, st, train, fit_dir)
+            student.spec.mirror_average = config.mirror_for(None)  # as finetune saves it
             seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             plain = steering(predict(student, score_images), score_truth)
             calibrated_model = copy.deepcopy(student)

@@ -130,6 +130,7 @@ def test_calibrate_records_gains_that_reproduce_the_outputs(parent, cache_dir, t
     fitted = {c["output"]: c for c in result.card.history[-1]["ladder"]["calibration"]}
     assert set(fitted) == {"user/angle", "user/throttle"}
     tuned, _ = load_checkpoint(tmp_path / "out")
+    assert not tuned.spec.mirror_average  # the default keeps calibrate's steering offset
     start = reheaded(load_checkpoint(parent)[0], ["user/angle", "user/throttle"]).eval()
     images = torch.randint(0, 255, (5, 3, 64, 128), dtype=torch.uint8)
     p0, p1 = predict(start, images), predict(tuned.eval(), images)

@@ -295,5 +295,6 @@ def finetune_mixed(
         split=data.split,
         metrics=result.card_metrics(),
         step=step,
+        mirror_average=config.mirror_for(None),
     )
     return FinetuneResult(out_dir, card, [result], frozen, cached, seconds)

@@ -104,8 +104,10 @@ def evaluate_offline(
     seed: int = 0,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    mirror_average: bool | None = None,
 ) -> Evaluation:
-    """Metrics with block-bootstrap intervals of `checkpoint` on the real frames of `data`."""
+    """Metrics with block-bootstrap intervals of `checkpoint` on the real frames of `data`;
+    `mirror_average` overrides the card's `ModelSpec.mirror_average` (None: the card's)."""
     from sim2real.transfer.datasets import (
         DrivingDataset,
         check_colour_frames,
@@ -118,6 +120,8 @@ def evaluate_offline(
     if not data:
         raise ValueError("no data given: pass at least one tub path (--data)")
     model, card = load_checkpoint(checkpoint)
+    if mirror_average is not None:
+        model.spec.mirror_average = mirror_average
     labels = _labels(model)
     record_set = open_records([str(p) for p in data])
     check_source_sizes(card, record_set.reports)
@@ -182,6 +186,7 @@ def evaluate_offline(
         "checkpoint": checkpoint_reference(checkpoint),
         "kind": card.kind,
         "architecture": card.spec.architecture,
+        "mirror_average": model.spec.mirror_average,
         "outputs": card.spec.outputs,
         "data": data_paths,
         "split": split,

@@ -339,9 +339,14 @@ def export_onnx(
     check_frames: np.ndarray | None = None,
     tolerance: float = PARITY_TOLERANCE,
     dynamo: bool = True,
+    mirror_average: bool | None = None,
 ) -> ExportResult:
     """Export checkpoint `checkpoint_dir` to `onnx_path` for frames of `source_size` (H, W),
     which must be the size the network was trained on where its card records one.
+
+    With the card's (or, given, `mirror_average`'s) `ModelSpec.mirror_average` on, the graph
+    runs the network on the frame and on its mirror image and averages (steering negated
+    back): the car needs nothing else. The card in the metadata says which.
 
     With `check_frames` (N, H, W, 3) uint8, onnxruntime's outputs are compared with the torch
     wrapper's and the export fails (nothing written) if they differ by more than `tolerance`;
@@ -350,6 +355,9 @@ def export_onnx(
     TorchScript exporter (faster to run, deprecated upstream).
     """
     model, card = load_checkpoint(checkpoint_dir)
+    if mirror_average is not None:
+        model.spec.mirror_average = mirror_average
+        card = card.model_copy(update={"spec": model.spec.model_copy()})
     return export_model(
         model,
         card,

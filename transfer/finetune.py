@@ -122,11 +122,33 @@ class FinetuneConfig(StrictModel):
     selftrain: SelfTrainConfig | None = None
     """unlabeled real frames: a teacher's pseudo-labels train a student
     (`sim2real.transfer.selftrain`)"""
+    mirror_average: bool | None = None
+    """the saved network predicts (f(x) + s * f(mirror x)) / 2 (`ModelSpec.mirror_average`,
+    s = -1 for steering); training, early stopping and the ladder's CV use f alone, the
+    validation metrics of `auto`, a named rung and self-training the averaged network. None
+    (default): on, except for the `calibrate` rung, whose steering offset the average cancels.
+    Chosen on the validation blocks of two real recordings (docs/ensembles.md)"""
 
     @model_validator(mode="before")
     @classmethod
     def _split(cls, data: Any) -> Any:
         return fold_legacy_split(data, REAL_SPLIT)
+
+    @model_validator(mode="after")
+    def _mirror_keeps_offsets(self) -> FinetuneConfig:
+        if self.mirror_average and self.adapter.freeze == "calibrate":
+            raise ValueError(
+                "mirror_average cancels the steering offset that --freeze calibrate fits: "
+                "pass --mirror-average off with it, or name another rung"
+            )
+        return self
+
+    def mirror_for(self, rung: str | None) -> bool:
+        """Whether the network trained with `rung` (None: not a ladder rung) is saved
+        mirror-averaged: `mirror_average`, else on for every rung but `calibrate`."""
+        if self.mirror_average is not None:
+            return self.mirror_average
+        return rung != "calibrate"
 
     @model_validator(mode="after")
     def _selftrain_alone(self) -> FinetuneConfig:
@@ -263,6 +285,7 @@ def build_model(config: FinetuneConfig) -> tuple[DrivingNet, ModelCard]:
             "network such as pilotnet-recipe"
         )
     outputs = config.adapter.outputs
+    parent.spec.mirror_average = False  # set on the saved network (`save_adapted`), not here
     if config.from_scratch:
         spec = type(parent.spec).model_validate({**parent.spec.model_dump(), "outputs": outputs})
         return seeded_model(spec, config.train.seed), card
@@ -310,6 +333,7 @@ def _ladder_fit(
     names = list(model.spec.outputs)
     weights = loss_weights(names, train.loss_weights)
     device = next(model.parameters()).device
+    model.spec.mirror_average = config.mirror_for(search.pick)  # validation metrics: as saved
     val_images, val_targets = dataset_tensors(data.val)
     val_loss, metrics = evaluate_loss(
         model, val_images, val_targets, names, weights.to(device), device
@@ -466,5 +490,6 @@ def finetune(
         metrics=last.card_metrics(epochs_run=sum(f.epochs_run for f in fits)),
         step=step,
         from_scratch=config.from_scratch,
+        mirror_average=config.mirror_for(search.pick if search is not None else None),
     )
     return FinetuneResult(out_dir, card, fits, frozen, cached, seconds, search)

@@ -331,6 +331,7 @@ def finetune_selftrain(
     )
     teacher_seconds = time.perf_counter() - t0
     teacher, _ = load_checkpoint(out_dir / "teacher")
+    teacher.spec.mirror_average = False  # pseudo_label averages f and its mirror itself
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
     t0 = time.perf_counter()
     images, segments, _ = unlabeled_frames(
@@ -363,6 +364,7 @@ def finetune_selftrain(
             f"{rounds[-1]['seconds']:.1f} s"
         )
     calibration = recalibrate(student, labelled) if st.recalibrate else []
+    student.spec.mirror_average = config.mirror_for(None)  # the validation metrics: as saved
     names = list(student.spec.outputs)
     weights = loss_weights(names, config.train.loss_weights)
     val_images, val_targets = dataset_tensors(data.val)
@@ -417,6 +419,7 @@ def finetune_selftrain(
         split=data.split,
         metrics=report.card_metrics(),
         step=step,
+        mirror_average=config.mirror_for(None),
     )
     return FinetuneResult(out_dir, card, [report], frozen, False, seconds, teacher_run.ladder)
 

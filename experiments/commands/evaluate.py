@@ -29,6 +29,7 @@ def _offline(args: argparse.Namespace) -> int:
         n_boot=args.n_boot,
         block_length=args.block_length,
         seed=args.seed,
+        mirror_average=mirror_value(args.mirror_average),
     )
     print(
         f"{evaluation.info['architecture']} ({evaluation.info['kind']}) on {evaluation.n_frames} "
@@ -105,6 +106,21 @@ def _closed_loop(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_mirror_option(parser: argparse.ArgumentParser, verb: str) -> None:
+    """``--mirror-average on|off``: override the checkpoint's `ModelSpec.mirror_average`."""
+    parser.add_argument(
+        "--mirror-average",
+        choices=["on", "off"],
+        help=f"{verb} the network averaged with its mirror image (steering negated back), or "
+        "not (default: what the checkpoint's card says)",
+    )
+
+
+def mirror_value(text: str | None) -> bool | None:
+    """``--mirror-average`` as a bool (None: not given)."""
+    return None if text is None else text == "on"
+
+
 def handler(args: argparse.Namespace) -> int:
     if args.sim:
         return _closed_loop(args)
@@ -136,6 +152,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--block-length", type=int, default=20, help="bootstrap block, frames (20 = 1 s)"
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_mirror_option(parser, "score")
     parser.add_argument(
         "--sim", action="store_true", help="closed-loop evaluation in the simulator"
     )

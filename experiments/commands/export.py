@@ -38,6 +38,7 @@ def _check_output(onnx: Path, force: bool) -> None:
 
 def handler(args: argparse.Namespace) -> int:
     from sim2real.agents.checkpoint import read_card
+    from sim2real.experiments.commands.evaluate import mirror_value
     from sim2real.transfer.export import DEFAULT_SOURCE_SIZE, export_onnx
 
     card = read_card(args.checkpoint)
@@ -53,6 +54,7 @@ def handler(args: argparse.Namespace) -> int:
         source_size=source_size,
         check_frames=frames,
         dynamo=not args.torchscript,
+        mirror_average=mirror_value(args.mirror_average),
     )
     print(
         f"wrote {result.onnx_path}: input image uint8 (N, {source_size[0]}, {source_size[1]}, 3) "
@@ -108,4 +110,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--torchscript", action="store_true", help="use torch's older TorchScript exporter"
     )
+    from sim2real.experiments.commands.evaluate import add_mirror_option
+
+    add_mirror_option(parser, "export")
     parser.set_defaults(func=handler)

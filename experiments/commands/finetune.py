@@ -232,5 +232,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "are smoothed along time, and a student trains its top stages on them and the "
         "labelled frames",
     )
+    add_shortcut(
+        parser,
+        "--mirror-average",
+        "mirror_average",
+        convert=lambda text: text == "on",
+        choices=["on", "off"],
+        help="the saved network averages its prediction with the mirror image's (steering "
+        "negated back) at inference: evaluate, export and the pilot run it (default: on, "
+        "except for --freeze calibrate, whose steering offset it would cancel)",
+    )
     add_set_option(parser)
     parser.set_defaults(func=handler)

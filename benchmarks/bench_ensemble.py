@@ -1,0 +1,274 @@
+"""Mirror test-time averaging and ensembles of 100-frame fine-tunes, on real data (issue 15).
+
+    python benchmarks/bench_ensemble.py --data TUB --name NAME --starts CKPT [CKPT ...]
+        [--frames 100] [--seeds 0 1 2] [--extra CKPT ...] [--models DIR]
+        [--out docs/ensemble-bench]
+
+For each start network (a pretrained checkpoint) and seed: `finetune --frames N --seed S`
+with the defaults (`--freeze auto`; the N frames are the seed's block subsample of the
+training part, the same for every start), kept under --models and reused by later runs.
+Every network, and every start zero-shot, predicts steering on the validation block (65-80%
+of the recording) and the test block (last 20%), on each frame and on its left-right mirror,
+so every arm below is scored from the same predictions:
+
+- ``plain``: f(x); ``mirror``: (f(x) - f(mirror x)) / 2 (`model.mirror_average`);
+- ``ensemble of k``: the mean of the fine-tunes of the first k starts (same seed, same frames),
+  plain and mirror-averaged;
+- zero-shot: raw, and with truth ~ a * prediction + b fitted on the validation block (on the
+  test block only; on the validation block that fit would be in-sample).
+
+``--extra CKPT ...``: checkpoints trained elsewhere (e.g. `finetune --pseudo-label` runs),
+scored plain and mirror-averaged on both blocks. Figures: steering R² and Pearson r over
+every frame of the block. Predictions are cached in MODELS/preds; results go to OUT/NAME.json
+(rewritten after each network) and OUT/NAME.md with the machine, its load and this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sim2real.agents.checkpoint import WEIGHTS_FILE, load_checkpoint
+from sim2real.agents.model import STEERING, predict
+from sim2real.agents.shipped import resolve_checkpoint
+from sim2real.agents.training import dataset_tensors
+from sim2real.common.io import atomic_write_json, atomic_write_text
+from sim2real.transfer.datasets import DrivingDataset, open_records
+from sim2real.transfer.finetune import FinetuneConfig, finetune, open_finetune_data
+from sim2real.transfer.metrics import AffineCalibration, pearson_r, r2
+from sim2real.transfer.splits import split_records
+
+BLOCKS = ("val", "test")
+
+
+def score(pred: np.ndarray, truth: np.ndarray) -> dict:
+    """Steering R² and Pearson r of (N,) predictions against (N,) labels (NaN: unlabelled)."""
+    ok = np.isfinite(truth)
+    return {
+        "r2": float(np.ravel(r2(pred[ok], truth[ok]))[0]),
+        "r": float(np.ravel(pearson_r(pred[ok], truth[ok]))[0]),
+    }
+
+
+def steering_predictions(checkpoint: Path | str, blocks: dict, cache: Path) -> dict:
+    """{block: (plain (N,), mirrored (N,))} steering of `checkpoint` on each block's frames
+    and on their mirror images (sign-corrected back), cached in `cache` (.npz)."""
+    if cache.is_file():
+        with np.load(cache) as got:
+            return {b: (got[f"{b}_plain"], got[f"{b}_mirror"]) for b in BLOCKS}
+    model, _ = load_checkpoint(checkpoint)
+    model.spec.mirror_average = False
+    col = model.output_index(STEERING)
+    out = {}
+    for b in BLOCKS:
+        images = blocks[b][0]
+        out[b] = (predict(model, images)[:, col], -predict(model, images.flip(3))[:, col])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        cache,
+        **{f"{b}_{k}": v for b in BLOCKS for k, v in zip(("plain", "mirror"), out[b], strict=True)},
+    )
+    return out
+
+
+def arm_scores(preds: dict, truth: dict) -> dict:
+    """{"plain"|"mirror": {block: score}} from `steering_predictions`' output."""
+    return {
+        "plain": {b: score(preds[b][0], truth[b]) for b in BLOCKS},
+        "mirror": {b: score((preds[b][0] + preds[b][1]) / 2, truth[b]) for b in BLOCKS},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--starts", nargs="+", required=True, help="pretrained checkpoints")
+    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--extra", nargs="*", default=[], help="other checkpoints to score")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", type=Path, default=Path("/tmp/bench_ensemble"))
+    parser.add_argument("--out", type=Path, default=Path("docs/ensemble-bench"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    started, load_before = time.perf_counter(), os.getloadavg()
+    json_path = args.out / f"{args.name}.json"
+    results: dict = {"zero_shot": {}, "finetunes": {}, "ensembles": {}, "extra": {}}
+
+    def save() -> None:
+        atomic_write_json(json_path, results)
+
+    base = FinetuneConfig(checkpoint=str(args.starts[0]), data=[str(args.data)])
+    _, card = load_checkpoint(args.starts[0])
+    pre = card.spec.preprocessing
+    parts = split_records(open_records([str(args.data)]).records, base.split, seed=0)
+    blocks, truth = {}, {}
+    for b in BLOCKS:
+        images, targets = dataset_tensors(
+            DrivingDataset(getattr(parts, b), pre, [STEERING], progress=False)
+        )
+        blocks[b], truth[b] = (images,), targets[:, 0].double().numpy()
+    results["frames"] = {b: len(truth[b]) for b in BLOCKS}
+    print(f"{args.name}: blocks {results['frames']}", flush=True)
+
+    def tag(path: str) -> str:
+        p = Path(path)
+        return p.name if p.name != "pre20k" else f"{p.parent.name}-pre20k"
+
+    digests: dict[str, str] = {}
+    for start in args.starts:
+        _, start_card = load_checkpoint(start)
+        if start_card.spec.preprocessing != pre:
+            raise ValueError(f"{start}: preprocessing differs from {args.starts[0]}'s")
+        digest = hashlib.sha256((resolve_checkpoint(start) / WEIGHTS_FILE).read_bytes())
+        if digest.hexdigest() in digests:  # e.g. a shipped network and its source folder
+            raise ValueError(f"{start} has the same weights as {digests[digest.hexdigest()]}")
+        digests[digest.hexdigest()] = start
+        preds = steering_predictions(
+            start, blocks, args.models / "preds" / f"zs_{tag(start)}_{args.data.name}.npz"
+        )
+        cal = AffineCalibration.fit(preds["val"][0], truth["val"])
+        both = AffineCalibration.fit((preds["val"][0] + preds["val"][1]) / 2, truth["val"])
+        results["zero_shot"][tag(start)] = {
+            **arm_scores(preds, truth),
+            "calibrated_test": {
+                "plain": score(cal.apply(preds["test"][0]), truth["test"]),
+                "mirror": score(
+                    both.apply((preds["test"][0] + preds["test"][1]) / 2), truth["test"]
+                ),
+            },
+        }
+        save()
+    quiet = {"num_threads": args.threads, "progress": False, "tensorboard": False}
+    for seed in args.seeds:
+        members = []
+        data = None
+        for start in args.starts:
+            name = f"{tag(start)}_{args.data.name}_n{args.frames}_s{seed}"
+            folder = args.models / name
+            cell: dict = {"start": tag(start), "seed": seed}
+            if not (folder / "model.json").is_file():
+                train = base.train.model_copy(update={"seed": seed, **quiet})
+                config = base.model_copy(
+                    update={"checkpoint": str(start), "frames": args.frames, "train": train}
+                )
+                if data is None:  # the seed's N frames: the same for every start
+                    data = open_finetune_data(config, pre, progress=False)
+                t0, cpu0 = time.perf_counter(), time.process_time()
+                finetune(config, folder, data=data)
+                cell |= {
+                    "seconds": time.perf_counter() - t0,
+                    "cpu_seconds": time.process_time() - cpu0,
+                }
+                atomic_write_json(folder / "bench_timing.json", cell)
+            elif (folder / "bench_timing.json").is_file():
+                cell = json.loads((folder / "bench_timing.json").read_text())
+            ladder = load_checkpoint(folder)[1].history[-1].get("ladder") or {}
+            cell["rung"] = ladder.get("pick")
+            cpu0 = time.process_time()
+            preds = steering_predictions(folder, blocks, args.models / "preds" / f"{name}.npz")
+            cell["predict_cpu_seconds"] = time.process_time() - cpu0
+            cell |= arm_scores(preds, truth)
+            results["finetunes"][name] = cell
+            members.append(preds)
+            print(
+                f"{name}: {cell['rung']} plain {cell['plain']} mirror {cell['mirror']}", flush=True
+            )
+            if len(members) > 1:
+                mean = {
+                    b: tuple(np.mean([m[b][i] for m in members], axis=0) for i in (0, 1))
+                    for b in BLOCKS
+                }
+                results["ensembles"][f"k{len(members)}_s{seed}"] = {
+                    "members": [tag(s) for s in args.starts[: len(members)]],
+                    "seed": seed,
+                    **arm_scores(mean, truth),
+                }
+            save()
+    for extra in args.extra:
+        name = f"extra_{Path(extra).parent.name}_{Path(extra).name}"
+        preds = steering_predictions(extra, blocks, args.models / "preds" / f"{name}.npz")
+        results["extra"][str(extra)] = arm_scores(preds, truth)
+        save()
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "load_before": [round(v, 2) for v in load_before],
+        "load_after": [round(v, 2) for v in os.getloadavg()],
+        "platform": platform.platform(),
+        "threads": args.threads,
+        "seconds_this_run": round(time.perf_counter() - started, 1),
+        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    results["command"] = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+    save()
+    atomic_write_text(args.out / f"{args.name}.md", markdown(results, args))
+    print(f"wrote {args.out / (args.name + '.md')}")
+
+
+def _cell(scores: list[dict], block: str) -> str:
+    r2s = [s[block]["r2"] for s in scores]
+    rs = [s[block]["r"] for s in scores]
+    each = " / ".join(f"{v:.2f}" for v in r2s)
+    return f"{np.mean(r2s):.3f} / {np.mean(rs):.3f} ({each})"
+
+
+def markdown(results: dict, args) -> str:
+    lines = [
+        f"# Mirror averaging and ensembles on {args.name} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
+        "",
+        f"- command: `{results['command']}`",
+        f"- machine: {results['machine']}",
+        f"- frames scored: {results['frames']}; N = {args.frames} labelled frames, seeds "
+        f"{args.seeds}; cells: mean R² / mean r (R² per seed)",
+        "",
+        "| arm | val plain | val mirror | test plain | test mirror |",
+        "|---|---|---|---|---|",
+    ]
+    for start, zs in results["zero_shot"].items():
+        row = [_cell([zs[m]], b) for b in BLOCKS for m in ("plain", "mirror")]
+        lines.append(f"| zero-shot {start} (raw) | " + " | ".join(row) + " |")
+        cal = {m: _cell([{"test": v}], "test") for m, v in zs["calibrated_test"].items()}
+        lines.append(
+            f"| zero-shot {start} (calibrated on val) | - | - | {cal['plain']} | {cal['mirror']} |"
+        )
+    fts = results["finetunes"]
+    for start in dict.fromkeys(c["start"] for c in fts.values()):
+        cells = [c for c in fts.values() if c["start"] == start]
+        rungs = ", ".join(str(c["rung"]) for c in cells)
+        row = [_cell([c[m] for c in cells], b) for b in BLOCKS for m in ("plain", "mirror")]
+        lines.append(f"| auto from {start} ({rungs}) | " + " | ".join(row) + " |")
+    ens = results["ensembles"]
+    for k in sorted({int(key.split("_")[0][1:]) for key in ens}):
+        cells = [c for key, c in ens.items() if key.startswith(f"k{k}_")]
+        row = [_cell([c[m] for c in cells], b) for b in BLOCKS for m in ("plain", "mirror")]
+        lines.append(
+            f"| ensemble of {k}: {' + '.join(cells[0]['members'])} | " + " | ".join(row) + " |"
+        )
+    for extra, c in results["extra"].items():
+        row = [_cell([c[m]], b) for b in BLOCKS for m in ("plain", "mirror")]
+        lines.append(f"| {extra} | " + " | ".join(row) + " |")
+    cpu = [c["cpu_seconds"] for c in fts.values() if c.get("cpu_seconds")]
+    if cpu:
+        lines += [
+            "",
+            f"finetune CPU s per network: mean {np.mean(cpu):.0f} "
+            f"(min {min(cpu):.0f}, max {max(cpu):.0f})",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Mirror test-time averaging (`ModelSpec.mirror_average`): the network, its card, evaluate,
+fine-tuning, the ONNX export and the pilot part, on real frames of the shipped sample tub."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from model_helpers import finetune_config, save_parent, set_batchnorm_statistics
+
+from sim2real.agents.checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
+from sim2real.agents.model import DrivingNet, ModelSpec, predict
+from sim2real.agents.temporal import Temporal
+from sim2real.experiments.cli import main
+from sim2real.transfer.datasets import open_records
+from sim2real.transfer.evaluate import evaluate_offline
+from sim2real.transfer.export import export_onnx, load_frames, run_onnx
+from sim2real.transfer.finetune import FinetuneConfig, finetune
+from sim2real.transfer.pilot import DonkeyPilot
+from sim2real.transfer.sample_data import sample_path
+
+OUTPUTS = ["user/angle", "user/throttle", "sim/cte"]
+
+
+def _net(mirror: bool, seed: int = 0) -> DrivingNet:
+    spec = ModelSpec(outputs=OUTPUTS, hidden=16, mirror_average=mirror)
+    torch.manual_seed(seed)
+    return set_batchnorm_statistics(DrivingNet(spec)).eval()
+
+
+@pytest.fixture(scope="module")
+def frames():
+    records = open_records([sample_path()]).records
+    return load_frames([r.image_path for r in records[::90]])  # 12 real frames, 120x160
+
+
+def _inputs(frames: np.ndarray, net: DrivingNet) -> torch.Tensor:
+    pre = net.spec.preprocessing
+    return torch.from_numpy(np.stack([pre.apply(f).transpose(2, 0, 1) for f in frames]))
+
+
+def test_a_mirrored_frame_gives_the_negated_steering_and_the_same_throttle(frames):
+    net = _net(mirror=True)
+    x = _inputs(frames, net)
+    direct, mirrored = predict(net, x), predict(net, x.flip(3))
+    assert np.ptp(direct[:, 0]) > 0  # the frames give different steering
+    np.testing.assert_allclose(mirrored[:, 0], -direct[:, 0], atol=1e-6, rtol=0)  # steering
+    np.testing.assert_allclose(mirrored[:, 2], -direct[:, 2], atol=1e-6, rtol=0)  # sim/cte
+    np.testing.assert_allclose(mirrored[:, 1], direct[:, 1], atol=1e-6, rtol=0)  # throttle
+    # the same weights without the option: not symmetric, and the average is what it returns
+    plain = _net(mirror=False)
+    p, q = predict(plain, x), predict(plain, x.flip(3))
+    assert np.abs(q[:, 0] + p[:, 0]).max() > 1e-3
+    signs = np.array([-1.0, 1.0, -1.0])
+    np.testing.assert_allclose(direct, (p + q * signs) / 2, atol=1e-6, rtol=0)
+
+
+def test_training_mode_runs_the_plain_network(frames):
+    net, plain = _net(mirror=True), _net(mirror=False)
+    for m in (net, plain):
+        m.train()
+        for module in m.modules():  # dropout off; BatchNorm in batch mode
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+    x = _inputs(frames, net).float() / 255.0
+    with torch.no_grad():
+        np.testing.assert_array_equal(net(x).numpy(), plain(x).numpy())
+
+
+def test_card_round_trip_and_old_cards(tmp_path, frames):
+    net = _net(mirror=True)
+    save_checkpoint(tmp_path / "on", net, ModelCard(spec=net.spec))
+    loaded, card = load_checkpoint(tmp_path / "on")
+    assert card.spec.mirror_average and loaded.spec.mirror_average
+    x = _inputs(frames, net)
+    np.testing.assert_array_equal(predict(loaded, x), predict(net, x))
+    # a card written before the option existed loads with it off
+    data = json.loads((tmp_path / "on" / "model.json").read_text())
+    del data["spec"]["mirror_average"]
+    (tmp_path / "on" / "model.json").write_text(json.dumps(data))
+    assert read_card(tmp_path / "on").spec.mirror_average is False
+
+
+def test_bad_values_are_one_line_errors(tmp_path, capsys):
+    with pytest.raises(ValueError, match="mirror_average"):
+        ModelSpec(mirror_average="sometimes")
+    with pytest.raises(ValueError, match="temporal input"):
+        ModelSpec(mirror_average=True, temporal=Temporal(previous_action=True))
+    net = _net(mirror=False)
+    save_checkpoint(tmp_path / "c", net, ModelCard(spec=net.spec))
+    data = json.loads((tmp_path / "c" / "model.json").read_text())
+    data["spec"]["mirror_average"] = "maybe"
+    (tmp_path / "c" / "model.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"model\.json.*mirror_average"):
+        read_card(tmp_path / "c")
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--checkpoint", "pilotnet-recipe", "--mirror-average", "maybe"])
+    assert exc.value.code == 2
+    assert "--mirror-average: invalid choice: 'maybe'" in capsys.readouterr().err
+
+
+def test_onnx_runs_the_average_inside_the_graph(tmp_path, frames):
+    net = _net(mirror=False, seed=3)
+    save_checkpoint(tmp_path / "ckpt", net, ModelCard(spec=net.spec, source_size=(120, 160)))
+    result = export_onnx(
+        tmp_path / "ckpt",
+        tmp_path / "pilot.onnx",
+        check_frames=frames[:4],  # onnxruntime against torch, or nothing is written
+        dynamo=False,
+        mirror_average=True,
+    )
+    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
+    session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
+    got = run_onnx(session, frames)
+    net.spec.mirror_average = True
+    np.testing.assert_allclose(got["steering"], predict(net, _inputs(frames, net))[:, 0], atol=1e-4)
+    # the graph is symmetric on raw camera frames (crop rows, resize, then the network)
+    flipped = run_onnx(session, np.ascontiguousarray(frames[:, :, ::-1]))
+    np.testing.assert_allclose(flipped["steering"], -got["steering"], atol=1e-5)
+    np.testing.assert_allclose(flipped["throttle"], got["throttle"], atol=1e-5)
+    pilot = DonkeyPilot(result.onnx_path, image_size=(120, 160))
+    angle, _ = pilot.run(frames[5])
+    mirrored_angle, _ = pilot.run(np.ascontiguousarray(frames[5, :, ::-1]))
+    assert angle == pytest.approx(-mirrored_angle, abs=1e-5) and abs(angle) > 1e-4
+
+
+def test_finetune_saves_the_option_and_evaluate_honours_it(tmp_path):
+    parent = save_parent(tmp_path / "parent", {"paths": []})
+    config = finetune_config(parent, tmp_path / "cache", frames=40)  # the default: on
+    config.adapter.freeze = "gain"
+    config.ladder.folds = 2
+    result = finetune(config, tmp_path / "ft")
+    assert result.card.spec.mirror_average and read_card(tmp_path / "ft").spec.mirror_average
+    data = [str(sample_path())]
+    on = evaluate_offline(tmp_path / "ft", data, n_boot=20, progress=False)
+    off = evaluate_offline(tmp_path / "ft", data, n_boot=20, progress=False, mirror_average=False)
+    assert on.info["mirror_average"] and not off.info["mirror_average"]
+    r2_on, r2_off = on.metrics["steering_r2"].value, off.metrics["steering_r2"].value
+    assert np.isfinite(r2_on) and np.isfinite(r2_off) and r2_on != r2_off
+
+
+def test_the_calibrate_rung_keeps_its_offset():
+    assert FinetuneConfig().mirror_for("gain") and FinetuneConfig().mirror_for(None)
+    assert not FinetuneConfig().mirror_for("calibrate")  # the average cancels its offset
+    assert not FinetuneConfig(mirror_average=False).mirror_for("gain")
+    with pytest.raises(ValueError, match="--mirror-average off"):
+        FinetuneConfig(mirror_average=True, adapter={"freeze": "calibrate"})
