@@ -184,3 +184,16 @@ def test_pilot_keeps_the_last_frames_and_forgets_them_on_reset(exported):
     paused.run(frames[3])
     paused.run(frames[4])
     np.testing.assert_allclose(paused.run(frames[5]), alone, atol=1e-4)
+
+
+def test_finetune_refuses_a_frame_network_in_one_line(tmp_path, capsys):
+    from sim2real.experiments.cli import main
+
+    net = _net()
+    save_checkpoint(tmp_path / "ckpt", net, ModelCard(spec=net.spec, trained_on={"test": True}))
+    code = main(["finetune", "--checkpoint", str(tmp_path / "ckpt"), "--data",
+                 str(sample_path()), "--frames", "100", "--out", str(tmp_path / "ft")])  # fmt: skip
+    assert code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "a temporal network" in line and "previous_frame_gap': 1" in line
+    assert not (tmp_path / "ft").exists()
