@@ -233,7 +233,7 @@ def fit(
         raise ValueError(f"validation images are {tuple(val[0].shape[1:])}; model takes {expected}")
     context = dataset_context(model.context_names, train_set, "training")
     val_context = None if val is None else dataset_context(model.context_names, val_set, "val")
-    if context is not None and batch_loss is not None:
+    if (context is not None or model.spec.temporal.frames > 1) and batch_loss is not None:
         raise ValueError("a batch_loss (CORAL, co-training) cannot train a temporal network yet")
 
     device = resolve_device(config.device)
