@@ -5,13 +5,17 @@
 Over the last 600 frames of SIM_TUB: the mean |change| of the (calibrated) steering and of
 the throttle output when the true earlier frame (``model.temporal.previous_frame_gap`` back)
 is replaced by the current frame itself (no motion, as at a run's first frame), beside each
-output's std over the frames: 0 means the network ignores the earlier frame.
+output's std over the frames: 0 means the network ignores the earlier frame. Then what the
+steering change follows: its Pearson r with the steering the car applied at the earlier frame
+(``sim/applied_steering``: the motion between the frames shows it, as the previous-action input
+did) and with what the still prediction missed (label - still prediction).
 """
 
 from __future__ import annotations
 
 import sys
 
+import numpy as np
 import torch
 
 from sim2real.agents.checkpoint import load_checkpoint
@@ -43,6 +47,17 @@ def main() -> None:
                 f"{name} mean |change| {change:.3f} (output std {moving[:, col].std():.3f})"
             )
         print(f"{checkpoint}: " + "; ".join(parts))
+        col = model.output_index(STEERING)
+        change = moving[:, col] - still[:, col]
+        moved = index.numpy() != np.arange(len(data))
+        applied = np.array([data.records[j].labels["sim/applied_steering"] for j in index.numpy()])
+        missed = data.targets[:, 0].double().numpy() - still[:, col]
+        r_applied = np.corrcoef(change[moved], applied[moved])[0, 1]
+        r_missed = np.corrcoef(change[moved], missed[moved])[0, 1]
+        print(
+            f"  steering change vs the earlier frame's applied steering r {r_applied:.3f}; "
+            f"vs what the still prediction missed r {r_missed:.3f} ({moved.sum()} frames)"
+        )
 
 
 if __name__ == "__main__":
