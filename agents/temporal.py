@@ -52,9 +52,10 @@ class Temporal(StrictModel):
     previous_frame_gap: int = Field(0, ge=0, le=20)
     """read also the frame this many steps back (20 Hz: k * 50 ms), stacked as channels; 0: no
     earlier frame"""
-    frame_input: Literal["stack", "difference"] = "difference"
+    frame_input: Literal["stack", "difference"] = "stack"
     """with previous_frame_gap: the encoder sees [current, earlier] ("stack") or [current,
-    current - earlier] ("difference"), each normalised as the preprocessing says"""
+    current - earlier] ("difference"), each normalised as the preprocessing says (stack was
+    chosen on sim validation, docs/temporal.md; the two drove alike)"""
 
     @model_validator(mode="after")
     def _one_kind(self) -> Temporal:
