@@ -155,7 +155,7 @@ class DrivingNet(nn.Module):
         return torch.cat([current, earlier], dim=1)
 
     def check_input(self, images: torch.Tensor) -> None:
-        """Fail clearly when `images` is not (N, 3, H, W) at this network's input size."""
+        """Fail clearly when `images` is not (N, C, H, W) at this network's input shape."""
         expected = self.spec.input_shape
         if images.dim() != 4 or tuple(images.shape[1:]) != expected:
             raise ValueError(
