@@ -3,7 +3,7 @@
 # afternoon section, in order (one job at a time).
 #   bash benchmarks/temporal/frames-runs.sh OUT   (OUT: the folder holding temporal-sim20k,
 #   the seed-21 v1 recording of runs.sh, and temporal-single-ref, the single-frame arm)
-# ~2 h on a loaded 2-core box: each pretrain 30-35 min at load 9, each 20-track block 2-4 min.
+# ~1.5 h on a loaded 2-core box: each pretrain 26-30 min at load 5-9, each 20-track block ~1 min.
 set -eu
 OUT=${1:?usage: frames-runs.sh OUT}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -27,6 +27,14 @@ for arm in difference stack; do  # (the chosen arm first; the other as time allo
   for start in 10000 10020 10040 10060 10080 10100; do drive $arm $start 20; done
 done
 cp $OUT/temporal-eval/single-ref-sim-1*.json $E/  # the single-frame arm's held-out drives
-python benchmarks/summarize_closed_loop.py $E difference stack --seeds 20000 20039
+ln -sfn $OUT/temporal-single-ref $OUT/stack-single-ref
+drive single-ref 20000 40  # context only
+for start in 10120 10140 10160 10180 10200 10220; do  # a second held-out set, all three arms
+  for arm in single-ref stack difference; do drive $arm $start 20; done
+done
+python benchmarks/summarize_closed_loop.py $E single-ref difference stack --seeds 20000 20039
 python benchmarks/summarize_closed_loop.py $E single-ref difference stack --seeds 10000 10119
-python benchmarks/temporal/frame_use.py $OUT/temporal-sim20k $OUT/stack-difference $OUT/stack-stack
+python benchmarks/summarize_closed_loop.py $E single-ref difference stack --seeds 10120 10239
+python benchmarks/summarize_closed_loop.py $E single-ref difference stack --seeds 10000 10239
+$S simulate --out $OUT/stack-sim-check --frames 1200 --workers 1 --seed 31 --no-progress
+python benchmarks/temporal/frame_use.py $OUT/stack-sim-check $OUT/stack-stack $OUT/stack-difference
