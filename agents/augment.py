@@ -102,17 +102,21 @@ def _photometric(x: torch.Tensor, config: Augmentation, generator: torch.Generat
     eye = torch.eye(3).expand(n, 3, 3)
     m_sat = sat.view(n, 1, 1) * eye + (1.0 - sat).view(n, 1, 1) * luma.view(1, 1, 3)
     matrix = gain.view(n, 3, 1) * contrast.view(n, 1, 1) * m_sat
-    channel_mean = x.mean(dim=(2, 3)).unsqueeze(2)  # (n, 3, 1)
+    channel_mean = x[:, :3].mean(dim=(2, 3)).unsqueeze(2)  # (n, 3, 1)
     mean_sat = torch.bmm(m_sat.to(x.device), channel_mean)  # (n, 3, 1)
     mean_luma = mean_sat.mean(dim=1, keepdim=True)  # one mean per frame: contrast keeps hue
     offset = gain.to(x.device).view(n, 3, 1) * (1.0 - contrast.to(x.device)).view(n, 1, 1)
     offset = (offset * mean_luma + bright.to(x.device).view(n, 1, 1)).view(n, 3, 1, 1)
     matrix = matrix.to(x.device).view(n, 3, 3, 1, 1)
-    # Three broadcast multiply-adds: a batched 3x3 matmul over pixels is slower on CPU.
-    out = offset + matrix[:, :, 0] * x[:, 0:1]
-    out += matrix[:, :, 1] * x[:, 1:2]
-    out += matrix[:, :, 2] * x[:, 2:3]
-    return out
+    # Three broadcast multiply-adds: a batched 3x3 matmul over pixels is slower on CPU. Frames
+    # stacked as channels (3k) get the same map (contrast around the first frame's mean).
+    parts = []
+    for c in range(0, x.shape[1], 3):
+        out = offset + matrix[:, :, 0] * x[:, c : c + 1]
+        out += matrix[:, :, 1] * x[:, c + 1 : c + 2]
+        out += matrix[:, :, 2] * x[:, c + 2 : c + 3]
+        parts.append(out)
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 def _blur(x: torch.Tensor, config: Augmentation, generator: torch.Generator) -> torch.Tensor:
@@ -121,9 +125,10 @@ def _blur(x: torch.Tensor, config: Augmentation, generator: torch.Generator) -> 
     if not chosen.any():
         return x
     idx = chosen.nonzero().squeeze(1).to(x.device)
-    kernel = torch.full((3, 1, 1, width), 1.0 / width, dtype=x.dtype, device=x.device)
+    c = x.shape[1]
+    kernel = torch.full((c, 1, 1, width), 1.0 / width, dtype=x.dtype, device=x.device)
     blurred = F.conv2d(
-        F.pad(x[idx], (width // 2, width // 2, 0, 0), mode="replicate"), kernel, groups=3
+        F.pad(x[idx], (width // 2, width // 2, 0, 0), mode="replicate"), kernel, groups=c
     )
     x = x.clone()
     x[idx] = blurred
@@ -140,10 +145,13 @@ def augment_batch(
     """Augment a batch: uint8 (N, 3, H, W) images and (N, L) targets named by `label_names`.
 
     Returns (images (N, 3, H, W) float32 in [0, 1], targets (N, L) float32), new tensors;
-    the inputs are not modified. `generator` is a CPU ``torch.Generator``.
+    the inputs are not modified. `generator` is a CPU ``torch.Generator``. Frames stacked as
+    channels, (N, 3k, H, W), are changed alike (one mirror, shift, blur and colour map per
+    row; pixel noise drawn for each frame).
     """
     config = config or Augmentation()
-    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+    channels = images.shape[1] if images.dim() == 4 else 0
+    if images.dtype != torch.uint8 or not channels or channels % 3:
         raise ValueError(
             f"expected uint8 images (N, 3, H, W), got {tuple(images.shape)} {images.dtype}"
         )

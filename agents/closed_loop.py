@@ -14,6 +14,7 @@ Seeds default to 10_000.. so that they never coincide with training seeds (which
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,8 @@ def network_policy(
 
     A temporal network (``model.temporal.previous_action``) is fed the action this policy
     returned at the previous call, the one the car applied (FALLBACK_ACTION at the first
-    call): make a new policy for each episode."""
+    call); one with ``previous_frame_gap`` k, the frame of k calls back (the current one for
+    the first k calls): make a new policy for each episode."""
     for name in (STEERING, THROTTLE):
         if name not in model.outputs:
             raise ValueError(
@@ -99,11 +101,17 @@ def network_policy(
     model.eval()
     temporal = bool(model.context_names)
     previous = torch.tensor([FALLBACK_ACTION], dtype=torch.float32, device=device)
+    gap = model.spec.temporal.previous_frame_gap
+    earlier: deque[torch.Tensor] = deque(maxlen=gap)  # the last `gap` frames, oldest first
 
     @torch.no_grad()
     def act(obs: np.ndarray) -> np.ndarray:
         nonlocal previous
         x = torch.from_numpy(obs).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+        if gap:  # the frame `gap` calls back, the current one until there is one
+            back = earlier[0] if len(earlier) == gap else x
+            earlier.append(x)
+            x = torch.cat([x, back], dim=1)
         out = model(x, previous if temporal else None)[0]
         action = np.clip(
             np.array([out[steer_i].item(), throttle_scale * out[throttle_i].item()], np.float32),

@@ -184,9 +184,10 @@ def check_architecture(name: str) -> str:
 
 
 def build_encoder(name: str, input_shape: InputShape = (3, 64, 128)) -> Encoder:
-    """Build the registered encoder `name` for inputs of `input_shape` (3, H, W)."""
+    """Build the registered encoder `name` for inputs of `input_shape` (3, H, W), or (3k, H, W)
+    for k frames stacked as channels (`sim2real.agents.temporal`)."""
     check_architecture(name)
-    if len(input_shape) != 3 or input_shape[0] != 3 or min(input_shape) < 1:
+    if len(input_shape) != 3 or input_shape[0] % 3 or min(input_shape) < 1:
         raise ValueError(f"input_shape must be (3, H, W), got {tuple(input_shape)}")
     return ENCODERS[name](tuple(int(v) for v in input_shape))
 

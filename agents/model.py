@@ -79,8 +79,10 @@ class ModelSpec(StrictModel):
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """The network's input shape (3, height, width)."""
-        return self.preprocessing.input_shape
+        """The network's input shape (3, height, width); (6, height, width) with an earlier
+        frame stacked (`temporal.previous_frame_gap`)."""
+        c, h, w = self.preprocessing.input_shape
+        return (c * self.temporal.frames, h, w)
 
     def mirror_signs(self) -> torch.Tensor:
         """(len(outputs),) float32: -1 for the outputs a left-right mirror negates, else +1
@@ -132,7 +134,7 @@ def build_head(feature_dim: int, n_outputs: int, hidden: int, dropout: float) ->
 
 class DrivingNet(nn.Module):
     """Images (N, 3, H, W) float32 in [0, 1] (and, with `spec.temporal`, context (N, C)
-    float32) -> predictions (N, len(spec.outputs))."""
+    float32, or the earlier frame stacked: (N, 6, H, W)) -> predictions (N, len(outputs))."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -165,11 +167,18 @@ class DrivingNet(nn.Module):
             raise KeyError(f"output {name!r} not in this network's outputs {known}") from None
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) float32 in [0, 1] -> normalised as the spec's preprocessing says."""
-        return self.input_norm(images)
+        """(N, 3, H, W) float32 in [0, 1] -> normalised as the spec's preprocessing says.
+        With an earlier frame, (N, 6, H, W) [current, earlier] -> each frame normalised, then
+        [current, earlier] or [current, current - earlier] (`temporal.frame_input`)."""
+        if self.spec.temporal.frames == 1:
+            return self.input_norm(images)
+        current, earlier = self.input_norm(images[:, :3]), self.input_norm(images[:, 3:])
+        if self.spec.temporal.frame_input == "difference":
+            earlier = current - earlier
+        return torch.cat([current, earlier], dim=1)
 
     def check_input(self, images: torch.Tensor) -> None:
-        """Fail clearly when `images` is not (N, 3, H, W) at this network's input size."""
+        """Fail clearly when `images` is not (N, C, H, W) at this network's input shape."""
         expected = self.spec.input_shape
         if images.dim() != 4 or tuple(images.shape[1:]) != expected:
             raise ValueError(

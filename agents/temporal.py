@@ -1,4 +1,5 @@
-"""Temporal context for the driving network: the previous action as an input to the head.
+"""Temporal context for the driving network: the previous action as an input to the head, or
+the previous frame stacked with the current one.
 
 A single frame shows where the car is, not what it is already doing: the steering command in
 flight (the car acts on it after its latency), how fast it goes (the throttle it was given).
@@ -12,15 +13,22 @@ image. Two things work against it here: the input is the *applied* action, which
 recording's noise injection differs from the clean label by 0.2-0.6 on about half the frames
 (``sim/applied_steering``), and `action_dropout` replaces it in training by the fallback, the
 action of a car at rest (0, 0), which is also what the first frame of a session gets.
+
+With ``model.temporal.previous_frame_gap: k`` the network instead sees the frame k steps back
+(sim and car both run at 20 Hz, so k steps are k * 50 ms on both) beside the current one: its
+input is (N, 6, H, W), the current frame's 3 channels then the earlier frame's, and it forms
+either both normalised frames or the current one and the difference (`frame_input`) in its
+first step. Motion (speed, yaw rate) then comes from the images alone, with no fed-back
+output. A run's first k frames use themselves as the earlier frame (zero difference).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sim2real.agents.augment import Augmentation, augment_batch
 from sim2real.common.config import StrictModel
@@ -41,11 +49,32 @@ class Temporal(StrictModel):
     action_dropout: float = Field(0.3, ge=0.0, le=1.0)
     """training only: share of frames whose previous action is replaced by FALLBACK_ACTION,
     against copying it (see the module doc)"""
+    previous_frame_gap: int = Field(0, ge=0, le=20)
+    """read also the frame this many steps back (20 Hz: k * 50 ms), stacked as channels; 0: no
+    earlier frame"""
+    frame_input: Literal["stack", "difference"] = "stack"
+    """with previous_frame_gap: the encoder sees [current, earlier] ("stack") or [current,
+    current - earlier] ("difference"), each normalised as the preprocessing says (stack was
+    chosen on sim validation, docs/temporal.md; the two drove alike)"""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Temporal:
+        if self.previous_action and self.previous_frame_gap:
+            raise ValueError(
+                "model.temporal: previous_action and previous_frame_gap cannot both be on; "
+                "choose one"
+            )
+        return self
 
     @property
     def enabled(self) -> bool:
-        """True when the network takes any input besides the image."""
-        return self.previous_action
+        """True when the network takes any input besides the current image."""
+        return self.previous_action or self.previous_frame_gap > 0
+
+    @property
+    def frames(self) -> int:
+        """Frames the network's image input stacks: 1, or 2 with previous_frame_gap."""
+        return 2 if self.previous_frame_gap > 0 else 1
 
     @property
     def context_names(self) -> list[str]:
@@ -126,3 +155,38 @@ def augment_with_context(
     x, y = augment_batch(images, joined, names, generator, config)
     n = len(label_names)
     return x, y[:, :n], y[:, n:]
+
+
+class FramePairs:
+    """Frames (N, 3, H, W) uint8 and each one's earlier frame, served stacked as channels:
+    ``pairs[rows]`` is (B, 6, H, W) uint8 [current, earlier], made on demand (no copy of the
+    frames is kept). Indexable like the image tensor it stands in for (`shape`, `len`)."""
+
+    def __init__(self, images: torch.Tensor, previous: torch.Tensor) -> None:
+        if previous.shape != (images.shape[0],):
+            raise ValueError(
+                f"previous indexes {tuple(previous.shape)} do not match {images.shape[0]} frames"
+            )
+        if len(previous) and (previous.min() < 0 or previous.max() >= images.shape[0]):
+            raise ValueError("previous indexes must point at frames of the same set")
+        self.images = images
+        self.previous = previous.long()
+
+    @property
+    def shape(self) -> torch.Size:
+        n, c, h, w = self.images.shape
+        return torch.Size((n, 2 * c, h, w))
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, rows: Any) -> torch.Tensor:
+        return torch.cat([self.images[rows], self.images[self.previous[rows]]], dim=1)
+
+
+def frame_inputs(dataset: Any, images: torch.Tensor) -> torch.Tensor | FramePairs:
+    """`images` (N, 3, H, W) of `dataset`, paired with their earlier frames where the dataset
+    carries ``previous_index`` (N,) (set by `sim2real.transfer.temporal.attach_previous_frames`
+    for a network with `previous_frame_gap`); else `images` unchanged."""
+    previous = getattr(dataset, "previous_index", None)
+    return images if previous is None else FramePairs(images, previous)

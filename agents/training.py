@@ -46,7 +46,7 @@ from sim2real.agents.losses import (
     tensor_metrics,
 )
 from sim2real.agents.model import DrivingNet
-from sim2real.agents.temporal import augment_with_context, dataset_context
+from sim2real.agents.temporal import augment_with_context, dataset_context, frame_inputs
 from sim2real.common.config import StrictModel
 from sim2real.common.device import DeviceName, resolve_device
 from sim2real.common.io import atomic_write
@@ -119,7 +119,8 @@ def dataset_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     """All of `dataset` as (images (N, 3, H, W) uint8, targets (N, L) float32) tensors.
 
     Uses a dataset's ``.images`` / ``.targets`` (DrivingDataset) or a TensorDataset's tensors
-    directly; otherwise reads every item once.
+    directly; otherwise reads every item once. A dataset with earlier frames attached
+    (``previous_index``) gives its images as `FramePairs`, (N, 6, H, W) on indexing.
     """
     images = getattr(dataset, "images", None)
     targets = getattr(dataset, "targets", None)
@@ -142,7 +143,7 @@ def dataset_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
             f"dataset targets must be (N, L) for {images.shape[0]} images, "
             f"got {tuple(targets.shape)}"
         )
-    return images, targets.float()
+    return frame_inputs(dataset, images), targets.float()
 
 
 BatchLoss = Callable[[DrivingNet, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -232,7 +233,7 @@ def fit(
         raise ValueError(f"validation images are {tuple(val[0].shape[1:])}; model takes {expected}")
     context = dataset_context(model.context_names, train_set, "training")
     val_context = None if val is None else dataset_context(model.context_names, val_set, "val")
-    if context is not None and batch_loss is not None:
+    if (context is not None or model.spec.temporal.frames > 1) and batch_loss is not None:
         raise ValueError("a batch_loss (CORAL, co-training) cannot train a temporal network yet")
 
     device = resolve_device(config.device)

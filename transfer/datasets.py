@@ -314,6 +314,9 @@ class DrivingDataset(Dataset):
         self.context: torch.Tensor | None = None
         """(N, C) float32 inputs beside the image for a temporal network, row for row (the
         previous action, `sim2real.transfer.temporal`); None for a single-frame one"""
+        self.previous_index: torch.Tensor | None = None
+        """(N,) int64 row of each frame's earlier frame for a frame-stacking network
+        (`sim2real.transfer.temporal.attach_previous_frames`); None otherwise"""
 
     def _load_frames(self, progress: bool) -> np.ndarray:
         """The frames of the decodable records (cached); drops the others from `records`."""

@@ -25,6 +25,7 @@ import numpy as np
 from sim2real.agents.checkpoint import ModelCard, load_checkpoint
 from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, predict, predict_rollout
 from sim2real.agents.shipped import checkpoint_reference
+from sim2real.agents.temporal import frame_inputs
 from sim2real.common.splitspec import SplitSpec
 from sim2real.transfer.metrics import (
     DEFAULT_BLOCK_LENGTH,
@@ -33,7 +34,7 @@ from sim2real.transfer.metrics import (
     driving_metrics,
 )
 from sim2real.transfer.splits import REAL_SPLIT, split_records
-from sim2real.transfer.temporal import session_starts
+from sim2real.transfer.temporal import attach_previous_frames, session_starts
 
 FINETUNE_STEP = "finetune"
 """history steps whose name starts with this fitted the card's data split on real frames"""
@@ -148,6 +149,9 @@ def evaluate_offline(
         check_colour_frames(dataset)
         if model.context_names:  # a temporal network, fed its own previous action as on the car
             preds = predict_rollout(model, dataset.images, session_starts(dataset.records))
+        elif model.spec.temporal.previous_frame_gap:  # the earlier frame of the same session
+            attach_previous_frames(dataset, model.spec.temporal.previous_frame_gap)
+            preds = predict(model, frame_inputs(dataset, dataset.images))
         else:
             preds = predict(model, dataset.images)
         cols = [model.output_index(name) for name in labels]

@@ -21,6 +21,9 @@ falls back to fixed-point bilinear) is not bit-exact: 9% of values differ, by 1 
 A temporal network (``model.temporal.previous_action``) has a second input,
 ``previous_action`` float32 (N, 2) [steering, throttle]: the action the car applied at the
 previous frame, (0, 0) at the first; the pilot part keeps it between calls (`DonkeyPilot`).
+A frame-stacking one (``model.temporal.previous_frame_gap`` k) has ``previous_image`` uint8
+(N, H_src, W_src, 3) instead: the camera frame k steps back (the current one for a run's first
+k frames), preprocessed in the graph like ``image``; k is in the metadata.
 
 ``model.json`` (the model card), the source frame size and the output names are stored in
 the ONNX file's metadata_props.
@@ -48,8 +51,10 @@ from sim2real.agents.preprocessing import Preprocessing
 from sim2real.common.io import atomic_write_bytes
 from sim2real.transfer.pilot import (  # the names the car's pilot part reads
     INPUT_NAME,
+    META_FRAME_GAP,
     META_SOURCE_SIZE,
     PREVIOUS_ACTION_NAME,
+    PREVIOUS_IMAGE_NAME,
     STEERING_OUTPUT,
     THROTTLE_OUTPUT,
 )
@@ -143,7 +148,8 @@ class FramePreprocess(nn.Module):
 
 class CarInputModel(nn.Module):
     """Raw frames uint8 (N, H_src, W_src, 3) RGB (and, for a temporal network, the previous
-    action (N, 2) float32) -> one (N,) float32 tensor per output.
+    action (N, 2) float32, or the raw frames k steps back) -> one (N,) float32 tensor per
+    output.
 
     `FramePreprocess` then the `DrivingNet` (which normalises with the card's mean/std).
     """
@@ -154,12 +160,18 @@ class CarInputModel(nn.Module):
         self.source_size = self.preprocess.source_size
         self.model = model.eval()
         self.output_names = [onnx_output_name(name) for name in model.spec.outputs]
-        self.input_names = [INPUT_NAME] + ([PREVIOUS_ACTION_NAME] if model.context_names else [])
+        self.frame_gap = model.spec.temporal.previous_frame_gap
+        extra = [PREVIOUS_ACTION_NAME] if model.context_names else []
+        self.input_names = [INPUT_NAME, *extra, *([PREVIOUS_IMAGE_NAME] if self.frame_gap else [])]
 
     def forward(
-        self, frames: torch.Tensor, previous_action: torch.Tensor | None = None
+        self, frames: torch.Tensor, extra: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, ...]:
-        out = self.model(self.preprocess(frames), previous_action)
+        """`extra`: the previous action, or the earlier raw frames (see the class doc)."""
+        x = self.preprocess(frames)
+        if self.frame_gap:
+            x, extra = torch.cat([x, self.preprocess(extra)], dim=1), None
+        out = self.model(x, extra)
         return tuple(out[:, i] for i in range(out.shape[1]))
 
 
@@ -178,6 +190,13 @@ def rollout_context(wrapper: CarInputModel, frames: np.ndarray) -> np.ndarray:
     context = np.zeros((len(frames), 2), np.float32)
     context[1:] = np.clip(actions[:-1], -1.0, 1.0)
     return context
+
+
+def earlier_frames(frames: np.ndarray, gap: int) -> np.ndarray:
+    """The frames (N, H, W, 3) a pilot feeds as ``previous_image`` over consecutive `frames`:
+    frame i - `gap`, or frame i itself for the first `gap`."""
+    index = np.arange(len(frames))
+    return frames[np.where(index >= gap, index - gap, index)]
 
 
 def resize_mismatch(preprocessing: Preprocessing, frames: np.ndarray) -> dict[str, int]:
@@ -205,18 +224,25 @@ class ExportResult:
     """max |onnxruntime - torch| over the check frames and outputs (None: not checked)"""
     n_check_frames: int
     input_names: tuple[str, ...] = (INPUT_NAME,)
-    """graph inputs: ``image``, and ``previous_action`` for a temporal network"""
+    """graph inputs: ``image``, and ``previous_action`` or ``previous_image`` for a temporal
+    network"""
 
 
 def run_onnx(
-    session, frames: np.ndarray, previous_action: np.ndarray | None = None
+    session,
+    frames: np.ndarray,
+    previous_action: np.ndarray | None = None,
+    previous_image: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Run an onnxruntime session on uint8 frames (N, H, W, 3) (and a temporal export's
-    previous action (N, 2) float32); outputs by graph name."""
+    previous action (N, 2) float32, or a frame-stacking export's earlier frames (N, H, W, 3)
+    uint8); outputs by graph name."""
     names = [o.name for o in session.get_outputs()]
     feeds = {INPUT_NAME: frames}
     if previous_action is not None:
         feeds[PREVIOUS_ACTION_NAME] = np.asarray(previous_action, np.float32)
+    if previous_image is not None:
+        feeds[PREVIOUS_IMAGE_NAME] = np.asarray(previous_image, np.uint8)
     return dict(zip(names, session.run(names, feeds), strict=True))
 
 
@@ -227,7 +253,7 @@ def _export_proto(wrapper: CarInputModel, example: tuple[torch.Tensor, ...], dyn
         batch = torch.export.Dim("batch", min=1)
         shapes = {"frames": {0: batch}}
         if len(example) > 1:
-            shapes["previous_action"] = {0: batch}
+            shapes["extra"] = {0: batch}
         program = torch.onnx.export(
             wrapper,
             example,
@@ -286,6 +312,8 @@ def export_model(
     )
     if model.context_names:
         example = (*example, torch.zeros((2, len(model.context_names)), dtype=torch.float32))
+    if wrapper.frame_gap:
+        example = (*example, example[0].clone())
     with torch.no_grad():
         proto = _export_proto(wrapper, example, dynamo)
     outputs = {onnx_output_name(n): n for n in model.spec.outputs}
@@ -294,6 +322,8 @@ def export_model(
         META_SOURCE_SIZE: json.dumps(list(wrapper.source_size)),
         META_OUTPUTS: json.dumps(outputs),
     }
+    if wrapper.frame_gap:
+        meta[META_FRAME_GAP] = str(wrapper.frame_gap)
     del proto.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
@@ -305,10 +335,12 @@ def export_model(
     if frames is not None:
         session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
         context = rollout_context(wrapper, frames) if model.context_names else None
-        got = run_onnx(session, frames, context)
+        earlier = earlier_frames(frames, wrapper.frame_gap) if wrapper.frame_gap else None
+        got = run_onnx(session, frames, context, earlier)
+        extra = context if earlier is None else earlier
         with torch.no_grad():
             ref = wrapper(
-                torch.from_numpy(frames), None if context is None else torch.from_numpy(context)
+                torch.from_numpy(frames), None if extra is None else torch.from_numpy(extra)
             )
         max_diff = max(
             float(np.max(np.abs(got[name] - r.numpy())))
@@ -350,7 +382,7 @@ def export_onnx(
 
     With `check_frames` (N, H, W, 3) uint8, onnxruntime's outputs are compared with the torch
     wrapper's and the export fails (nothing written) if they differ by more than `tolerance`;
-    a temporal network is checked on them as a sequence (`rollout_context`).
+    a temporal network is checked on them as a sequence (`rollout_context`, `earlier_frames`).
     `dynamo`: torch's ``torch.export``-based exporter (default); False uses the older
     TorchScript exporter (faster to run, deprecated upstream).
     """

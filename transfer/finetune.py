@@ -278,11 +278,11 @@ def build_model(config: FinetuneConfig) -> tuple[DrivingNet, ModelCard]:
     if config.checkpoint is None:
         raise ValueError("no checkpoint given (--checkpoint): it names the architecture too")
     parent, card = load_checkpoint(config.checkpoint)
-    if parent.context_names:
+    if parent.spec.temporal.enabled:
         raise ValueError(
-            f"{config.checkpoint}: a temporal network (model.temporal, inputs "
-            f"{parent.context_names}) cannot be fine-tuned yet; start from a single-frame "
-            "network such as pilotnet-recipe"
+            f"{config.checkpoint}: a temporal network (model.temporal: "
+            f"{parent.spec.temporal.model_dump()}) cannot be fine-tuned yet; start from a "
+            "single-frame network such as pilotnet-recipe"
         )
     outputs = config.adapter.outputs
     parent.spec.mirror_average = False  # set on the saved network (`save_adapted`), not here

@@ -53,6 +53,11 @@ returned last, its throttle times ``throttle_mult`` (give it ``cfg.AI_THROTTLE_M
 drive loop applies that after this part). It starts from (0, 0), a car at rest, and goes
 back to it after ``reset()``, a new model, a non-finite output, or a pause of more than
 ``max_pause_s`` between calls (the pilot was switched off and a person drove).
+
+A frame-stacking export (``model.temporal.previous_frame_gap`` k) takes the camera frame of k
+calls back as ``previous_image``: the part keeps the last k frames, and feeds the current
+frame itself until it has k of them (after load, ``reset()``, a non-finite output or a pause
+of more than ``max_pause_s``), as in training.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ import json
 import math
 import re
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +74,10 @@ import numpy as np
 INPUT_NAME = "image"
 PREVIOUS_ACTION_NAME = "previous_action"
 """a temporal export's second input: float32 (N, 2) [steering, throttle] applied last frame"""
+PREVIOUS_IMAGE_NAME = "previous_image"
+"""a frame-stacking export's second input: uint8 (N, H, W, 3), the frame k calls back"""
+META_FRAME_GAP = "sim2real.previous_frame_gap"
+"""metadata of a frame-stacking export: k, how many frames back `PREVIOUS_IMAGE_NAME` is"""
 STEERING_OUTPUT = "steering"
 THROTTLE_OUTPUT = "throttle"
 META_SOURCE_SIZE = "sim2real.source_size"
@@ -111,6 +121,9 @@ class DonkeyPilot:
         self.max_pause_s = float(max_pause_s)
         self.temporal = False
         self.previous_action = np.zeros((1, 2), np.float32)
+        self.frame_gap = 0
+        self.frames: deque[np.ndarray] = deque(maxlen=1)
+        """the last `frame_gap` camera frames, oldest first (a frame-stacking export)"""
         self._last_run: float | None = None
         self.image_size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
         self.constant_throttle = throttle
@@ -141,9 +154,12 @@ class DonkeyPilot:
         inputs = session.get_inputs()
         outputs = [o.name for o in session.get_outputs()]
         names = [i.name for i in inputs]
-        if names not in ([INPUT_NAME], [INPUT_NAME, PREVIOUS_ACTION_NAME]) or (
-            STEERING_OUTPUT not in outputs
-        ):
+        known = (
+            [INPUT_NAME],
+            [INPUT_NAME, PREVIOUS_ACTION_NAME],
+            [INPUT_NAME, PREVIOUS_IMAGE_NAME],
+        )
+        if names not in known or (STEERING_OUTPUT not in outputs):
             raise ValueError(
                 f"{path}: not a sim2real pilot export (inputs {names}, "
                 f"outputs {outputs}); make one with `sim2real export`"
@@ -171,6 +187,8 @@ class DonkeyPilot:
         self.source_size = source_size
         self.path = path
         self.temporal = names[-1] == PREVIOUS_ACTION_NAME
+        self.frame_gap = int(meta.get(META_FRAME_GAP, 1)) if names[-1] == PREVIOUS_IMAGE_NAME else 0
+        self.frames = deque(maxlen=max(self.frame_gap, 1))
         self.reset()
         self._outputs = [STEERING_OUTPUT] + (
             [THROTTLE_OUTPUT] if self.constant_throttle is None else []
@@ -196,12 +214,17 @@ class DonkeyPilot:
         if frame.dtype != np.uint8:
             frame = np.clip(frame, 0, 255).astype(np.uint8)
         feeds = {INPUT_NAME: frame[None]}
-        if self.temporal:
+        if self.temporal or self.frame_gap:
             now = time.monotonic()
             if self._last_run is not None and now - self._last_run > self.max_pause_s:
                 self.reset()  # the pilot was off: what it returned last is not what the car did
             self._last_run = now
+        if self.temporal:
             feeds[PREVIOUS_ACTION_NAME] = self.previous_action
+        if self.frame_gap:  # the frame `frame_gap` calls back; this one until there is one
+            earlier = self.frames[0] if len(self.frames) == self.frame_gap else frame
+            self.frames.append(frame.copy())  # (the camera may reuse its buffer)
+            feeds[PREVIOUS_IMAGE_NAME] = earlier[None]
         results = self.session.run(self._outputs, feeds)
         angle = float(results[0][0])
         throttle = (
@@ -216,8 +239,10 @@ class DonkeyPilot:
         return angle, throttle
 
     def reset(self) -> None:
-        """Forget the previous action (a temporal export starts again from (0, 0))."""
+        """Forget the previous action (a temporal export starts again from (0, 0)) and the
+        kept frames (a frame-stacking export starts again from the current frame)."""
         self.previous_action = np.zeros((1, 2), np.float32)
+        self.frames.clear()
         self._last_run = None
 
     def run_threaded(self, img_arr: np.ndarray | None) -> tuple[float, float]:

@@ -9,18 +9,26 @@ person drove (what they commanded is what the car did) and ``pilot/*`` where the
 after a gap in the indexes (deleted or skipped records), gets the fallback: a car at rest.
 Only labels are read (no images), and the lookup runs over every record read, so a frame at
 the edge of a training block still gets its predecessor.
+
+For ``model.temporal.previous_frame_gap`` (`previous_frames`), the earlier frame is looked up
+among the dataset's own frames (its images are in memory), by the same (source, session,
+index - k) key.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from sim2real.agents.temporal import FALLBACK_ACTION
 from sim2real.transfer.records import PILOT_MODES, Record
+
+if TYPE_CHECKING:
+    from sim2real.transfer.datasets import DrivingDataset
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +117,26 @@ def previous_actions(
             len(records),
         )
     return torch.from_numpy(context), fallback
+
+
+def previous_frames(records: Sequence[Record], gap: int) -> tuple[torch.Tensor, int]:
+    """(index (N,) int64 into `records` of each record's frame `gap` steps back in the same
+    source and session, itself where that record is not among `records` (a run's first `gap`
+    frames, after a gap in the indexes, or at the edge of a split block); how many got
+    themselves). For networks with ``model.temporal.previous_frame_gap``."""
+    if gap < 1:
+        raise ValueError(f"previous_frame_gap must be >= 1, got {gap}")
+    where = {(r.source, r.session, r.index): i for i, r in enumerate(records)}
+    index = np.arange(len(records), dtype=np.int64)
+    for i, r in enumerate(records):
+        index[i] = where.get((r.source, r.session, r.index - gap), i)
+    own = int((index == np.arange(len(records))).sum())
+    if own:
+        log.info("previous frame: %d of %d frames have none %d steps back", own, len(records), gap)
+    return torch.from_numpy(index), own
+
+
+def attach_previous_frames(dataset: DrivingDataset, gap: int) -> None:
+    """Set `dataset.previous_index` (`previous_frames` over its decoded records), which
+    `sim2real.agents.temporal.frame_inputs` reads."""
+    dataset.previous_index, _ = previous_frames(dataset.records, gap)

@@ -106,7 +106,8 @@ def open_training_data(
     budget). The episodes split is drawn with `seed`. ValueError, naming the data, when a
     label is absent from every record, or too few records are left for a part.
     `temporal`: with its inputs on, each dataset also gets its `context` (the previous
-    action, looked up among every record read: `sim2real.transfer.temporal`).
+    action, looked up among every record read: `sim2real.transfer.temporal`), or its
+    `previous_index` (the earlier frame's row, for `previous_frame_gap`).
     """
     if isinstance(paths, RecordSet):
         record_set, sources = paths, list(paths.reports)
@@ -144,6 +145,11 @@ def open_training_data(
 
         for dataset in (train_set, val_set):
             dataset.context, _ = previous_actions(dataset.records, record_set.records)
+    if temporal is not None and temporal.previous_frame_gap:
+        from sim2real.transfer.temporal import attach_previous_frames
+
+        for dataset in (train_set, val_set):
+            attach_previous_frames(dataset, temporal.previous_frame_gap)
     trained_on = {
         "paths": sources,
         "frames": {  # (frames whose image did not decode are not counted)

@@ -60,7 +60,12 @@ def handler(args: argparse.Namespace) -> int:
         f"wrote {result.onnx_path}: input image uint8 (N, {source_size[0]}, {source_size[1]}, 3) "
         f"RGB, outputs {', '.join(result.output_names)}"
     )
-    if len(result.input_names) > 1:
+    if "previous_image" in result.input_names:
+        print(
+            "temporal: also input previous_image uint8, the camera frame of an earlier step "
+            "(same shape as image); DonkeyPilot keeps the frames between calls"
+        )
+    elif len(result.input_names) > 1:
         print(
             "temporal: also input previous_action float32 (N, 2) [steering, throttle] the car "
             "applied last frame; DonkeyPilot keeps it between calls"
