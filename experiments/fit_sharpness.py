@@ -3,7 +3,7 @@
 The sharpness statistic (scene_measures.image_stats: Laplacian variance over luma variance) of
 sim renders at strength 0 is read along a signed path: p < 0 is a Gaussian blur of sigma -p px
 (`image.blur`), p >= 0 the camera's unsharp mask of amount p (`image.sharpen`). Sharpness grows
-monotonically along it, so three renders (p = 0, a first guess, a secant step) find the p whose
+monotonically along it, so four renders (p = 0, a first guess, two secant steps) find the p whose
 renders read the real frames' sharpness. A blur alone could never reach the real frames: the
 renderer magnifies 2 cm floor texels over several px near the car, and on carpet-walls its
 renders read 0.10-0.14 with blur, motion blur and JPEG all off, against 0.39 for the real camera.
@@ -23,6 +23,7 @@ from sim2real.experiments.scene_measures import image_stats
 SIM_FRAMES = 16  # renders per point of the path
 BLUR_MAX = 3.0  # px: the most blur the path tries (the spec allows up to 5)
 SHARPEN_LIMITS = ImageRanges.LIMITS["sharpen"]
+STEPS = 2  # secant steps after the first guess
 
 
 @dataclass
@@ -85,15 +86,37 @@ def fit_sharpness(
     ratio = target / max(s0, 1e-6)
     # first guess: an unsharp mask of amount a multiplies fine detail's Laplacian by ~(1 + a),
     # its variance by (1 + a)^2; a blur of sigma s takes ~0.6 px per halving
-    p1 = float(np.sqrt(ratio) - 1.0) if ratio >= 1 else 0.6 * float(np.log2(ratio))
-    s1 = measure(p1)
-    position = p1
-    if abs(s1 - s0) > 1e-6:  # secant through (0, s0) and (p1, s1), unclipped
-        position = p1 * (target - s0) / (s1 - s0)
-        if _clip(position) != _clip(p1):
-            measure(position)
-    # keep the tried point nearest the target (in ratio) unless the secant ran past the limit
-    if abs(position - _clip(position)) < 1e-9:
-        position = min(tried, key=lambda p: abs(np.log(tried[p] / target)))
+    position = float(np.sqrt(ratio) - 1.0) if ratio >= 1 else 0.6 * float(np.log2(ratio))
+    measure(position)
+    for _ in range(STEPS):  # secants in log sharpness, through the pair that brackets the target
+        p, q = _pair(tried, target)
+        lp, lq = (float(np.log(max(tried[x], 1e-9))) for x in (p, q))
+        lt = float(np.log(target))
+        if abs(lq - lp) < 1e-9:
+            break
+        position = p + (q - p) * (lt - lp) / (lq - lp)
+        if _clip(position) in tried:
+            break
+        measure(position)
+    # keep the tried point nearest the target, unless the target lies beyond the path's end
+    if abs(position - _clip(position)) < 1e-9 or not _beyond(tried, target, position):
+        position = min(tried, key=lambda x: abs(np.log(tried[x] / target)))
     p = _clip(position)
     return SharpnessFit(position, max(0.0, -p), max(0.0, p), target, tried)
+
+
+def _pair(tried: dict[float, float], target: float) -> tuple[float, float]:
+    """Two tried positions to interpolate between: the nearest on each side of the target
+    when there are both, else the two nearest it."""
+    below = [p for p, s in tried.items() if s < target]
+    above = [p for p, s in tried.items() if s >= target]
+    if below and above:
+        return max(below), min(above)
+    near = sorted(tried, key=lambda p: abs(np.log(tried[p] / target)))
+    return near[0], near[1]
+
+
+def _beyond(tried: dict[float, float], target: float, position: float) -> bool:
+    """Whether the path's end nearest `position` was tried and still falls short of the target."""
+    end = _clip(position)
+    return end in tried and (tried[end] < target if position > end else tried[end] > target)
