@@ -39,11 +39,15 @@ class SharpnessFit:
     tried: dict[float, float]
 
     @property
+    def achieved(self) -> float:
+        """The sim's sharpness at the position applied (clipped to the path's ends)."""
+        return self.tried.get(_clip(self.position), float("nan"))
+
+    @property
     def note(self) -> str:
-        at = self.tried.get(_clip(self.position), float("nan"))
         return (
             f"sharpness {self.target:.3f} of the real frames; sim renders at strength 0 read "
-            f"{self.tried[0.0]:.3f} with neither blur nor sharpening, {at:.3f} with this"
+            f"{self.tried[0.0]:.3f} with neither blur nor sharpening, {self.achieved:.3f} with this"
         )
 
 
