@@ -11,6 +11,8 @@ of view of a near-pinhole lens from where vertical edges meet.
 Then analysis by synthesis: sim frames rendered from the fitted nominal world are measured the
 same way, and brightness, contrast, saturation, blur, noise, haze, gloss, the camera pitch and
 height are corrected until the sim's statistics match the real ones (detector biases cancel).
+Last, on the spec as written (unless `fit` is geometry), blur or the camera's sharpening are
+fitted to the real frames' sharpness (experiments.fit_sharpness).
 
 The spec written has the fitted world as its nominal (strength 0) and ranges of
 `range_scale` times the base spec's half-widths around it (strength 1); the fitted style gets
@@ -283,8 +285,10 @@ def apply_sharpness(result: FitResult, base: RandomizationSpec, scale: float,
 
 def keep_fitted(result: FitResult, base: RandomizationSpec, fit: str) -> None:
     """Put the base spec's entries back for the fitted values `fit` leaves out ('geometry':
-    all but GEOMETRY; 'look': GEOMETRY; 'all': none); they stay in `result.fitted`, marked
-    not applied, so the spec's comments still say what was measured."""
+    all but GEOMETRY; 'geometry+sharpness': all but GEOMETRY and SHARPNESS, which
+    apply_sharpness then fits on the spec as written; 'look': GEOMETRY; 'all': none); they
+    stay in `result.fitted`, marked not applied, so the spec's comments still say what was
+    measured."""
     if fit == "all":
         return
     base_spec = base.model_dump(mode="json")
