@@ -1,5 +1,6 @@
-"""Sensor and image randomization with OpenCV: blur, motion blur, vignetting, hue/saturation
-and haze (one colour matrix), brightness/contrast/gamma (one lookup table), noise, JPEG.
+"""Sensor and image randomization with OpenCV: blur, motion blur, the camera's sharpening
+(unsharp mask), vignetting, hue/saturation and haze (one colour matrix), brightness/contrast/gamma
+(one lookup table), noise, JPEG.
 
 Everything that can be is computed once per episode, so a frame costs a handful of cv2 calls.
 """
@@ -12,6 +13,7 @@ import numpy as np
 from sim2real.envs.textures import hsv_to_rgb
 
 NOISE_MARGIN = 8  # px of slack in the noise bank, so each frame takes a shifted window
+SHARPEN_SIGMA = 1.0  # px: radius (Gaussian sigma) of the unsharp mask, as small camera ISPs use
 
 
 class ImagePipeline:
@@ -31,6 +33,10 @@ class ImagePipeline:
         )
         self.blur = float(params["blur"])  # Gaussian sigma, px
         self.motion = int(round(params["motion_blur"]))  # horizontal streak length, px
+        # unsharp-mask amount: x + a (x - blur(x)); the camera's own sharpening (ISP). The
+        # renderer magnifies 2 cm floor texels over several px near the car, so without it
+        # the sim is softer than any real frame (docs/fit-sim.md, "Sharpness")
+        self.sharpen = float(params.get("sharpen", 0.0))
         self.vignette = self._vignette(params["vignetting"], height, width)
         sigma = float(params["noise"])
         self.noise_pos = self.noise_neg = None
@@ -77,6 +83,9 @@ class ImagePipeline:
             image = cv2.GaussianBlur(image, (0, 0), self.blur)
         if self.motion >= 2:  # horizontal: the camera mostly yaws (turns), it rarely pitches
             image = cv2.blur(image, (self.motion, 1))
+        if self.sharpen > 0.01:  # the ISP sharpens what the lens and the motion gave it
+            soft = cv2.GaussianBlur(image, (0, 0), SHARPEN_SIGMA)
+            image = cv2.addWeighted(image, 1.0 + self.sharpen, soft, -self.sharpen, 0.0)
         if self.vignette is not None:
             image = cv2.multiply(image, self.vignette, scale=1.0 / 255.0)
         image = cv2.transform(image, self.color)

@@ -246,6 +246,7 @@ class ImageRanges(_Group):
         "jpeg_quality": (5.0, 100.0),
         "vignetting": (0.0, 1.0),
         "haze": (0.0, 1.0),
+        "sharpen": (0.0, 4.0),
     }
     noise: Range
     blur: Range
@@ -259,6 +260,11 @@ class ImageRanges(_Group):
     vignetting: Range
     haze: Range
     haze_color: ColorRange
+    sharpen: Range = Field(
+        default_factory=lambda: Range(low=0.0, high=0.0, nominal=0.0, unit="unsharp amount")
+    )
+    """the camera's sharpening, an unsharp mask x + a (x - blur(x)) of radius 1 px: 0 = none.
+    Last in the group and 0-wide in the shipped spec, so specs without it draw as before."""
 
 
 class DynamicsRanges(_Group):

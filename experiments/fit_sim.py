@@ -11,6 +11,8 @@ of view of a near-pinhole lens from where vertical edges meet.
 Then analysis by synthesis: sim frames rendered from the fitted nominal world are measured the
 same way, and brightness, contrast, saturation, blur, noise, haze, gloss, the camera pitch and
 height are corrected until the sim's statistics match the real ones (detector biases cancel).
+Last, on the spec as written (unless `fit` is geometry), blur or the camera's sharpening are
+fitted to the real frames' sharpness (experiments.fit_sharpness).
 
 The spec written has the fitted world as its nominal (strength 0) and ranges of
 `range_scale` times the base spec's half-widths around it (strength 1); the fitted style gets
@@ -34,6 +36,7 @@ from sim2real.envs.randomization import STYLES, RandomizationSpec, resolve_spec
 from sim2real.envs.textures import hsv_to_rgb
 from sim2real.experiments.fit_lens import fit_lens, hfov_from_verticals, render
 from sim2real.experiments.fit_measure import Measure, check_road_scene
+from sim2real.experiments.fit_sharpness import SharpnessFit, fit_sharpness
 from sim2real.experiments.scene_measures import Camera, image_stats, rgb_to_hsv
 
 MIN_FRAMES = 20
@@ -51,6 +54,18 @@ GEOMETRY = frozenset(
         "visual.board_height",
     }  # fmt: skip
 )
+# the sim's sharpness: blur or the camera's sharpening (experiments.fit_sharpness)
+SHARPNESS = frozenset({"image.blur", "image.sharpen"})
+FitMode = Literal["all", "geometry", "geometry+sharpness", "look"]
+
+
+def applies(key: str, fit: str) -> bool:
+    """Whether fit mode `fit` writes fitted value `key` ('group.field') into the spec."""
+    if fit == "all":
+        return True
+    if fit == "look":
+        return key not in GEOMETRY
+    return key in GEOMETRY or (fit == "geometry+sharpness" and key in SHARPNESS)
 
 
 class FitSimConfig(StrictModel):
@@ -68,10 +83,11 @@ class FitSimConfig(StrictModel):
     )
     base: str | None = Field(None, description="base RandomizationSpec YAML (default: shipped)")
     seed: int = Field(0, ge=0, description="seed of the k-means and the sim renders")
-    fit: Literal["all", "geometry", "look"] = Field(
+    fit: FitMode = Field(
         "geometry",
         description="fitted values the spec takes: geometry (camera pose, lens, road width, "
-        "boards), look (style, colours, image statistics) or all; the rest keep the base "
+        "boards), geometry+sharpness (and blur or sharpening to the real frames' sharpness), "
+        "look (style, colours, image statistics, sharpness) or all; the rest keep the base "
         "spec's. geometry: chosen on usi-track-a's validation block (docs/fit-sim.md)",
     )
 
@@ -97,6 +113,7 @@ class FitResult:
     sim_stats: dict[str, float] = field(default_factory=dict)
     frames: int = 0
     style_scores: dict[str, float] = field(default_factory=dict)
+    sharpness: SharpnessFit | None = None  # the blur / sharpening fit, when the spec took it
 
     @property
     def clipped(self) -> list[str]:
@@ -243,19 +260,40 @@ def fit_sim(frames: np.ndarray, config: FitSimConfig | None = None) -> FitResult
     real_px = s["run_px"] if fit_height else float("nan")
     _synthesis(frames, real, real_px, spec, base, scale, result, camera, config.seed)
     keep_fitted(result, base, config.fit)
+    if config.fit != "geometry":  # on the spec as written: its look is what the sharpness sees
+        apply_sharpness(result, base, scale, (h, w), real.floor_top, config.seed)
     validate_config(RandomizationSpec, result.spec, "fitted spec")
     return result
 
 
+def apply_sharpness(result: FitResult, base: RandomizationSpec, scale: float,
+                    size: tuple[int, int], floor_top: int, seed: int) -> None:  # fmt: skip
+    """Blur or sharpen the spec's nominal world (`result.spec`) until its renders read the real
+    frames' sharpness (`result.real_stats`). The sharpening's range at strength 1 is `scale`
+    times its value either side when the base spec holds it fixed (the shipped spec does)."""
+    fit = fit_sharpness(result.spec, result.real_stats["sharpness"], size, floor_top, seed)
+    _set_range(result.spec, base, "image.blur", fit.blur, scale, result, fit.note)
+    _set_range(result.spec, base, "image.sharpen", max(0.0, fit.position), scale, result,
+               fit.note)  # fmt: skip
+    entry, base_entry = result.spec["image"]["sharpen"], base.image.sharpen
+    if base_entry.high == base_entry.low:
+        x = entry["nominal"]
+        entry.update(low=round(x * (1 - min(scale, 1.0)), 4), high=round(x * (1 + scale), 4))
+        entry["high"] = min(entry["high"], type(base.image).LIMITS["sharpen"][1])
+    result.sharpness = fit
+
+
 def keep_fitted(result: FitResult, base: RandomizationSpec, fit: str) -> None:
     """Put the base spec's entries back for the fitted values `fit` leaves out ('geometry':
-    all but GEOMETRY; 'look': GEOMETRY; 'all': none); they stay in `result.fitted`, marked
-    not applied, so the spec's comments still say what was measured."""
+    all but GEOMETRY; 'geometry+sharpness': all but GEOMETRY and SHARPNESS, which
+    apply_sharpness then fits on the spec as written; 'look': GEOMETRY; 'all': none); they
+    stay in `result.fitted`, marked not applied, so the spec's comments still say what was
+    measured."""
     if fit == "all":
         return
     base_spec = base.model_dump(mode="json")
     for key, fitted in result.fitted.items():
-        if (key in GEOMETRY) != (fit == "geometry"):
+        if not applies(key, fit):
             group, name = key.split(".")
             result.spec[group][name] = base_spec[group][name]
             fitted.applied = False

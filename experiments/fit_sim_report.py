@@ -48,6 +48,11 @@ def write_fit_report(out: str | Path, frames: np.ndarray, result: FitResult, see
         f"height {cam['height']['nominal']:.3f} m, road width "
         f"{result.spec['track']['road_width']['nominal']:.2f} m"
     )
+    if result.sharpness is not None:
+        sh = result.sharpness
+        title += (f"\nsharpness: real {sh.target:.2f}, sim {sh.tried[0.0]:.2f} plain, "
+                  f"{sh.achieved:.2f} "
+                  f"at blur {sh.blur:.2f} px / sharpen {sh.sharpen:.2f}")  # fmt: skip
     if result.clipped:
         title += "\nclipped: " + "; ".join(result.clipped)
     fig.suptitle(title, fontsize=9)

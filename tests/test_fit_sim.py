@@ -106,7 +106,9 @@ def test_fit_sim_cli_on_the_real_sample_writes_a_loadable_spec_and_report(tmp_pa
     assert 170 <= hue <= 230  # the blue mat
     assert 25 <= spec.visual.centre_color.nominal[0] <= 70  # yellow
     assert (tmp_path / "spec.png").stat().st_size > 10_000
-    assert "style two_lane" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "style two_lane" in out_text and "sharpness: blur" in out_text
+    assert "sharpness" in text.split("  sharpen:")[1].split("\n")[0]
 
 
 def test_bad_input_gets_one_line_and_no_spec(tmp_path, capsys):

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                  help="ranges' half-widths, x the base spec's (default 0.5)")  # fmt: skip
     add_shortcut(parser, "--style-share", "style_share", type=float,
                  help="style weight of the fitted style (default 0.6)")  # fmt: skip
-    add_shortcut(parser, "--fit", "fit", choices=["all", "geometry", "look"],
+    add_shortcut(parser, "--fit", "fit", choices=["all", "geometry", "geometry+sharpness", "look"],
                  help="fitted values to keep, the rest the base's (default geometry)")  # fmt: skip
     add_shortcut(parser, "--base", "base", help="base spec YAML (default: the shipped spec)")
     add_shortcut(parser, "--seed", "seed", type=int, help="seed (default 0)")
@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         f"({time.process_time() - cpu:.0f} CPU-s), fit {config.fit}: style {style}, "
         f"camera pitch {cam['pitch']['nominal']:.1f} deg, height {cam['height']['nominal']:.3f} m"
     )
+    if result.sharpness is not None:
+        sharp = result.sharpness
+        print(f"sharpness: blur {sharp.blur:.2f} px, sharpen {sharp.sharpen:.2f}; {sharp.note}")
     for line in result.clipped:
         print(f"  clipped: {line}")
     print(f"spec: {args.out}\nreport: {report}")
