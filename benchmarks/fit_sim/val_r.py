@@ -1,0 +1,40 @@
+"""Pearson r of checkpoints' steering on the validation block (the 15% before the test block, cut
+as `evaluate --split test` cuts it) of both real recordings, for choosing between arms without
+touching the test block.
+
+usage: python benchmarks/fit_sim/val_r.py OUT.json REAL_DIR CHECKPOINT...
+"""
+
+import sys
+from pathlib import Path
+
+from scipy.stats import pearsonr
+
+from sim2real.agents.checkpoint import load_checkpoint
+from sim2real.agents.model import predict
+from sim2real.common.io import atomic_write_json
+from sim2real.transfer.datasets import DrivingDataset, open_records
+from sim2real.transfer.evaluate import card_split
+from sim2real.transfer.splits import split_records
+
+TUBS = ("usi-track-a", "carpet-walls")
+
+
+def main(out: str, real: str, checkpoints: list[str]) -> None:
+    scores = {}
+    for checkpoint in checkpoints:
+        model, card = load_checkpoint(checkpoint)
+        for tub in TUBS:
+            records = open_records([str(Path(real) / tub)])
+            parts = split_records(records.records, card_split(card), seed=0)
+            data = DrivingDataset(parts.val, model.spec.preprocessing, ["user/angle"], None,
+                                  progress=False, report=records.report)  # fmt: skip
+            steering = predict(model, data.images)[:, model.output_index("user/angle")]
+            r = float(pearsonr(steering, data.targets[:, 0].double().numpy())[0])
+            scores[f"{checkpoint}|{tub}"] = {"r": r, "n": len(steering)}
+            print(checkpoint, tub, "validation r", round(r, 3), "n", len(steering), flush=True)
+    atomic_write_json(out, scores)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])
