@@ -197,3 +197,20 @@ def test_finetune_refuses_a_frame_network_in_one_line(tmp_path, capsys):
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "a temporal network" in line and "previous_frame_gap': 1" in line
     assert not (tmp_path / "ft").exists()
+
+
+@pytest.mark.parametrize("gap", ["0", "two"])
+def test_pilot_refuses_a_bad_frame_gap_in_the_metadata_in_one_line(exported, tmp_path, gap):
+    import onnx
+
+    from sim2real.transfer.pilot import META_FRAME_GAP
+
+    _, result, _ = exported
+    model = onnx.load(str(result.onnx_path))
+    (entry,) = [p for p in model.metadata_props if p.key == META_FRAME_GAP]
+    entry.value = gap
+    edited = tmp_path / "edited.onnx"
+    onnx.save(model, str(edited))
+    with pytest.raises(ValueError, match=f"{META_FRAME_GAP} = '{gap}'") as error:
+        DonkeyPilot(edited)
+    assert "\n" not in str(error.value) and str(edited) in str(error.value)

@@ -187,7 +187,7 @@ class DonkeyPilot:
         self.source_size = source_size
         self.path = path
         self.temporal = names[-1] == PREVIOUS_ACTION_NAME
-        self.frame_gap = int(meta.get(META_FRAME_GAP, 1)) if names[-1] == PREVIOUS_IMAGE_NAME else 0
+        self.frame_gap = _frame_gap(path, meta) if names[-1] == PREVIOUS_IMAGE_NAME else 0
         self.frames = deque(maxlen=max(self.frame_gap, 1))
         self.reset()
         self._outputs = [STEERING_OUTPUT] + (
@@ -255,3 +255,19 @@ class DonkeyPilot:
     def shutdown(self) -> None:
         """Release the onnxruntime session (DonkeyCar calls this when the vehicle stops)."""
         self.session = None
+
+
+def _frame_gap(path: Path, meta: dict[str, str]) -> int:
+    """How many frames back the model's ``previous_image`` input is, from its metadata (a
+    positive integer; a model exported before the field was recorded is 1)."""
+    text = meta.get(META_FRAME_GAP, "1")
+    try:
+        gap = int(text)
+    except ValueError:
+        gap = 0
+    if gap < 1:
+        raise ValueError(
+            f"{path}: metadata {META_FRAME_GAP} = {text!r} is not a positive whole number of "
+            "frames; re-export the model with `sim2real export`"
+        )
+    return gap
