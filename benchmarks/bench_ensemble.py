@@ -26,10 +26,7 @@ every frame of the block. Predictions are cached in MODELS/preds; results go to 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
-import platform
 import shlex
 import sys
 import time
@@ -43,7 +40,9 @@ from sim2real.agents.checkpoint import WEIGHTS_FILE, load_checkpoint
 from sim2real.agents.model import STEERING, predict
 from sim2real.agents.shipped import resolve_checkpoint
 from sim2real.agents.training import dataset_tensors
-from sim2real.common.io import atomic_write_json, atomic_write_text
+from sim2real.common.digest import file_sha256
+from sim2real.common.io import atomic_write, atomic_write_json, atomic_write_text
+from sim2real.common.machine import load_average, machine_info
 from sim2real.transfer.datasets import DrivingDataset, open_records
 from sim2real.transfer.finetune import FinetuneConfig, finetune, open_finetune_data
 from sim2real.transfer.metrics import AffineCalibration, pearson_r, r2
@@ -74,11 +73,15 @@ def steering_predictions(checkpoint: Path | str, blocks: dict, cache: Path) -> d
     for b in BLOCKS:
         images = blocks[b][0]
         out[b] = (predict(model, images)[:, col], -predict(model, images.flip(3))[:, col])
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        cache,
-        **{f"{b}_{k}": v for b in BLOCKS for k, v in zip(("plain", "mirror"), out[b], strict=True)},
-    )
+    arrays = {
+        f"{b}_{k}": v for b in BLOCKS for k, v in zip(("plain", "mirror"), out[b], strict=True)
+    }
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:  # a file object: np.savez would add ".npz" to a path
+            np.savez(handle, **arrays)
+
+    atomic_write(cache, write)  # an interrupted run leaves no half-written cache
     return out
 
 
@@ -104,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    started, load_before = time.perf_counter(), os.getloadavg()
+    started, load_before = time.perf_counter(), load_average()
     json_path = args.out / f"{args.name}.json"
     results: dict = {"zero_shot": {}, "finetunes": {}, "ensembles": {}, "extra": {}}
 
@@ -124,19 +127,25 @@ def main() -> None:
     results["frames"] = {b: len(truth[b]) for b in BLOCKS}
     print(f"{args.name}: blocks {results['frames']}", flush=True)
 
-    def tag(path: str) -> str:
-        p = Path(path)
-        return p.name if p.name != "pre20k" else f"{p.parent.name}-pre20k"
-
-    digests: dict[str, str] = {}
+    # each start's fine-tunes and prediction caches are named by its folder and its weights'
+    # digest: two folders of the same name, or a start retrained in place, never share them
+    tags: dict[str, str] = {}
     for start in args.starts:
         _, start_card = load_checkpoint(start)
         if start_card.spec.preprocessing != pre:
             raise ValueError(f"{start}: preprocessing differs from {args.starts[0]}'s")
-        digest = hashlib.sha256((resolve_checkpoint(start) / WEIGHTS_FILE).read_bytes())
-        if digest.hexdigest() in digests:  # e.g. a shipped network and its source folder
-            raise ValueError(f"{start} has the same weights as {digests[digest.hexdigest()]}")
-        digests[digest.hexdigest()] = start
+        digest = file_sha256(resolve_checkpoint(start) / WEIGHTS_FILE)
+        same = [s for s, t in tags.items() if t.endswith(digest[:12])]
+        if same:  # e.g. a shipped network and its source folder
+            raise ValueError(f"{start} has the same weights as {same[0]}")
+        p = Path(start)
+        readable = p.name if p.name != "pre20k" else f"{p.parent.name}-pre20k"
+        tags[start] = f"{readable}-{digest[:12]}"
+
+    def tag(path: str) -> str:
+        return tags[path]
+
+    for start in args.starts:
         preds = steering_predictions(
             start, blocks, args.models / "preds" / f"zs_{tag(start)}_{args.data.name}.npz"
         )
@@ -199,18 +208,14 @@ def main() -> None:
                 }
             save()
     for extra in args.extra:
-        name = f"extra_{Path(extra).parent.name}_{Path(extra).name}"
+        digest = file_sha256(resolve_checkpoint(extra) / WEIGHTS_FILE)[:12]
+        name = f"extra_{Path(extra).parent.name}_{Path(extra).name}-{digest}"
         preds = steering_predictions(extra, blocks, args.models / "preds" / f"{name}.npz")
         results["extra"][str(extra)] = arm_scores(preds, truth)
         save()
     results["machine"] = {
-        "cpus": os.cpu_count(),
-        "load_before": [round(v, 2) for v in load_before],
-        "load_after": [round(v, 2) for v in os.getloadavg()],
-        "platform": platform.platform(),
-        "threads": args.threads,
+        **machine_info(load_before),  # its utc is when the run finished
         "seconds_this_run": round(time.perf_counter() - started, 1),
-        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     results["command"] = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     save()
