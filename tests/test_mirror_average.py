@@ -11,6 +11,7 @@ from model_helpers import finetune_config, save_parent, set_batchnorm_statistics
 
 from sim2real.agents.checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
 from sim2real.agents.model import DrivingNet, ModelSpec, predict
+from sim2real.agents.preprocessing import Preprocessing
 from sim2real.agents.temporal import Temporal
 from sim2real.experiments.cli import main
 from sim2real.transfer.datasets import open_records
@@ -85,7 +86,7 @@ def test_card_round_trip_and_old_cards(tmp_path, frames):
 def test_bad_values_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="mirror_average"):
         ModelSpec(mirror_average="sometimes")
-    with pytest.raises(ValueError, match="temporal input"):
+    with pytest.raises(ValueError, match="this one reads model.temporal.previous_action"):
         ModelSpec(mirror_average=True, temporal=Temporal(previous_action=True))
     net = _net(mirror=False)
     save_checkpoint(tmp_path / "c", net, ModelCard(spec=net.spec))
@@ -146,3 +147,51 @@ def test_the_calibrate_rung_keeps_its_offset():
     assert not FinetuneConfig(mirror_average=False).mirror_for("gain")
     with pytest.raises(ValueError, match="--mirror-average off"):
         FinetuneConfig(mirror_average=True, adapter={"freeze": "calibrate"})
+
+
+def test_evaluate_sim_applies_the_override_and_records_it(tmp_path, capsys):
+    torch.set_num_threads(1)
+    spec = ModelSpec(
+        architecture="resnet_small",
+        preprocessing=Preprocessing(crop_top=8, height=32, width=32),
+        hidden=8,
+    )
+    net = DrivingNet(spec)
+    with torch.no_grad():  # always full left: the average cancels it to straight ahead
+        net.head[-1].weight.zero_()
+        net.head[-1].bias.copy_(torch.tensor([-1.0, 1.0]))
+    card = ModelCard(spec=spec, trained_on={"env_config": {"image_size": [40, 48]}})
+    save_checkpoint(tmp_path / "ckpt", net, card)
+    args = ["evaluate", "--checkpoint", str(tmp_path / "ckpt"), "--sim", "--episodes", "1"]
+    results = {}
+    for flag in ("off", "on"):
+        out = tmp_path / f"{flag}.json"
+        assert main([*args, "--nominal", "--mirror-average", flag, "--json", str(out)]) == 0
+        results[flag] = json.loads(out.read_text())
+    assert "mirror-averaged" in capsys.readouterr().out
+    assert results["on"]["checkpoint"]["mirror_average"] is True
+    assert results["off"]["checkpoint"]["mirror_average"] is False
+    # full left leaves the road sooner than straight ahead
+    assert results["on"]["episodes"][0]["steps"] > results["off"]["episodes"][0]["steps"]
+
+
+def test_a_temporal_network_refuses_the_average_in_one_line(tmp_path, capsys):
+    gap = Temporal(previous_frame_gap=2)
+    with pytest.raises(ValueError, match=r"previous_frame_gap = 2: turn") as exc:
+        ModelSpec(mirror_average=True, temporal=gap)
+    assert "previous_action" not in str(exc.value) and "preprocessing" not in str(exc.value)
+    spec = ModelSpec(hidden=8, temporal=gap)
+    net = DrivingNet(spec)
+    save_checkpoint(tmp_path / "stack", net, ModelCard(spec=spec, source_size=(120, 160)))
+    ckpt = str(tmp_path / "stack")
+    evaluate = ["evaluate", "--checkpoint", ckpt, "--mirror-average", "on"]
+    for argv in (
+        [*evaluate, "--sim", "--episodes", "1"],
+        [*evaluate, "--data", str(sample_path()), "--n-boot", "10"],
+        ["export", "--checkpoint", ckpt, "--onnx", str(tmp_path / "s.onnx")]
+        + ["--mirror-average", "on"],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and ckpt in err and "--mirror-average on" in err, err
+        assert "previous_frame_gap = 2" in err and "ModelSpec(" not in err
