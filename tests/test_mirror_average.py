@@ -195,3 +195,42 @@ def test_a_temporal_network_refuses_the_average_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and ckpt in err and "--mirror-average on" in err, err
         assert "previous_frame_gap = 2" in err and "ModelSpec(" not in err
+
+
+def _val_scores(checkpoint, config, mirror: bool) -> dict:
+    """Per-output validation metrics of the saved `checkpoint`, scored here."""
+    from sim2real.agents.losses import evaluate_loss
+    from sim2real.agents.training import dataset_tensors
+    from sim2real.transfer.finetune import open_finetune_data
+
+    model, _ = load_checkpoint(checkpoint)
+    model.spec.mirror_average = mirror
+    images, targets = dataset_tensors(open_finetune_data(config, model.spec.preprocessing).val)
+    names = model.spec.outputs
+    _, metrics = evaluate_loss(model, images, targets, names, torch.ones(len(names)), "cpu")
+    return metrics
+
+
+@pytest.mark.parametrize("freeze", ["all", "none", "align"])
+def test_the_card_scores_the_saved_averaged_network(tmp_path, freeze):
+    """The cached-head fit, `fit`, and aligned fine-tuning (`finetune_mixed`)."""
+    from sim2real.agents.alignment import AlignmentConfig
+
+    parent = save_parent(tmp_path / "parent", {"paths": []})
+    changes = {"adapter": {"freeze": freeze}}
+    if freeze == "align":
+        align = AlignmentConfig(unlabeled=[str(sample_path())], max_frames=60)
+        changes = {"adapter": {"freeze": 3}, "align": align}
+    config = finetune_config(parent, tmp_path / "cache", frames=40, **changes)
+    result = finetune(config, tmp_path / "ft")
+    assert result.cached_features == (freeze == "all")
+    card = read_card(tmp_path / "ft")
+    assert card.spec.mirror_average
+    saved = _val_scores(tmp_path / "ft", config, mirror=True)
+    plain = _val_scores(tmp_path / "ft", config, mirror=False)
+    for name in ("user/angle", "user/throttle"):
+        got = card.metrics["val"][name]["mse"]
+        assert got == pytest.approx(saved[name]["mse"], rel=1e-5)
+    assert card.metrics["val"]["user/angle"]["mse"] != pytest.approx(
+        plain["user/angle"]["mse"], rel=1e-3
+    )

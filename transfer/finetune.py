@@ -29,7 +29,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -125,7 +125,7 @@ class FinetuneConfig(StrictModel):
     mirror_average: bool | None = None
     """the saved network predicts (f(x) + s * f(mirror x)) / 2 (`ModelSpec.mirror_average`,
     s = -1 for steering); training, early stopping and the ladder's CV use f alone, the
-    validation metrics of `auto`, a named rung and self-training the averaged network. None
+    card's validation metrics the network as saved, on every path (`scored_as_saved`). None
     (default): on, except for the `calibrate` rung, whose steering offset the average cancels.
     Chosen on the validation blocks of two real recordings (docs/ensembles.md)"""
 
@@ -330,25 +330,35 @@ def _ladder_fit(
         out_dir=str(out_dir),
         resume=resume,
     )
-    names = list(model.spec.outputs)
-    weights = loss_weights(names, train.loss_weights)
-    device = next(model.parameters()).device
-    model.spec.mirror_average = config.mirror_for(search.pick)  # validation metrics: as saved
-    val_images, val_targets = dataset_tensors(data.val)
-    val_loss, metrics = evaluate_loss(
-        model, val_images, val_targets, names, weights.to(device), device
-    )
     last = run.fits[-1]
     report = FitResult(
         best_epoch=search.epochs,
-        best_val_loss=val_loss,
+        best_val_loss=None,  # `scored_as_saved` scores the validation block
         epochs_run=sum(f.epochs_run for f in run.fits),
         stopped_early=False,
-        val_metrics=metrics,
+        val_metrics={},
         history=last.history,
         seconds=sum(f.seconds for f in run.fits),
     )
     return run, search, report
+
+
+def scored_as_saved(
+    model: DrivingNet, mirror: bool, val: Any, train: TrainConfig, report: FitResult
+) -> FitResult:
+    """`report` with the validation loss and metrics of `model` as `save_adapted` will save
+    it: `ModelSpec.mirror_average` set to `mirror` first, then the validation block `val`
+    scored (what the card reports on every fine-tuning path). An empty block leaves
+    `report`'s figures."""
+    model.spec.mirror_average = mirror
+    if len(val) == 0:
+        return report
+    names = list(model.spec.outputs)
+    weights = loss_weights(names, train.loss_weights)
+    device = next(model.parameters()).device
+    images, targets = dataset_tensors(val)
+    val_loss, metrics = evaluate_loss(model, images, targets, names, weights.to(device), device)
+    return replace(report, best_val_loss=val_loss, val_metrics=metrics)
 
 
 def finetune(
@@ -452,7 +462,8 @@ def finetune(
     if changed:  # a bug in the adapter or in fit, never a user error
         raise RuntimeError(f"frozen parameters changed during fine-tuning: {changed[:5]}")
 
-    last = fits[-1]
+    mirror = config.mirror_for(search.pick if search is not None else None)
+    fits[-1] = last = scored_as_saved(model, mirror, data.val, config.train, fits[-1])
     seconds = time.perf_counter() - started
     step = {
         "step": "finetune_from_scratch" if config.from_scratch else "finetune",
@@ -490,6 +501,6 @@ def finetune(
         metrics=last.card_metrics(epochs_run=sum(f.epochs_run for f in fits)),
         step=step,
         from_scratch=config.from_scratch,
-        mirror_average=config.mirror_for(search.pick if search is not None else None),
+        mirror_average=mirror,
     )
     return FinetuneResult(out_dir, card, fits, frozen, cached, seconds, search)
