@@ -366,6 +366,7 @@ def finetune_selftrain(
             f"{len(labelled[0])} labelled frames (x{st.label_repeat}), {st.epochs} epochs, "
             f"{rounds[-1]['seconds']:.1f} s"
         )
+    student.spec.mirror_average = config.mirror_for(None)  # the gain: of the network as saved
     calibration = recalibrate(student, labelled) if st.recalibrate else []
     last = fits[-1]
     report = FitResult(
