@@ -9,6 +9,7 @@ import pytest
 import torch
 from model_helpers import finetune_config, save_parent, set_batchnorm_statistics
 
+from sim2real.agents.augment import Augmentation
 from sim2real.agents.checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
 from sim2real.agents.model import DrivingNet, ModelSpec, predict
 from sim2real.agents.preprocessing import Preprocessing
@@ -234,3 +235,19 @@ def test_the_card_scores_the_saved_averaged_network(tmp_path, freeze):
     assert card.metrics["val"]["user/angle"]["mse"] != pytest.approx(
         plain["user/angle"]["mse"], rel=1e-3
     )
+
+
+def test_a_run_with_other_mirrored_labels_refuses_the_average():
+    from sim2real.agents.pretrain import PretrainConfig
+
+    train = {"augment": {"mirrored_labels": ["user/angle"]}}  # sim/cte no longer negated
+    with pytest.raises(ValueError, match=r"train\.augment\.mirrored_labels is \['user/angle'\]"):
+        FinetuneConfig(mirror_average=True, train=train)
+    assert not FinetuneConfig(train=train).mirror_for(None)  # the default: off for this run
+    assert FinetuneConfig(train=train, mirror_average=False).mirror_for("gain") is False
+    with pytest.raises(ValueError, match="model.mirror_average negates the default"):
+        PretrainConfig(model={"mirror_average": True}, train=train)
+    # the default list in another order is the same set of labels
+    reordered = {"augment": {"mirrored_labels": list(reversed(Augmentation().mirrored_labels))}}
+    assert FinetuneConfig(mirror_average=True, train=reordered).mirror_for(None)
+    assert PretrainConfig(model={"mirror_average": True}).model.mirror_average

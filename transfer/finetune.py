@@ -126,7 +126,8 @@ class FinetuneConfig(StrictModel):
     """the saved network predicts (f(x) + s * f(mirror x)) / 2 (`ModelSpec.mirror_average`,
     s = -1 for steering); training, early stopping and the ladder's CV use f alone, the
     card's validation metrics the network as saved, on every path (`scored_as_saved`). None
-    (default): on, except for the `calibrate` rung, whose steering offset the average cancels.
+    (default): on, except for the `calibrate` rung, whose steering offset the average cancels,
+    and a run whose `train.augment.mirrored_labels` is not the default (on: an error).
     Chosen on the validation blocks of two real recordings (docs/ensembles.md)"""
 
     @model_validator(mode="before")
@@ -141,14 +142,17 @@ class FinetuneConfig(StrictModel):
                 "mirror_average cancels the steering offset that --freeze calibrate fits: "
                 "pass --mirror-average off with it, or name another rung"
             )
+        if self.mirror_average and self.train.augment.mirror_mismatch():
+            raise ValueError(self.train.augment.mirror_mismatch())
         return self
 
     def mirror_for(self, rung: str | None) -> bool:
         """Whether the network trained with `rung` (None: not a ladder rung) is saved
-        mirror-averaged: `mirror_average`, else on for every rung but `calibrate`."""
+        mirror-averaged: `mirror_average`, else on for every rung but `calibrate` (and off
+        when `train.augment.mirrored_labels` is not the default list the average negates)."""
         if self.mirror_average is not None:
             return self.mirror_average
-        return rung != "calibrate"
+        return rung != "calibrate" and not self.train.augment.mirror_mismatch()
 
     @model_validator(mode="after")
     def _selftrain_alone(self) -> FinetuneConfig:
