@@ -251,3 +251,21 @@ def test_a_run_with_other_mirrored_labels_refuses_the_average():
     reordered = {"augment": {"mirrored_labels": list(reversed(Augmentation().mirrored_labels))}}
     assert FinetuneConfig(mirror_average=True, train=reordered).mirror_for(None)
     assert PretrainConfig(model={"mirror_average": True}).model.mirror_average
+
+
+def test_the_gain_rung_fits_the_gain_of_the_network_as_saved(tmp_path):
+    from sim2real.agents.calibration import fit_affine
+    from sim2real.agents.training import dataset_tensors
+    from sim2real.transfer.finetune import open_finetune_data
+
+    parent = save_parent(tmp_path / "parent", {"paths": []})
+    config = finetune_config(parent, tmp_path / "cache", frames=40, adapter={"freeze": "gain"})
+    config.ladder.folds = 2
+    result = finetune(config, tmp_path / "ft")
+    assert result.card.spec.mirror_average and result.ladder.pick == "gain"
+    model, card = load_checkpoint(tmp_path / "ft")
+    images, targets = dataset_tensors(open_finetune_data(config, model.spec.preprocessing).train)
+    gain, _ = fit_affine(predict(model, images)[:, 0], targets[:, 0].double().numpy(), offset=False)
+    assert gain == pytest.approx(1.0, abs=1e-2)  # the saved network's own best gain (float32)
+    steering = [c for c in card.history[-1]["ladder"]["calibration"] if c["output"] == "user/angle"]
+    assert steering and steering[0]["gain"] != 1.0

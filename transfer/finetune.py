@@ -80,7 +80,7 @@ from sim2real.transfer.ladder import (
     train_rung,
 )
 from sim2real.transfer.ladder_cv import LadderSearch, cross_validate
-from sim2real.transfer.selftrain import SelfTrainConfig
+from sim2real.transfer.selftrain import SelfTrainConfig, recalibrate
 from sim2real.transfer.splits import REAL_SPLIT
 from sim2real.transfer.training_data import TrainingData, open_training_data
 
@@ -334,6 +334,12 @@ def _ladder_fit(
         out_dir=str(out_dir),
         resume=resume,
     )
+    if search.pick == "gain" and config.mirror_for("gain"):
+        # the rung fitted its gain on the plain network: refit it on the one saved
+        model.spec.mirror_average = True
+        refit = {c["output"]: c["gain"] for c in recalibrate(model, (images, targets))}
+        for c in run.calibration:
+            c["gain"] *= refit.get(c["output"], 1.0)
     last = run.fits[-1]
     report = FitResult(
         best_epoch=search.epochs,
