@@ -55,6 +55,17 @@ class Augmentation(StrictModel):
     mirrored_labels: list[str] = Field(default_factory=lambda: list(MIRRORED_LABELS))
     """labels negated by a mirror; any other label must be mirror-symmetric"""
 
+    def mirror_mismatch(self) -> str:
+        """ "" when `mirrored_labels` is the default set (what `ModelSpec.mirror_average`
+        negates), else a one-line error saying so, for configs that turn the average on."""
+        if set(self.mirrored_labels) == set(MIRRORED_LABELS):
+            return ""
+        return (
+            f"mirror_average negates the default mirrored labels {list(MIRRORED_LABELS)}, but "
+            f"train.augment.mirrored_labels is {self.mirrored_labels}: turn mirror_average off "
+            "or keep the default list"
+        )
+
     def mirror_signs(self, label_names: Sequence[str]) -> torch.Tensor:
         """(L,) float32: -1 for the labels a mirror negates, +1 for the others."""
         return torch.tensor([-1.0 if n in self.mirrored_labels else 1.0 for n in label_names])

@@ -105,6 +105,25 @@ class ModelCard(StrictModel):
             )
 
 
+def override_mirror_average(model: DrivingNet, value: bool | None, checkpoint: Any) -> None:
+    """Set `model`'s `ModelSpec.mirror_average` to `value` (None: keep the card's); a
+    temporal network refuses it in one line naming `checkpoint` and ``--mirror-average``."""
+    if value is None:
+        return
+    check_mirror_average(model.spec, value, checkpoint)
+    model.spec.mirror_average = value
+
+
+def check_mirror_average(spec: ModelSpec, value: bool | None, checkpoint: Any) -> None:
+    """ValueError (one line, naming `checkpoint` and the flag) when `value` turns mirror
+    averaging on for a temporal network."""
+    if value and spec.temporal.enabled:
+        raise ValueError(
+            f"{checkpoint}: --mirror-average on is for single-frame networks; this one reads "
+            f"{spec.temporal.setting}"
+        )
+
+
 def save_adapted(
     directory: str | Path,
     model: DrivingNet,

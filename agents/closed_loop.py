@@ -352,13 +352,16 @@ def evaluate_checkpoint(
     throttle_scale: float = 1.0,
     recorder: DriveRecorder | None = None,
     randomization: None | str | Path | dict = None,
+    mirror_average: bool | None = None,
 ) -> dict[str, Any]:
     """`evaluate_closed_loop` for checkpoint folder `directory` (camera size from its card);
-    the result also names the checkpoint. recorder, randomization (None: the envs default
-    spec): see `evaluate_closed_loop`."""
-    from sim2real.agents.checkpoint import load_checkpoint
+    the result also names the checkpoint and whether it drove mirror-averaged.
+    `mirror_average` overrides the card's `ModelSpec.mirror_average` (None: the card's).
+    recorder, randomization (None: the envs default spec): see `evaluate_closed_loop`."""
+    from sim2real.agents.checkpoint import load_checkpoint, override_mirror_average
 
     model, card = load_checkpoint(directory)
+    override_mirror_average(model, mirror_average, directory)
     result = evaluate_closed_loop(
         model,
         seeds=held_out_seeds(episodes, seed_start),
@@ -374,6 +377,7 @@ def evaluate_checkpoint(
         "path": str(Path(directory).resolve()),
         "kind": card.kind,
         "architecture": card.spec.architecture,
+        "mirror_average": model.spec.mirror_average,
     }
     return result
 

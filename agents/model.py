@@ -72,8 +72,8 @@ class ModelSpec(StrictModel):
     def _mirror_single_frame(self) -> ModelSpec:
         if self.mirror_average and self.temporal.enabled:
             raise ValueError(
-                "mirror_average is for single-frame networks; this one has a temporal input "
-                "(temporal.previous_action): set one of them false"
+                f"mirror_average is for single-frame networks; this one reads "
+                f"{self.temporal.setting}: turn one of them off"
             )
         return self
 

@@ -83,6 +83,12 @@ class PretrainConfig(StrictModel):
             return {**value, "outputs": list(DEFAULT_OUTPUTS)}
         return value
 
+    @model_validator(mode="after")
+    def _mirror_labels(self) -> PretrainConfig:
+        if self.model.mirror_average and self.train.augment.mirror_mismatch():
+            raise ValueError(f"model.{self.train.augment.mirror_mismatch()}")
+        return self
+
 
 @dataclass
 class PretrainResult:

@@ -72,6 +72,14 @@ class Temporal(StrictModel):
         return self.previous_action or self.previous_frame_gap > 0
 
     @property
+    def setting(self) -> str:
+        """The temporal field set, for messages: "model.temporal.previous_action" or
+        "model.temporal.previous_frame_gap = k" ("" when single-frame)."""
+        if self.previous_frame_gap > 0:
+            return f"model.temporal.previous_frame_gap = {self.previous_frame_gap}"
+        return "model.temporal.previous_action" if self.previous_action else ""
+
+    @property
     def frames(self) -> int:
         """Frames the network's image input stacks: 1, or 2 with previous_frame_gap."""
         return 2 if self.previous_frame_gap > 0 else 1

@@ -9,8 +9,10 @@ import pytest
 import torch
 from model_helpers import finetune_config, save_parent, set_batchnorm_statistics
 
+from sim2real.agents.augment import Augmentation
 from sim2real.agents.checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
 from sim2real.agents.model import DrivingNet, ModelSpec, predict
+from sim2real.agents.preprocessing import Preprocessing
 from sim2real.agents.temporal import Temporal
 from sim2real.experiments.cli import main
 from sim2real.transfer.datasets import open_records
@@ -85,7 +87,7 @@ def test_card_round_trip_and_old_cards(tmp_path, frames):
 def test_bad_values_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="mirror_average"):
         ModelSpec(mirror_average="sometimes")
-    with pytest.raises(ValueError, match="temporal input"):
+    with pytest.raises(ValueError, match="this one reads model.temporal.previous_action"):
         ModelSpec(mirror_average=True, temporal=Temporal(previous_action=True))
     net = _net(mirror=False)
     save_checkpoint(tmp_path / "c", net, ModelCard(spec=net.spec))
@@ -146,3 +148,124 @@ def test_the_calibrate_rung_keeps_its_offset():
     assert not FinetuneConfig(mirror_average=False).mirror_for("gain")
     with pytest.raises(ValueError, match="--mirror-average off"):
         FinetuneConfig(mirror_average=True, adapter={"freeze": "calibrate"})
+
+
+def test_evaluate_sim_applies_the_override_and_records_it(tmp_path, capsys):
+    torch.set_num_threads(1)
+    spec = ModelSpec(
+        architecture="resnet_small",
+        preprocessing=Preprocessing(crop_top=8, height=32, width=32),
+        hidden=8,
+    )
+    net = DrivingNet(spec)
+    with torch.no_grad():  # always full left: the average cancels it to straight ahead
+        net.head[-1].weight.zero_()
+        net.head[-1].bias.copy_(torch.tensor([-1.0, 1.0]))
+    card = ModelCard(spec=spec, trained_on={"env_config": {"image_size": [40, 48]}})
+    save_checkpoint(tmp_path / "ckpt", net, card)
+    args = ["evaluate", "--checkpoint", str(tmp_path / "ckpt"), "--sim", "--episodes", "1"]
+    results = {}
+    for flag in ("off", "on"):
+        out = tmp_path / f"{flag}.json"
+        assert main([*args, "--nominal", "--mirror-average", flag, "--json", str(out)]) == 0
+        results[flag] = json.loads(out.read_text())
+    assert "mirror-averaged" in capsys.readouterr().out
+    assert results["on"]["checkpoint"]["mirror_average"] is True
+    assert results["off"]["checkpoint"]["mirror_average"] is False
+    # full left leaves the road sooner than straight ahead
+    assert results["on"]["episodes"][0]["steps"] > results["off"]["episodes"][0]["steps"]
+
+
+def test_a_temporal_network_refuses_the_average_in_one_line(tmp_path, capsys):
+    gap = Temporal(previous_frame_gap=2)
+    with pytest.raises(ValueError, match=r"previous_frame_gap = 2: turn") as exc:
+        ModelSpec(mirror_average=True, temporal=gap)
+    assert "previous_action" not in str(exc.value) and "preprocessing" not in str(exc.value)
+    spec = ModelSpec(hidden=8, temporal=gap)
+    net = DrivingNet(spec)
+    save_checkpoint(tmp_path / "stack", net, ModelCard(spec=spec, source_size=(120, 160)))
+    ckpt = str(tmp_path / "stack")
+    evaluate = ["evaluate", "--checkpoint", ckpt, "--mirror-average", "on"]
+    for argv in (
+        [*evaluate, "--sim", "--episodes", "1"],
+        [*evaluate, "--data", str(sample_path()), "--n-boot", "10"],
+        ["export", "--checkpoint", ckpt, "--onnx", str(tmp_path / "s.onnx")]
+        + ["--mirror-average", "on"],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and ckpt in err and "--mirror-average on" in err, err
+        assert "previous_frame_gap = 2" in err and "ModelSpec(" not in err
+
+
+def _val_scores(checkpoint, config, mirror: bool) -> dict:
+    """Per-output validation metrics of the saved `checkpoint`, scored here."""
+    from sim2real.agents.losses import evaluate_loss
+    from sim2real.agents.training import dataset_tensors
+    from sim2real.transfer.finetune import open_finetune_data
+
+    model, _ = load_checkpoint(checkpoint)
+    model.spec.mirror_average = mirror
+    images, targets = dataset_tensors(open_finetune_data(config, model.spec.preprocessing).val)
+    names = model.spec.outputs
+    _, metrics = evaluate_loss(model, images, targets, names, torch.ones(len(names)), "cpu")
+    return metrics
+
+
+@pytest.mark.parametrize("freeze", ["all", "none", "align"])
+def test_the_card_scores_the_saved_averaged_network(tmp_path, freeze):
+    """The cached-head fit, `fit`, and aligned fine-tuning (`finetune_mixed`)."""
+    from sim2real.agents.alignment import AlignmentConfig
+
+    parent = save_parent(tmp_path / "parent", {"paths": []})
+    changes = {"adapter": {"freeze": freeze}}
+    if freeze == "align":
+        align = AlignmentConfig(unlabeled=[str(sample_path())], max_frames=60)
+        changes = {"adapter": {"freeze": 3}, "align": align}
+    config = finetune_config(parent, tmp_path / "cache", frames=40, **changes)
+    result = finetune(config, tmp_path / "ft")
+    assert result.cached_features == (freeze == "all")
+    card = read_card(tmp_path / "ft")
+    assert card.spec.mirror_average
+    saved = _val_scores(tmp_path / "ft", config, mirror=True)
+    plain = _val_scores(tmp_path / "ft", config, mirror=False)
+    for name in ("user/angle", "user/throttle"):
+        got = card.metrics["val"][name]["mse"]
+        assert got == pytest.approx(saved[name]["mse"], rel=1e-5)
+    assert card.metrics["val"]["user/angle"]["mse"] != pytest.approx(
+        plain["user/angle"]["mse"], rel=1e-3
+    )
+
+
+def test_a_run_with_other_mirrored_labels_refuses_the_average():
+    from sim2real.agents.pretrain import PretrainConfig
+
+    train = {"augment": {"mirrored_labels": ["user/angle"]}}  # sim/cte no longer negated
+    with pytest.raises(ValueError, match=r"train\.augment\.mirrored_labels is \['user/angle'\]"):
+        FinetuneConfig(mirror_average=True, train=train)
+    assert not FinetuneConfig(train=train).mirror_for(None)  # the default: off for this run
+    assert FinetuneConfig(train=train, mirror_average=False).mirror_for("gain") is False
+    with pytest.raises(ValueError, match="model.mirror_average negates the default"):
+        PretrainConfig(model={"mirror_average": True}, train=train)
+    # the default list in another order is the same set of labels
+    reordered = {"augment": {"mirrored_labels": list(reversed(Augmentation().mirrored_labels))}}
+    assert FinetuneConfig(mirror_average=True, train=reordered).mirror_for(None)
+    assert PretrainConfig(model={"mirror_average": True}).model.mirror_average
+
+
+def test_the_gain_rung_fits_the_gain_of_the_network_as_saved(tmp_path):
+    from sim2real.agents.calibration import fit_affine
+    from sim2real.agents.training import dataset_tensors
+    from sim2real.transfer.finetune import open_finetune_data
+
+    parent = save_parent(tmp_path / "parent", {"paths": []})
+    config = finetune_config(parent, tmp_path / "cache", frames=40, adapter={"freeze": "gain"})
+    config.ladder.folds = 2
+    result = finetune(config, tmp_path / "ft")
+    assert result.card.spec.mirror_average and result.ladder.pick == "gain"
+    model, card = load_checkpoint(tmp_path / "ft")
+    images, targets = dataset_tensors(open_finetune_data(config, model.spec.preprocessing).train)
+    gain, _ = fit_affine(predict(model, images)[:, 0], targets[:, 0].double().numpy(), offset=False)
+    assert gain == pytest.approx(1.0, abs=1e-2)  # the saved network's own best gain (float32)
+    steering = [c for c in card.history[-1]["ladder"]["calibration"] if c["output"] == "user/angle"]
+    assert steering and steering[0]["gain"] != 1.0

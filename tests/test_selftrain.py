@@ -132,3 +132,22 @@ def test_pseudo_label_cli_errors(parent, tmp_path, capsys):
     cfg = FinetuneConfig(selftrain={})
     assert cfg.selftrain is not None and cfg.selftrain.unlabeled == []
     assert not Path(missing).exists()
+
+
+def test_recalibrate_fits_the_gain_of_the_network_as_saved(parent, cache_dir, tmp_path):
+    from sim2real.agents.calibration import fit_affine
+    from sim2real.agents.training import dataset_tensors
+
+    st = SelfTrainConfig(max_frames=80, block_frames=40, epochs=1, freeze=3, recalibrate=True)
+    config = finetune_config(parent, cache_dir, 40, selftrain=st)
+    config.adapter.freeze = "head"
+    config.ladder.folds = 2
+    result = finetune(config, tmp_path / "run")
+    assert result.card.spec.mirror_average
+    assert result.card.history[-1]["calibration"]  # a gain was fitted and folded in
+    student, _ = load_checkpoint(tmp_path / "run")  # mirror-averaged, as saved
+    images, targets = dataset_tensors(open_finetune_data(config, student.spec.preprocessing).train)
+    pred = predict(student, images)
+    # the saved network's own best gain (through 0) on the labelled frames is 1
+    gain, _ = fit_affine(pred[:, 0], targets[:, 0].double().numpy(), offset=False)
+    assert gain == pytest.approx(1.0, abs=1e-2)  # (float32)

@@ -160,6 +160,7 @@ def finetune_mixed(
         FinetuneResult,
         fit_head_on_features,
         frozen_digests,
+        scored_as_saved,
     )
 
     started = time.perf_counter() if started is None else started
@@ -271,6 +272,7 @@ def finetune_mixed(
     if changed:  # a bug, never a user error
         raise RuntimeError(f"frozen parameters changed during fine-tuning: {changed[:5]}")
 
+    result = scored_as_saved(model, config.mirror_for(None), data.val, train_cfg, result)
     seconds = time.perf_counter() - started
     parent = checkpoint_reference(str(config.checkpoint))
     step = {

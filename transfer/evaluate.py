@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sim2real.agents.checkpoint import ModelCard, load_checkpoint
+from sim2real.agents.checkpoint import ModelCard, load_checkpoint, override_mirror_average
 from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, predict, predict_rollout
 from sim2real.agents.shipped import checkpoint_reference
 from sim2real.agents.temporal import frame_inputs
@@ -121,8 +121,7 @@ def evaluate_offline(
     if not data:
         raise ValueError("no data given: pass at least one tub path (--data)")
     model, card = load_checkpoint(checkpoint)
-    if mirror_average is not None:
-        model.spec.mirror_average = mirror_average
+    override_mirror_average(model, mirror_average, checkpoint)
     labels = _labels(model)
     record_set = open_records([str(p) for p in data])
     check_source_sizes(card, record_set.reports)

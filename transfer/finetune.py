@@ -29,7 +29,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,7 @@ from sim2real.transfer.ladder import (
     train_rung,
 )
 from sim2real.transfer.ladder_cv import LadderSearch, cross_validate
-from sim2real.transfer.selftrain import SelfTrainConfig
+from sim2real.transfer.selftrain import SelfTrainConfig, recalibrate
 from sim2real.transfer.splits import REAL_SPLIT
 from sim2real.transfer.training_data import TrainingData, open_training_data
 
@@ -125,8 +125,9 @@ class FinetuneConfig(StrictModel):
     mirror_average: bool | None = None
     """the saved network predicts (f(x) + s * f(mirror x)) / 2 (`ModelSpec.mirror_average`,
     s = -1 for steering); training, early stopping and the ladder's CV use f alone, the
-    validation metrics of `auto`, a named rung and self-training the averaged network. None
-    (default): on, except for the `calibrate` rung, whose steering offset the average cancels.
+    card's validation metrics the network as saved, on every path (`scored_as_saved`). None
+    (default): on, except for the `calibrate` rung, whose steering offset the average cancels,
+    and a run whose `train.augment.mirrored_labels` is not the default (on: an error).
     Chosen on the validation blocks of two real recordings (docs/ensembles.md)"""
 
     @model_validator(mode="before")
@@ -141,14 +142,17 @@ class FinetuneConfig(StrictModel):
                 "mirror_average cancels the steering offset that --freeze calibrate fits: "
                 "pass --mirror-average off with it, or name another rung"
             )
+        if self.mirror_average and self.train.augment.mirror_mismatch():
+            raise ValueError(self.train.augment.mirror_mismatch())
         return self
 
     def mirror_for(self, rung: str | None) -> bool:
         """Whether the network trained with `rung` (None: not a ladder rung) is saved
-        mirror-averaged: `mirror_average`, else on for every rung but `calibrate`."""
+        mirror-averaged: `mirror_average`, else on for every rung but `calibrate` (and off
+        when `train.augment.mirrored_labels` is not the default list the average negates)."""
         if self.mirror_average is not None:
             return self.mirror_average
-        return rung != "calibrate"
+        return rung != "calibrate" and not self.train.augment.mirror_mismatch()
 
     @model_validator(mode="after")
     def _selftrain_alone(self) -> FinetuneConfig:
@@ -330,25 +334,41 @@ def _ladder_fit(
         out_dir=str(out_dir),
         resume=resume,
     )
-    names = list(model.spec.outputs)
-    weights = loss_weights(names, train.loss_weights)
-    device = next(model.parameters()).device
-    model.spec.mirror_average = config.mirror_for(search.pick)  # validation metrics: as saved
-    val_images, val_targets = dataset_tensors(data.val)
-    val_loss, metrics = evaluate_loss(
-        model, val_images, val_targets, names, weights.to(device), device
-    )
+    if search.pick == "gain" and config.mirror_for("gain"):
+        # the rung fitted its gain on the plain network: refit it on the one saved
+        model.spec.mirror_average = True
+        refit = {c["output"]: c["gain"] for c in recalibrate(model, (images, targets))}
+        for c in run.calibration:
+            c["gain"] *= refit.get(c["output"], 1.0)
     last = run.fits[-1]
     report = FitResult(
         best_epoch=search.epochs,
-        best_val_loss=val_loss,
+        best_val_loss=None,  # `scored_as_saved` scores the validation block
         epochs_run=sum(f.epochs_run for f in run.fits),
         stopped_early=False,
-        val_metrics=metrics,
+        val_metrics={},
         history=last.history,
         seconds=sum(f.seconds for f in run.fits),
     )
     return run, search, report
+
+
+def scored_as_saved(
+    model: DrivingNet, mirror: bool, val: Any, train: TrainConfig, report: FitResult
+) -> FitResult:
+    """`report` with the validation loss and metrics of `model` as `save_adapted` will save
+    it: `ModelSpec.mirror_average` set to `mirror` first, then the validation block `val`
+    scored (what the card reports on every fine-tuning path). An empty block leaves
+    `report`'s figures."""
+    model.spec.mirror_average = mirror
+    if len(val) == 0:
+        return report
+    names = list(model.spec.outputs)
+    weights = loss_weights(names, train.loss_weights)
+    device = next(model.parameters()).device
+    images, targets = dataset_tensors(val)
+    val_loss, metrics = evaluate_loss(model, images, targets, names, weights.to(device), device)
+    return replace(report, best_val_loss=val_loss, val_metrics=metrics)
 
 
 def finetune(
@@ -452,7 +472,8 @@ def finetune(
     if changed:  # a bug in the adapter or in fit, never a user error
         raise RuntimeError(f"frozen parameters changed during fine-tuning: {changed[:5]}")
 
-    last = fits[-1]
+    mirror = config.mirror_for(search.pick if search is not None else None)
+    fits[-1] = last = scored_as_saved(model, mirror, data.val, config.train, fits[-1])
     seconds = time.perf_counter() - started
     step = {
         "step": "finetune_from_scratch" if config.from_scratch else "finetune",
@@ -490,6 +511,6 @@ def finetune(
         metrics=last.card_metrics(epochs_run=sum(f.epochs_run for f in fits)),
         step=step,
         from_scratch=config.from_scratch,
-        mirror_average=config.mirror_for(search.pick if search is not None else None),
+        mirror_average=mirror,
     )
     return FinetuneResult(out_dir, card, fits, frozen, cached, seconds, search)

@@ -49,9 +49,7 @@ from sim2real.agents.training import (
     FitResult,
     TrainConfig,
     dataset_tensors,
-    evaluate_loss,
     fit,
-    loss_weights,
 )
 from sim2real.common.config import StrictModel
 from sim2real.transfer.adapter import param_groups
@@ -317,7 +315,12 @@ def finetune_selftrain(
 ) -> FinetuneResult:
     """`finetune` with `config.selftrain`: teacher (in ``out_dir/teacher``), pseudo-labels,
     student (this run's checkpoint); the card's last step records all three."""
-    from sim2real.transfer.finetune import FinetuneResult, build_model, finetune
+    from sim2real.transfer.finetune import (
+        FinetuneResult,
+        build_model,
+        finetune,
+        scored_as_saved,
+    )
 
     started = time.perf_counter() if started is None else started
     st = config.selftrain
@@ -363,25 +366,19 @@ def finetune_selftrain(
             f"{len(labelled[0])} labelled frames (x{st.label_repeat}), {st.epochs} epochs, "
             f"{rounds[-1]['seconds']:.1f} s"
         )
+    student.spec.mirror_average = config.mirror_for(None)  # the gain: of the network as saved
     calibration = recalibrate(student, labelled) if st.recalibrate else []
-    student.spec.mirror_average = config.mirror_for(None)  # the validation metrics: as saved
-    names = list(student.spec.outputs)
-    weights = loss_weights(names, config.train.loss_weights)
-    val_images, val_targets = dataset_tensors(data.val)
-    device = next(student.parameters()).device
-    val_loss, metrics = evaluate_loss(
-        student, val_images, val_targets, names, weights.to(device), device
-    )
     last = fits[-1]
     report = FitResult(
         best_epoch=last.epochs_run,
-        best_val_loss=val_loss,
+        best_val_loss=None,
         epochs_run=sum(f.epochs_run for f in fits),
         stopped_early=False,
-        val_metrics=metrics,
+        val_metrics={},
         history=last.history,
         seconds=sum(f.seconds for f in fits),
     )
+    report = scored_as_saved(student, config.mirror_for(None), data.val, config.train, report)
     frozen = frozen_stages(student)
     seconds = time.perf_counter() - started
     teacher_step = teacher_run.card.history[-1]

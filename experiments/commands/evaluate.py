@@ -91,6 +91,7 @@ def _closed_loop(args: argparse.Namespace) -> int:
             throttle_scale=args.throttle_scale,
             recorder=recorder,
             randomization=args.randomization,
+            mirror_average=mirror_value(args.mirror_average),
         )
     finally:
         torch.set_num_threads(threads)
@@ -100,6 +101,8 @@ def _closed_loop(args: argparse.Namespace) -> int:
     print(format_result(result))
     if recorder is not None:
         print(f"videos: {recorder.recorded} in {args.video} (index {args.video}/videos.jsonl)")
+    if result["checkpoint"]["mirror_average"]:
+        print("mirror-averaged: each frame and its mirror image (steering negated back)")
     if args.json:
         atomic_write_json(args.json, result)
         print(f"wrote {args.json}")
