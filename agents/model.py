@@ -77,6 +77,16 @@ class ModelSpec(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _previous_action_is_an_output(self) -> ModelSpec:
+        # the network is fed its own previous [steering, throttle] (rollouts, the pilot)
+        if self.temporal.previous_action and not {STEERING, THROTTLE} <= set(self.outputs):
+            raise ValueError(
+                f"temporal.previous_action feeds the network its own previous [steering, "
+                f"throttle]: outputs must include {STEERING!r} and {THROTTLE!r}, not {self.outputs}"
+            )
+        return self
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """The network's input shape (3, height, width); (6, height, width) with an earlier

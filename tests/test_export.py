@@ -238,18 +238,17 @@ def test_export_refuses_a_frame_size_the_network_was_not_trained_on(tmp_path):
     assert not (tmp_path / "p.onnx").exists()
 
 
-def test_a_temporal_parity_check_needs_steering_and_throttle_outputs(frames):
-    """The check feeds the network its own previous [steering, throttle] (`rollout_context`,
-    through `predict_rollout`, as evaluate and the closed-loop driver do): a temporal network
-    without a throttle output is refused in one line, as they refuse it."""
+def test_a_temporal_network_needs_steering_and_throttle_outputs(frames):
+    """The network is fed its own previous [steering, throttle] (`rollout_context` through
+    `predict_rollout`, as evaluate, the closed-loop driver and the pilot do): a previous-action
+    network without both outputs is refused when its spec is made, in one line, so no command
+    trains or exports one."""
     from sim2real.agents.temporal import Temporal
     from sim2real.transfer.export import rollout_context
 
     temporal = Temporal(previous_action=True)
-    steering_only = ModelSpec(outputs=["user/angle"], hidden=8, temporal=temporal)
-    wrapper = CarInputModel(DrivingNet(steering_only), frames.shape[1:3])
-    with pytest.raises(ValueError, match="rollout needs outputs 'user/angle' and 'user/throttle'"):
-        rollout_context(wrapper, frames[:3])
+    with pytest.raises(ValueError, match="outputs must include 'user/angle' and 'user/throttle'"):
+        ModelSpec(outputs=["user/angle"], hidden=8, temporal=temporal)
     both = ModelSpec(outputs=["user/angle", "user/throttle"], hidden=8, temporal=temporal)
     wrapper = CarInputModel(DrivingNet(both), frames.shape[1:3])
     context = rollout_context(wrapper, frames)
