@@ -12,7 +12,6 @@ from model_helpers import finetune_config, save_parent, set_batchnorm_statistics
 from sim2real.agents.augment import Augmentation
 from sim2real.agents.checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
 from sim2real.agents.model import DrivingNet, ModelSpec, predict
-from sim2real.agents.preprocessing import Preprocessing
 from sim2real.agents.temporal import Temporal
 from sim2real.experiments.cli import main
 from sim2real.transfer.datasets import open_records
@@ -151,18 +150,9 @@ def test_the_calibrate_rung_keeps_its_offset():
 
 
 def test_evaluate_sim_applies_the_override_and_records_it(tmp_path, capsys):
-    torch.set_num_threads(1)
-    spec = ModelSpec(
-        architecture="resnet_small",
-        preprocessing=Preprocessing(crop_top=8, height=32, width=32),
-        hidden=8,
-    )
-    net = DrivingNet(spec)
-    with torch.no_grad():  # always full left: the average cancels it to straight ahead
-        net.head[-1].weight.zero_()
-        net.head[-1].bias.copy_(torch.tensor([-1.0, 1.0]))
-    card = ModelCard(spec=spec, trained_on={"env_config": {"image_size": [40, 48]}})
-    save_checkpoint(tmp_path / "ckpt", net, card)
+    from test_closed_loop_cli import _full_left_checkpoint
+
+    _full_left_checkpoint(tmp_path / "ckpt")  # the average cancels full left to straight ahead
     args = ["evaluate", "--checkpoint", str(tmp_path / "ckpt"), "--sim", "--episodes", "1"]
     results = {}
     for flag in ("off", "on"):
