@@ -110,18 +110,12 @@ def override_mirror_average(model: DrivingNet, value: bool | None, checkpoint: A
     temporal network refuses it in one line naming `checkpoint` and ``--mirror-average``."""
     if value is None:
         return
-    check_mirror_average(model.spec, value, checkpoint)
-    model.spec.mirror_average = value
-
-
-def check_mirror_average(spec: ModelSpec, value: bool | None, checkpoint: Any) -> None:
-    """ValueError (one line, naming `checkpoint` and the flag) when `value` turns mirror
-    averaging on for a temporal network."""
-    if value and spec.temporal.enabled:
+    if value and model.spec.temporal.enabled:
         raise ValueError(
             f"{checkpoint}: --mirror-average on is for single-frame networks; this one reads "
-            f"{spec.temporal.setting}"
+            f"{model.spec.temporal.setting}"
         )
+    model.spec.mirror_average = value
 
 
 def save_adapted(

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sim2real.agents.checkpoint import ModelCard, load_checkpoint
+from sim2real.agents.checkpoint import ModelCard, load_checkpoint, override_mirror_average
 from sim2real.agents.model import DrivingNet
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.common.io import atomic_write_bytes
@@ -388,7 +388,7 @@ def export_onnx(
     """
     model, card = load_checkpoint(checkpoint_dir)
     if mirror_average is not None:
-        model.spec.mirror_average = mirror_average
+        override_mirror_average(model, mirror_average, checkpoint_dir)
         card = card.model_copy(update={"spec": model.spec.model_copy()})
     return export_model(
         model,

@@ -37,12 +37,11 @@ def _check_output(onnx: Path, force: bool) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from sim2real.agents.checkpoint import check_mirror_average, read_card
+    from sim2real.agents.checkpoint import read_card
     from sim2real.experiments.commands.evaluate import mirror_value
     from sim2real.transfer.export import DEFAULT_SOURCE_SIZE, export_onnx
 
     card = read_card(args.checkpoint)
-    check_mirror_average(card.spec, mirror_value(args.mirror_average), args.checkpoint)
     if args.source_size is None:
         source_size = card.source_size or DEFAULT_SOURCE_SIZE
     else:
