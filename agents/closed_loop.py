@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from sim2real.agents.model import STEERING, THROTTLE, DrivingNet
+from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, check_driving_outputs
 from sim2real.agents.sb3_env import PreprocessObservation
 from sim2real.agents.temporal import FALLBACK_ACTION
 from sim2real.envs.expert import ExpertDriver
@@ -90,12 +90,7 @@ class NetworkPolicy:
     here: `reset` at each episode's start, and `observe` the steps someone else drove."""
 
     def __init__(self, model: DrivingNet, throttle_scale: float = 1.0) -> None:
-        for name in (STEERING, THROTTLE):
-            if name not in model.outputs:
-                raise ValueError(
-                    f"a driving network needs outputs {STEERING!r} and {THROTTLE!r}; "
-                    f"has {model.outputs}"
-                )
+        check_driving_outputs(model.outputs, "a driving network")
         self.model = model.eval()
         self.throttle_scale = throttle_scale
         self.columns = model.output_index(STEERING), model.output_index(THROTTLE)
@@ -153,6 +148,16 @@ def network_policy(model: DrivingNet, throttle_scale: float = 1.0) -> NetworkPol
     return NetworkPolicy(model, throttle_scale)
 
 
+def episode_end(terminated: bool, info: dict[str, Any]) -> str | None:
+    """How an env step ended the episode: "lap" (one lap done), "off_road" or "flipped" (the
+    env terminated), or None (it goes on)."""
+    if info["laps"] >= 1:
+        return "lap"
+    if terminated:
+        return "off_road" if info["off_road"] else "flipped"
+    return None
+
+
 @torch.no_grad()
 def drive_episode(
     model: DrivingNet,
@@ -192,11 +197,9 @@ def drive_episode(
         steps += 1
         abs_cte.append(abs(info["cte"]))
         speeds.append(abs(info["speed"]))
-        if info["laps"] >= 1:
-            outcome = "lap"
-            break
-        if terminated:
-            outcome = "off_road" if info["off_road"] else "flipped"
+        ended = episode_end(terminated, info)
+        if ended is not None:
+            outcome = ended
             break
         if info["progress"] > best_progress + STALL_PROGRESS_M:
             best_progress, best_step = info["progress"], steps
@@ -302,12 +305,7 @@ def evaluate_closed_loop(
     """
     if not 0.0 < throttle_scale <= 2.0:
         raise ValueError(f"throttle_scale must be in (0, 2], got {throttle_scale}")
-    for name in (STEERING, THROTTLE):
-        if name not in model.outputs:
-            raise ValueError(
-                f"closed-loop driving needs outputs {STEERING!r} and {THROTTLE!r}; "
-                f"this network has {model.outputs}"
-            )
+    check_driving_outputs(model.outputs, "closed-loop driving")
     seeds = list(seeds) if seeds is not None else held_out_seeds(episodes)
     if not seeds:
         raise ValueError("no seeds to evaluate on")
