@@ -15,7 +15,7 @@ Seeds default to 10_000.. so that they never coincide with training seeds (which
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from sim2real.agents.model import STEERING, THROTTLE, DrivingNet
+from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, check_driving_outputs
 from sim2real.agents.sb3_env import PreprocessObservation
 from sim2real.agents.temporal import FALLBACK_ACTION
 from sim2real.envs.expert import ExpertDriver
@@ -78,50 +78,84 @@ def held_out_seeds(episodes: int, start: int = HELD_OUT_SEED_START) -> list[int]
     return list(range(start, start + episodes))
 
 
-def network_policy(
-    model: DrivingNet, throttle_scale: float = 1.0
-) -> Callable[[np.ndarray], np.ndarray]:
+class NetworkPolicy:
     """`model` (put in eval mode, on its own device) as a policy: preprocessed frame
     (height, width, 3) uint8 at the network's input size -> action (2,) float32
     [steering, throttle * throttle_scale] clipped to [-1, 1]. `throttle_scale` plays the part
     of DonkeyCar's ``AI_THROTTLE_MULT`` (the car applies it after the pilot part).
 
-    A temporal network (``model.temporal.previous_action``) is fed the action this policy
-    returned at the previous call, the one the car applied (FALLBACK_ACTION at the first
-    call); one with ``previous_frame_gap`` k, the frame of k calls back (the current one for
-    the first k calls): make a new policy for each episode."""
-    for name in (STEERING, THROTTLE):
-        if name not in model.outputs:
-            raise ValueError(
-                f"a driving network needs outputs {STEERING!r} and {THROTTLE!r}; "
-                f"has {model.outputs}"
-            )
-    steer_i, throttle_i = model.output_index(STEERING), model.output_index(THROTTLE)
-    device = next(model.parameters()).device
-    model.eval()
-    temporal = bool(model.context_names)
-    previous = torch.tensor([FALLBACK_ACTION], dtype=torch.float32, device=device)
-    gap = model.spec.temporal.previous_frame_gap
-    earlier: deque[torch.Tensor] = deque(maxlen=gap)  # the last `gap` frames, oldest first
+    A temporal network (``model.temporal.previous_action``) is fed the action the car applied
+    at the previous step (FALLBACK_ACTION after `reset`); one with ``previous_frame_gap`` k,
+    the frame of k steps back (the current one for a run's first k steps). That state lives
+    here: `reset` at each episode's start, and `observe` the steps someone else drove."""
+
+    def __init__(self, model: DrivingNet, throttle_scale: float = 1.0) -> None:
+        check_driving_outputs(model.outputs, "a driving network")
+        self.model = model.eval()
+        self.throttle_scale = throttle_scale
+        self.columns = model.output_index(STEERING), model.output_index(THROTTLE)
+        self.device = next(model.parameters()).device
+        self.temporal = bool(model.context_names)
+        """True when the network reads the previous action"""
+        self.gap = model.spec.temporal.previous_frame_gap
+        self.reset()
+
+    @property
+    def stateful(self) -> bool:
+        """True when the network reads anything besides the current frame."""
+        return self.temporal or self.gap > 0
+
+    def reset(self) -> None:
+        """A new episode: a car at rest, no earlier frames."""
+        self.previous = torch.tensor([FALLBACK_ACTION], dtype=torch.float32, device=self.device)
+        self.earlier: deque[torch.Tensor] = deque(maxlen=self.gap)  # the last `gap`, oldest first
+
+    def _input(self, obs: np.ndarray) -> torch.Tensor:
+        """The network's image input (1, C, H, W) for `obs`; remembers the frame."""
+        x = torch.from_numpy(obs).to(self.device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+        if not self.gap:
+            return x
+        back = self.earlier[0] if len(self.earlier) == self.gap else x
+        self.earlier.append(x)
+        return torch.cat([x, back], dim=1)
 
     @torch.no_grad()
-    def act(obs: np.ndarray) -> np.ndarray:
-        nonlocal previous
-        x = torch.from_numpy(obs).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
-        if gap:  # the frame `gap` calls back, the current one until there is one
-            back = earlier[0] if len(earlier) == gap else x
-            earlier.append(x)
-            x = torch.cat([x, back], dim=1)
-        out = model(x, previous if temporal else None)[0]
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        out = self.model(self._input(obs), self.previous if self.temporal else None)[0]
+        steer_i, throttle_i = self.columns
         action = np.clip(
-            np.array([out[steer_i].item(), throttle_scale * out[throttle_i].item()], np.float32),
+            np.array(
+                [out[steer_i].item(), self.throttle_scale * out[throttle_i].item()], np.float32
+            ),
             -1.0,
             1.0,
         )
-        previous = torch.from_numpy(action).to(device).unsqueeze(0)
+        self.previous = torch.from_numpy(action).to(self.device).unsqueeze(0)
         return action
 
-    return act
+    def observe(self, obs: np.ndarray, applied: np.ndarray) -> None:
+        """A step this policy did not drive: the car saw `obs` and applied `applied` (2,)
+        [steering, throttle], which become the policy's earlier frame and previous action."""
+        if self.gap:
+            self._input(obs)
+        if self.temporal:
+            action = np.asarray(applied, np.float32).reshape(1, 2)
+            self.previous = torch.from_numpy(action).to(self.device)
+
+
+def network_policy(model: DrivingNet, throttle_scale: float = 1.0) -> NetworkPolicy:
+    """`model` as a fresh `NetworkPolicy` (FALLBACK_ACTION before its first call)."""
+    return NetworkPolicy(model, throttle_scale)
+
+
+def episode_end(terminated: bool, info: dict[str, Any]) -> str | None:
+    """How an env step ended the episode: "lap" (one lap done), "off_road" or "flipped" (the
+    env terminated), or None (it goes on)."""
+    if info["laps"] >= 1:
+        return "lap"
+    if terminated:
+        return "off_road" if info["off_road"] else "flipped"
+    return None
 
 
 @torch.no_grad()
@@ -163,11 +197,9 @@ def drive_episode(
         steps += 1
         abs_cte.append(abs(info["cte"]))
         speeds.append(abs(info["speed"]))
-        if info["laps"] >= 1:
-            outcome = "lap"
-            break
-        if terminated:
-            outcome = "off_road" if info["off_road"] else "flipped"
+        ended = episode_end(terminated, info)
+        if ended is not None:
+            outcome = ended
             break
         if info["progress"] > best_progress + STALL_PROGRESS_M:
             best_progress, best_step = info["progress"], steps
@@ -273,12 +305,7 @@ def evaluate_closed_loop(
     """
     if not 0.0 < throttle_scale <= 2.0:
         raise ValueError(f"throttle_scale must be in (0, 2], got {throttle_scale}")
-    for name in (STEERING, THROTTLE):
-        if name not in model.outputs:
-            raise ValueError(
-                f"closed-loop driving needs outputs {STEERING!r} and {THROTTLE!r}; "
-                f"this network has {model.outputs}"
-            )
+    check_driving_outputs(model.outputs, "closed-loop driving")
     seeds = list(seeds) if seeds is not None else held_out_seeds(episodes)
     if not seeds:
         raise ValueError("no seeds to evaluate on")

@@ -5,12 +5,14 @@
 model card's preprocessing (the path closed-loop evaluation and datasets use).
 `load_driver(directory)` does the same for a checkpoint folder, once per process, on the CPU
 with one thread, and checks the folder still holds the weights named by its fingerprint.
+A temporal network's state (previous action, earlier frames) is reset at each episode's start
+(`drive_expert` calls `reset`), so the one cached driver carries nothing from one episode or
+recorded chunk to the next.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,18 +38,38 @@ def checkpoint_fingerprint(directory: str | Path) -> str:
     return digest.hexdigest()
 
 
-def network_driver(model: DrivingNet) -> Callable[[np.ndarray], np.ndarray]:
-    """`model` (eval mode, its own device) as a driver: camera frame (H, W, 3) uint8 RGB ->
-    the card's preprocessing -> `closed_loop.network_policy`'s action (2,) float32."""
-    act = network_policy(model)
-    preprocessing = model.spec.preprocessing
-    return lambda frame: act(preprocessing.apply(frame))
+class NetworkDriver:
+    """`model` as a driver for `drive_expert`: camera frame (H, W, 3) uint8 RGB -> the card's
+    preprocessing -> `closed_loop.NetworkPolicy`'s action (2,) float32. A temporal network's
+    state (previous action, earlier frames) starts afresh at every `reset` (each episode) and
+    follows the steps the expert drove through `observe`."""
+
+    def __init__(self, model: DrivingNet) -> None:
+        self.policy = network_policy(model)
+        self.preprocessing = model.spec.preprocessing
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        return self.policy(self.preprocessing.apply(frame))
+
+    def reset(self) -> None:
+        """A new episode: the car at rest, no earlier frames."""
+        self.policy.reset()
+
+    def observe(self, frame: np.ndarray, applied: np.ndarray) -> None:
+        """A step the expert drove: the car saw `frame` and applied `applied` (2,)."""
+        if self.policy.stateful:  # (a single-frame network skips the preprocessing)
+            self.policy.observe(self.preprocessing.apply(frame), applied)
 
 
-_LOADED: dict[tuple[str, str], Callable[[np.ndarray], np.ndarray]] = {}
+def network_driver(model: DrivingNet) -> NetworkDriver:
+    """`model` (eval mode, its own device) as a driver (`NetworkDriver`)."""
+    return NetworkDriver(model)
 
 
-def load_driver(directory: str | Path, fingerprint: str | None = None):
+_LOADED: dict[tuple[str, str], NetworkDriver] = {}
+
+
+def load_driver(directory: str | Path, fingerprint: str | None = None) -> NetworkDriver:
     """The checkpoint in `directory` as a driver (see `network_driver`), loaded on the CPU with
     one torch thread, once per process and fingerprint. With `fingerprint`, the folder must
     still hold those exact files (ValueError otherwise)."""

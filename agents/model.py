@@ -238,6 +238,15 @@ def seeded_model(spec: ModelSpec, seed: int) -> DrivingNet:
         return DrivingNet(spec)
 
 
+def check_driving_outputs(outputs: Sequence[str], what: str) -> None:
+    """ValueError naming `what` ("a rollout", "closed-loop driving") unless `outputs` hold both
+    STEERING and THROTTLE, which anything that drives the car needs."""
+    if STEERING not in outputs or THROTTLE not in outputs:
+        raise ValueError(
+            f"{what} needs outputs {STEERING!r} and {THROTTLE!r}; this network has {list(outputs)}"
+        )
+
+
 @torch.no_grad()
 def predict_rollout(
     model: DrivingNet, images: torch.Tensor, starts: np.ndarray, batch_size: int = 256
@@ -250,8 +259,7 @@ def predict_rollout(
     from sim2real.agents.temporal import FALLBACK_ACTION
 
     names = model.spec.outputs
-    if STEERING not in names or THROTTLE not in names:
-        raise ValueError(f"a rollout needs outputs {STEERING!r} and {THROTTLE!r}; has {names}")
+    check_driving_outputs(names, "a rollout")
     if len(starts) != images.shape[0]:
         raise ValueError(f"starts has {len(starts)} entries for {images.shape[0]} frames")
     model.eval()

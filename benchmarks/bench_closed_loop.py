@@ -31,6 +31,7 @@ from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.closed_loop import (
     HELD_OUT_SEED_START,
     camera_size_for,
+    episode_end,
     evaluate_closed_loop,
     held_out_seeds,
 )
@@ -109,11 +110,9 @@ def expert_laps(
             outcome = "timeout"
             for _ in range(2000):
                 _, _, terminated, _, info = env.step(expert.act())
-                if info["laps"] >= 1:
-                    outcome = "lap"
-                    break
-                if terminated:
-                    outcome = "off_road" if info["off_road"] else "flipped"
+                ended = episode_end(terminated, info)
+                if ended is not None:
+                    outcome = ended
                     break
             outcomes.append(outcome)
     finally:

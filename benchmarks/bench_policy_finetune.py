@@ -12,9 +12,10 @@ scale), through `sim2real.agents.closed_loop.drive_episode` (what `sim2real eval
 with the same stall rule), so a run stopped early
 still holds paired results for the seeds it reached. Every seed's two episodes are appended to
 OUT/episodes.jsonl as they finish (the file is rewritten atomically), and a re-run skips the
-seeds already there (resumable); OUT/settings.json holds what the drives depend on (the two
-checkpoints' fingerprints, the worlds' spec and its hash, strength, step limit), and a re-run,
-or a `--reuse-start` of another OUT, with other settings is refused. OUT/summary.json holds the
+seeds already there (resumable); OUT/settings.json, written with a run's first episode, holds
+what the drives depend on (the two checkpoints' fingerprints, the worlds' spec and its hash,
+strength, step limit), and a re-run, or a `--reuse-start` of another OUT, with other settings
+is refused once OUT holds an episode. OUT/summary.json holds the
 totals. `--curves NAME=RUN ...` also plots the runs' evals.json
 (lap rate and mean speed on their selection seeds against env steps) to OUT/curves.png.
 The paired test is McNemar's exact test: a two-sided
@@ -135,15 +136,16 @@ def _resolved(path: str | None) -> str | None:
 
 def check_settings(folder: Path, now: dict[str, Any], arms: tuple[str, ...], what: str) -> None:
     """SystemExit with one line when `folder`'s episodes were driven with other settings (for
-    `arms`), or cannot be checked (episodes but no settings saved)."""
+    `arms`), or cannot be checked (episodes but no settings saved). A folder without episodes
+    passes whatever settings it holds: they describe no drive."""
+    if not read_done(folder / EPISODES_FILE):
+        return  # nothing driven there yet (a run that stopped before its first seed)
     saved = saved_settings(folder)
     if saved is None:
-        if read_done(folder / EPISODES_FILE):
-            raise SystemExit(
-                f"error: {what} {folder} has episodes but no {SETTINGS_FILE} or summary.json, "
-                "so its settings cannot be checked; use a fresh --out"
-            )
-        return
+        raise SystemExit(
+            f"error: {what} {folder} has episodes but no {SETTINGS_FILE} or summary.json, "
+            "so its settings cannot be checked; use a fresh --out"
+        )
     differ = setting_differences(saved, now, arms)
     if differ:
         raise SystemExit(
@@ -231,7 +233,6 @@ def main() -> None:
         if not (args.reuse_start / EPISODES_FILE).is_file():
             raise SystemExit(f"error: --reuse-start {args.reuse_start} has no {EPISODES_FILE}")
         check_settings(args.reuse_start, settings, ("start",), "--reuse-start")
-    atomic_write_json(args.out / SETTINGS_FILE, settings)
     done = read_done(episodes_path)
     seeds = range(args.seed_start, args.seed_start + args.episodes)
     envs = {
@@ -242,6 +243,7 @@ def main() -> None:
         for arm in ARMS
     }
     earlier = read_done(args.reuse_start / EPISODES_FILE) if args.reuse_start else {}
+    settings_written = False
     for seed in seeds:
         if seed in done:
             continue
@@ -253,6 +255,9 @@ def main() -> None:
             episode = drive_episode(nets[arm][0], envs[arm], seed, max_steps=args.max_steps)
             row[arm] = {**episode, "seconds": time.perf_counter() - t0}
         done[seed] = row
+        if not settings_written:  # with this run's first episode, so they describe a drive
+            atomic_write_json(args.out / SETTINGS_FILE, settings)
+            settings_written = True
         write_done(episodes_path, done)  # after every seed: resumable
         print(
             f"seed {seed}: start {row['start']['outcome']}, end {row['end']['outcome']}",

@@ -25,8 +25,9 @@ from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.model import STEERING, predict, predict_rollout
 from sim2real.common.io import atomic_write_text
 from sim2real.transfer.datasets import DrivingDataset, open_records
+from sim2real.transfer.records import run_starts
 from sim2real.transfer.splits import split_records
-from sim2real.transfer.temporal import previous_actions, session_starts
+from sim2real.transfer.temporal import previous_actions
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "usi-track-a"
 
@@ -59,9 +60,7 @@ def main() -> None:
     col = model.output_index(STEERING)
     recorded, _ = previous_actions(dataset.records, records)
     arms = {
-        "own_previous_action": predict_rollout(
-            model, dataset.images, session_starts(dataset.records)
-        ),
+        "own_previous_action": predict_rollout(model, dataset.images, run_starts(dataset.records)),
         "recorded_previous_action": predict(model, dataset.images, context=recorded),
         "fallback_only": predict(
             model, dataset.images, context=torch.zeros(len(dataset), len(model.context_names))

@@ -21,7 +21,10 @@ from sim2real.envs.randomization import RandomizationSpec
 from sim2real.envs.track_env import TrackDrivingEnv
 
 Driver = Callable[[np.ndarray], np.ndarray]
-"""A driver: camera frame (H, W, 3) uint8 RGB -> action (2,) [steering, throttle] in [-1, 1]."""
+"""A driver: camera frame (H, W, 3) uint8 RGB -> action (2,) [steering, throttle] in [-1, 1].
+A driver with state (a temporal network) may also have ``reset()``, called at each episode's
+start, and ``observe(frame, applied)``, called on the steps the expert drove with the action
+the car applied (2,)."""
 
 MIXING_STREAM = 1
 """SeedSequence spawn key of the driver/expert mixing draws (apart from the expert's own)."""
@@ -84,7 +87,11 @@ def drive_expert(
     env = TrackDrivingEnv(image_size=image_size, randomization=randomization, strength=strength)
     try:
         expert = ExpertDriver(env, perturbation, seed=seed)
+        reset = getattr(driver, "reset", None)
+        observe = getattr(driver, "observe", None)
         obs, info = env.reset(seed=seed)
+        if reset is not None:
+            reset()
         episode, step = 0, 0
         expert_drives = True
         for _ in range(n_frames):
@@ -95,6 +102,8 @@ def drive_expert(
                 if not expert_drives:
                     action = _checked_action(driver(obs))
             applied = np.clip(np.asarray(action, np.float64).reshape(-1), -1.0, 1.0)
+            if driver is not None and expert_drives and observe is not None:
+                observe(obs, applied)
             labels = {key: float(info[key.removeprefix("sim/")]) for key in LABEL_KEYS}
             labels.update(zip(APPLIED_KEYS, map(float, applied), strict=True))
             yield Frame(
@@ -110,6 +119,8 @@ def drive_expert(
             if terminated or step >= episode_steps:
                 obs, info = env.reset()
                 expert.reset()
+                if reset is not None:
+                    reset()
                 episode, step = episode + 1, 0
     finally:
         env.close()

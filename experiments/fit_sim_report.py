@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim2real.common.io import atomic_save_figure
+from sim2real.common.io import agg_pyplot, atomic_save_figure
 from sim2real.experiments.fit_lens import render
 from sim2real.experiments.fit_sim import FitResult
 
@@ -17,11 +17,7 @@ COLUMNS = 6
 def write_fit_report(out: str | Path, frames: np.ndarray, result: FitResult, seed: int = 0) -> Path:
     """PNG at `out`: a row of real frames (evenly spread), a row of sim frames at strength 0
     and a row at strength 0.5, titled with the fitted style, camera and clipping notes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = agg_pyplot()
     out = Path(out)
     h, w = frames.shape[1:3]
     real = frames[np.linspace(0, len(frames) - 1, COLUMNS).round().astype(int)]

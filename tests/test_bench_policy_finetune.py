@@ -72,3 +72,24 @@ def test_an_interrupted_last_row_is_dropped_and_a_broken_one_refused(bench, tmp_
     path.write_text('{"seed": 2, "sta\n{"seed": 1, "start": {}, "end": {}}\n')
     with pytest.raises(ValueError, match="line 1 is not a JSON episode row"):
         bench.read_done(path)
+
+
+def test_settings_are_written_with_the_first_episode(bench, tmp_path, monkeypatch):
+    start = tmp_path / "start"
+    _full_left_checkpoint(start)
+    common = ["--start", start, "--end", start, "--episodes", 1, "--max-steps", 10]
+    out = tmp_path / "out"
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("killed before the first episode ended")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(bench, "drive_episode", dies)
+        with pytest.raises(RuntimeError, match="killed"):
+            _run(bench, patch, *common, "--out", out, "--strength", 0.5)
+    assert not (out / bench.SETTINGS_FILE).exists()  # no episode, so nothing to hold a re-run to
+    # a settings file that describes no drive (left by an older version) refuses nothing either
+    (out / bench.SETTINGS_FILE).write_text(json.dumps({"strength": 0.5, "start": str(start)}))
+    _run(bench, monkeypatch, *common, "--out", out)
+    assert json.loads((out / bench.SETTINGS_FILE).read_text())["strength"] == 1.0
+    assert list(bench.read_done(out / bench.EPISODES_FILE)) == [10_000]

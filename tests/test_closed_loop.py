@@ -1,10 +1,11 @@
 """Closed-loop evaluation: real rollouts in the PyBullet env, metrics that follow the driving."""
 
+import numpy as np
 import pytest
 import torch
 
-from sim2real.agents.closed_loop import evaluate_closed_loop, summarize
-from sim2real.agents.model import DrivingNet, ModelSpec
+from sim2real.agents.closed_loop import evaluate_closed_loop, network_policy, summarize
+from sim2real.agents.model import DrivingNet, ModelSpec, predict_rollout
 from sim2real.agents.preprocessing import Preprocessing
 
 SMALL = Preprocessing(crop_top=8, height=32, width=32)
@@ -95,3 +96,21 @@ def test_network_without_action_outputs_is_refused():
     )
     with pytest.raises(ValueError, match="user/angle"):
         evaluate_closed_loop(net, episodes=1, image_size=CAMERA)
+    # every driver of the car says the same: what needs the outputs, and what the net has
+    steering_only = ["user/angle", "sim/cte"]
+    net = DrivingNet(
+        ModelSpec(architecture="resnet_small", preprocessing=SMALL, outputs=steering_only)
+    )
+    frames = torch.zeros(2, 3, 40, 48, dtype=torch.uint8)
+    refusals = {
+        "closed-loop driving": lambda: evaluate_closed_loop(net, episodes=1, image_size=CAMERA),
+        "a driving network": lambda: network_policy(net),
+        "a rollout": lambda: predict_rollout(net, frames, np.ones(2, bool)),
+    }
+    for what, call in refusals.items():
+        with pytest.raises(ValueError) as error:
+            call()
+        assert str(error.value) == (
+            f"{what} needs outputs 'user/angle' and 'user/throttle'; "
+            f"this network has {steering_only}"
+        )

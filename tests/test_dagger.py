@@ -11,8 +11,9 @@ from sim2real.agents.checkpoint import ModelCard, load_checkpoint, read_card, sa
 from sim2real.agents.dagger import load_driver, network_driver
 from sim2real.agents.model import ModelSpec, seeded_model
 from sim2real.agents.preprocessing import Preprocessing
+from sim2real.agents.temporal import FALLBACK_ACTION, Temporal
 from sim2real.agents.training import TrainConfig
-from sim2real.envs.recording import drive_expert
+from sim2real.envs.recording import MIXING_STREAM, drive_expert
 from sim2real.experiments.cli import main
 from sim2real.experiments.dagger import DaggerConfig, run_dagger
 from sim2real.experiments.simulate import SimulateConfig, simulate
@@ -69,6 +70,83 @@ def test_a_network_driver_records_the_same_frames_for_the_same_seed(tmp_path):
     assert [x.steering for x in a] == [y.steering for y in b]
     expert = list(drive_expert(9, 40, image_size=CAMERA))
     assert not all(np.array_equal(x.image, y.image) for x, y in zip(a, expert, strict=True))
+
+
+PREVIOUS_ACTION = {"previous_action": True}
+PREVIOUS_FRAME = {"previous_frame_gap": 2}
+
+
+def temporal_net(**temporal):
+    """A tiny temporal network whose steering follows its temporal input clearly."""
+    spec = ModelSpec(
+        architecture="resnet_small", preprocessing=SMALL, hidden=16, temporal=Temporal(**temporal)
+    )
+    net = seeded_model(spec, 0).eval()
+    if temporal.get("previous_action"):
+        with torch.no_grad():
+            net.head[1].weight[:, -2:] = 0.5
+    return net
+
+
+def driven_action(net, frame, earlier=None, previous=None) -> np.ndarray:
+    """What a fresh policy would apply for camera `frame`, given its earlier camera frame
+    (previous_frame_gap) or the previous applied action (previous_action)."""
+    x = torch.from_numpy(net.spec.preprocessing.apply(frame)).permute(2, 0, 1)[None]
+    if net.spec.temporal.previous_frame_gap:
+        back = (
+            x
+            if earlier is None
+            else torch.from_numpy(net.spec.preprocessing.apply(earlier)).permute(2, 0, 1)[None]
+        )
+        x = torch.cat([x, back], dim=1)
+    context = None
+    if net.spec.temporal.previous_action:
+        action = FALLBACK_ACTION if previous is None else previous
+        context = torch.from_numpy(np.asarray(action, np.float32)[None])
+    out = net(x.float() / 255.0, context)[0].detach().numpy()
+    return np.clip(out[:2], -1.0, 1.0)
+
+
+def applied(frame) -> np.ndarray:
+    return np.array([frame.labels["sim/applied_steering"], frame.labels["sim/applied_throttle"]])
+
+
+@pytest.mark.parametrize("temporal", [PREVIOUS_ACTION, PREVIOUS_FRAME], ids=["action", "frame"])
+def test_a_temporal_driver_starts_every_episode_and_recording_from_rest(temporal):
+    torch.set_num_threads(1)
+    net = temporal_net(**temporal)
+    driver = network_driver(net)
+    frames = list(drive_expert(4, 8, image_size=CAMERA, driver=driver, episode_steps=4))
+    assert [f.episode for f in frames] == [0] * 4 + [1] * 4
+    second = frames[4]  # the second episode's first frame sees nothing of the first episode
+    np.testing.assert_allclose(applied(second), driven_action(net, second.image), atol=1e-5)
+    stale = driven_action(net, second.image, frames[2].image, applied(frames[3]))
+    assert np.abs(stale - applied(second)).max() > 1e-3  # (so the state would show)
+    # the driver is reused across recordings (one per worker process): nothing carries over
+    again = list(drive_expert(4, 8, image_size=CAMERA, driver=driver, episode_steps=4))
+    np.testing.assert_allclose([applied(f) for f in again], [applied(f) for f in frames])
+
+
+@pytest.mark.parametrize("temporal", [PREVIOUS_ACTION, PREVIOUS_FRAME], ids=["action", "frame"])
+def test_a_temporal_driver_sees_the_steps_the_expert_drove(temporal):
+    torch.set_num_threads(1)
+    net = temporal_net(**temporal)
+    frames = list(drive_expert(6, 16, image_size=CAMERA, driver=network_driver(net), beta=0.5))
+    mixing = np.random.default_rng(np.random.SeedSequence(6, spawn_key=(MIXING_STREAM,)))
+    expert_drove = mixing.random(len(frames)) < 0.5  # one draw a step (segment_steps 1)
+    gap = net.spec.temporal.previous_frame_gap or 1
+    checked = 0
+    for i in range(gap, len(frames)):
+        if (
+            expert_drove[i]
+            or not expert_drove[i - gap]
+            or frames[i - gap].episode != frames[i].episode
+        ):
+            continue
+        want = driven_action(net, frames[i].image, frames[i - gap].image, applied(frames[i - 1]))
+        np.testing.assert_allclose(applied(frames[i]), want, atol=1e-5)
+        checked += 1
+    assert checked >= 2
 
 
 def test_recording_pins_the_driver_and_refuses_a_changed_one(tmp_path):

@@ -1,7 +1,10 @@
 """`sim2real data inspect`: counts, statistics and pictures, end to end through the CLI."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -67,3 +70,16 @@ def test_inspect_real_usi_track_a_decoding_every_image(tmp_path):
     assert main(["data", "inspect", str(REAL), "--json", str(tmp_path / "s.json")]) == 0
     counts = json.loads((tmp_path / "s.json").read_text())["counts"]
     assert counts["usable"] == 11623 and counts["unreadable_image"] == 0
+
+
+def test_importing_inspection_leaves_the_matplotlib_backend_alone(tmp_path):
+    """The backend is the user's until a picture is drawn (then Agg, `common.io.agg_pyplot`)."""
+    script = (
+        "import sys, matplotlib\n"
+        "import sim2real.transfer.inspection as inspection\n"
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n"
+    )
+    env = {**os.environ, "MPLBACKEND": "svg"}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["svg", "False"]

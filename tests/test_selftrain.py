@@ -19,16 +19,10 @@ from sim2real.transfer.sample_data import sample_path
 from sim2real.transfer.selftrain import (
     SelfTrainConfig,
     pseudo_label,
-    run_ids,
     selftrain_sources,
     smooth_labels,
     unlabeled_frames,
 )
-
-
-def test_run_ids_break_at_skips_and_stream_changes():
-    positions = [(0, 0), (0, 1), (0, 2), (0, 5), (0, 6), (1, 7), (1, 8)]
-    assert run_ids(positions).tolist() == [0, 0, 0, 1, 1, 2, 2]
 
 
 @pytest.mark.parametrize("method", ["savgol", "median"])

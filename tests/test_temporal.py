@@ -25,8 +25,9 @@ from sim2real.common.splitspec import SplitSpec
 from sim2real.transfer.datasets import open_records
 from sim2real.transfer.export import export_onnx, load_frames, rollout_context, run_onnx
 from sim2real.transfer.pilot import PREVIOUS_ACTION_NAME, DonkeyPilot
+from sim2real.transfer.records import run_starts
 from sim2real.transfer.sample_data import sample_path
-from sim2real.transfer.temporal import previous_actions, session_starts
+from sim2real.transfer.temporal import previous_actions
 from sim2real.transfer.training_data import open_training_data
 
 TEMPORAL = {"previous_action": True}
@@ -243,7 +244,7 @@ def test_offline_rollout_feeds_the_networks_own_previous_action_like_the_pilot(e
     x = torch.from_numpy(np.stack([pre.apply(f).transpose(2, 0, 1) for f in frames]))
     pilot = DonkeyPilot(result.onnx_path, max_pause_s=60.0)
     driven = np.array([pilot.run(f) for f in frames])
-    starts = session_starts(records[100:112])
+    starts = run_starts(records[100:112])
     assert starts.tolist() == [True] + [False] * 11
     rolled = predict_rollout(net, x, starts)
     np.testing.assert_allclose(np.clip(rolled[:, :2], -1, 1), driven, atol=1e-4)

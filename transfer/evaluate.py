@@ -33,8 +33,9 @@ from sim2real.transfer.metrics import (
     Interval,
     driving_metrics,
 )
+from sim2real.transfer.records import run_starts
 from sim2real.transfer.splits import REAL_SPLIT, split_records
-from sim2real.transfer.temporal import attach_previous_frames, session_starts
+from sim2real.transfer.temporal import attach_previous_frames
 
 FINETUNE_STEP = "finetune"
 """history steps whose name starts with this fitted the card's data split on real frames"""
@@ -147,7 +148,7 @@ def evaluate_offline(
         )
         check_colour_frames(dataset)
         if model.context_names:  # a temporal network, fed its own previous action as on the car
-            preds = predict_rollout(model, dataset.images, session_starts(dataset.records))
+            preds = predict_rollout(model, dataset.images, run_starts(dataset.records))
         elif model.spec.temporal.previous_frame_gap:  # the earlier frame of the same session
             attach_previous_frames(dataset, model.spec.temporal.previous_frame_gap)
             preds = predict(model, frame_inputs(dataset, dataset.images))

@@ -11,16 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from sim2real.common.io import atomic_save_figure, atomic_write_bytes  # noqa: E402
-from sim2real.transfer.csv_folder import CsvColumns  # noqa: E402
-from sim2real.transfer.datasets import read_sources  # noqa: E402
-from sim2real.transfer.records import Record, read_image_rgb  # noqa: E402
+from sim2real.common.io import agg_pyplot, atomic_save_figure, atomic_write_bytes
+from sim2real.transfer.csv_folder import CsvColumns
+from sim2real.transfer.datasets import read_sources
+from sim2real.transfer.records import Record, read_image_rgb
 
 STEERING = "user/angle"
 
@@ -121,23 +117,19 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _save_figure(fig: plt.Figure, path: Path) -> None:
-    atomic_save_figure(fig, path, dpi=100)
-
-
 def steering_histogram(records: Sequence[Record], path: str | Path, label: str = STEERING) -> None:
     """PNG histogram of `label` over the records (41 bins over [-1, 1] for steering)."""
     values = np.array([r.labels[label] for r in records if label in r.labels])
     if values.size == 0:
         raise ValueError(f"no record has the label {label!r}")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = agg_pyplot().subplots(figsize=(6, 3.5))
     low, high = (-1.0, 1.0) if label == STEERING else (values.min(), values.max() + 1e-9)
     ax.hist(values, bins=np.linspace(low, high, 42), color="tab:blue")
     ax.set_xlabel(f"{label}" + (" (-1 = full left)" if label == STEERING else ""))
     ax.set_ylabel("frames")
     ax.set_title(f"{len(values)} frames, {np.mean(values == 0):.0%} exactly 0")
     fig.tight_layout()
-    _save_figure(fig, Path(path))
+    atomic_save_figure(fig, Path(path), dpi=100)
 
 
 def contact_sheet(

@@ -2,13 +2,15 @@
 
 Every reader (DonkeyCar tub v2, image folder + CSV) yields `Record`s in time order and fills a
 `ReadReport`; `sim2real.transfer.datasets.open_records` is the entry point that picks the reader.
+`run_key` is the one definition of an unbroken run of frames (same source and session,
+consecutive indexes) that temporal inputs, rollouts and self-training's smoothing share.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -140,6 +142,50 @@ class ReadReport:
         if self.frame_sizes:
             text += "; frames " + ", ".join(f"{w}x{h}" for h, w in self.frame_sizes)
         return text
+
+
+RunKey = tuple[str, str, int]
+"""(source, session, index): where a frame stands in its recording."""
+
+
+def run_key(record: Record, back: int = 0) -> RunKey:
+    """The key of the frame `back` steps before `record` in its unbroken run of frames.
+
+    An unbroken run is the records of one source and session with consecutive indexes (a
+    tub's `_index`, a CSV's row number): a new session, a deleted record or one a reader
+    skipped ends it. This is the one definition every temporal use shares (`earlier_positions`,
+    `run_starts`, `run_ids`)."""
+    return record.source, record.session, record.index - back
+
+
+def earlier_positions(
+    records: Sequence[Record], back: int = 1, among: Sequence[Record] | None = None
+) -> np.ndarray:
+    """(N,) int64: for each of `records`, the position in `among` (default `records`) of the
+    frame `back` steps before it in its run (`run_key`), -1 where `among` lacks it (a run's
+    first `back` frames, after a gap in the indexes, or at the edge of a block cut out).
+
+    Where the predecessor is looked up is the one thing callers choose: among every record
+    read when only its labels are needed (the previous action), among the records served when
+    its image or prediction is (the previous frame, a rollout)."""
+    pool = records if among is None else among
+    where = {run_key(r): i for i, r in enumerate(pool)}
+    return np.fromiter((where.get(run_key(r, back), -1) for r in records), np.int64, len(records))
+
+
+def run_starts(records: Sequence[Record]) -> np.ndarray:
+    """(N,) bool: True where a record does not directly follow the one before it in `records`
+    in its run (`run_key`): a list's first record, a new source or session, a gap in the
+    indexes, or the edge of a block cut out. Where a pilot starts from rest."""
+    starts = np.ones(len(records), bool)
+    for i in range(1, len(records)):
+        starts[i] = run_key(records[i - 1]) != run_key(records[i], 1)
+    return starts
+
+
+def run_ids(records: Sequence[Record]) -> np.ndarray:
+    """(N,) int64 id of the unbroken run (`run_starts`) each of `records` is in: 0, 0, 1, ..."""
+    return np.cumsum(run_starts(records), dtype=np.int64) - 1
 
 
 PILOT_MODES = ("local", "local_angle")

@@ -53,6 +53,7 @@ from sim2real.agents.training import (
 )
 from sim2real.common.config import StrictModel
 from sim2real.transfer.adapter import param_groups
+from sim2real.transfer.records import run_ids
 
 if TYPE_CHECKING:
     from sim2real.transfer.finetune import FinetuneConfig, FinetuneResult
@@ -193,16 +194,6 @@ def check_sources(sources: Sequence[str]) -> None:
             raise FileNotFoundError(f"--pseudo-label {path}: no such file or folder")
 
 
-def run_ids(positions: Sequence[tuple[int, int]]) -> np.ndarray:
-    """(N,) contiguous-run ids for frames given as (stream, index in stream), in order: a new
-    run starts where the stream changes or an index is skipped."""
-    ids = np.zeros(len(positions), dtype=np.int64)
-    for i in range(1, len(positions)):
-        (s0, k0), (s1, k1) = positions[i - 1], positions[i]
-        ids[i] = ids[i - 1] + (0 if s1 == s0 and k1 == k0 + 1 else 1)
-    return ids
-
-
 def unlabeled_frames(
     config: SelfTrainConfig,
     sources: Sequence[str],
@@ -228,10 +219,8 @@ def unlabeled_frames(
     names = ", ".join(map(str, sources))
     check_sources(sources)
     records = open_records(list(sources)).records
-    runs = streams(records)
-    position = {r.image_path: (s, k) for s, stream in enumerate(runs) for k, r in enumerate(stream)}
     skip = {str(Path(p)) for p in exclude}
-    kept = [r for stream in runs for r in stream if str(Path(r.image_path)) not in skip]
+    kept = [r for stream in streams(records) for r in stream if str(Path(r.image_path)) not in skip]
     if len(kept) < 10:
         raise ValueError(
             f"--pseudo-label {names}: {len(kept)} usable frame(s) after leaving out "
@@ -241,7 +230,7 @@ def unlabeled_frames(
         kept = subsample(kept, config.max_frames, seed, block_len=config.block_frames)
     dataset = DrivingDataset(kept, preprocessing, list(outputs), cache_dir, progress=progress)
     images, targets = dataset_tensors(dataset)  # (undecodable frames are dropped)
-    segments = run_ids([position[r.image_path] for r in dataset.records])
+    segments = run_ids(dataset.records)  # a left-out, deleted or undecodable frame ends a run
     return images, segments, targets.numpy().astype(np.float64)
 
 

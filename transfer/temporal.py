@@ -1,18 +1,19 @@
 """The previous action of every record, for temporal networks (`sim2real.agents.temporal`).
 
-A record's previous action is what the car applied at the record before it in the same
-session (same source and session, index - 1): in a sim tub ``sim/applied_steering`` and
-``sim/applied_throttle`` (the executed, possibly perturbed action; the ``user/*`` labels are
-the expert's clean command), in a DonkeyCar tub ``user/angle`` and ``user/throttle`` where a
-person drove (what they commanded is what the car did) and ``pilot/*`` where the pilot did
-(``user/mode`` ``local_angle``: the steering; ``local``: both). A session's first record, and one
-after a gap in the indexes (deleted or skipped records), gets the fallback: a car at rest.
+A record's previous action is what the car applied at the record before it in its unbroken
+run (`sim2real.transfer.records.run_key`: same source and session, index - 1): in a sim tub
+``sim/applied_steering`` and ``sim/applied_throttle`` (the executed, possibly perturbed
+action; the ``user/*`` labels are the expert's clean command), in a DonkeyCar tub
+``user/angle`` and ``user/throttle`` where a person drove (what they commanded is what the car
+did) and ``pilot/*`` where the pilot did (``user/mode`` ``local_angle``: the steering;
+``local``: both). A session's first record, and one after a gap in the indexes (deleted or
+skipped records), gets the fallback: a car at rest.
 Only labels are read (no images), and the lookup runs over every record read, so a frame at
 the edge of a training block still gets its predecessor.
 
 For ``model.temporal.previous_frame_gap`` (`previous_frames`), the earlier frame is looked up
-among the dataset's own frames (its images are in memory), by the same (source, session,
-index - k) key.
+among the dataset's own frames (its images are in memory), by the same key k steps back.
+Where a rollout restarts from rest is `sim2real.transfer.records.run_starts`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from sim2real.agents.temporal import FALLBACK_ACTION
-from sim2real.transfer.records import PILOT_MODES, Record
+from sim2real.transfer.records import PILOT_MODES, Record, earlier_positions
 
 if TYPE_CHECKING:
     from sim2real.transfer.datasets import DrivingDataset
@@ -67,16 +68,6 @@ def applied_action(record: Record) -> tuple[float, float]:
     return steering, throttle
 
 
-def session_starts(records: Sequence[Record]) -> np.ndarray:
-    """(N,) bool: True where a record does not follow the one before it in `records` (a new
-    source or session, or a gap in the indexes): where a pilot starts from rest."""
-    starts = np.ones(len(records), bool)
-    for i in range(1, len(records)):
-        a, b = records[i - 1], records[i]
-        starts[i] = (a.source, a.session, a.index + 1) != (b.source, b.session, b.index)
-    return starts
-
-
 def previous_actions(
     records: Sequence[Record], every: Sequence[Record] | None = None
 ) -> tuple[torch.Tensor, int]:
@@ -88,17 +79,16 @@ def previous_actions(
     gaps, and a temporal network would be fed the fallback nearly everywhere.
     """
     every = records if every is None else every
-    by_key = {(r.source, r.session, r.index): r for r in every}
+    before = earlier_positions(records, 1, among=every)
     context = np.tile(np.asarray(FALLBACK_ACTION, np.float32), (len(records), 1))
     missing: dict[str, list[int]] = {}
     totals: dict[str, int] = {}
     for i, record in enumerate(records):
         totals[record.source] = totals.get(record.source, 0) + 1
-        before = by_key.get((record.source, record.session, record.index - 1))
-        if before is None:
+        if before[i] < 0:
             missing.setdefault(record.source, []).append(record.index)
             continue
-        context[i] = applied_action(before)
+        context[i] = applied_action(every[before[i]])
     for source, indexes in missing.items():
         # A session's first record always misses one; count only the others as gaps.
         sessions = len({r.session for r in every if r.source == source})
@@ -126,11 +116,10 @@ def previous_frames(records: Sequence[Record], gap: int) -> tuple[torch.Tensor, 
     themselves). For networks with ``model.temporal.previous_frame_gap``."""
     if gap < 1:
         raise ValueError(f"previous_frame_gap must be >= 1, got {gap}")
-    where = {(r.source, r.session, r.index): i for i, r in enumerate(records)}
-    index = np.arange(len(records), dtype=np.int64)
-    for i, r in enumerate(records):
-        index[i] = where.get((r.source, r.session, r.index - gap), i)
-    own = int((index == np.arange(len(records))).sum())
+    earlier = earlier_positions(records, gap)
+    own_index = np.arange(len(records), dtype=np.int64)
+    index = np.where(earlier < 0, own_index, earlier)
+    own = int((index == own_index).sum())
     if own:
         log.info("previous frame: %d of %d frames have none %d steps back", own, len(records), gap)
     return torch.from_numpy(index), own
