@@ -67,6 +67,34 @@ def pseudo_label_value(paths: list[str]) -> dict:
     return {"unlabeled": [str(p) for p in paths]} if paths else {}
 
 
+def ensemble_value(refs: list[str]) -> list[str]:
+    """``--ensemble-with CKPT ...`` as ``ensemble_with``; ``none`` alone: one network."""
+    if [r.lower() for r in refs] == ["none"]:
+        return []
+    if any(r.lower() == "none" for r in refs):
+        raise ValueError(f"--ensemble-with: 'none' cannot be combined with checkpoints: {refs}")
+    return [str(r) for r in refs]
+
+
+def _report_ensemble(result) -> None:
+    """Print each member's start, rung and validation loss, then the ensemble's."""
+    step = result.card.history[-1]
+    for m in step["members"]:
+        print(
+            f"  {m['folder']}: from {m['parent']}, rung {m['rung']}, val loss "
+            f"{m['best_val_loss']:.4f}"
+        )
+    metrics = result.card.metrics
+    frames = result.card.trained_on["frames"]
+    print(
+        f"ensemble of {len(step['members'])} fine-tuned on {frames['train']} real frames (val "
+        f"{frames['val']}) in {result.seconds:.1f} s: val loss {metrics['best_val_loss']:.4f}; "
+        f"checkpoint {result.out_dir}"
+    )
+    for name, m in metrics["val"].items():
+        print(f"  {name:20s} val RMSE {m['rmse']:.4f}  MAE {m['mae']:.4f}  (n={m['n']})")
+
+
 def handler(args: argparse.Namespace) -> int:
     from sim2real.experiments.config_options import config_from_args
     from sim2real.transfer.finetune import FinetuneConfig, finetune
@@ -76,6 +104,9 @@ def handler(args: argparse.Namespace) -> int:
         config.adapter.freeze, why = rule_freeze(config)
         print(f"freeze rule: freeze {config.adapter.freeze} stage(s) ({why})")
     result = finetune(config, args.out, resume=args.resume, log_line=print)
+    if result.card.members:
+        _report_ensemble(result)
+        return 0
     frames = result.card.trained_on["frames"]
     how = "from scratch" if config.from_scratch else f"frozen {', '.join(result.frozen) or 'none'}"
     if result.ladder is not None:
@@ -241,6 +272,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the saved network averages its prediction with the mirror image's (steering "
         "negated back) at inference: evaluate, export and the pilot run it (default: on, "
         "except for --freeze calibrate, whose steering offset it would cancel)",
+    )
+    add_shortcut(
+        parser,
+        "--ensemble-with",
+        "ensemble_with",
+        convert=ensemble_value,
+        nargs="+",
+        metavar="CKPT",
+        help="also fine-tune these pretrained starts (folders or shipped names) on the same "
+        "frames with the same settings, and save the average of all (one checkpoint, one ONNX "
+        "graph; OUT/member-<i> holds each); none: one network",
     )
     add_set_option(parser)
     parser.set_defaults(func=handler)
