@@ -219,3 +219,20 @@ def test_finetune_ensemble_bad_starts_are_one_line_errors(tmp_path, capsys):
     mixed = ["--ensemble-with", "none", "pilotnet-styles", "--out", str(tmp_path / "d")]
     assert main([*base, *mixed]) == 2
     assert "'none' cannot be combined" in capsys.readouterr().err
+
+
+def test_the_shipped_network_is_ensembled_with_pilotnet_styles_unless_told_otherwise(tmp_path):
+    from sim2real.experiments.commands.finetune import default_ensemble
+    from sim2real.transfer.finetune import FinetuneConfig
+    from sim2real.transfer.selftrain import SelfTrainConfig
+
+    def starts(**fields) -> list[str] | None:
+        return default_ensemble(FinetuneConfig(data=["tub"], **fields))
+
+    assert starts(checkpoint="pilotnet-recipe") == ["pilotnet-styles"]
+    assert starts(checkpoint="pilotnet-recipe", ensemble_with=[]) == []  # --ensemble-with none
+    assert starts(checkpoint="pilotnet-recipe", ensemble_with=["x"]) == ["x"]
+    assert starts(checkpoint="pilotnet-styles") is None  # another start: one network
+    assert starts(checkpoint=str(save_parent(tmp_path / "p", {"paths": []}))) is None
+    assert starts(checkpoint="pilotnet-recipe", from_scratch=True) is None
+    assert starts(checkpoint="pilotnet-recipe", selftrain=SelfTrainConfig()) is None

@@ -126,7 +126,7 @@ def finetune_ensemble(
     card = ModelCard(
         kind=cards[0].kind,
         spec=model.spec,
-        trained_on={**data.trained_on, "parent_checkpoints": parents},
+        trained_on={**data.trained_on, "parent_checkpoint": parents[0], "parents": parents},
         split=data.split,
         metrics={"val": val_metrics, "best_val_loss": val_loss},
         code_version=code_version(),

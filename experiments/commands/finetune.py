@@ -7,6 +7,23 @@ from pathlib import Path
 
 RULE = "rule"
 """--freeze rule: the domain-gap freeze rule (experiments.domain_gap.recommend_freeze)"""
+ENSEMBLE_DEFAULT = {"pilotnet-recipe": ["pilotnet-styles"]}
+"""shipped start -> the shipped starts `finetune` ensembles it with when --ensemble-with is
+not given (a plain fine-tune; docs/ensembles.md: chosen on two recordings' validation blocks)"""
+
+
+def default_ensemble(config) -> list[str] | None:
+    """``ensemble_with`` for a run that did not set it: `ENSEMBLE_DEFAULT`'s partners of a
+    shipped start, for a plain fine-tune (not from scratch, no co-training, alignment or
+    self-training, whose measurements were of one network); else None (one network)."""
+    from sim2real.agents.shipped import checkpoint_reference
+
+    if config.ensemble_with is not None or config.checkpoint is None:
+        return config.ensemble_with
+    plain = not config.from_scratch and all(
+        x is None for x in (config.cotrain, config.align, config.selftrain)
+    )
+    return ENSEMBLE_DEFAULT.get(checkpoint_reference(config.checkpoint)) if plain else None
 
 
 def rule_freeze(config) -> tuple[int, str]:
@@ -100,6 +117,10 @@ def handler(args: argparse.Namespace) -> int:
     from sim2real.transfer.finetune import FinetuneConfig, finetune
 
     config = config_from_args(FinetuneConfig, args)
+    config.ensemble_with = default_ensemble(config)
+    if config.ensemble_with:
+        others = ", ".join(config.ensemble_with)
+        print(f"ensemble: {config.checkpoint} + {others} (--ensemble-with; none: one network)")
     if args.freeze == RULE:
         config.adapter.freeze, why = rule_freeze(config)
         print(f"freeze rule: freeze {config.adapter.freeze} stage(s) ({why})")
@@ -282,7 +303,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="CKPT",
         help="also fine-tune these pretrained starts (folders or shipped names) on the same "
         "frames with the same settings, and save the average of all (one checkpoint, one ONNX "
-        "graph; OUT/member-<i> holds each); none: one network",
+        "graph; OUT/member-<i> holds each); none: one network (default: pilotnet-styles "
+        "when --checkpoint is pilotnet-recipe, for a plain fine-tune)",
     )
     add_set_option(parser)
     parser.set_defaults(func=handler)
