@@ -114,7 +114,7 @@ def steering_predictions(checkpoint: Path | str, blocks: dict, cache: Path) -> d
     if cache.is_file():
         with np.load(cache) as got:
             return {b: (got[f"{b}_plain"], got[f"{b}_mirror"]) for b in BLOCKS}
-    model, _ = load_checkpoint(checkpoint)
+    model, _ = load_predictor(checkpoint)  # one network or an ensemble
     model.spec.mirror_average = False
     col = model.output_index(STEERING)
     out = {}
@@ -286,7 +286,9 @@ def main() -> None:
         print(f"pilot: {results['pilot']}", flush=True)
         save()
     for extra in args.extra:
-        digest = file_sha256(resolve_checkpoint(extra) / WEIGHTS_FILE)[:12]
+        folder = resolve_checkpoint(extra)
+        weights = folder / WEIGHTS_FILE  # an ensemble has none: its card names it
+        digest = file_sha256(weights if weights.is_file() else folder / CARD_FILE)[:12]
         name = f"extra_{Path(extra).parent.name}_{Path(extra).name}-{digest}"
         preds = steering_predictions(extra, blocks, args.models / "preds" / f"{name}.npz")
         results["extra"][str(extra)] = arm_scores(preds, truth)
