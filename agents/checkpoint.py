@@ -10,11 +10,12 @@ from someone else is safe.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
@@ -53,6 +54,20 @@ class ModelCard(StrictModel):
     and resize; filled from ``trained_on`` (its read report's one frame size, its
     ``source_size``, or a policy's camera ``env_config.image_size``) when not given;
     None: unknown"""
+    members: list[str] = Field(default_factory=list)
+    """an ensemble's member checkpoints, sub-folders of this one, whose outputs it averages
+    (`sim2real.agents.ensemble`; such a folder holds no weights of its own); empty: one
+    network"""
+
+    @field_validator("members")
+    @classmethod
+    def _plain_member_names(cls, value: list[str]) -> list[str]:
+        bad = [n for n in value if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", n)]
+        if bad:
+            raise ValueError(f"members must be sub-folder names, got {bad}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"members listed twice: {value}")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -241,6 +256,11 @@ def load_checkpoint(
     """
     directory = resolve_checkpoint(directory)
     card = read_card(directory)
+    if card.members:
+        raise ValueError(
+            f"{directory} is an ensemble of {len(card.members)} networks ({', '.join(card.members)}"
+            f"); this needs one network: pass a member folder, e.g. {directory / card.members[0]}"
+        )
     if architecture is not None and card.spec.architecture != architecture:
         raise ValueError(
             f"checkpoint {directory} is a {card.spec.architecture!r} network, "

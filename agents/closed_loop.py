@@ -385,9 +385,10 @@ def evaluate_checkpoint(
     the result also names the checkpoint and whether it drove mirror-averaged.
     `mirror_average` overrides the card's `ModelSpec.mirror_average` (None: the card's).
     recorder, randomization (None: the envs default spec): see `evaluate_closed_loop`."""
-    from sim2real.agents.checkpoint import load_checkpoint, override_mirror_average
+    from sim2real.agents.checkpoint import override_mirror_average
+    from sim2real.agents.ensemble import load_predictor
 
-    model, card = load_checkpoint(directory)
+    model, card = load_predictor(directory)
     override_mirror_average(model, mirror_average, directory)
     result = evaluate_closed_loop(
         model,

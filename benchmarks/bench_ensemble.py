@@ -17,6 +17,12 @@ so every arm below is scored from the same predictions:
 - zero-shot: raw, and with truth ~ a * prediction + b fitted on the validation block (on the
   test block only; on the validation block that fit would be in-sample).
 
+``--pilot-cost``: the first seed's fine-tunes of the first 1 and 2 starts, saved as one
+network and as an ensemble checkpoint (`sim2real.agents.ensemble`), exported to ONNX
+(onnxruntime checked against torch), timed in the DonkeyCar pilot part (`DonkeyPilot`, one
+onnxruntime thread) per raw validation frame; the ensemble checkpoint's own predictions are
+checked against the mean of its members' cached ones.
+
 ``--extra CKPT ...``: checkpoints trained elsewhere (e.g. `finetune --pseudo-label` runs),
 scored plain and mirror-averaged on both blocks. Figures: steering R² and Pearson r over
 every frame of the block. Predictions are cached in MODELS/preds; results go to OUT/NAME.json
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -36,7 +43,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sim2real.agents.checkpoint import WEIGHTS_FILE, load_checkpoint
+from sim2real.agents.checkpoint import CARD_FILE, WEIGHTS_FILE, load_checkpoint
+from sim2real.agents.ensemble import load_predictor, member_folder, save_ensemble
 from sim2real.agents.model import STEERING, predict
 from sim2real.agents.shipped import resolve_checkpoint
 from sim2real.agents.training import dataset_tensors
@@ -44,11 +52,51 @@ from sim2real.common.digest import file_sha256
 from sim2real.common.io import atomic_write, atomic_write_json, atomic_write_text
 from sim2real.common.machine import load_average, machine_info
 from sim2real.transfer.datasets import DrivingDataset, open_records
+from sim2real.transfer.export import load_frames
 from sim2real.transfer.finetune import FinetuneConfig, finetune, open_finetune_data
 from sim2real.transfer.metrics import AffineCalibration, pearson_r, r2
 from sim2real.transfer.splits import split_records
 
 BLOCKS = ("val", "test")
+
+
+def ensemble_folder(folders: list[Path], out: Path) -> Path:
+    """An ensemble checkpoint in `out` whose members are copies of checkpoint `folders`."""
+    if not (out / CARD_FILE).is_file():
+        names = [member_folder(i) for i in range(len(folders))]
+        for name, folder in zip(names, folders, strict=True):
+            (out / name).mkdir(parents=True, exist_ok=True)
+            for file in (WEIGHTS_FILE, CARD_FILE):
+                shutil.copy2(folder / file, out / name / file)
+        card = load_checkpoint(folders[0])[1]
+        save_ensemble(out, card.model_copy(update={"members": names, "history": []}))
+    return out
+
+
+def pilot_cost(folder: Path, onnx_path: Path, frames: np.ndarray, repeats: int = 3) -> dict:
+    """Export checkpoint `folder` to `onnx_path` (checked on 8 of `frames` against torch) and
+    time `DonkeyPilot.run` over raw `frames` (N, H, W, 3) uint8: median of `repeats` passes,
+    ms per frame, one onnxruntime thread."""
+    from sim2real.transfer.export import export_onnx
+    from sim2real.transfer.pilot import DonkeyPilot
+
+    result = export_onnx(folder, onnx_path, check_frames=frames[:8], source_size=frames.shape[1:3])
+    pilot = DonkeyPilot(onnx_path, image_size=frames.shape[1:3], num_threads=1)
+    for frame in frames[:20]:  # warm up
+        pilot.run(frame)
+    passes = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for frame in frames:
+            pilot.run(frame)
+        passes.append((time.perf_counter() - t0) / len(frames) * 1000.0)
+    return {
+        "ms_per_frame": float(np.median(passes)),
+        "passes_ms": passes,
+        "frames": len(frames),
+        "onnx_vs_torch_max_abs_diff": result.max_abs_diff,
+        "onnx_bytes": onnx_path.stat().st_size,
+    }
 
 
 def score(pred: np.ndarray, truth: np.ndarray) -> dict:
@@ -66,7 +114,7 @@ def steering_predictions(checkpoint: Path | str, blocks: dict, cache: Path) -> d
     if cache.is_file():
         with np.load(cache) as got:
             return {b: (got[f"{b}_plain"], got[f"{b}_mirror"]) for b in BLOCKS}
-    model, _ = load_checkpoint(checkpoint)
+    model, _ = load_predictor(checkpoint)  # one network or an ensemble
     model.spec.mirror_average = False
     col = model.output_index(STEERING)
     out = {}
@@ -101,6 +149,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--extra", nargs="*", default=[], help="other checkpoints to score")
+    parser.add_argument(
+        "--pilot-cost", action="store_true", help="time the pilot part, 1 vs 2 members (ONNX)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", type=Path, default=Path("/tmp/bench_ensemble"))
     parser.add_argument("--out", type=Path, default=Path("docs/ensemble-bench"))
@@ -114,7 +165,8 @@ def main() -> None:
     def save() -> None:
         atomic_write_json(json_path, results)
 
-    base = FinetuneConfig(checkpoint=str(args.starts[0]), data=[str(args.data)])
+    # each start alone (`finetune`'s ensemble default, if any, off): the script averages them
+    base = FinetuneConfig(checkpoint=str(args.starts[0]), data=[str(args.data)], ensemble_with=[])
     _, card = load_checkpoint(args.starts[0])
     pre = card.spec.preprocessing
     parts = split_records(open_records([str(args.data)]).records, base.split, seed=0)
@@ -207,8 +259,36 @@ def main() -> None:
                     **arm_scores(mean, truth),
                 }
             save()
+    if args.pilot_cost and len(args.starts) > 1:
+        seed = args.seeds[0]
+        folders = [
+            args.models / f"{tag(start)}_{args.data.name}_n{args.frames}_s{seed}"
+            for start in args.starts[:2]
+        ]
+        ens = ensemble_folder(folders, args.models / f"ensemble2_{args.data.name}_s{seed}")
+        model, _ = load_predictor(ens)
+        got = predict(model, blocks["val"][0])[:, model.output_index(STEERING)]
+        member_preds = [
+            steering_predictions(f, blocks, args.models / "preds" / f"{f.name}.npz")["val"]
+            for f in folders
+        ]
+        script = np.mean([(plain + mirror) / 2 for plain, mirror in member_preds], axis=0)
+        raw = load_frames([r.image_path for r in parts.val[:300]])
+        results["pilot"] = {
+            "ensemble_checkpoint": str(ens),
+            # the checkpoint as saved (mirror-averaged) against the script's own average
+            "val_checkpoint": score(got, truth["val"]),
+            "val_script": score(script, truth["val"]),
+            "val_max_abs_diff": float(np.max(np.abs(got - script))),
+            "1": pilot_cost(folders[0], args.models / "pilot1.onnx", raw),
+            "2": pilot_cost(ens, args.models / "pilot2.onnx", raw),
+        }
+        print(f"pilot: {results['pilot']}", flush=True)
+        save()
     for extra in args.extra:
-        digest = file_sha256(resolve_checkpoint(extra) / WEIGHTS_FILE)[:12]
+        folder = resolve_checkpoint(extra)
+        weights = folder / WEIGHTS_FILE  # an ensemble has none: its card names it
+        digest = file_sha256(weights if weights.is_file() else folder / CARD_FILE)[:12]
         name = f"extra_{Path(extra).parent.name}_{Path(extra).name}-{digest}"
         preds = steering_predictions(extra, blocks, args.models / "preds" / f"{name}.npz")
         results["extra"][str(extra)] = arm_scores(preds, truth)
@@ -265,6 +345,23 @@ def markdown(results: dict, args) -> str:
     for extra, c in results["extra"].items():
         row = [_cell([c[m]], b) for b in BLOCKS for m in ("plain", "mirror")]
         lines.append(f"| {extra} | " + " | ".join(row) + " |")
+    pilot = results.get("pilot")
+    if pilot:
+        lines += [
+            "",
+            f"ensemble checkpoint {pilot['ensemble_checkpoint']}: val R² / r as saved "
+            f"{pilot['val_checkpoint']['r2']:.4f} / {pilot['val_checkpoint']['r']:.4f}, the "
+            f"script's average {pilot['val_script']['r2']:.4f} / {pilot['val_script']['r']:.4f} "
+            f"(max |difference| {pilot['val_max_abs_diff']:.2g})",
+        ]
+        for k in ("1", "2"):
+            p = pilot[k]
+            lines.append(
+                f"- pilot part, {k} member(s): {p['ms_per_frame']:.2f} ms per frame (median of "
+                f"{len(p['passes_ms'])} passes over {p['frames']} raw frames, 1 onnxruntime "
+                f"thread); ONNX {p['onnx_bytes'] / 1e6:.1f} MB, max |onnx - torch| "
+                f"{p['onnx_vs_torch_max_abs_diff']:.2g}"
+            )
     cpu = [c["cpu_seconds"] for c in fts.values() if c.get("cpu_seconds")]
     if cpu:
         lines += [

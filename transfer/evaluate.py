@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sim2real.agents.checkpoint import ModelCard, load_checkpoint, override_mirror_average
+from sim2real.agents.checkpoint import ModelCard, override_mirror_average
+from sim2real.agents.ensemble import load_predictor
 from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, predict, predict_rollout
 from sim2real.agents.shipped import checkpoint_reference
 from sim2real.agents.temporal import frame_inputs
@@ -121,7 +122,7 @@ def evaluate_offline(
         raise ValueError(f"split must be 'test' or 'all', got {split!r}")
     if not data:
         raise ValueError("no data given: pass at least one tub path (--data)")
-    model, card = load_checkpoint(checkpoint)
+    model, card = load_predictor(checkpoint)  # one network or an ensemble
     override_mirror_average(model, mirror_average, checkpoint)
     labels = _labels(model)
     record_set = open_records([str(p) for p in data])

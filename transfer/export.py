@@ -45,7 +45,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sim2real.agents.checkpoint import ModelCard, load_checkpoint, override_mirror_average
+from sim2real.agents.checkpoint import ModelCard, override_mirror_average
+from sim2real.agents.ensemble import load_predictor
 from sim2real.agents.model import DrivingNet
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.common.io import atomic_write_bytes
@@ -386,7 +387,7 @@ def export_onnx(
     `dynamo`: torch's ``torch.export``-based exporter (default); False uses the older
     TorchScript exporter (faster to run, deprecated upstream).
     """
-    model, card = load_checkpoint(checkpoint_dir)
+    model, card = load_predictor(checkpoint_dir)  # one network or an ensemble (one graph)
     if mirror_average is not None:
         override_mirror_average(model, mirror_average, checkpoint_dir)
         card = card.model_copy(update={"spec": model.spec.model_copy()})

@@ -129,6 +129,10 @@ class FinetuneConfig(StrictModel):
     (default): on, except for the `calibrate` rung, whose steering offset the average cancels,
     and a run whose `train.augment.mirrored_labels` is not the default (on: an error).
     Chosen on the validation blocks of two real recordings (docs/ensembles.md)"""
+    ensemble_with: list[str] | None = None
+    """more pretrained starts (folders or shipped names): each is fine-tuned like
+    `checkpoint`, on the same frames, and the saved checkpoint averages them all
+    (`sim2real.transfer.ensemble_finetune`). None: `ensemble_starts`' default; []: one network"""
 
     @model_validator(mode="before")
     @classmethod
@@ -153,6 +157,12 @@ class FinetuneConfig(StrictModel):
         if self.mirror_average is not None:
             return self.mirror_average
         return rung != "calibrate" and not self.train.augment.mirror_mismatch()
+
+    def ensemble_starts(self) -> list[str]:
+        """Every start of the saved network: [] for one network, else `checkpoint` then
+        `ensemble_with` (None: none)."""
+        others = self.ensemble_with or []
+        return [str(self.checkpoint), *others] if others else []
 
     @model_validator(mode="after")
     def _selftrain_alone(self) -> FinetuneConfig:
@@ -387,6 +397,12 @@ def finetune(
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
+    if starts := config.ensemble_starts():
+        from sim2real.transfer.ensemble_finetune import finetune_ensemble
+
+        return finetune_ensemble(
+            config, out_dir, starts, resume=resume, data=data, log_line=log_line
+        )
     check_out_dir(out_dir, config, resume)
     model, parent_card = build_model(config)
     adapter = config.adapter

@@ -60,6 +60,8 @@ def handler(args: argparse.Namespace) -> int:
         f"wrote {result.onnx_path}: input image uint8 (N, {source_size[0]}, {source_size[1]}, 3) "
         f"RGB, outputs {', '.join(result.output_names)}"
     )
+    if card.members:
+        print(f"ensemble: one graph runs its {len(card.members)} members and averages them")
     if "previous_image" in result.input_names:
         print(
             "temporal: also input previous_image uint8, the camera frame of an earlier step "

@@ -7,6 +7,23 @@ from pathlib import Path
 
 RULE = "rule"
 """--freeze rule: the domain-gap freeze rule (experiments.domain_gap.recommend_freeze)"""
+ENSEMBLE_DEFAULT = {"pilotnet-recipe": ["pilotnet-styles"]}
+"""shipped start -> the shipped starts `finetune` ensembles it with when --ensemble-with is
+not given (a plain fine-tune; docs/ensembles.md: chosen on two recordings' validation blocks)"""
+
+
+def default_ensemble(config) -> list[str] | None:
+    """``ensemble_with`` for a run that did not set it: `ENSEMBLE_DEFAULT`'s partners of a
+    shipped start, for a plain fine-tune (not from scratch, no co-training, alignment or
+    self-training, whose measurements were of one network); else None (one network)."""
+    from sim2real.agents.shipped import checkpoint_reference
+
+    if config.ensemble_with is not None or config.checkpoint is None:
+        return config.ensemble_with
+    plain = not config.from_scratch and all(
+        x is None for x in (config.cotrain, config.align, config.selftrain)
+    )
+    return ENSEMBLE_DEFAULT.get(checkpoint_reference(config.checkpoint)) if plain else None
 
 
 def rule_freeze(config) -> tuple[int, str]:
@@ -67,15 +84,50 @@ def pseudo_label_value(paths: list[str]) -> dict:
     return {"unlabeled": [str(p) for p in paths]} if paths else {}
 
 
+def ensemble_value(refs: list[str]) -> list[str]:
+    """``--ensemble-with CKPT ...`` as ``ensemble_with``; ``none`` alone: one network."""
+    if [r.lower() for r in refs] == ["none"]:
+        return []
+    if any(r.lower() == "none" for r in refs):
+        raise ValueError(f"--ensemble-with: 'none' cannot be combined with checkpoints: {refs}")
+    return [str(r) for r in refs]
+
+
+def _report_ensemble(result) -> None:
+    """Print each member's start, rung and validation loss, then the ensemble's."""
+    step = result.card.history[-1]
+    for m in step["members"]:
+        print(
+            f"  {m['folder']}: from {m['parent']}, rung {m['rung']}, val loss "
+            f"{m['best_val_loss']:.4f}"
+        )
+    metrics = result.card.metrics
+    frames = result.card.trained_on["frames"]
+    print(
+        f"ensemble of {len(step['members'])} fine-tuned on {frames['train']} real frames (val "
+        f"{frames['val']}) in {result.seconds:.1f} s: val loss {metrics['best_val_loss']:.4f}; "
+        f"checkpoint {result.out_dir}"
+    )
+    for name, m in metrics["val"].items():
+        print(f"  {name:20s} val RMSE {m['rmse']:.4f}  MAE {m['mae']:.4f}  (n={m['n']})")
+
+
 def handler(args: argparse.Namespace) -> int:
     from sim2real.experiments.config_options import config_from_args
     from sim2real.transfer.finetune import FinetuneConfig, finetune
 
     config = config_from_args(FinetuneConfig, args)
+    config.ensemble_with = default_ensemble(config)
+    if config.ensemble_with:
+        others = ", ".join(config.ensemble_with)
+        print(f"ensemble: {config.checkpoint} + {others} (--ensemble-with; none: one network)")
     if args.freeze == RULE:
         config.adapter.freeze, why = rule_freeze(config)
         print(f"freeze rule: freeze {config.adapter.freeze} stage(s) ({why})")
     result = finetune(config, args.out, resume=args.resume, log_line=print)
+    if result.card.members:
+        _report_ensemble(result)
+        return 0
     frames = result.card.trained_on["frames"]
     how = "from scratch" if config.from_scratch else f"frozen {', '.join(result.frozen) or 'none'}"
     if result.ladder is not None:
@@ -241,6 +293,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the saved network averages its prediction with the mirror image's (steering "
         "negated back) at inference: evaluate, export and the pilot run it (default: on, "
         "except for --freeze calibrate, whose steering offset it would cancel)",
+    )
+    add_shortcut(
+        parser,
+        "--ensemble-with",
+        "ensemble_with",
+        convert=ensemble_value,
+        nargs="+",
+        metavar="CKPT",
+        help="also fine-tune these pretrained starts (folders or shipped names) on the same "
+        "frames with the same settings, and save the average of all (one checkpoint, one ONNX "
+        "graph; OUT/member-<i> holds each); none: one network (default: pilotnet-styles "
+        "when --checkpoint is pilotnet-recipe, for a plain fine-tune)",
     )
     add_set_option(parser)
     parser.set_defaults(func=handler)

@@ -1,0 +1,163 @@
+"""An ensemble checkpoint: K single-frame networks whose outputs are averaged.
+
+On disk an ensemble is an ordinary checkpoint folder whose ``model.json`` lists its members
+(`ModelCard.members`) and holds no weights of its own; each member is a normal checkpoint in
+a sub-folder (``member-0/``, ``member-1/``, ... with their own cards, histories and ladder
+tables)::
+
+    ensemble/
+        model.json        the ensemble's card: members, shared spec, metrics, history
+        member-0/         model.safetensors + model.json (e.g. fine-tuned from pilotnet-recipe)
+        member-1/         ... (fine-tuned from pilotnet-styles)
+
+`EnsembleNet` takes the images every member takes (the members share their crop and input
+size; each normalises in its own way inside its network) and returns the mean of the members'
+predictions (N, len(outputs)). With the ensemble card's ``spec.mirror_average`` each member
+averages with its mirror image first, as a single network does. Everything that predicts
+through ``forward`` runs it: ``evaluate`` (offline and ``--sim``), the ONNX export (one graph
+running every member) and so the DonkeyCar pilot. `load_predictor` loads a folder as a single
+network or an ensemble; `load_checkpoint` (what fine-tuning and ``gap`` use) refuses an
+ensemble in one line.
+
+Not supported (one-line errors): temporal members, members with different outputs (names or
+order), crop or input size, or camera frame size, and an ensemble as a member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, read_card
+from sim2real.agents.model import DrivingNet, ModelSpec
+from sim2real.agents.shipped import resolve_checkpoint
+from sim2real.common.io import atomic_write_json
+
+MEMBER_DIR = "member-{}"
+"""sub-folder name of member i"""
+GEOMETRY = ("crop_top", "crop_bottom", "height", "width")
+"""the `Preprocessing` fields members must share (normalisation is inside each network)"""
+
+
+def member_folder(i: int) -> str:
+    """The sub-folder name of member `i` (``member-0``, ...)."""
+    return MEMBER_DIR.format(i)
+
+
+def check_members(specs: Sequence[ModelSpec], names: Sequence[str]) -> None:
+    """ValueError (one line, naming the member) unless the specs can be averaged: at least
+    two, none temporal, the same outputs in the same order, the same crop and input size."""
+    if len(specs) < 2:
+        raise ValueError(f"an ensemble needs at least two members, got {len(specs)}")
+    first, first_name = specs[0], names[0]
+    for spec, name in zip(specs, names, strict=True):
+        if spec.temporal.enabled:
+            raise ValueError(
+                f"{name}: a temporal network ({spec.temporal.setting}) cannot be an ensemble "
+                "member; members must be single-frame networks"
+            )
+        if list(spec.outputs) != list(first.outputs):
+            raise ValueError(
+                f"{name} predicts {spec.outputs} but {first_name} predicts {first.outputs}: "
+                "ensemble members must have the same outputs in the same order"
+            )
+        geometry = {k: getattr(spec.preprocessing, k) for k in GEOMETRY}
+        expected = {k: getattr(first.preprocessing, k) for k in GEOMETRY}
+        if geometry != expected:
+            raise ValueError(
+                f"{name} crops and resizes frames as {geometry} but {first_name} as "
+                f"{expected}: ensemble members must take the same input"
+            )
+
+
+class EnsembleNet(nn.Module):
+    """Images (N, 3, H, W) float32 in [0, 1] -> the mean of the members' predictions
+    (N, len(outputs)); with ``spec.mirror_average`` (eval mode) each member's prediction is
+    its mirror average. ``spec`` is the first member's, with the ensemble's mirror flag; it
+    gives the input (preprocessing geometry) and outputs, like a `DrivingNet`'s."""
+
+    def __init__(self, members: Sequence[DrivingNet], mirror_average: bool | None = None):
+        super().__init__()
+        check_members([m.spec for m in members], [f"member {i}" for i in range(len(members))])
+        self.members = nn.ModuleList(members)
+        mirror = members[0].spec.mirror_average if mirror_average is None else mirror_average
+        self.spec = members[0].spec.model_copy(deep=True, update={"mirror_average": mirror})
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self.spec.outputs)
+
+    @property
+    def context_names(self) -> list[str]:
+        """[]: members are single-frame networks."""
+        return []
+
+    def output_index(self, name: str) -> int:
+        """Column of output `name` in the predictions."""
+        return self.members[0].output_index(name)
+
+    def check_input(self, images: torch.Tensor) -> None:
+        self.members[0].check_input(images)
+
+    def forward(self, images: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (N, 3, H, W) float32 in [0, 1] -> mean prediction (N, len(outputs))."""
+        if context is not None:
+            raise ValueError("an ensemble of single-frame networks takes no context")
+        self.check_input(images)
+        mirror = self.spec.mirror_average and not self.training
+        outs = [
+            m.mirror_averaged(images) if mirror else m.head_outputs(m.features(images), None)
+            for m in self.members
+        ]
+        return torch.stack(outs).mean(dim=0)
+
+
+Predictor = DrivingNet | EnsembleNet
+"""what `load_predictor` returns: anything that predicts through ``forward``"""
+
+
+def save_ensemble(directory: str | Path, card: ModelCard) -> ModelCard:
+    """Write the ensemble `card` as `directory`/model.json, after checking that every member
+    it lists is a checkpoint there and that they can be averaged (its members were saved
+    first, each with the normal format). Returns the card."""
+    directory = Path(directory)
+    load_ensemble(directory, card)  # the members load and agree with the card
+    atomic_write_json(directory / CARD_FILE, card.model_dump(mode="json"))
+    return card
+
+
+def load_ensemble(directory: Path, card: ModelCard) -> EnsembleNet:
+    """The `EnsembleNet` of ensemble folder `directory` whose card is `card` (eval mode)."""
+    members = []
+    for name in card.members:
+        folder = directory / name
+        if not (folder / CARD_FILE).is_file():
+            raise FileNotFoundError(
+                f"{folder}: member {name!r} of the ensemble {directory} is missing (its "
+                f"model.json lists {card.members}); copy the whole ensemble folder"
+            )
+        if read_card(folder).members:
+            raise ValueError(f"{folder}: an ensemble cannot be a member of another ensemble")
+        members.append(load_checkpoint(folder)[0])
+    check_members([m.spec for m in members], [str(directory / n) for n in card.members])
+    if list(card.spec.outputs) != list(members[0].spec.outputs):
+        raise ValueError(
+            f"{directory / CARD_FILE}: spec.outputs {card.spec.outputs} differ from its "
+            f"members' {members[0].spec.outputs}"
+        )
+    return EnsembleNet(members, mirror_average=card.spec.mirror_average).eval()
+
+
+def load_predictor(
+    directory: str | Path, *, device: str | torch.device = "cpu"
+) -> tuple[Predictor, ModelCard]:
+    """(network, card) of checkpoint folder (or shipped name) `directory`: a `DrivingNet`,
+    or an `EnsembleNet` when its card lists members; eval mode, on `device`."""
+    folder = resolve_checkpoint(directory)
+    card = read_card(folder)
+    if not card.members:
+        return load_checkpoint(folder, device=device)
+    return load_ensemble(folder, card).to(device), card
