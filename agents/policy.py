@@ -28,6 +28,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from sim2real.agents.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from sim2real.agents.closed_loop import evaluate_closed_loop, held_out_seeds
 from sim2real.agents.freezing import frozen_stages
+from sim2real.agents.initspec import check_init_spec
 from sim2real.agents.model import DrivingNet
 from sim2real.agents.policy_config import (  # noqa: F401 (public here too)
     EnvConfig,
@@ -83,17 +84,13 @@ def resolve_model(config: PolicyConfig) -> ResolvedModel:
         )
     net, card = load_checkpoint(config.init_checkpoint)
     spec = card.spec
-    if config.architecture is not None and config.architecture != spec.architecture:
-        raise ValueError(
-            f"init_checkpoint {config.init_checkpoint} is a {spec.architecture!r} network, "
-            f"but the config asks for architecture {config.architecture!r}"
-        )
-    if config.preprocessing is not None and config.preprocessing != spec.preprocessing:
-        raise ValueError(
-            f"init_checkpoint {config.init_checkpoint} was trained with preprocessing "
-            f"{spec.preprocessing.model_dump()}, the config sets "
-            f"{config.preprocessing.model_dump()}"
-        )
+    wanted = {"architecture": config.architecture, "preprocessing": config.preprocessing}
+    check_init_spec(
+        spec,
+        str(config.init_checkpoint),
+        {k: v for k, v in wanted.items() if v is not None},
+        option="init_checkpoint",
+    )
     return ResolvedModel(spec.architecture, spec.preprocessing, net, card)
 
 

@@ -6,6 +6,9 @@ records the data, its split, the randomization spec the sim tubs were recorded w
 their manifests), metrics and code version (with `calibrate_steering`, also the steering gain
 measured on the validation frames and applied to the weights). The folder also holds
 config.yaml, run.json, tb/ and resume.pt, so an interrupted run resumes with ``resume=True``.
+With ``init`` the network starts from a checkpoint's weights (a warm start: the shipped
+network continued on new sim frames); the card's history then begins with that checkpoint's
+and records its name and weights digest.
 Reading tubs into datasets is done one layer up (``sim2real.experiments.pretraining``, with
 ``sim2real.transfer.training_data.open_training_data``): agents do not depend on transfer.
 """
@@ -25,8 +28,16 @@ from torch.utils.data import Dataset
 
 from sim2real.agents.alignment import AlignmentConfig, MixedBatchLoss, coral_stages
 from sim2real.agents.calibration import calibrate_output
-from sim2real.agents.checkpoint import CARD_FILE, ModelCard, save_checkpoint
+from sim2real.agents.checkpoint import (
+    CARD_FILE,
+    WEIGHTS_FILE,
+    ModelCard,
+    load_checkpoint,
+    save_checkpoint,
+)
+from sim2real.agents.initspec import WEIGHT_FIELDS, check_init_spec
 from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, ModelSpec, seeded_model
+from sim2real.agents.shipped import resolve_checkpoint
 from sim2real.agents.training import (
     RESUMABLE_CHANGES,
     RESUME_FILE,
@@ -37,6 +48,7 @@ from sim2real.agents.training import (
     read_resume_file,
 )
 from sim2real.common.config import StrictModel, load_config
+from sim2real.common.digest import file_sha256
 from sim2real.common.runs import check_run_dir, code_version, describe_run
 from sim2real.common.splitspec import SplitSpec, fold_legacy_split
 
@@ -65,6 +77,11 @@ class PretrainConfig(StrictModel):
     """after training, scale the steering output by 1 / its attenuation slope on the validation
     frames (`sim2real.agents.calibration`): a cloned network then under-steers less in closed
     loop. The card's validation metrics stay those of the uncorrected output."""
+    init: str | None = None
+    """checkpoint folder or shipped name (``pilotnet-recipe``) whose weights the network starts
+    from (a warm start; None: seeded random weights). Its spec must match `model` in every
+    field the weights depend on (`sim2real.agents.initspec.WEIGHT_FIELDS`); a resumed run
+    continues from its own state instead"""
     align: AlignmentConfig | None = None
     """unlabeled real frames (`--real-unlabeled`): a CORAL term between sim and real batches
     while training and, with `align.adabn`, BatchNorm statistics re-estimated on them after
@@ -137,6 +154,43 @@ class PretrainData:
     """unlabeled real frames (N, 3, H, W) uint8 for `config.align`"""
 
 
+@dataclass
+class InitWeights:
+    """The network `config.init` names, checked against `config.model`."""
+
+    model: DrivingNet
+    card: ModelCard
+    record: dict[str, Any]
+    """what the card's history records: the name given, its folder and weights' SHA-256"""
+
+
+def read_init(config: PretrainConfig) -> InitWeights | None:
+    """Load `config.init` (None when unset); ValueError naming the spec field that differs."""
+    if config.init is None:
+        return None
+    folder = resolve_checkpoint(config.init)
+    model, card = load_checkpoint(folder)
+    check_init_spec(
+        card.spec, config.init, {field: getattr(config.model, field) for field in WEIGHT_FIELDS}
+    )
+    record = {
+        "checkpoint": config.init,
+        "path": str(folder.resolve()),
+        "sha256": file_sha256(folder / WEIGHTS_FILE),
+    }
+    return InitWeights(model, card, record)
+
+
+def initial_model(config: PretrainConfig, init: InitWeights | None) -> DrivingNet:
+    """The network training starts from: `init`'s weights (`read_init`), else seeded random
+    ones (``config.train.seed``)."""
+    model = seeded_model(config.model, config.train.seed)
+    if init is not None:
+        model.load_state_dict(init.model.state_dict())
+        log.info("network starts from %s (sha256 %s)", config.init, init.record["sha256"][:12])
+    return model
+
+
 def calibrate_steering(model: DrivingNet, val: Dataset) -> dict[str, Any]:
     """`calibrate_output` for the steering output on validation set `val`, in place; returns
     the card's record. A network whose steering does not rise with the label (one that learnt
@@ -179,6 +233,7 @@ def pretrain(
     ``bn_adapt(model, frames)`` (e.g. `sim2real.transfer.adapter.adabn`) after training.
     """
     out_dir = Path(out_dir)
+    init = read_init(config)
     check_out_dir(out_dir, config, resume)
     align = config.align
     if align is not None and data.unlabeled is None:
@@ -186,7 +241,7 @@ def pretrain(
     if align is not None and align.adabn and bn_adapt is None:
         raise ValueError("align.adabn needs a BatchNorm re-estimation function (bn_adapt)")
     describe_run(out_dir, config)
-    model = seeded_model(config.model, config.train.seed)
+    model = initial_model(config, init)  # (a resumed run's state replaces it in `fit`)
     loss = None
     if align is not None and align.coral_weight > 0:
         loss = MixedBatchLoss(
@@ -217,13 +272,15 @@ def pretrain(
         metrics=metrics,
         code_version=code_version(),
         history=[
+            *(init.card.history if init is not None else []),
             {
                 "step": "pretrain",
+                **({"init": init.record} if init is not None else {}),
                 "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
                 "train": config.train.model_dump(mode="json"),
                 "epochs": [{k: v for k, v in h.items() if k != "val"} for h in result.history],
                 "seconds": sum(h["seconds"] for h in result.history),
-            }
+            },
         ],
     )
     save_checkpoint(out_dir, model, card)

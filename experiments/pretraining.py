@@ -15,9 +15,23 @@ from sim2real.agents.pretrain import (
     PretrainResult,
     check_out_dir,
     pretrain,
+    read_init,
 )
 
 log = logging.getLogger(__name__)
+
+
+def with_init_spec(config: PretrainConfig) -> PretrainConfig:
+    """`config` with the model spec of its `init` checkpoint when the config names no `model`
+    itself (so ``pretrain --init pilotnet-recipe`` needs nothing else): architecture,
+    preprocessing, outputs and head as the weights were trained, ``mirror_average`` off."""
+    if config.init is None or "model" in config.model_fields_set:
+        return config
+    from sim2real.agents.checkpoint import read_card
+
+    spec = read_card(config.init).spec.model_copy(update={"mirror_average": False})
+    data = config.model_dump(mode="json", exclude_unset=True)
+    return PretrainConfig.model_validate({**data, "model": spec.model_dump(mode="json")})
 
 
 def open_sim_data(config: PretrainConfig) -> PretrainData:
@@ -62,7 +76,9 @@ def run_pretrain(
     from sim2real.transfer.adapter import adabn
     from sim2real.transfer.alignment import open_unlabeled
 
-    check_out_dir(Path(out_dir), config, resume)  # before minutes of frame decoding
+    config = with_init_spec(config)
+    read_init(config)  # a spec mismatch fails before minutes of frame decoding
+    check_out_dir(Path(out_dir), config, resume)
     data = open_sim_data(config)
     if config.align is not None:
         folder = Path(config.cache_dir) if config.cache_dir else None

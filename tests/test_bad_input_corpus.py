@@ -331,6 +331,8 @@ CASES = [
     Case("epochs-0-pretrain", nothing, [*PT, "--epochs", "0"], ["--epochs 0", "epochs"], ("tub",)),
     Case("device-tpu-finetune", nothing, [*FT, "--device", "tpu"], ["--device 'tpu'", "cpu"], ("ck", "tub")),
     Case("device-tpu-pretrain", nothing, [*PT, "--device", "tpu"], ["--device 'tpu'", "cpu"], ("tub",)),
+    Case("pretrain-init-other-spec", nothing, [*PT, "--init", "GOOD/ck", "--set", "model.hidden=7"], ["init GOOD/ck", "model.outputs is", "in the checkpoint but"], ("ck", "tub")),
+    Case("pretrain-init-missing", nothing, [*PT, "--init", "nope"], ["'nope' not found"], ("tub",)),
     Case("freeze-abc", nothing, [*FT, "--freeze", "abc"], ["freeze", "abc"], ("ck", "tub")),
     Case("simulate-frames-0", nothing, ["simulate", "--out", OUT, "--frames", "0"], ["frames"]),
     Case("policy-device-tpu", config_file(yaml.safe_dump({**POLICY, "device": "tpu"})), ["train-policy", "--config", "config.yaml", "--out", OUT], ["config.yaml", "device", "tpu"]),

@@ -159,7 +159,7 @@ def test_two_seeded_ppo_runs_give_identical_weights():
 def test_mismatched_checkpoint_is_a_clear_error(tmp_path):
     prep = Preprocessing(crop_top=0, height=40, width=40)
     save_net(tmp_path / "nature", architecture="nature_cnn", prep=prep)
-    with pytest.raises(ValueError, match="'nature_cnn' network.*'resnet_small'"):
+    with pytest.raises(ValueError, match="architecture is 'nature_cnn'.*'resnet_small'"):
         resolve_model(small_config(init_checkpoint=str(tmp_path / "nature")))
     save_net(tmp_path / "res")
     other = Preprocessing(crop_top=0, height=32, width=32)

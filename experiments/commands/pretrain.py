@@ -11,9 +11,9 @@ def handler(args: argparse.Namespace) -> int:
 
     from sim2real.agents.pretrain import PretrainConfig
     from sim2real.experiments.config_options import config_from_args
-    from sim2real.experiments.pretraining import run_pretrain
+    from sim2real.experiments.pretraining import run_pretrain, with_init_spec
 
-    config = config_from_args(PretrainConfig, args)
+    config = with_init_spec(config_from_args(PretrainConfig, args))
     if args.print_config:
         print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
         return 0
@@ -62,6 +62,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_shortcut(parser, "--seed", "train.seed", type=int, help="training seed")
     add_shortcut(parser, "--architecture", "model.architecture", help="encoder architecture")
     add_shortcut(parser, "--device", "train.device", help="auto, cpu, cuda")
+    add_shortcut(
+        parser,
+        "--init",
+        "init",
+        metavar="CKPT",
+        help="start from this checkpoint's weights (folder or shipped name, e.g. "
+        "pilotnet-recipe; its spec must match the model's, which it fills when the config "
+        "names none): continue a network on new sim frames",
+    )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
     add_shortcut(
         parser,
