@@ -131,6 +131,8 @@ def override_mirror_average(model: DrivingNet, value: bool | None, checkpoint: A
             f"{model.spec.temporal.setting}"
         )
     model.spec.mirror_average = value
+    if hasattr(model, "set_mirror_average"):  # an ensemble (`agents.ensemble`): every member
+        model.set_mirror_average(value)
 
 
 def save_adapted(

@@ -14,6 +14,7 @@ from model_helpers import finetune_config, save_parent, set_batchnorm_statistics
 from sim2real.agents.checkpoint import (
     ModelCard,
     load_checkpoint,
+    override_mirror_average,
     read_card,
     read_weights,
     save_checkpoint,
@@ -236,3 +237,26 @@ def test_the_shipped_network_is_ensembled_with_pilotnet_styles_unless_told_other
     assert starts(checkpoint=str(save_parent(tmp_path / "p", {"paths": []}))) is None
     assert starts(checkpoint="pilotnet-recipe", from_scratch=True) is None
     assert starts(checkpoint="pilotnet-recipe", selftrain=SelfTrainConfig()) is None
+
+
+def test_members_that_differ_in_mirror_averaging_each_keep_their_own(tmp_path, frames):
+    # what `finetune --ensemble-with` saves when one start picks `calibrate` (plain: the
+    # average would cancel its offset) and the other a mirror-averaged rung: the card
+    # carries the first member's flag; each member must still predict as it was validated
+    plain, mirrored = _net(0), _net(1, mirror_average=True)
+    names = ["member-0", "member-1"]
+    for name, net in zip(names, (plain, mirrored), strict=True):
+        _save(tmp_path / "ens" / name, net)
+    save_ensemble(tmp_path / "ens", ModelCard(spec=plain.spec, members=names))
+    model, _ = load_predictor(tmp_path / "ens")
+    x = _inputs(frames)
+    expected = (predict(plain, x) + predict(mirrored, x)) / 2
+    np.testing.assert_allclose(predict(model, x), expected, atol=1e-6, rtol=0)
+    assert not model.spec.mirror_average  # not every member averages
+    # --mirror-average on|off sets every member's
+    override_mirror_average(model, True, tmp_path / "ens")
+    plain.spec.mirror_average = True
+    np.testing.assert_allclose(
+        predict(model, x), (predict(plain, x) + predict(mirrored, x)) / 2, atol=1e-6, rtol=0
+    )
+    assert model.spec.mirror_average
