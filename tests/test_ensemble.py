@@ -260,3 +260,18 @@ def test_members_that_differ_in_mirror_averaging_each_keep_their_own(tmp_path, f
         predict(model, x), (predict(plain, x) + predict(mirrored, x)) / 2, atol=1e-6, rtol=0
     )
     assert model.spec.mirror_average
+
+
+def test_an_ensemble_run_refuses_a_folder_holding_an_interrupted_single_run(tmp_path):
+    first = save_parent(tmp_path / "first", {"paths": []})
+    second = _second_parent(tmp_path / "second")
+    single = finetune_config(first, tmp_path / "cache", frames=40, ensemble_with=[])
+    single.adapter.freeze = 0  # trains epochs: leaves resume.pt as an interrupted run does
+    out = tmp_path / "out"
+    finetune(single, out)
+    (out / "model.json").unlink()  # interrupted before its card was written
+    saved = (out / "config.yaml").read_text()
+    ensemble = single.model_copy(update={"ensemble_with": [str(second)]})
+    with pytest.raises(ValueError, match="already holds"):
+        finetune(ensemble, out)
+    assert (out / "config.yaml").read_text() == saved and not (out / "member-0").exists()

@@ -61,9 +61,12 @@ def finetune_ensemble(
     started = time.perf_counter()
     check_starts(config, starts)
     members = [member_folder(i) for i in range(len(starts))]
-    begun = (out_dir / CARD_FILE).is_file() or any(
-        (out_dir / m / "config.yaml").is_file() or any((out_dir / m).glob(f"**/{RESUME_FILE}"))
-        for m in members
+    # any run begun there, an ensemble's or (interrupted) a single network's, counts
+    begun = (
+        (out_dir / CARD_FILE).is_file()
+        or (out_dir / "config.yaml").is_file()
+        or any((out_dir / m / "config.yaml").is_file() for m in members)
+        or any(out_dir.glob(f"**/{RESUME_FILE}"))
     )
     check_run_dir(
         out_dir,
