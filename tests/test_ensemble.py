@@ -275,3 +275,19 @@ def test_an_ensemble_run_refuses_a_folder_holding_an_interrupted_single_run(tmp_
     with pytest.raises(ValueError, match="already holds"):
         finetune(ensemble, out)
     assert (out / "config.yaml").read_text() == saved and not (out / "member-0").exists()
+
+
+def test_an_ensemble_or_no_checkpoint_as_a_start_fails_before_any_training(tmp_path, capsys):
+    first = save_parent(tmp_path / "first", {"paths": []})
+    ens = _ensemble(tmp_path / "ens", [_net(0), _net(1)])
+    fast = ["--frames", "40", "--freeze", "gain", "--folds", "2"]
+    fast += ["--set", "train.progress=false", "--set", "train.tensorboard=false"]
+    base = ["finetune", "--data", str(sample_path()), *fast]
+    out = tmp_path / "a"
+    args = [*base, "--checkpoint", str(first), "--ensemble-with", str(ens), "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{ens} is an ensemble of 2 networks" in err and "member-0" in err
+    assert not (out / "member-0").exists()  # refused before the first member trained
+    assert main([*base, "--ensemble-with", str(first), "--out", str(tmp_path / "b")]) == 2
+    assert "no checkpoint given (--checkpoint)" in capsys.readouterr().err

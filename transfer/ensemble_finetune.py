@@ -31,17 +31,26 @@ from sim2real.transfer.training_data import TrainingData
 
 def check_starts(config, starts: Sequence[str]) -> None:
     """ValueError (one line) unless `starts` can be fine-tuned into one ensemble: no start
-    twice, single-frame networks taking the same input (outputs are the adapter's)."""
+    twice, no ensemble, single-frame networks taking the same input (outputs are the
+    adapter's)."""
     if config.from_scratch:
         raise ValueError("--ensemble-with fine-tunes pretrained starts; drop --from-scratch")
+    if config.checkpoint is None:
+        raise ValueError("no checkpoint given (--checkpoint): the first start of the ensemble")
     folders = [resolve_checkpoint(s).resolve() for s in starts]
     for i, folder in enumerate(folders):
         if folder in folders[:i]:
             raise ValueError(f"{starts[i]} is given twice as an ensemble start ({folder})")
     specs = []
     for start in starts:
-        spec = read_card(start).spec
-        specs.append(spec.model_copy(update={"outputs": list(config.adapter.outputs)}))
+        card = read_card(start)
+        if card.members:
+            raise ValueError(
+                f"{start} is an ensemble of {len(card.members)} networks "
+                f"({', '.join(card.members)}); a start must be one network, e.g. "
+                f"{Path(start) / card.members[0]}"
+            )
+        specs.append(card.spec.model_copy(update={"outputs": list(config.adapter.outputs)}))
     check_members(specs, [str(s) for s in starts])
 
 
