@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import Field, field_validator, model_validator
@@ -27,6 +27,9 @@ from sim2real.common.io import atomic_write_json
 from sim2real.common.runs import code_version
 from sim2real.common.splitspec import SplitSpec
 from sim2real.common.tensorfile import save_tensors
+
+if TYPE_CHECKING:
+    from sim2real.agents.ensemble import Predictor
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -120,7 +123,7 @@ class ModelCard(StrictModel):
             )
 
 
-def override_mirror_average(model: DrivingNet, value: bool | None, checkpoint: Any) -> None:
+def override_mirror_average(model: Predictor, value: bool | None, checkpoint: Any) -> None:
     """Set `model`'s `ModelSpec.mirror_average` to `value` (None: keep the card's); a
     temporal network refuses it in one line naming `checkpoint` and ``--mirror-average``."""
     if value is None:
