@@ -137,8 +137,11 @@ def save_ensemble(directory: str | Path, card: ModelCard) -> ModelCard:
 
 
 def load_ensemble(directory: Path, card: ModelCard) -> EnsembleNet:
-    """The `EnsembleNet` of ensemble folder `directory` whose card is `card` (eval mode)."""
+    """The `EnsembleNet` of ensemble folder `directory` whose card is `card` (eval mode).
+    ValueError (one line) unless the members and the card agree: outputs, crop and input
+    size, and the camera frame size their cards record."""
     members = []
+    sizes: dict[str, tuple[int, ...]] = {}  # folder -> camera frame size (H, W) its card gives
     for name in card.members:
         folder = directory / name
         if not (folder / CARD_FILE).is_file():
@@ -148,12 +151,30 @@ def load_ensemble(directory: Path, card: ModelCard) -> EnsembleNet:
             )
         if read_card(folder).members:
             raise ValueError(f"{folder}: an ensemble cannot be a member of another ensemble")
-        members.append(load_checkpoint(folder)[0])
+        model, member_card = load_checkpoint(folder)
+        members.append(model)
+        if member_card.source_size is not None:
+            sizes[str(folder)] = tuple(member_card.source_size)
     check_members([m.spec for m in members], [str(directory / n) for n in card.members])
     if list(card.spec.outputs) != list(members[0].spec.outputs):
         raise ValueError(
             f"{directory / CARD_FILE}: spec.outputs {card.spec.outputs} differ from its "
             f"members' {members[0].spec.outputs}"
+        )
+    geometry = {k: getattr(card.spec.preprocessing, k) for k in GEOMETRY}
+    expected = {k: getattr(members[0].spec.preprocessing, k) for k in GEOMETRY}
+    if geometry != expected:
+        raise ValueError(
+            f"{directory / CARD_FILE}: spec.preprocessing {geometry} differs from its "
+            f"members' {expected}"
+        )
+    if card.source_size is not None:
+        sizes[str(directory)] = tuple(card.source_size)
+    if len(set(sizes.values())) > 1:
+        seen = ", ".join(f"{f}: {w}x{h}" for f, (h, w) in sizes.items())
+        raise ValueError(
+            f"{directory}: an ensemble's networks must see camera frames of one size (WxH), "
+            f"its cards say {seen}"
         )
     flags = {m.spec.mirror_average for m in members}
     mirror = card.spec.mirror_average if len(flags) == 1 else None  # differ: each its own

@@ -291,3 +291,22 @@ def test_an_ensemble_or_no_checkpoint_as_a_start_fails_before_any_training(tmp_p
     assert not (out / "member-0").exists()  # refused before the first member trained
     assert main([*base, "--ensemble-with", str(first), "--out", str(tmp_path / "b")]) == 2
     assert "no checkpoint given (--checkpoint)" in capsys.readouterr().err
+
+
+def test_an_ensemble_card_that_disagrees_with_its_members_is_a_one_line_error(tmp_path):
+    folder = _ensemble(tmp_path / "ens", [_net(0), _net(1)])  # members: 160x120 frames
+    good = json.loads((folder / "model.json").read_text())
+    card = {**good, "spec": {**good["spec"]}}
+    card["spec"]["preprocessing"] = {**good["spec"]["preprocessing"], "crop_top": 20}
+    (folder / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=r"spec.preprocessing .*crop_top': 20.* differs from"):
+        load_predictor(folder)
+    (folder / "model.json").write_text(json.dumps({**good, "source_size": [240, 320]}))
+    with pytest.raises(ValueError, match=r"camera frames of one size .*member-0: 160x120"):
+        load_predictor(folder)
+    # a member recorded on another camera than its partner
+    other = _net(2)
+    save_checkpoint(folder / "member-1", other, ModelCard(spec=other.spec, source_size=(240, 320)))
+    (folder / "model.json").write_text(json.dumps(good))
+    with pytest.raises(ValueError, match=r"member-1: 320x240"):
+        load_predictor(folder)
