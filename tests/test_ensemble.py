@@ -310,3 +310,20 @@ def test_an_ensemble_card_that_disagrees_with_its_members_is_a_one_line_error(tm
     (folder / "model.json").write_text(json.dumps(good))
     with pytest.raises(ValueError, match=r"member-1: 320x240"):
         load_predictor(folder)
+
+
+def test_resume_keeps_the_ensemble_the_run_was_started_with(tmp_path, capsys):
+    first = save_parent(tmp_path / "first", {"paths": []})
+    second = _second_parent(tmp_path / "second")
+    fast = ["--frames", "40", "--freeze", "gain", "--folds", "2"]
+    fast += ["--set", "train.progress=false", "--set", "train.tensorboard=false"]
+    base = ["finetune", "--checkpoint", str(first), "--data", str(sample_path()), *fast]
+    out = ["--out", str(tmp_path / "ens")]
+    assert main([*base, "--ensemble-with", str(second), *out]) == 0
+    capsys.readouterr()
+    # --resume without repeating --ensemble-with: the run's own ensemble, not the default
+    assert main([*base, *out, "--resume"]) == 0
+    assert capsys.readouterr().out.count("already fine-tuned") == 2
+    # an explicit, different choice is still refused in one line
+    assert main([*base, "--ensemble-with", "none", *out, "--resume"]) == 2
+    assert "config.yaml differs" in capsys.readouterr().err
