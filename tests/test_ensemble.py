@@ -312,18 +312,25 @@ def test_an_ensemble_card_that_disagrees_with_its_members_is_a_one_line_error(tm
         load_predictor(folder)
 
 
-def test_resume_keeps_the_ensemble_the_run_was_started_with(tmp_path, capsys):
+def test_resume_and_evaluate_keep_what_the_ensemble_run_was_started_with(tmp_path, capsys):
     first = save_parent(tmp_path / "first", {"paths": []})
     second = _second_parent(tmp_path / "second")
     fast = ["--frames", "40", "--freeze", "gain", "--folds", "2"]
     fast += ["--set", "train.progress=false", "--set", "train.tensorboard=false"]
     base = ["finetune", "--checkpoint", str(first), "--data", str(sample_path()), *fast]
     out = ["--out", str(tmp_path / "ens")]
-    assert main([*base, "--ensemble-with", str(second), *out]) == 0
+    split = ["--set", "split.test_fraction=0.3"]  # not evaluate's default split
+    assert main([*base, *split, "--ensemble-with", str(second), *out]) == 0
     capsys.readouterr()
+    # evaluate holds out the test block the ensemble was fine-tuned without, as for a member
+    data = [str(sample_path())]
+    ens = evaluate_offline(tmp_path / "ens", data, n_boot=20, progress=False)
+    one = evaluate_offline(tmp_path / "ens" / "member-0", data, n_boot=20, progress=False)
+    assert read_card(tmp_path / "ens").split.test_fraction == 0.3
+    assert ens.n_frames == one.n_frames
     # --resume without repeating --ensemble-with: the run's own ensemble, not the default
-    assert main([*base, *out, "--resume"]) == 0
+    assert main([*base, *split, *out, "--resume"]) == 0
     assert capsys.readouterr().out.count("already fine-tuned") == 2
     # an explicit, different choice is still refused in one line
-    assert main([*base, "--ensemble-with", "none", *out, "--resume"]) == 2
+    assert main([*base, *split, "--ensemble-with", "none", *out, "--resume"]) == 2
     assert "config.yaml differs" in capsys.readouterr().err

@@ -117,7 +117,7 @@ def finetune_ensemble(
         val_loss, val_metrics = evaluate_loss(model, images, targets, names, weights, "cpu")
     seconds = time.perf_counter() - started
     step = {
-        "step": "ensemble",
+        "step": "finetune_ensemble",  # fitted `split` on real frames (`evaluate.card_split`)
         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "members": [
             {
