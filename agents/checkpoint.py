@@ -247,6 +247,16 @@ def check_state_dict(
         raise ValueError(f"{source} does not match the network: " + "; ".join(problems))
 
 
+def check_one_network(directory: Path, card: ModelCard) -> None:
+    """ValueError (one line, naming a member folder) when `card`, the card of checkpoint
+    folder `directory`, is an ensemble's: what needs one network cannot take it."""
+    if card.members:
+        raise ValueError(
+            f"{directory} is an ensemble of {len(card.members)} networks ({', '.join(card.members)}"
+            f"); this needs one network: pass a member folder, e.g. {directory / card.members[0]}"
+        )
+
+
 def load_checkpoint(
     directory: str | Path,
     *,
@@ -261,11 +271,7 @@ def load_checkpoint(
     """
     directory = resolve_checkpoint(directory)
     card = read_card(directory)
-    if card.members:
-        raise ValueError(
-            f"{directory} is an ensemble of {len(card.members)} networks ({', '.join(card.members)}"
-            f"); this needs one network: pass a member folder, e.g. {directory / card.members[0]}"
-        )
+    check_one_network(directory, card)
     if architecture is not None and card.spec.architecture != architecture:
         raise ValueError(
             f"checkpoint {directory} is a {card.spec.architecture!r} network, "

@@ -50,6 +50,11 @@ def member_folder(i: int) -> str:
     return MEMBER_DIR.format(i)
 
 
+def geometry(spec: ModelSpec) -> dict[str, int]:
+    """The `GEOMETRY` fields of `spec`'s preprocessing: what members must share."""
+    return {k: getattr(spec.preprocessing, k) for k in GEOMETRY}
+
+
 def check_members(specs: Sequence[ModelSpec], names: Sequence[str]) -> None:
     """ValueError (one line, naming the member) unless the specs can be averaged: at least
     two, none temporal, the same outputs in the same order, the same crop and input size."""
@@ -67,12 +72,10 @@ def check_members(specs: Sequence[ModelSpec], names: Sequence[str]) -> None:
                 f"{name} predicts {spec.outputs} but {first_name} predicts {first.outputs}: "
                 "ensemble members must have the same outputs in the same order"
             )
-        geometry = {k: getattr(spec.preprocessing, k) for k in GEOMETRY}
-        expected = {k: getattr(first.preprocessing, k) for k in GEOMETRY}
-        if geometry != expected:
+        if geometry(spec) != geometry(first):
             raise ValueError(
-                f"{name} crops and resizes frames as {geometry} but {first_name} as "
-                f"{expected}: ensemble members must take the same input"
+                f"{name} crops and resizes frames as {geometry(spec)} but {first_name} as "
+                f"{geometry(first)}: ensemble members must take the same input"
             )
 
 
@@ -161,12 +164,10 @@ def load_ensemble(directory: Path, card: ModelCard) -> EnsembleNet:
             f"{directory / CARD_FILE}: spec.outputs {card.spec.outputs} differ from its "
             f"members' {members[0].spec.outputs}"
         )
-    geometry = {k: getattr(card.spec.preprocessing, k) for k in GEOMETRY}
-    expected = {k: getattr(members[0].spec.preprocessing, k) for k in GEOMETRY}
-    if geometry != expected:
+    if geometry(card.spec) != geometry(members[0].spec):
         raise ValueError(
-            f"{directory / CARD_FILE}: spec.preprocessing {geometry} differs from its "
-            f"members' {expected}"
+            f"{directory / CARD_FILE}: spec.preprocessing {geometry(card.spec)} differs from "
+            f"its members' {geometry(members[0].spec)}"
         )
     if card.source_size is not None:
         sizes[str(directory)] = tuple(card.source_size)

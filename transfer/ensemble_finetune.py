@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sim2real.agents.checkpoint import CARD_FILE, ModelCard, read_card
+from sim2real.agents.checkpoint import CARD_FILE, ModelCard, check_one_network, read_card
 from sim2real.agents.ensemble import check_members, load_ensemble, member_folder, save_ensemble
 from sim2real.agents.shipped import checkpoint_reference, resolve_checkpoint
 from sim2real.agents.training import (
@@ -44,12 +44,7 @@ def check_starts(config, starts: Sequence[str]) -> None:
     specs = []
     for start in starts:
         card = read_card(start)
-        if card.members:
-            raise ValueError(
-                f"{start} is an ensemble of {len(card.members)} networks "
-                f"({', '.join(card.members)}); a start must be one network, e.g. "
-                f"{Path(start) / card.members[0]}"
-            )
+        check_one_network(resolve_checkpoint(start), card)
         specs.append(card.spec.model_copy(update={"outputs": list(config.adapter.outputs)}))
     check_members(specs, [str(s) for s in starts])
 
