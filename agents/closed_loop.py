@@ -409,6 +409,7 @@ def evaluate_checkpoint(
         "kind": card.kind,
         "architecture": card.spec.architecture,
         "mirror_average": model.spec.mirror_average,
+        "members": list(card.members),  # an ensemble's member folders ([]: one network)
     }
     return result
 

@@ -110,6 +110,7 @@ def test_round_trip_and_evaluate_of_an_ensemble_folder(tmp_path):
     )
     on = evaluate_offline(folder, data, split="all", n_boot=20, progress=False, mirror_average=True)
     assert on.info["mirror_average"] and not ens.info["mirror_average"]
+    assert ens.info["members"] == ["member-0", "member-1"] and one.info["members"] == []
 
 
 def test_bad_ensembles_are_one_line_errors(tmp_path):

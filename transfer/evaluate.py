@@ -192,6 +192,7 @@ def evaluate_offline(
         "kind": card.kind,
         "architecture": card.spec.architecture,
         "mirror_average": model.spec.mirror_average,
+        "members": list(card.members),  # an ensemble's member folders ([]: one network)
         "outputs": card.spec.outputs,
         "data": data_paths,
         "split": split,
