@@ -82,9 +82,11 @@ def check_members(specs: Sequence[ModelSpec], names: Sequence[str]) -> None:
 class EnsembleNet(nn.Module):
     """Images (N, 3, H, W) float32 in [0, 1] -> the mean of the members' predictions
     (N, len(outputs)); in eval mode each member whose ``spec.mirror_average`` is on predicts
-    its mirror average. `mirror_average` sets every member's flag (None: each keeps its own).
-    ``spec`` is the first member's, with ``mirror_average`` on when every member's is; it
-    gives the input (preprocessing geometry) and outputs, like a `DrivingNet`'s."""
+    its mirror average. `mirror_average` sets every member's flag (None: each keeps its own);
+    later, set it with `set_mirror_average` (or `checkpoint.override_mirror_average`): the
+    flag on ``spec`` only reports. ``spec`` is the first member's, with ``mirror_average`` on
+    when every member's is; it gives the input (preprocessing geometry) and outputs, like a
+    `DrivingNet`'s."""
 
     def __init__(self, members: Sequence[DrivingNet], mirror_average: bool | None = None):
         super().__init__()
