@@ -70,6 +70,8 @@ class ModelCard(StrictModel):
             raise ValueError(f"members must be sub-folder names, got {bad}")
         if len(set(value)) != len(value):
             raise ValueError(f"members listed twice: {value}")
+        if len(value) == 1:
+            raise ValueError(f"an ensemble needs at least two members, got {value}")
         return value
 
     @model_validator(mode="before")

@@ -130,6 +130,11 @@ def test_bad_ensembles_are_one_line_errors(tmp_path):
     (folder / "model.json").write_text(json.dumps(card))
     with pytest.raises(ValueError, match="members must be sub-folder names"):
         read_card(folder)
+    card["members"] = ["member-0"]  # the card file is named, in one line
+    (folder / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=r"model.json.*at least two members") as error:
+        load_predictor(folder)
+    assert "\n" not in str(error.value)
     # members with other outputs
     other = DrivingNet(ModelSpec(outputs=["user/angle", "user/throttle"], hidden=16)).eval()
     with pytest.raises(ValueError, match="must have the same outputs in the same order"):
