@@ -195,6 +195,7 @@ def test_finetune_ensemble_with_fine_tunes_each_start_as_finetune_does(tmp_path,
     step = card.history[-1]
     assert [m["parent"] for m in step["members"]] == [str(first), str(second)]
     assert all(m["rung"] == "gain" and m["ladder"]["pick"] == "gain" for m in step["members"])
+    assert [m["mirror_average"] for m in step["members"]] == [True, True]  # (the export's card)
     assert card.metrics["val"]["user/angle"]["n"] > 0 and card.source_size == (120, 160)
 
     # member 1 is exactly what `finetune` makes of the second start alone

@@ -119,6 +119,7 @@ def finetune_ensemble(
                 "folder": name,
                 "parent": checkpoint_reference(start),
                 "rung": (card.history[-1].get("ladder") or {}).get("pick"),
+                "mirror_average": card.spec.mirror_average,  # (may differ: `calibrate`)
                 "ladder": card.history[-1].get("ladder"),
                 "val": card.metrics.get("val"),
                 "best_val_loss": card.metrics.get("best_val_loss"),
