@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import Field, field_validator, model_validator
@@ -27,6 +27,9 @@ from sim2real.common.io import atomic_write_json
 from sim2real.common.runs import code_version
 from sim2real.common.splitspec import SplitSpec
 from sim2real.common.tensorfile import save_tensors
+
+if TYPE_CHECKING:
+    from sim2real.agents.ensemble import Predictor
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -67,6 +70,8 @@ class ModelCard(StrictModel):
             raise ValueError(f"members must be sub-folder names, got {bad}")
         if len(set(value)) != len(value):
             raise ValueError(f"members listed twice: {value}")
+        if len(value) == 1:
+            raise ValueError(f"an ensemble needs at least two members, got {value}")
         return value
 
     @model_validator(mode="before")
@@ -120,7 +125,7 @@ class ModelCard(StrictModel):
             )
 
 
-def override_mirror_average(model: DrivingNet, value: bool | None, checkpoint: Any) -> None:
+def override_mirror_average(model: Predictor, value: bool | None, checkpoint: Any) -> None:
     """Set `model`'s `ModelSpec.mirror_average` to `value` (None: keep the card's); a
     temporal network refuses it in one line naming `checkpoint` and ``--mirror-average``."""
     if value is None:
@@ -131,6 +136,8 @@ def override_mirror_average(model: DrivingNet, value: bool | None, checkpoint: A
             f"{model.spec.temporal.setting}"
         )
     model.spec.mirror_average = value
+    if hasattr(model, "set_mirror_average"):  # an ensemble (`agents.ensemble`): every member
+        model.set_mirror_average(value)
 
 
 def save_adapted(
@@ -242,6 +249,16 @@ def check_state_dict(
         raise ValueError(f"{source} does not match the network: " + "; ".join(problems))
 
 
+def check_one_network(directory: Path, card: ModelCard) -> None:
+    """ValueError (one line, naming a member folder) when `card`, the card of checkpoint
+    folder `directory`, is an ensemble's: what needs one network cannot take it."""
+    if card.members:
+        raise ValueError(
+            f"{directory} is an ensemble of {len(card.members)} networks ({', '.join(card.members)}"
+            f"); this needs one network: pass a member folder, e.g. {directory / card.members[0]}"
+        )
+
+
 def load_checkpoint(
     directory: str | Path,
     *,
@@ -256,11 +273,7 @@ def load_checkpoint(
     """
     directory = resolve_checkpoint(directory)
     card = read_card(directory)
-    if card.members:
-        raise ValueError(
-            f"{directory} is an ensemble of {len(card.members)} networks ({', '.join(card.members)}"
-            f"); this needs one network: pass a member folder, e.g. {directory / card.members[0]}"
-        )
+    check_one_network(directory, card)
     if architecture is not None and card.spec.architecture != architecture:
         raise ValueError(
             f"checkpoint {directory} is a {card.spec.architecture!r} network, "

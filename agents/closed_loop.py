@@ -18,18 +18,21 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
-from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, check_driving_outputs
+from sim2real.agents.model import STEERING, THROTTLE, check_driving_outputs
 from sim2real.agents.sb3_env import PreprocessObservation
 from sim2real.agents.temporal import FALLBACK_ACTION
 from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.track_env import TrackDrivingEnv
 from sim2real.envs.tracks import Track
 from sim2real.envs.world import CONTROL_DT
+
+if TYPE_CHECKING:
+    from sim2real.agents.ensemble import Predictor
 
 STALL_PROGRESS_M = 0.1
 """progress (m along the centreline) that counts as moving on, for stall detection"""
@@ -89,7 +92,7 @@ class NetworkPolicy:
     the frame of k steps back (the current one for a run's first k steps). That state lives
     here: `reset` at each episode's start, and `observe` the steps someone else drove."""
 
-    def __init__(self, model: DrivingNet, throttle_scale: float = 1.0) -> None:
+    def __init__(self, model: Predictor, throttle_scale: float = 1.0) -> None:
         check_driving_outputs(model.outputs, "a driving network")
         self.model = model.eval()
         self.throttle_scale = throttle_scale
@@ -143,7 +146,7 @@ class NetworkPolicy:
             self.previous = torch.from_numpy(action).to(self.device)
 
 
-def network_policy(model: DrivingNet, throttle_scale: float = 1.0) -> NetworkPolicy:
+def network_policy(model: Predictor, throttle_scale: float = 1.0) -> NetworkPolicy:
     """`model` as a fresh `NetworkPolicy` (FALLBACK_ACTION before its first call)."""
     return NetworkPolicy(model, throttle_scale)
 
@@ -160,7 +163,7 @@ def episode_end(terminated: bool, info: dict[str, Any]) -> str | None:
 
 @torch.no_grad()
 def drive_episode(
-    model: DrivingNet,
+    model: Predictor,
     env: PreprocessObservation,
     seed: int,
     *,
@@ -279,7 +282,7 @@ def summarize(episodes: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 
 def evaluate_closed_loop(
-    model: DrivingNet,
+    model: Predictor,
     *,
     episodes: int = 10,
     seeds: Sequence[int] | None = None,
@@ -406,6 +409,7 @@ def evaluate_checkpoint(
         "kind": card.kind,
         "architecture": card.spec.architecture,
         "mirror_average": model.spec.mirror_average,
+        "members": list(card.members),  # an ensemble's member folders ([]: one network)
     }
     return result
 

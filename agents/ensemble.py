@@ -12,8 +12,11 @@ tables)::
 
 `EnsembleNet` takes the images every member takes (the members share their crop and input
 size; each normalises in its own way inside its network) and returns the mean of the members'
-predictions (N, len(outputs)). With the ensemble card's ``spec.mirror_average`` each member
-averages with its mirror image first, as a single network does. Everything that predicts
+predictions (N, len(outputs)). Each member averages with its mirror image first where its
+``spec.mirror_average`` says so, as a single network does: the ensemble card's flag sets every
+member's, unless the members' own cards differ (a `calibrate` member, whose offset the average
+would cancel, beside mirror-averaged ones), in which case each keeps its own, as it was
+fine-tuned and validated; ``--mirror-average on|off`` sets every member's. Everything that predicts
 through ``forward`` runs it: ``evaluate`` (offline and ``--sim``), the ONNX export (one graph
 running every member) and so the DonkeyCar pilot. `load_predictor` loads a folder as a single
 network or an ensemble; `load_checkpoint` (what fine-tuning and ``gap`` use) refuses an
@@ -47,6 +50,11 @@ def member_folder(i: int) -> str:
     return MEMBER_DIR.format(i)
 
 
+def geometry(spec: ModelSpec) -> dict[str, int]:
+    """The `GEOMETRY` fields of `spec`'s preprocessing: what members must share."""
+    return {k: getattr(spec.preprocessing, k) for k in GEOMETRY}
+
+
 def check_members(specs: Sequence[ModelSpec], names: Sequence[str]) -> None:
     """ValueError (one line, naming the member) unless the specs can be averaged: at least
     two, none temporal, the same outputs in the same order, the same crop and input size."""
@@ -64,27 +72,36 @@ def check_members(specs: Sequence[ModelSpec], names: Sequence[str]) -> None:
                 f"{name} predicts {spec.outputs} but {first_name} predicts {first.outputs}: "
                 "ensemble members must have the same outputs in the same order"
             )
-        geometry = {k: getattr(spec.preprocessing, k) for k in GEOMETRY}
-        expected = {k: getattr(first.preprocessing, k) for k in GEOMETRY}
-        if geometry != expected:
+        if geometry(spec) != geometry(first):
             raise ValueError(
-                f"{name} crops and resizes frames as {geometry} but {first_name} as "
-                f"{expected}: ensemble members must take the same input"
+                f"{name} crops and resizes frames as {geometry(spec)} but {first_name} as "
+                f"{geometry(first)}: ensemble members must take the same input"
             )
 
 
 class EnsembleNet(nn.Module):
     """Images (N, 3, H, W) float32 in [0, 1] -> the mean of the members' predictions
-    (N, len(outputs)); with ``spec.mirror_average`` (eval mode) each member's prediction is
-    its mirror average. ``spec`` is the first member's, with the ensemble's mirror flag; it
-    gives the input (preprocessing geometry) and outputs, like a `DrivingNet`'s."""
+    (N, len(outputs)); in eval mode each member whose ``spec.mirror_average`` is on predicts
+    its mirror average. `mirror_average` sets every member's flag (None: each keeps its own);
+    later, set it with `set_mirror_average` (or `checkpoint.override_mirror_average`): the
+    flag on ``spec`` only reports. ``spec`` is the first member's, with ``mirror_average`` on
+    when every member's is; it gives the input (preprocessing geometry) and outputs, like a
+    `DrivingNet`'s."""
 
     def __init__(self, members: Sequence[DrivingNet], mirror_average: bool | None = None):
         super().__init__()
         check_members([m.spec for m in members], [f"member {i}" for i in range(len(members))])
         self.members = nn.ModuleList(members)
-        mirror = members[0].spec.mirror_average if mirror_average is None else mirror_average
-        self.spec = members[0].spec.model_copy(deep=True, update={"mirror_average": mirror})
+        self.spec = members[0].spec.model_copy(deep=True)
+        self.set_mirror_average(mirror_average)
+
+    def set_mirror_average(self, value: bool | None) -> None:
+        """Set every member's ``spec.mirror_average`` to `value` (None: keep their own), and
+        ``spec.mirror_average`` to whether all of them average."""
+        for member in self.members:
+            if value is not None:
+                member.spec.mirror_average = value
+        self.spec.mirror_average = all(m.spec.mirror_average for m in self.members)
 
     @property
     def outputs(self) -> list[str]:
@@ -107,12 +124,7 @@ class EnsembleNet(nn.Module):
         if context is not None:
             raise ValueError("an ensemble of single-frame networks takes no context")
         self.check_input(images)
-        mirror = self.spec.mirror_average and not self.training
-        outs = [
-            m.mirror_averaged(images) if mirror else m.head_outputs(m.features(images), None)
-            for m in self.members
-        ]
-        return torch.stack(outs).mean(dim=0)
+        return torch.stack([m(images) for m in self.members]).mean(dim=0)  # (each its mirror)
 
 
 Predictor = DrivingNet | EnsembleNet
@@ -130,8 +142,11 @@ def save_ensemble(directory: str | Path, card: ModelCard) -> ModelCard:
 
 
 def load_ensemble(directory: Path, card: ModelCard) -> EnsembleNet:
-    """The `EnsembleNet` of ensemble folder `directory` whose card is `card` (eval mode)."""
+    """The `EnsembleNet` of ensemble folder `directory` whose card is `card` (eval mode).
+    ValueError (one line) unless the members and the card agree: outputs, crop and input
+    size, and the camera frame size their cards record."""
     members = []
+    sizes: dict[str, tuple[int, ...]] = {}  # folder -> camera frame size (H, W) its card gives
     for name in card.members:
         folder = directory / name
         if not (folder / CARD_FILE).is_file():
@@ -141,14 +156,32 @@ def load_ensemble(directory: Path, card: ModelCard) -> EnsembleNet:
             )
         if read_card(folder).members:
             raise ValueError(f"{folder}: an ensemble cannot be a member of another ensemble")
-        members.append(load_checkpoint(folder)[0])
+        model, member_card = load_checkpoint(folder)
+        members.append(model)
+        if member_card.source_size is not None:
+            sizes[str(folder)] = tuple(member_card.source_size)
     check_members([m.spec for m in members], [str(directory / n) for n in card.members])
     if list(card.spec.outputs) != list(members[0].spec.outputs):
         raise ValueError(
             f"{directory / CARD_FILE}: spec.outputs {card.spec.outputs} differ from its "
             f"members' {members[0].spec.outputs}"
         )
-    return EnsembleNet(members, mirror_average=card.spec.mirror_average).eval()
+    if geometry(card.spec) != geometry(members[0].spec):
+        raise ValueError(
+            f"{directory / CARD_FILE}: spec.preprocessing {geometry(card.spec)} differs from "
+            f"its members' {geometry(members[0].spec)}"
+        )
+    if card.source_size is not None:
+        sizes[str(directory)] = tuple(card.source_size)
+    if len(set(sizes.values())) > 1:
+        seen = ", ".join(f"{f}: {w}x{h}" for f, (h, w) in sizes.items())
+        raise ValueError(
+            f"{directory}: an ensemble's networks must see camera frames of one size (WxH), "
+            f"its cards say {seen}"
+        )
+    flags = {m.spec.mirror_average for m in members}
+    mirror = card.spec.mirror_average if len(flags) == 1 else None  # differ: each its own
+    return EnsembleNet(members, mirror_average=mirror).eval()
 
 
 def load_predictor(

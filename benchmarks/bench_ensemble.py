@@ -43,7 +43,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sim2real.agents.checkpoint import CARD_FILE, WEIGHTS_FILE, load_checkpoint
+from sim2real.agents.checkpoint import (
+    CARD_FILE,
+    WEIGHTS_FILE,
+    load_checkpoint,
+    override_mirror_average,
+)
 from sim2real.agents.ensemble import load_predictor, member_folder, save_ensemble
 from sim2real.agents.model import STEERING, predict
 from sim2real.agents.shipped import resolve_checkpoint
@@ -115,7 +120,7 @@ def steering_predictions(checkpoint: Path | str, blocks: dict, cache: Path) -> d
         with np.load(cache) as got:
             return {b: (got[f"{b}_plain"], got[f"{b}_mirror"]) for b in BLOCKS}
     model, _ = load_predictor(checkpoint)  # one network or an ensemble
-    model.spec.mirror_average = False
+    override_mirror_average(model, False, checkpoint)  # plain: every member of an ensemble
     col = model.output_index(STEERING)
     out = {}
     for b in BLOCKS:

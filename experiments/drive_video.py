@@ -278,10 +278,10 @@ def drive_clips(
     result for `checkpoint`) with the same settings and write a WebP clip of each into
     `folder`; returns one entry per clip: role, seed, outcome and lap fraction as first
     driven, the re-drive's outcome (the same unless floating-point rounding differs), path."""
-    from sim2real.agents.checkpoint import load_checkpoint
     from sim2real.agents.closed_loop import evaluate_closed_loop
+    from sim2real.agents.ensemble import load_predictor
 
-    model, _ = load_checkpoint(checkpoint)
+    model, _ = load_predictor(checkpoint)  # one network or an ensemble, as first driven
     settings = closed_loop["settings"]
     entries = []
     for role, episode in worst_and_best(closed_loop["episodes"]).items():

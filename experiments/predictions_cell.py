@@ -86,7 +86,7 @@ def _strip(ctx: StepContext) -> dict[str, Any]:
     """Steering of every chosen network on evenly spaced real test frames -> strip.npz."""
     import torch
 
-    from sim2real.agents.checkpoint import load_checkpoint
+    from sim2real.agents.ensemble import load_predictor
     from sim2real.agents.model import STEERING, predict
     from sim2real.experiments.study_plan import study_split
     from sim2real.transfer.datasets import DrivingDataset
@@ -103,7 +103,7 @@ def _strip(ctx: StepContext) -> dict[str, Any]:
     cache = ctx.cell.runtime.get("cache_dir")
     predictions: dict[str, list[float]] = {}
     for name in config["networks"]:
-        model, _ = load_checkpoint(ctx.store.root / ctx.dep_result(name)["checkpoint"])
+        model, _ = load_predictor(ctx.store.root / ctx.dep_result(name)["checkpoint"])
         dataset = DrivingDataset(
             picks,
             model.spec.preprocessing,

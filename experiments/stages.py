@@ -159,7 +159,6 @@ def gap_step(ctx: StepContext) -> dict[str, Any]:
 @register_step("run")
 def run_step(ctx: StepContext) -> dict[str, Any]:
     """Fine-tune (modes "transfer", "scratch") or not ("zero_shot"), then evaluate."""
-    from sim2real.agents.checkpoint import load_checkpoint
     from sim2real.transfer.evaluate import evaluate_offline
 
     set_threads(ctx)
@@ -200,8 +199,9 @@ def run_step(ctx: StepContext) -> dict[str, Any]:
     closed_loop = None
     if evaluation.get("closed_loop"):
         from sim2real.agents.closed_loop import evaluate_closed_loop
+        from sim2real.agents.ensemble import load_predictor
 
-        model, _ = load_checkpoint(checkpoint)
+        model, _ = load_predictor(checkpoint)  # one network or an ensemble
         closed_loop = evaluate_closed_loop(
             model,
             episodes=int(evaluation["episodes"]),

@@ -244,6 +244,8 @@ def cell_finetune_config(
             "data": list(cell["real"]["paths"]),
             "frames": cell["frames"],
             "from_scratch": cell["mode"] == "scratch",
+            # an ensemble fine-tunes pretrained starts: the scratch arm stays one network
+            "ensemble_with": [] if cell["mode"] == "scratch" else settings.get("ensemble_with"),
             "adapter": adapter,
             "train": train,
             "cache_dir": runtime.get("cache_dir"),

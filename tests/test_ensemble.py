@@ -14,6 +14,7 @@ from model_helpers import finetune_config, save_parent, set_batchnorm_statistics
 from sim2real.agents.checkpoint import (
     ModelCard,
     load_checkpoint,
+    override_mirror_average,
     read_card,
     read_weights,
     save_checkpoint,
@@ -109,6 +110,7 @@ def test_round_trip_and_evaluate_of_an_ensemble_folder(tmp_path):
     )
     on = evaluate_offline(folder, data, split="all", n_boot=20, progress=False, mirror_average=True)
     assert on.info["mirror_average"] and not ens.info["mirror_average"]
+    assert ens.info["members"] == ["member-0", "member-1"] and one.info["members"] == []
 
 
 def test_bad_ensembles_are_one_line_errors(tmp_path):
@@ -128,6 +130,11 @@ def test_bad_ensembles_are_one_line_errors(tmp_path):
     (folder / "model.json").write_text(json.dumps(card))
     with pytest.raises(ValueError, match="members must be sub-folder names"):
         read_card(folder)
+    card["members"] = ["member-0"]  # the card file is named, in one line
+    (folder / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=r"model.json.*at least two members") as error:
+        load_predictor(folder)
+    assert "\n" not in str(error.value)
     # members with other outputs
     other = DrivingNet(ModelSpec(outputs=["user/angle", "user/throttle"], hidden=16)).eval()
     with pytest.raises(ValueError, match="must have the same outputs in the same order"):
@@ -188,6 +195,7 @@ def test_finetune_ensemble_with_fine_tunes_each_start_as_finetune_does(tmp_path,
     step = card.history[-1]
     assert [m["parent"] for m in step["members"]] == [str(first), str(second)]
     assert all(m["rung"] == "gain" and m["ladder"]["pick"] == "gain" for m in step["members"])
+    assert [m["mirror_average"] for m in step["members"]] == [True, True]  # (the export's card)
     assert card.metrics["val"]["user/angle"]["n"] > 0 and card.source_size == (120, 160)
 
     # member 1 is exactly what `finetune` makes of the second start alone
@@ -236,3 +244,100 @@ def test_the_shipped_network_is_ensembled_with_pilotnet_styles_unless_told_other
     assert starts(checkpoint=str(save_parent(tmp_path / "p", {"paths": []}))) is None
     assert starts(checkpoint="pilotnet-recipe", from_scratch=True) is None
     assert starts(checkpoint="pilotnet-recipe", selftrain=SelfTrainConfig()) is None
+
+
+def test_members_that_differ_in_mirror_averaging_each_keep_their_own(tmp_path, frames):
+    # what `finetune --ensemble-with` saves when one start picks `calibrate` (plain: the
+    # average would cancel its offset) and the other a mirror-averaged rung: the card
+    # carries the first member's flag; each member must still predict as it was validated
+    plain, mirrored = _net(0), _net(1, mirror_average=True)
+    names = ["member-0", "member-1"]
+    for name, net in zip(names, (plain, mirrored), strict=True):
+        _save(tmp_path / "ens" / name, net)
+    save_ensemble(tmp_path / "ens", ModelCard(spec=plain.spec, members=names))
+    model, _ = load_predictor(tmp_path / "ens")
+    x = _inputs(frames)
+    expected = (predict(plain, x) + predict(mirrored, x)) / 2
+    np.testing.assert_allclose(predict(model, x), expected, atol=1e-6, rtol=0)
+    assert not model.spec.mirror_average  # not every member averages
+    # --mirror-average on|off sets every member's
+    override_mirror_average(model, True, tmp_path / "ens")
+    plain.spec.mirror_average = True
+    np.testing.assert_allclose(
+        predict(model, x), (predict(plain, x) + predict(mirrored, x)) / 2, atol=1e-6, rtol=0
+    )
+    assert model.spec.mirror_average
+
+
+def test_an_ensemble_run_refuses_a_folder_holding_an_interrupted_single_run(tmp_path):
+    first = save_parent(tmp_path / "first", {"paths": []})
+    second = _second_parent(tmp_path / "second")
+    single = finetune_config(first, tmp_path / "cache", frames=40, ensemble_with=[])
+    single.adapter.freeze = 0  # trains epochs: leaves resume.pt as an interrupted run does
+    out = tmp_path / "out"
+    finetune(single, out)
+    (out / "model.json").unlink()  # interrupted before its card was written
+    saved = (out / "config.yaml").read_text()
+    ensemble = single.model_copy(update={"ensemble_with": [str(second)]})
+    with pytest.raises(ValueError, match="already holds"):
+        finetune(ensemble, out)
+    assert (out / "config.yaml").read_text() == saved and not (out / "member-0").exists()
+
+
+def test_an_ensemble_or_no_checkpoint_as_a_start_fails_before_any_training(tmp_path, capsys):
+    first = save_parent(tmp_path / "first", {"paths": []})
+    ens = _ensemble(tmp_path / "ens", [_net(0), _net(1)])
+    fast = ["--frames", "40", "--freeze", "gain", "--folds", "2"]
+    fast += ["--set", "train.progress=false", "--set", "train.tensorboard=false"]
+    base = ["finetune", "--data", str(sample_path()), *fast]
+    out = tmp_path / "a"
+    args = [*base, "--checkpoint", str(first), "--ensemble-with", str(ens), "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{ens} is an ensemble of 2 networks" in err and "member-0" in err
+    assert not (out / "member-0").exists()  # refused before the first member trained
+    assert main([*base, "--ensemble-with", str(first), "--out", str(tmp_path / "b")]) == 2
+    assert "no checkpoint given (--checkpoint)" in capsys.readouterr().err
+
+
+def test_an_ensemble_card_that_disagrees_with_its_members_is_a_one_line_error(tmp_path):
+    folder = _ensemble(tmp_path / "ens", [_net(0), _net(1)])  # members: 160x120 frames
+    good = json.loads((folder / "model.json").read_text())
+    card = {**good, "spec": {**good["spec"]}}
+    card["spec"]["preprocessing"] = {**good["spec"]["preprocessing"], "crop_top": 20}
+    (folder / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=r"spec.preprocessing .*crop_top': 20.* differs from"):
+        load_predictor(folder)
+    (folder / "model.json").write_text(json.dumps({**good, "source_size": [240, 320]}))
+    with pytest.raises(ValueError, match=r"camera frames of one size .*member-0: 160x120"):
+        load_predictor(folder)
+    # a member recorded on another camera than its partner
+    other = _net(2)
+    save_checkpoint(folder / "member-1", other, ModelCard(spec=other.spec, source_size=(240, 320)))
+    (folder / "model.json").write_text(json.dumps(good))
+    with pytest.raises(ValueError, match=r"member-1: 320x240"):
+        load_predictor(folder)
+
+
+def test_resume_and_evaluate_keep_what_the_ensemble_run_was_started_with(tmp_path, capsys):
+    first = save_parent(tmp_path / "first", {"paths": []})
+    second = _second_parent(tmp_path / "second")
+    fast = ["--frames", "40", "--freeze", "gain", "--folds", "2"]
+    fast += ["--set", "train.progress=false", "--set", "train.tensorboard=false"]
+    base = ["finetune", "--checkpoint", str(first), "--data", str(sample_path()), *fast]
+    out = ["--out", str(tmp_path / "ens")]
+    split = ["--set", "split.test_fraction=0.3"]  # not evaluate's default split
+    assert main([*base, *split, "--ensemble-with", str(second), *out]) == 0
+    capsys.readouterr()
+    # evaluate holds out the test block the ensemble was fine-tuned without, as for a member
+    data = [str(sample_path())]
+    ens = evaluate_offline(tmp_path / "ens", data, n_boot=20, progress=False)
+    one = evaluate_offline(tmp_path / "ens" / "member-0", data, n_boot=20, progress=False)
+    assert read_card(tmp_path / "ens").split.test_fraction == 0.3
+    assert ens.n_frames == one.n_frames
+    # --resume without repeating --ensemble-with: the run's own ensemble, not the default
+    assert main([*base, *split, *out, "--resume"]) == 0
+    assert capsys.readouterr().out.count("already fine-tuned") == 2
+    # an explicit, different choice is still refused in one line
+    assert main([*base, *split, "--ensemble-with", "none", *out, "--resume"]) == 2
+    assert "config.yaml differs" in capsys.readouterr().err

@@ -120,6 +120,23 @@ def test_a_finetune_cell_runs_what_the_finetune_command_would(tmp_path, monkeypa
     assert scratch.from_scratch and not ran.from_scratch
 
 
+def test_a_study_ensembles_its_transfer_cells_and_not_its_scratch_arm(tmp_path, monkeypatch):
+    path = _write(
+        tmp_path,
+        """
+        finetune: {ensemble_with: [pilotnet-styles]}
+        grid: {frames: [0, 50], seeds: [0], freeze_sweep: {frames: []}}
+        """,
+    )
+    monkeypatch.chdir(tmp_path)
+    plan = plan_upstream(load_study_config(path), tmp_path / "out")
+    ran = cell_finetune_config(run_cell(plan, MAIN, "transfer", 50, 0, 2).config, "start", RUNTIME)
+    assert ran.ensemble_starts() == ["start", "pilotnet-styles"]
+    scratch = run_cell(plan, "scratch", "scratch", 50, 0, None).config
+    # a scratch network has no pretrained start to ensemble (finetune would refuse it)
+    assert cell_finetune_config(scratch, "init", RUNTIME).ensemble_starts() == []
+
+
 @pytest.mark.parametrize(
     ("text", "field", "setter"),
     [

@@ -226,6 +226,28 @@ def test_report_clips_show_the_worst_and_best_drive_and_embed_in_html(tmp_path):
     assert base64.b64decode(embedded) == clips["worst"]["path"].read_bytes()
 
 
+def test_report_clips_redrive_an_ensemble_as_it_was_evaluated(tmp_path):
+    from PIL import Image
+
+    from sim2real.agents.ensemble import load_predictor, save_ensemble
+    from sim2real.experiments.drive_video import drive_clips
+
+    names = ["member-0", "member-1"]  # full left and gentle left: the ensemble averages them
+    for name, steering in zip(names, (-1.0, -0.2), strict=True):
+        net = constant_driver(steering, 1.0)
+        save_checkpoint(tmp_path / "ens" / name, net, ModelCard(spec=net.spec))
+    save_ensemble(tmp_path / "ens", ModelCard(spec=net.spec, members=names))
+    model, _ = load_predictor(tmp_path / "ens")
+    result = evaluate_closed_loop(model, seeds=[10_000], image_size=CAMERA, max_steps=300)
+    episode = result["episodes"][0]
+    clip = drive_clips(tmp_path / "ens", result, tmp_path / "fig")[0]
+    assert clip["redriven_outcome"] == episode["outcome"]
+    alone = evaluate_closed_loop(constant_driver(-1.0, 1.0), seeds=[10_000], image_size=CAMERA)
+    assert alone["episodes"][0]["steps"] != episode["steps"]  # the average, not one member
+    with Image.open(clip["path"]) as webp:  # the re-drive took as many steps as the first
+        assert webp.n_frames == (episode["steps"] + 1) // 2
+
+
 def test_playback_rate_is_the_recordings_own():
     def records(gaps_ms, session="s", start=1000):
         times = np.cumsum([start, *gaps_ms])

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sim2real.agents.checkpoint import CARD_FILE, ModelCard, read_card
+from sim2real.agents.checkpoint import CARD_FILE, ModelCard, check_one_network, read_card
 from sim2real.agents.ensemble import check_members, load_ensemble, member_folder, save_ensemble
 from sim2real.agents.shipped import checkpoint_reference, resolve_checkpoint
 from sim2real.agents.training import (
@@ -31,17 +31,21 @@ from sim2real.transfer.training_data import TrainingData
 
 def check_starts(config, starts: Sequence[str]) -> None:
     """ValueError (one line) unless `starts` can be fine-tuned into one ensemble: no start
-    twice, single-frame networks taking the same input (outputs are the adapter's)."""
+    twice, no ensemble, single-frame networks taking the same input (outputs are the
+    adapter's)."""
     if config.from_scratch:
         raise ValueError("--ensemble-with fine-tunes pretrained starts; drop --from-scratch")
+    if config.checkpoint is None:
+        raise ValueError("no checkpoint given (--checkpoint): the first start of the ensemble")
     folders = [resolve_checkpoint(s).resolve() for s in starts]
     for i, folder in enumerate(folders):
         if folder in folders[:i]:
             raise ValueError(f"{starts[i]} is given twice as an ensemble start ({folder})")
     specs = []
     for start in starts:
-        spec = read_card(start).spec
-        specs.append(spec.model_copy(update={"outputs": list(config.adapter.outputs)}))
+        card = read_card(start)
+        check_one_network(resolve_checkpoint(start), card)
+        specs.append(card.spec.model_copy(update={"outputs": list(config.adapter.outputs)}))
     check_members(specs, [str(s) for s in starts])
 
 
@@ -61,9 +65,12 @@ def finetune_ensemble(
     started = time.perf_counter()
     check_starts(config, starts)
     members = [member_folder(i) for i in range(len(starts))]
-    begun = (out_dir / CARD_FILE).is_file() or any(
-        (out_dir / m / "config.yaml").is_file() or any((out_dir / m).glob(f"**/{RESUME_FILE}"))
-        for m in members
+    # any run begun there, an ensemble's or (interrupted) a single network's, counts
+    begun = (
+        (out_dir / CARD_FILE).is_file()
+        or (out_dir / "config.yaml").is_file()
+        or any((out_dir / m / "config.yaml").is_file() for m in members)
+        or any(out_dir.glob(f"**/{RESUME_FILE}"))
     )
     check_run_dir(
         out_dir,
@@ -105,13 +112,14 @@ def finetune_ensemble(
         val_loss, val_metrics = evaluate_loss(model, images, targets, names, weights, "cpu")
     seconds = time.perf_counter() - started
     step = {
-        "step": "ensemble",
+        "step": "finetune_ensemble",  # fitted `split` on real frames (`evaluate.card_split`)
         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "members": [
             {
                 "folder": name,
                 "parent": checkpoint_reference(start),
                 "rung": (card.history[-1].get("ladder") or {}).get("pick"),
+                "mirror_average": card.spec.mirror_average,  # (may differ: `calibrate`)
                 "ladder": card.history[-1].get("ladder"),
                 "val": card.metrics.get("val"),
                 "best_val_loss": card.metrics.get("best_val_loss"),

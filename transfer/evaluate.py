@@ -23,8 +23,8 @@ from typing import Any, Literal
 import numpy as np
 
 from sim2real.agents.checkpoint import ModelCard, override_mirror_average
-from sim2real.agents.ensemble import load_predictor
-from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, predict, predict_rollout
+from sim2real.agents.ensemble import Predictor, load_predictor
+from sim2real.agents.model import STEERING, THROTTLE, predict, predict_rollout
 from sim2real.agents.shipped import checkpoint_reference
 from sim2real.agents.temporal import frame_inputs
 from sim2real.common.splitspec import SplitSpec
@@ -77,7 +77,7 @@ class Evaluation:
         }
 
 
-def _labels(model: DrivingNet) -> list[str]:
+def _labels(model: Predictor) -> list[str]:
     if STEERING not in model.spec.outputs:
         raise ValueError(
             f"the network predicts {model.spec.outputs}, not steering ({STEERING!r}): "
@@ -192,6 +192,7 @@ def evaluate_offline(
         "kind": card.kind,
         "architecture": card.spec.architecture,
         "mirror_average": model.spec.mirror_average,
+        "members": list(card.members),  # an ensemble's member folders ([]: one network)
         "outputs": card.spec.outputs,
         "data": data_paths,
         "split": split,

@@ -46,8 +46,7 @@ import torch
 from torch import nn
 
 from sim2real.agents.checkpoint import ModelCard, override_mirror_average
-from sim2real.agents.ensemble import load_predictor
-from sim2real.agents.model import DrivingNet
+from sim2real.agents.ensemble import Predictor, load_predictor
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.common.io import atomic_write_bytes
 from sim2real.transfer.pilot import (  # the names the car's pilot part reads
@@ -152,10 +151,11 @@ class CarInputModel(nn.Module):
     action (N, 2) float32, or the raw frames k steps back) -> one (N,) float32 tensor per
     output.
 
-    `FramePreprocess` then the `DrivingNet` (which normalises with the card's mean/std).
+    `FramePreprocess` then the network (a `DrivingNet`, which normalises with the card's
+    mean/std, or an `EnsembleNet` of them).
     """
 
-    def __init__(self, model: DrivingNet, source_size: tuple[int, int]) -> None:
+    def __init__(self, model: Predictor, source_size: tuple[int, int]) -> None:
         super().__init__()
         self.preprocess = FramePreprocess(model.spec.preprocessing, source_size)
         self.source_size = self.preprocess.source_size
@@ -283,7 +283,7 @@ def _export_proto(wrapper: CarInputModel, example: tuple[torch.Tensor, ...], dyn
 
 
 def export_model(
-    model: DrivingNet,
+    model: Predictor,
     card: ModelCard,
     onnx_path: str | Path,
     *,

@@ -132,7 +132,8 @@ class FinetuneConfig(StrictModel):
     ensemble_with: list[str] | None = None
     """more pretrained starts (folders or shipped names): each is fine-tuned like
     `checkpoint`, on the same frames, and the saved checkpoint averages them all
-    (`sim2real.transfer.ensemble_finetune`). None: `ensemble_starts`' default; []: one network"""
+    (`sim2real.transfer.ensemble_finetune`). None or []: one network (None: not chosen; the
+    `finetune` command then fills in its default, `commands.finetune.ENSEMBLE_DEFAULT`)"""
 
     @model_validator(mode="before")
     @classmethod

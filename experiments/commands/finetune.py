@@ -12,14 +12,24 @@ ENSEMBLE_DEFAULT = {"pilotnet-recipe": ["pilotnet-styles"]}
 not given (a plain fine-tune; docs/ensembles.md: chosen on two recordings' validation blocks)"""
 
 
-def default_ensemble(config) -> list[str] | None:
-    """``ensemble_with`` for a run that did not set it: `ENSEMBLE_DEFAULT`'s partners of a
-    shipped start, for a plain fine-tune (not from scratch, no co-training, alignment or
-    self-training, whose measurements were of one network); else None (one network)."""
+def default_ensemble(config, resuming: Path | None = None) -> list[str] | None:
+    """``ensemble_with`` for a run that did not set it: when `resuming` a run folder with a
+    saved config, that run's own; else `ENSEMBLE_DEFAULT`'s partners of a shipped start, for a
+    plain fine-tune (not from scratch, no co-training, alignment or self-training, whose
+    measurements were of one network); else None (one network)."""
     from sim2real.agents.shipped import checkpoint_reference
+    from sim2real.common.config import load_config
 
-    if config.ensemble_with is not None or config.checkpoint is None:
+    if config.ensemble_with is not None:
         return config.ensemble_with
+    saved = None if resuming is None else resuming / "config.yaml"
+    if saved is not None and saved.is_file():
+        try:
+            return load_config(type(config), saved).ensemble_with
+        except ValueError:
+            pass  # not a fine-tuning config: the resume check says so in one line
+    if config.checkpoint is None:
+        return None
     plain = not config.from_scratch and all(
         x is None for x in (config.cotrain, config.align, config.selftrain)
     )
@@ -117,7 +127,7 @@ def handler(args: argparse.Namespace) -> int:
     from sim2real.transfer.finetune import FinetuneConfig, finetune
 
     config = config_from_args(FinetuneConfig, args)
-    config.ensemble_with = default_ensemble(config)
+    config.ensemble_with = default_ensemble(config, args.out if args.resume else None)
     if config.ensemble_with:
         others = ", ".join(config.ensemble_with)
         print(f"ensemble: {config.checkpoint} + {others} (--ensemble-with; none: one network)")
