@@ -103,6 +103,12 @@ def ensemble_value(refs: list[str]) -> list[str]:
     return [str(r) for r in refs]
 
 
+def print_val_metrics(metrics: dict) -> None:
+    """One line per output of a card's validation metrics: RMSE, MAE and frame count."""
+    for name, m in metrics["val"].items():
+        print(f"  {name:20s} val RMSE {m['rmse']:.4f}  MAE {m['mae']:.4f}  (n={m['n']})")
+
+
 def _report_ensemble(result) -> None:
     """Print each member's start, rung and validation loss, then the ensemble's."""
     step = result.card.history[-1]
@@ -118,8 +124,7 @@ def _report_ensemble(result) -> None:
         f"{frames['val']}) in {result.seconds:.1f} s: val loss {metrics['best_val_loss']:.4f}; "
         f"checkpoint {result.out_dir}"
     )
-    for name, m in metrics["val"].items():
-        print(f"  {name:20s} val RMSE {m['rmse']:.4f}  MAE {m['mae']:.4f}  (n={m['n']})")
+    print_val_metrics(metrics)
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -158,8 +163,7 @@ def handler(args: argparse.Namespace) -> int:
         f"(val {frames['val']}; {how}) in {result.seconds:.1f} s: val loss "
         f"{metrics['best_val_loss']:.4f}; checkpoint {result.out_dir}"
     )
-    for name, m in metrics["val"].items():
-        print(f"  {name:20s} val RMSE {m['rmse']:.4f}  MAE {m['mae']:.4f}  (n={m['n']})")
+    print_val_metrics(metrics)
     if config.align is not None:
         _report_gap(config, result.out_dir)
     return 0

@@ -10,6 +10,7 @@ def handler(args: argparse.Namespace) -> int:
     import yaml
 
     from sim2real.agents.pretrain import PretrainConfig
+    from sim2real.experiments.commands.finetune import print_val_metrics
     from sim2real.experiments.config_options import config_from_args
     from sim2real.experiments.pretraining import run_pretrain, with_init_spec
 
@@ -27,8 +28,7 @@ def handler(args: argparse.Namespace) -> int:
         f"(val {frames['val']}): best val loss {metrics['best_val_loss']:.4f} at epoch "
         f"{metrics['best_epoch']}/{metrics['epochs_run']}; checkpoint {result.out_dir}"
     )
-    for name, m in metrics["val"].items():
-        print(f"  {name:20s} val RMSE {m['rmse']:.4f}  MAE {m['mae']:.4f}  (n={m['n']})")
+    print_val_metrics(metrics)
     if "adabn" in metrics:
         print(f"  BatchNorm statistics re-estimated on {metrics['adabn']['frames']} real frames")
     calibration = metrics.get("steering_calibration")
