@@ -242,7 +242,7 @@ def markdown(results: dict, args) -> str:
                 if f"{n}|{seed}|{r}" in cells
             ]
             if len(scores) == len(auto_rungs(args.rungs)):
-                pick = pick_rung(scores)
+                pick = pick_rung(scores, one_se=auto_one_se(n))
                 picks.append(f"{pick.rung} ({pick.epochs} ep)")
                 secs.append(sum(cells[f"{n}|{seed}|{r}"]["cv_seconds"] for r in args.rungs))
                 cpus.append(
@@ -272,13 +272,18 @@ def auto_rungs(rungs: list[str]) -> list[str]:
     return [r for r in rungs if r in LadderConfig().rungs]
 
 
+def auto_one_se(n: str) -> bool:
+    """Whether `auto` picks by the 1-SE rule at N = `n` training frames (LadderConfig's)."""
+    return n != "all" and LadderConfig().uses_one_se(int(n))
+
+
 def pick_cell(cells: dict, n: str, seed: int, arm: str, rungs: list[str]) -> dict | None:
     if arm != "auto":
         return cells.get(f"{n}|{seed}|{arm}")
     keys = [f"{n}|{seed}|{r}" for r in rungs]
     if not keys or not all(k in cells for k in keys):
         return None
-    pick = pick_rung([RungScore(**cells[k]["score"]) for k in keys])
+    pick = pick_rung([RungScore(**cells[k]["score"]) for k in keys], one_se=auto_one_se(n))
     return cells[f"{n}|{seed}|{pick.rung}"]
 
 

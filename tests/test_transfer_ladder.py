@@ -81,6 +81,21 @@ def test_one_se_rule_prefers_the_simplest_rung_within_one_se():
     assert pick_rung(tight).rung == "head"
 
 
+def test_the_one_se_rule_applies_up_to_its_frame_count():
+    ladder = LadderConfig(one_se_max_frames=200)
+    assert ladder.uses_one_se(200) and not ladder.uses_one_se(201)
+    assert not LadderConfig(one_se=False).uses_one_se(10)
+
+
+def test_auto_past_the_one_se_frame_count_takes_the_lowest_rung(parent, cache_dir, tmp_path):
+    cfg = config(parent, cache_dir, "auto")
+    cfg = cfg.model_copy(update={"ladder": LadderConfig(folds=3, one_se_max_frames=40)})
+    search = finetune(cfg, tmp_path / "out").ladder
+    assert search.frames == 48
+    assert search.pick == min(search.scores, key=lambda s: s.mean).rung
+    assert search.rule == "picked: the lowest mean held-out loss"
+
+
 def test_auto_cross_validates_every_rung_and_records_the_pick(parent, cache_dir, tmp_path):
     cfg = config(parent, cache_dir, "auto")
     result = finetune(cfg, tmp_path / "out")

@@ -85,7 +85,17 @@ class LadderConfig(StrictModel):
     lpft_lr_scale: float = Field(0.1, gt=0.0, le=1.0)
     """``lpft``'s second phase trains everything at train.lr times this"""
     one_se: bool = True
-    """pick the simplest rung within one standard error of the best (False: the best)"""
+    """pick the simplest rung within one standard error of the best (False: the best), with at
+    most `one_se_max_frames` training frames"""
+    one_se_max_frames: int = Field(200, ge=0)
+    """with more training frames than this, `auto` takes the rung with the lowest CV loss: on
+    the validation blocks of both real recordings the lowest rung was as good or better at
+    500 and 1,000 frames, while at 100 and 200 the 1-SE pick won on one of the two
+    (docs/ladder.md, "The 1-SE rule by N")"""
+
+    def uses_one_se(self, frames: int) -> bool:
+        """Whether the 1-SE rule picks the rung for a CV over `frames` training frames."""
+        return self.one_se and frames <= self.one_se_max_frames
 
     @field_validator("rungs")
     @classmethod

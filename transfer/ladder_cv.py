@@ -171,7 +171,8 @@ def cross_validate(
     log_line=None,
 ) -> LadderSearch:
     """Score `rungs` (default: the ladder's) by K-fold CV over contiguous time blocks of the
-    cached frames and pick one with its epoch count (1-SE rule unless ladder.one_se is off).
+    cached frames and pick one with its epoch count (the 1-SE rule with at most
+    ladder.one_se_max_frames frames, unless ladder.one_se is off; else the lowest).
 
     `model` is the adapted (re-headed, AdaBN'd) network; it is not changed. ValueError (how
     many frames are needed) when there are too few frames for the folds.
@@ -217,10 +218,11 @@ def cross_validate(
     finally:
         torch.set_num_threads(old_threads)
     best = min(scores, key=lambda s: s.mean)
-    pick = pick_rung(scores, one_se=ladder.one_se)
+    one_se = ladder.uses_one_se(len(cache))
+    pick = pick_rung(scores, one_se=one_se)
     rule = (
         "picked: the simplest rung within one SE of the lowest (1-SE rule)"
-        if ladder.one_se
+        if one_se
         else "picked: the lowest mean held-out loss"
     )
     return LadderSearch(

@@ -1,6 +1,6 @@
-"""Pearson r of checkpoints' steering on the validation block (the 15% before the test block, cut
-as `evaluate --split test` cuts it) of both real recordings, for choosing between arms without
-touching the test block.
+"""Pearson r and R² of checkpoints' steering on the validation block (the 15% before the test
+block, cut as `evaluate --split test` cuts it) of both real recordings, for choosing between
+arms without touching the test block.
 
 usage: python benchmarks/fit_sim/val_r.py OUT.json REAL_DIR CHECKPOINT...
 """
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from scipy.stats import pearsonr
+from sklearn.metrics import r2_score
 
 from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.model import predict
@@ -30,9 +31,12 @@ def main(out: str, real: str, checkpoints: list[str]) -> None:
             data = DrivingDataset(parts.val, model.spec.preprocessing, ["user/angle"], None,
                                   progress=False, report=records.report)  # fmt: skip
             steering = predict(model, data.images)[:, model.output_index("user/angle")]
-            r = float(pearsonr(steering, data.targets[:, 0].double().numpy())[0])
-            scores[f"{checkpoint}|{tub}"] = {"r": r, "n": len(steering)}
-            print(checkpoint, tub, "validation r", round(r, 3), "n", len(steering), flush=True)
+            truth = data.targets[:, 0].double().numpy()
+            r = float(pearsonr(steering, truth)[0])
+            r2 = float(r2_score(truth, steering))
+            scores[f"{checkpoint}|{tub}"] = {"r": r, "r2": r2, "n": len(steering)}
+            print(checkpoint, tub, "validation r", round(r, 3), "R2", round(r2, 3),
+                  "n", len(steering), flush=True)  # fmt: skip
     atomic_write_json(out, scores)
 
 
