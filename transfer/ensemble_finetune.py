@@ -18,13 +18,7 @@ from pathlib import Path
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, check_one_network, read_card
 from sim2real.agents.ensemble import check_members, load_ensemble, member_folder, save_ensemble
 from sim2real.agents.shipped import checkpoint_reference, resolve_checkpoint
-from sim2real.agents.training import (
-    RESUMABLE_CHANGES,
-    RESUME_FILE,
-    dataset_tensors,
-    evaluate_loss,
-    loss_weights,
-)
+from sim2real.agents.training import RESUMABLE_CHANGES, RESUME_FILE
 from sim2real.common.runs import check_run_dir, code_version, describe_run
 from sim2real.transfer.training_data import TrainingData
 
@@ -60,7 +54,12 @@ def finetune_ensemble(
 ):
     """Fine-tune every start in `starts` as `finetune` does, on the same frames, into
     `out_dir`/member-<i>, and save the ensemble card in `out_dir`; a `FinetuneResult`."""
-    from sim2real.transfer.finetune import FinetuneResult, finetune, open_finetune_data
+    from sim2real.transfer.finetune import (
+        FinetuneResult,
+        finetune,
+        open_finetune_data,
+        validation_scores,
+    )
 
     started = time.perf_counter()
     check_starts(config, starts)
@@ -104,12 +103,7 @@ def finetune_ensemble(
     if data is None:  # every member was already there: read the validation block to score
         first = config.model_copy(update={"checkpoint": str(starts[0]), "ensemble_with": []})
         data = open_finetune_data(first, model.spec.preprocessing)
-    names = list(model.spec.outputs)
-    val_loss, val_metrics = float("nan"), {}
-    if len(data.val):
-        images, targets = dataset_tensors(data.val)
-        weights = loss_weights(names, config.train.loss_weights)
-        val_loss, val_metrics = evaluate_loss(model, images, targets, names, weights, "cpu")
+    val_loss, val_metrics = validation_scores(model, data.val, config.train)
     seconds = time.perf_counter() - started
     step = {
         "step": "finetune_ensemble",  # fitted `split` on real frames (`evaluate.card_split`)

@@ -40,6 +40,7 @@ from pydantic import Field, model_validator
 
 from sim2real.agents.alignment import AlignmentConfig
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_adapted
+from sim2real.agents.ensemble import Predictor
 from sim2real.agents.freezing import find_encoder, unfreeze_stages
 from sim2real.agents.model import DrivingNet, seeded_model
 from sim2real.agents.preprocessing import Preprocessing
@@ -374,12 +375,21 @@ def scored_as_saved(
     model.spec.mirror_average = mirror
     if len(val) == 0:
         return report
+    val_loss, metrics = validation_scores(model, val, train)
+    return replace(report, best_val_loss=val_loss, val_metrics=metrics)
+
+
+def validation_scores(model: Predictor, val: Any, train: TrainConfig) -> tuple[float, dict]:
+    """(loss, per-output metrics) of `model` as it predicts now (one network or an ensemble)
+    on the validation block `val`, weighted as `train` weights the loss: what a card reports.
+    (NaN, {}) for an empty block."""
+    if len(val) == 0:
+        return float("nan"), {}
     names = list(model.spec.outputs)
     weights = loss_weights(names, train.loss_weights)
     device = next(model.parameters()).device
     images, targets = dataset_tensors(val)
-    val_loss, metrics = evaluate_loss(model, images, targets, names, weights.to(device), device)
-    return replace(report, best_val_loss=val_loss, val_metrics=metrics)
+    return evaluate_loss(model, images, targets, names, weights.to(device), device)
 
 
 def finetune(
