@@ -1,6 +1,6 @@
-"""Pearson r and R² of checkpoints' steering on the validation block (the 15% before the test
-block, cut as `evaluate --split test` cuts it) of both real recordings, for choosing between
-arms without touching the test block.
+"""Pearson r and R² of checkpoints' steering (one network or an ensemble, as saved) on the
+validation block (the 15% before the test block, cut as `evaluate --split test` cuts it) of
+both real recordings, for choosing between arms without touching the test block.
 
 usage: python benchmarks/fit_sim/val_r.py OUT.json REAL_DIR CHECKPOINT...
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 from scipy.stats import pearsonr
 from sklearn.metrics import r2_score
 
-from sim2real.agents.checkpoint import load_checkpoint
+from sim2real.agents.ensemble import load_predictor
 from sim2real.agents.model import predict
 from sim2real.common.io import atomic_write_json
 from sim2real.transfer.datasets import DrivingDataset, open_records
@@ -24,7 +24,7 @@ TUBS = ("usi-track-a", "carpet-walls")
 def main(out: str, real: str, checkpoints: list[str]) -> None:
     scores = {}
     for checkpoint in checkpoints:
-        model, card = load_checkpoint(checkpoint)
+        model, card = load_predictor(checkpoint)  # one network or an ensemble, as saved
         for tub in TUBS:
             records = open_records([str(Path(real) / tub)])
             parts = split_records(records.records, card_split(card), seed=0)
