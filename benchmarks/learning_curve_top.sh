@@ -23,7 +23,7 @@ cell() {  # cell NAME FINETUNE-ARGS...
   [ -f "$d/eval.json" ] && return
   echo "$(date -u +%T) start $d load $(cut -d' ' -f1-3 /proc/loadavg)"
   /usr/bin/time -f "%e s wall %U s user %S s sys" $S finetune --checkpoint pilotnet-recipe \
-    --data "$REAL/$tub" --seed 0 --ensemble-with none --out "$d" "$@" > "$d.log" 2>&1 \
+    --data "$REAL/$tub" --seed 0 --ensemble-with none --pseudo-label none --out "$d" "$@" > "$d.log" 2>&1 \
     || { echo "failed: $d (see $d.log)"; return; }
   tail -1 "$d.log"
   $S evaluate --checkpoint "$d" --data "$REAL/$tub" --split test --n-boot 300 \

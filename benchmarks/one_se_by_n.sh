@@ -23,7 +23,7 @@ for seed in $SEEDS; do
     set_rule="ladder.one_se_max_frames=1000000"
     [ $rule = lowest ] && set_rule="ladder.one_se=false"
     $S finetune --checkpoint pilotnet-recipe --data "$REAL/$TUB" --frames "$N" --seed "$seed" \
-      --ensemble-with none --set "$set_rule" --out "$d" > "$d.log" 2>&1 || echo "failed: $d"
+      --ensemble-with none --pseudo-label none --set "$set_rule" --out "$d" > "$d.log" 2>&1 || echo "failed: $d"
   done
 done
 $PY "$(dirname "$0")/fit_sim/val_r.py" "$OUT/$TUB-n$N-val.json" "$REAL" "$OUT/$TUB-n$N-"*/

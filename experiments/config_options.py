@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel
 
-from sim2real.common.config import load_config, parse_assignment
+from sim2real.common.config import load_config, load_yaml_mapping, parse_assignment
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -90,6 +90,22 @@ def overrides_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[
         overrides[key] = value
         given[key] = f"--set {text}"
     return overrides, given
+
+
+def config_mentions(args: argparse.Namespace, key: str) -> bool:
+    """Whether the command line or its ``--config`` file sets the top-level field `key` (or
+    a field inside it): a shortcut given, even one whose value leaves the field alone (e.g.
+    ``--pseudo-label none``), a ``--set key...``, or the file's own ``key:``."""
+    shortcuts: dict[str, Shortcut] = getattr(args, "shortcuts", None) or {}
+    for dest, shortcut in shortcuts.items():
+        raw = getattr(args, dest, None)
+        if raw is not None and raw is not False and shortcut.key.split(".")[0] == key:
+            return True
+    for text in getattr(args, SET_DEST, None) or []:
+        if parse_assignment(text)[0].split(".")[0] == key:
+            return True
+    path = getattr(args, "config", None)
+    return path is not None and key in load_yaml_mapping(path)
 
 
 def config_from_args(

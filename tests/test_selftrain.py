@@ -145,3 +145,44 @@ def test_recalibrate_fits_the_gain_of_the_network_as_saved(parent, cache_dir, tm
     # the saved network's own best gain (through 0) on the labelled frames is 1
     gain, _ = fit_affine(pred[:, 0], targets[:, 0].double().numpy(), offset=False)
     assert gain == pytest.approx(1.0, abs=1e-2)  # (float32)
+
+
+def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_left(tmp_path):
+    # the default is decided from the data: 2,000 records leave 1,260 training frames, so 100
+    # labelled frames leave 1,160 (on) and 400 leave 860 (off, below SELFTRAIN_MIN_UNLABELED)
+    from test_data_tub import INPUTS, TYPES
+
+    from sim2real.experiments.cli import build_parser
+    from sim2real.experiments.commands.finetune import SELFTRAIN_MIN_UNLABELED, default_selftrain
+    from sim2real.experiments.config_options import config_from_args, config_mentions
+    from sim2real.transfer.finetune import FinetuneConfig
+    from sim2real.transfer.tub import TubWriter
+
+    tub = tmp_path / "tub"
+    with TubWriter(tub, INPUTS, TYPES) as writer:
+        image = np.full((24, 32, 3), 90, np.uint8)
+        for i in range(2000):
+            labels = {"user/angle": 0.0, "user/throttle": 0.3, "user/mode": "user", "sim/cte": 0.0}
+            writer.write({**labels, "_timestamp_ms": 1000 + 50 * i}, image)
+
+    def decide(*extra: str) -> tuple[object, str]:
+        argv = ["finetune", "--checkpoint", "pilotnet-recipe", "--data", str(tub), *extra]
+        args = build_parser().parse_args([*argv, "--out", str(tmp_path / "out")])
+        config = config_from_args(FinetuneConfig, args)
+        return default_selftrain(config, config_mentions(args, "selftrain"))
+
+    on, why = decide("--frames", "100")
+    assert on == SelfTrainConfig() and "labels 1160 of the 1160 other training frames" in why
+    off, why = decide("--frames", "400")
+    assert off is None and "860 unlabeled frames left" in why
+    assert str(SELFTRAIN_MIN_UNLABELED) in why
+    assert decide("--frames", "100", "--pseudo-label", "none") == (None, "")
+    with pytest.raises(ValueError, match="'none' cannot be combined with paths"):
+        decide("--frames", "100", "--pseudo-label", "none", str(tub))
+    assert decide("--frames", "100", "--set", "selftrain.keep=0.5")[0].keep == 0.5
+    assert decide("--frames", "100", "--freeze", "head") == (None, "")  # a rung the user named
+    assert decide("--frames", "100", "--from-scratch") == (None, "")
+    assert decide() == (None, "")  # every training frame: nothing is left unlabeled
+    config_file = tmp_path / "ft.yaml"
+    config_file.write_text("selftrain: null\n")
+    assert decide("--frames", "100", "--config", str(config_file)) == (None, "")

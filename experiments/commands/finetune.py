@@ -10,6 +10,9 @@ RULE = "rule"
 ENSEMBLE_DEFAULT = {"pilotnet-recipe": ["pilotnet-styles"]}
 """shipped start -> the shipped starts `finetune` ensembles it with when --ensemble-with is
 not given (a plain fine-tune; docs/ensembles.md: chosen on two recordings' validation blocks)"""
+SELFTRAIN_MIN_UNLABELED = 1000
+"""the fewest unlabeled frames (the rest of --data's training part after --frames) with which
+`finetune` self-trains by default (docs/selftrain.md, "The default")"""
 
 
 def default_ensemble(config, resuming: Path | None = None) -> list[str] | None:
@@ -30,10 +33,49 @@ def default_ensemble(config, resuming: Path | None = None) -> list[str] | None:
             pass  # not a fine-tuning config: the resume check says so in one line
     if config.checkpoint is None:
         return None
-    plain = not config.from_scratch and all(
-        x is None for x in (config.cotrain, config.align, config.selftrain)
-    )
+    plain = not config.from_scratch and config.cotrain is None and config.align is None
     return ENSEMBLE_DEFAULT.get(checkpoint_reference(config.checkpoint)) if plain else None
+
+
+def default_selftrain(config, chosen: bool, resuming: Path | None = None) -> tuple[object, str]:
+    """(``selftrain``, a line saying why) for a run: the config's own when the user `chosen`
+    it (``--pseudo-label``, ``--set selftrain...``, the ``--config`` file); when `resuming` a
+    run folder with a saved config, that run's own; else self-training on the rest of --data's
+    training part when a pretrained network is adapted by ``--freeze auto`` (no co-training or
+    alignment) to --frames frames and at least `SELFTRAIN_MIN_UNLABELED` frames are left."""
+    from sim2real.common.config import load_config
+    from sim2real.transfer.datasets import open_records
+    from sim2real.transfer.ladder import AUTO
+    from sim2real.transfer.selftrain import SelfTrainConfig
+    from sim2real.transfer.splits import split_records
+
+    if chosen:
+        return config.selftrain, ""
+    saved = None if resuming is None else resuming / "config.yaml"
+    if saved is not None and saved.is_file():
+        try:
+            return load_config(type(config), saved).selftrain, ""
+        except ValueError:
+            return None, ""  # not a fine-tuning config: the resume check says so in one line
+    plain = config.cotrain is None and config.align is None and config.adapter.freeze == AUTO
+    if config.checkpoint is None or config.from_scratch or not plain or config.frames is None:
+        return None, ""
+    try:
+        records = open_records(config.data, include_pilot=config.include_pilot).records
+        train = split_records(records, config.split, seed=config.train.seed).train
+    except (OSError, ValueError):
+        return None, ""  # finetune reads the data again and says what is wrong in one line
+    left = len(train) - config.frames
+    if left < SELFTRAIN_MIN_UNLABELED:
+        return None, (
+            f"self-training off: {max(left, 0)} unlabeled frames left in --data's training "
+            f"part, {SELFTRAIN_MIN_UNLABELED} needed (--pseudo-label REAL... adds others)"
+        )
+    return SelfTrainConfig(), (
+        f"self-training: the fine-tuned network labels {min(left, SelfTrainConfig().max_frames)} "
+        f"of the {left} other training frames, and a student learns from them too "
+        "(--pseudo-label none: off)"
+    )
 
 
 def rule_freeze(config) -> tuple[int, str]:
@@ -88,9 +130,14 @@ def cotrain_value(paths: list[str]) -> dict:
     return {"sim": [str(p) for p in paths]} if paths else {}
 
 
-def pseudo_label_value(paths: list[str]) -> dict:
+def pseudo_label_value(paths: list[str]) -> dict | None:
     """``--pseudo-label [REAL ...]`` as the ``selftrain`` mapping: self-training on, on these
-    unlabeled recordings (none: the rest of the training part of --data)."""
+    unlabeled recordings (no path: the rest of the training part of --data); ``none`` alone:
+    off (None leaves the field unset)."""
+    if [p.lower() for p in map(str, paths)] == ["none"]:
+        return None
+    if any(str(p).lower() == "none" for p in paths):
+        raise ValueError(f"--pseudo-label: 'none' cannot be combined with paths: {paths}")
     return {"unlabeled": [str(p) for p in paths]} if paths else {}
 
 
@@ -128,11 +175,15 @@ def _report_ensemble(result) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from sim2real.experiments.config_options import config_from_args
+    from sim2real.experiments.config_options import config_from_args, config_mentions
     from sim2real.transfer.finetune import FinetuneConfig, finetune
 
     config = config_from_args(FinetuneConfig, args)
-    config.ensemble_with = default_ensemble(config, args.out if args.resume else None)
+    resuming = args.out if args.resume else None
+    config.selftrain, why = default_selftrain(config, config_mentions(args, "selftrain"), resuming)
+    if why:
+        print(why)
+    config.ensemble_with = default_ensemble(config, resuming)
     if config.ensemble_with:
         others = ", ".join(config.ensemble_with)
         print(f"ensemble: {config.checkpoint} + {others} (--ensemble-with; none: one network)")
@@ -294,9 +345,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="*",
         metavar="REAL",
         help="self-training: the fine-tuned network (teacher, kept in OUT/teacher) labels "
-        "these unlabeled real frames (none: the rest of --data's training part), the labels "
-        "are smoothed along time, and a student trains its top stages on them and the "
-        "labelled frames",
+        "these unlabeled real frames (no path: the rest of --data's training part), the "
+        "labels are smoothed along time, and a student trains on them and the labelled "
+        "frames; none: off (default: on, on the rest of --data's training part, for "
+        f"--freeze auto from a pretrained network when {SELFTRAIN_MIN_UNLABELED} or more "
+        "frames are left after --frames)",
     )
     add_shortcut(
         parser,
