@@ -1,8 +1,8 @@
 #!/bin/bash
 # Self-training with the ensemble against the default at 100 frames (issue 15): for each
 # seed, `finetune --checkpoint pilotnet-recipe --frames 100 --pseudo-label --ensemble-with
-# pilotnet-styles` (and, with CONTROL=1, the default `finetune --frames 100`, which is the
-# ensemble without self-training), timed by /usr/bin/time (CPU s, wall, load before and
+# pilotnet-styles` (and, with CONTROL=1, the ensemble without self-training, `finetune
+# --frames 100 --pseudo-label none`: the default until self-training became it), timed by /usr/bin/time (CPU s, wall, load before and
 # after in OUT/RUN.time); each network scored as saved on the test block (`evaluate --split
 # test --json`) and on the validation blocks of both recordings (benchmarks/fit_sim/val_r.py;
 # read the line of the network's own recording).
@@ -24,7 +24,7 @@ for seed in $SEEDS; do
   for arm in $ARMS; do
     d=$OUT/$TUB-$arm-s$seed
     if [ ! -f "$d/model.json" ]; then
-      extra=""
+      extra="--pseudo-label none"
       [ $arm = pl ] && extra="--pseudo-label --ensemble-with pilotnet-styles"
       { date -u; uptime; } > "$d.time"
       # shellcheck disable=SC2086
