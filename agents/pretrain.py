@@ -84,7 +84,8 @@ class PretrainConfig(StrictModel):
     continues from its own state instead"""
     align: AlignmentConfig | None = None
     """unlabeled real frames (`--real-unlabeled`): a CORAL term between sim and real batches
-    while training and, with `align.adabn`, BatchNorm statistics re-estimated on them after
+    while training, with `align.fda_beta` sim frames restyled toward them (Fourier domain
+    adaptation) and, with `align.adabn`, BatchNorm statistics re-estimated on them after
     (the card's validation metrics are those of the sim statistics)"""
 
     @model_validator(mode="before")
@@ -243,14 +244,18 @@ def pretrain(
     describe_run(out_dir, config)
     model = initial_model(config, init)  # (a resumed run's state replaces it in `fit`)
     loss = None
-    if align is not None and align.coral_weight > 0:
+    if align is not None and (align.coral_weight > 0 or align.fda_beta is not None):
+        use_coral = align.coral_weight > 0
         loss = MixedBatchLoss(
             model.outputs,
             config.train.loss_weights,
-            target=data.unlabeled,
+            target=data.unlabeled if use_coral else None,
             target_per_batch=max(2, round(config.train.batch_size * align.target_share)),
             coral_weight=align.coral_weight,
-            coral_stages=coral_stages(model, align),
+            coral_stages=coral_stages(model, align) if use_coral else (),
+            style=data.unlabeled if align.fda_beta is not None else None,
+            style_beta=align.fda_beta or 0.0,
+            style_share=align.fda_share,
             augment=config.train.augment,
             seed=config.train.seed,
         )
