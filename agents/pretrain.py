@@ -35,6 +35,7 @@ from sim2real.agents.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from sim2real.agents.fourier_style import window_half_width
 from sim2real.agents.initspec import WEIGHT_FIELDS, check_init_spec
 from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, ModelSpec, seeded_model
 from sim2real.agents.shipped import resolve_checkpoint
@@ -182,6 +183,21 @@ def read_init(config: PretrainConfig) -> InitWeights | None:
     return InitWeights(model, card, record)
 
 
+def check_fda_window(config: PretrainConfig) -> None:
+    """ValueError when `config.align.fda_beta` gives no frequency window on the model's input
+    (floor(beta * min(H, W)) = 0: the restyling would change nothing)."""
+    beta = config.align.fda_beta if config.align is not None else None
+    if beta is None:
+        return
+    height, width = config.model.input_shape[1:]
+    if window_half_width(height, width, beta) == 0:
+        side = min(height, width)
+        raise ValueError(
+            f"align.fda_beta {beta}: no frequency window on a {height}x{width} input "
+            f"(floor({beta} x {side}) = 0); use at least {1 / side:.4f}"
+        )
+
+
 def initial_model(config: PretrainConfig, init: InitWeights | None) -> DrivingNet:
     """The network training starts from: `init`'s weights (`read_init`), else seeded random
     ones (``config.train.seed``)."""
@@ -235,6 +251,7 @@ def pretrain(
     """
     out_dir = Path(out_dir)
     init = read_init(config)
+    check_fda_window(config)
     check_out_dir(out_dir, config, resume)
     align = config.align
     if align is not None and data.unlabeled is None:

@@ -86,7 +86,7 @@ def test_open_unlabeled_reads_only_the_span(tmp_path, cache_dir):
     assert torch.equal(kept, every[:26])
 
 
-def test_pretrain_with_fda_alone_trains_on_restyled_frames(tmp_path, cache_dir):
+def test_pretrain_with_fda_alone_trains_on_restyled_frames(tmp_path, cache_dir, capsys):
     import yaml
 
     from sim2real.agents.checkpoint import load_checkpoint
@@ -112,3 +112,5 @@ def test_pretrain_with_fda_alone_trains_on_restyled_frames(tmp_path, cache_dir):
     assert weights_off.keys() == weights_on.keys()
     assert any(not torch.equal(weights_off[k], weights_on[k]) for k in weights_off)
     assert main([*args, "--out", str(tmp_path / "bad"), *real, "--fda-beta", "0.9"]) == 2
+    assert main([*args, "--out", str(tmp_path / "none"), *real, "--fda-beta", "0.01"]) == 2
+    assert "no frequency window on a 64x128 input" in capsys.readouterr().err
