@@ -40,12 +40,11 @@ def main(out: str, sim: str, real: str, betas: list[float]) -> None:
     target = torch.cat([frames(records, pre) for records in real_records])
     rows = [source, target] + [restyle(source, target, b).clamp(0, 1) for b in betas]
     grid = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)  # (3, rows*H, n*W)
-    image = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
-    h = source.shape[2] * 2
+    image = np.ascontiguousarray((grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    h = source.shape[2]
     labels = ["sim", "real (train 65%)"] + [f"restyled, beta {b}" for b in betas]
     for i, text in enumerate(labels):
-        cv2.putText(image, text, (4, i * h + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1)
+        cv2.putText(image, text, (2, i * h + 9), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 0), 1)
     ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError("PNG encoding failed")
