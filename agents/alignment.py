@@ -30,6 +30,7 @@ from torch import nn
 
 from sim2real.agents.augment import Augmentation, augment_batch
 from sim2real.agents.encoders import pool_stage
+from sim2real.agents.fourier_style import MAX_BETA, restyle
 from sim2real.agents.freezing import frozen_stages
 from sim2real.agents.losses import loss_weights as weight_vector
 from sim2real.agents.losses import masked_loss
@@ -52,12 +53,28 @@ class AlignmentConfig(StrictModel):
     """encoder stages whose (pooled) outputs CORAL aligns (None: every trainable stage)"""
     target_share: float = Field(0.5, gt=0.0, le=1.0)
     """unlabeled frames per batch, as a share of the source batch size"""
+    span: tuple[float, float] = (0.0, 1.0)
+    """the fraction (start, end) of each recording (per session, in time order) read as
+    unlabeled frames: (0, 0.65) keeps a recording's validation and test blocks out"""
+    fda_beta: float | None = Field(None, ge=0.0, le=MAX_BETA)
+    """pretraining only: Fourier domain adaptation (`sim2real.agents.fourier_style`) of
+    `fda_share` of the sim training frames toward random unlabeled frames, the amplitude swapped
+    at |k| < floor(fda_beta * min(H, W)) cycles per image (None: off; the paper's 0.01-0.09)"""
+    fda_share: float = Field(0.5, gt=0.0, le=1.0)
+    """share of each batch's sim frames restyled when `fda_beta` is set (drawn per frame)"""
 
     @field_validator("unlabeled")
     @classmethod
     def _some(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("alignment needs at least one unlabeled real path (--real-unlabeled)")
+        return value
+
+    @field_validator("span")
+    @classmethod
+    def _span(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= value[0] < value[1] <= 1.0:
+            raise ValueError(f"span must be 0 <= start < end <= 1, got {list(value)}")
         return value
 
 
@@ -136,6 +153,10 @@ class MixedBatchLoss(nn.Module):
       have its own; `share` is the batch's weight in the loss.
     - `target` (alignment): `target_per_batch` unlabeled frames per batch; CORAL between the
       source rows (batch and extra frames) and these, on each named stage's pooled output.
+    - `style` (Fourier domain adaptation, `sim2real.agents.fourier_style`): each batch frame
+      is, with probability `style_share`, given the low-frequency amplitude (window
+      `style_beta`) of a style frame drawn in shuffled passes and augmented as the batch is
+      (so the batch's colour jitter survives the swap), before the forward pass.
 
     The module's parameters (the affine) must be given to the optimizer.
     """
@@ -153,6 +174,9 @@ class MixedBatchLoss(nn.Module):
         target_per_batch: int = 0,
         coral_weight: float = 0.0,
         coral_stages: Sequence[str] = (),
+        style: torch.Tensor | None = None,
+        style_beta: float = 0.0,
+        style_share: float = 0.0,
         augment: Augmentation | None = None,
         seed: int = 0,
     ) -> None:
@@ -171,17 +195,45 @@ class MixedBatchLoss(nn.Module):
         self.offset = nn.Parameter(torch.zeros(n_out), requires_grad=domain_affine)
         self.target, self.target_per_batch = target, target_per_batch
         self.coral_weight, self.coral_stages = coral_weight, list(coral_stages)
+        if style is not None and not 0.0 < style_share <= 1.0:
+            raise ValueError(f"style_share must be in (0, 1], got {style_share}")
+        self.style, self.style_beta, self.style_share = style, style_beta, style_share
         self.augment = augment or Augmentation()
         self.generator = torch.Generator().manual_seed(seed + 7)
         self.extra_sampler = FrameSampler(len(extra.images), seed + 1) if extra else None
         self.target_sampler = FrameSampler(len(target), seed + 2) if target is not None else None
+        self.style_sampler = FrameSampler(len(style), seed + 3) if style is not None else None
         self.last_terms: dict[str, float] = {}
         """the latest batch's loss terms (for logs and tests)"""
+
+    def restyle(self, x: torch.Tensor) -> torch.Tensor:
+        """Batch x (B, 3, H, W) in [0, 1] with a `style_share` of its rows restyled toward
+        style frames (`fourier_style.restyle`), clamped to [0, 1]; a new tensor."""
+        if self.style is None or self.style_sampler is None:
+            return x
+        chosen = torch.rand(x.shape[0], generator=self.generator) < self.style_share
+        k = int(chosen.sum())
+        if k == 0:
+            return x
+        idx = self.style_sampler.take(k)
+        xs, _ = augment_batch(
+            self.style[idx],
+            torch.zeros(k, len(self.outputs)),
+            self.outputs,
+            self.generator,
+            self.augment,
+        )
+        rows = chosen.nonzero().squeeze(1).to(x.device)
+        out = x.clone()
+        out[rows] = restyle(x[rows], xs.to(x.device), self.style_beta).clamp_(0.0, 1.0)
+        return out
 
     def forward(self, model: DrivingNet, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         device = x.device
         if self.gain.device != device:
             self.to(device)  # in place: the optimizer keeps the same parameters
+        if self.style is not None:
+            x = self.restyle(x)
         parts, n_batch = [x], x.shape[0]
         n_extra = n_target = 0
         if self.extra is not None and self.extra_sampler is not None:

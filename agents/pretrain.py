@@ -35,6 +35,7 @@ from sim2real.agents.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from sim2real.agents.fourier_style import window_half_width
 from sim2real.agents.initspec import WEIGHT_FIELDS, check_init_spec
 from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, ModelSpec, seeded_model
 from sim2real.agents.shipped import resolve_checkpoint
@@ -84,7 +85,8 @@ class PretrainConfig(StrictModel):
     continues from its own state instead"""
     align: AlignmentConfig | None = None
     """unlabeled real frames (`--real-unlabeled`): a CORAL term between sim and real batches
-    while training and, with `align.adabn`, BatchNorm statistics re-estimated on them after
+    while training, with `align.fda_beta` sim frames restyled toward them (Fourier domain
+    adaptation) and, with `align.adabn`, BatchNorm statistics re-estimated on them after
     (the card's validation metrics are those of the sim statistics)"""
 
     @model_validator(mode="before")
@@ -181,6 +183,21 @@ def read_init(config: PretrainConfig) -> InitWeights | None:
     return InitWeights(model, card, record)
 
 
+def check_fda_window(config: PretrainConfig) -> None:
+    """ValueError when `config.align.fda_beta` gives no frequency window on the model's input
+    (floor(beta * min(H, W)) = 0: the restyling would change nothing)."""
+    beta = config.align.fda_beta if config.align is not None else None
+    if beta is None:
+        return
+    height, width = config.model.input_shape[1:]
+    if window_half_width(height, width, beta) == 0:
+        side = min(height, width)
+        raise ValueError(
+            f"align.fda_beta {beta}: no frequency window on a {height}x{width} input "
+            f"(floor({beta} x {side}) = 0); use at least {1 / side:.4f}"
+        )
+
+
 def initial_model(config: PretrainConfig, init: InitWeights | None) -> DrivingNet:
     """The network training starts from: `init`'s weights (`read_init`), else seeded random
     ones (``config.train.seed``)."""
@@ -234,6 +251,7 @@ def pretrain(
     """
     out_dir = Path(out_dir)
     init = read_init(config)
+    check_fda_window(config)
     check_out_dir(out_dir, config, resume)
     align = config.align
     if align is not None and data.unlabeled is None:
@@ -243,14 +261,18 @@ def pretrain(
     describe_run(out_dir, config)
     model = initial_model(config, init)  # (a resumed run's state replaces it in `fit`)
     loss = None
-    if align is not None and align.coral_weight > 0:
+    if align is not None and (align.coral_weight > 0 or align.fda_beta is not None):
+        use_coral = align.coral_weight > 0
         loss = MixedBatchLoss(
             model.outputs,
             config.train.loss_weights,
-            target=data.unlabeled,
+            target=data.unlabeled if use_coral else None,
             target_per_batch=max(2, round(config.train.batch_size * align.target_share)),
             coral_weight=align.coral_weight,
-            coral_stages=coral_stages(model, align),
+            coral_stages=coral_stages(model, align) if use_coral else (),
+            style=data.unlabeled if align.fda_beta is not None else None,
+            style_beta=align.fda_beta or 0.0,
+            style_share=align.fda_share,
             augment=config.train.augment,
             seed=config.train.seed,
         )

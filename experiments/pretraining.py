@@ -13,6 +13,7 @@ from sim2real.agents.pretrain import (
     PretrainConfig,
     PretrainData,
     PretrainResult,
+    check_fda_window,
     check_out_dir,
     pretrain,
     read_init,
@@ -78,6 +79,7 @@ def run_pretrain(
 
     config = with_init_spec(config)
     read_init(config)  # a spec mismatch fails before minutes of frame decoding
+    check_fda_window(config)
     check_out_dir(Path(out_dir), config, resume)
     data = open_sim_data(config)
     if config.align is not None:

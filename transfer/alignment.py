@@ -31,15 +31,19 @@ def open_unlabeled(
     """The unlabeled frames of `config.unlabeled`: (N, 3, H, W) uint8, in time order.
 
     Paths are read as `--data` is (the same errors for a path without images); labels are
-    ignored. Records whose image is in `exclude` (e.g. the validation and test blocks of the
-    labelled data, when the same tub is given as unlabeled) are dropped first, then at most
-    `config.max_frames` are kept as a reproducible block subsample drawn with `seed`.
+    ignored. Only `config.span` of each recording (session) is read. Records whose image is
+    in `exclude` (e.g. the validation and test blocks of the labelled data, when the same tub
+    is given as unlabeled) are dropped first, then at most `config.max_frames` are kept as a
+    reproducible block subsample drawn with `seed`.
     """
     from sim2real.transfer.datasets import DrivingDataset, open_records
+    from sim2real.transfer.real_frames import span_records
     from sim2real.transfer.splits import subsample
 
     names = ", ".join(config.unlabeled)
     records = open_records(config.unlabeled).records
+    if config.span != (0.0, 1.0):
+        records = span_records(records, config.span, len(records))
     skip = {Path(p) for p in exclude}
     kept = [r for r in records if Path(r.image_path) not in skip]
     if len(kept) < 4:

@@ -177,6 +177,15 @@ class FinetuneConfig(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _no_fda(self) -> FinetuneConfig:
+        if self.align is not None and self.align.fda_beta is not None:
+            raise ValueError(
+                f"align.fda_beta {self.align.fda_beta}: Fourier domain adaptation restyles "
+                "pretraining's sim frames (sim2real pretrain); finetune does not use it"
+            )
+        return self
+
 
 FREEZE_CHOICES = (
     f"{AUTO} (the ladder rung and epochs chosen by K-fold CV), a rung ({', '.join(RUNGS)}), "

@@ -81,6 +81,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="unlabeled real frames (labels ignored): a CORAL loss between sim and real "
         "batches, then AdaBN statistics from them",
     )
+    add_shortcut(
+        parser,
+        "--fda-beta",
+        "align.fda_beta",
+        type=float,
+        metavar="BETA",
+        help="with --real-unlabeled: restyle sim frames toward them by Fourier domain "
+        "adaptation, amplitude window BETA x the shorter side (e.g. 0.01-0.09); add --set "
+        "align.coral_weight=0 --set align.adabn=false for FDA alone",
+    )
     add_set_option(parser)
     parser.add_argument(
         "--print-config",
