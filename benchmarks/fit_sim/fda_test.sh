@@ -22,7 +22,8 @@ for arm in "$@"; do
   for s in 0 1 2; do
     o=$arm/ft100_${FT_TUB}_s$s
     [ -f "$o/model.safetensors" ] || nice -n 5 $bin finetune --checkpoint "$arm/pre20k" \
-      --data "$real/$FT_TUB" --out "$o" --frames 100 --seed "$s" --ensemble-with none > "$o.log" 2>&1
+      --data "$real/$FT_TUB" --out "$o" --frames 100 --seed "$s" --ensemble-with none \
+      --pseudo-label none > "$o.log" 2>&1
     [ -f "$o/val.json" ] || nice -n 5 "$(dirname "$bin")/python" "$here/val_r.py" "$o/val.json" \
       "$real" "$o" > "$o.val.log" 2>&1
     [ -f "$o/eval.json" ] || nice -n 5 $bin evaluate --checkpoint "$o" --data "$real/$FT_TUB" \
