@@ -54,9 +54,10 @@ from sim2real.common.io import atomic_write
 log = logging.getLogger(__name__)
 
 RESUME_FILE = "resume.pt"
-RESUMABLE_CHANGES = {"train": {"epochs", "progress", "tensorboard", "device"}}
+RESUMABLE_CHANGES = {"train": {"epochs", "patience", "progress", "tensorboard", "device"}}
 """Config fields a resumed training run may change (pydantic `exclude` form): more epochs,
-another device, logging; anything else makes the saved state meaningless."""
+another early-stopping patience (it decides only when training stops, never a step), another
+device, logging; anything else makes the saved state meaningless."""
 
 
 class TrainConfig(StrictModel):
@@ -213,7 +214,8 @@ def fit(
     runs before each epoch, e.g. for gradual unfreezing. `batch_loss(model, x, y)` replaces
     the masked MSE of ``model(x)`` as each training batch's loss (e.g. to mix in other
     domains' frames); validation always uses the masked MSE. With `resume`, training continues
-    from ``out_dir/resume.pt`` when it exists (same config apart from `epochs`). Returns
+    from ``out_dir/resume.pt`` when it exists (same config apart from `RESUMABLE_CHANGES`: a
+    run that stopped early goes on when the new patience would not have stopped it). Returns
     with the best validation epoch's weights in `model` (the last epoch's without val_set).
     """
     out_dir = Path(out_dir)
@@ -274,8 +276,8 @@ def fit(
         )
         history = list(saved["history"])
         state = {k: saved[k] for k in state}
-        if state["finished"] and state["epoch"] < config.epochs and not saved["stopped_early"]:
-            state["finished"] = False  # more epochs were asked for
+        if state["finished"] and state["epoch"] < config.epochs and not stopper.stop:
+            state["finished"] = False  # more epochs, or a patience that would not have stopped
         log.info("resuming from %s after epoch %d", resume_path, state["epoch"])
 
     old_threads = torch.get_num_threads()
