@@ -190,8 +190,11 @@ def read_resume_file(path: Path) -> dict[str, Any]:
     return saved
 
 
-def _resume_identity(config: TrainConfig) -> dict[str, Any]:
-    """Config fields a resumed run must share with the interrupted one."""
+def _resume_identity(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
+    """Config fields a resumed run must share with the interrupted one (of a config, or of
+    the identity a resume file saved, which may hold fields made resumable since)."""
+    if isinstance(config, dict):
+        return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES["train"]}
     return config.model_dump(mode="json", exclude=RESUMABLE_CHANGES["train"])
 
 
@@ -253,10 +256,11 @@ def fit(
     resume_path = out_dir / RESUME_FILE
     if resume and resume_path.is_file():
         saved = read_resume_file(resume_path)
-        if saved["config"] != _resume_identity(config):
+        if _resume_identity(saved["config"]) != _resume_identity(config):
             raise ValueError(
-                f"{resume_path} was written with a different training config; "
-                "resume with the same config (only epochs may change) or start a new out dir"
+                f"{resume_path} was written with a different training config; resume with the "
+                f"same config (only {', '.join(sorted(RESUMABLE_CHANGES['train']))} may change) "
+                "or start a new out dir"
             )
         try:
             model.load_state_dict(saved["model"])

@@ -139,6 +139,9 @@ def test_a_run_stopped_early_resumes_with_a_longer_patience_on_the_same_trajecto
         )
 
     assert again(1).epochs_run == 2 and seen == []  # the same patience stops there again
+    saved = torch.load(tmp_path / "part" / "resume.pt", weights_only=True)
+    saved["config"]["patience"] = 1  # as written before patience became resumable
+    torch.save(saved, tmp_path / "part" / "resume.pt")
     resumed = again(0)
     assert seen == [2, 3] and resumed.epochs_run == 4
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in full.history]
