@@ -195,23 +195,3 @@ def test_auto_with_plentiful_frames_trains_everything_without_cross_validation(
     assert any("cv_max_frames 40" in line for line in lines)
     cfg.ladder.cv_max_frames = 48  # not above: the ladder searches
     assert finetune(cfg, tmp_path / "out2").ladder is not None
-
-
-@pytest.mark.parametrize("from_scratch", [False, True])
-def test_plentiful_patience_replaces_train_patience_above_cv_max_frames(
-    parent, cache_dir, tmp_path, from_scratch
-):
-    cfg = config(parent, cache_dir, "auto", from_scratch=from_scratch)
-    cfg.train.epochs, cfg.train.patience, cfg.train.lr = 4, 1, 0.5  # a rate that diverges
-    cfg.ladder.cv_max_frames, cfg.ladder.plentiful_patience = 40, 0
-    lines: list[str] = []
-    step = finetune(cfg, tmp_path / "p0", log_line=lines.append).card.history[-1]
-    assert step["auto_plentiful"] is True and step["train"]["patience"] == 0
-    assert step["phases"][0]["epochs_run"] == 4  # 0: every epoch, whatever the val loss did
-    assert any("(patience 0)" in line for line in lines)
-    cfg.ladder.plentiful_patience = None  # train.patience, which stops this run early
-    step = finetune(cfg, tmp_path / "p1").card.history[-1]
-    assert step["train"]["patience"] == 1 and step["phases"][0]["epochs_run"] < 4
-    cfg.adapter.freeze, cfg.ladder.plentiful_patience = "none", 0  # not auto: train.patience
-    step = finetune(cfg, tmp_path / "none").card.history[-1]
-    assert step["auto_plentiful"] is False and step["train"]["patience"] == 1

@@ -437,17 +437,13 @@ def finetune(
         )
 
     plentiful = adapter.freeze == AUTO and len(data.train) > config.ladder.cv_max_frames
-    train_config = config.train
     if plentiful:
         adapter = adapter.model_copy(update={"freeze": "none"})
-        if config.ladder.plentiful_patience is not None:
-            patience = config.ladder.plentiful_patience
-            train_config = train_config.model_copy(update={"patience": patience})
         if log_line is not None:
             log_line(
                 f"freeze auto: {len(data.train)} training frames > ladder.cv_max_frames "
                 f"{config.ladder.cv_max_frames}: every stage trains, early stopping on the "
-                f"{len(data.val)}-frame validation block (patience {train_config.patience})"
+                f"{len(data.val)}-frame validation block"
             )
     ladder = not config.from_scratch and (adapter.freeze == AUTO or is_rung(adapter.freeze))
     search: LadderSearch | None = None
@@ -484,7 +480,7 @@ def finetune(
         for i, (unfreeze, n_epochs) in enumerate(zip(phases, epochs, strict=True)):
             if unfreeze:
                 unfreeze_stages(model, unfreeze)
-            train = train_config.model_copy(update={"epochs": n_epochs})
+            train = config.train.model_copy(update={"epochs": n_epochs})
             groups = param_groups(model, train.lr, adapter.lr_decay)
             phase_dir = out_dir if len(phases) == 1 else out_dir / f"phase{i + 1}"
             fits.append(
@@ -514,7 +510,7 @@ def finetune(
         "auto_plentiful": plentiful,
         "frozen_stages": frozen,
         "cached_features": cached,
-        "train": train_config.model_dump(mode="json"),
+        "train": config.train.model_dump(mode="json"),
         "phases": [
             {
                 "unfreeze": unfreeze,

@@ -76,10 +76,6 @@ class LadderConfig(StrictModel):
     """above this many training frames, `auto` trains every stage (`--freeze none`) with early
     stopping on the validation block, which is then large: cross-validating every rung would
     cost K full trainings, and the ladder exists for scarce frames"""
-    plentiful_patience: int | None = Field(None, ge=0)
-    """early-stopping patience of the every-stage training above `cv_max_frames` (from
-    scratch too), in place of train.patience; 0: every epoch trains and the best validation
-    epoch is kept. None: train.patience"""
     folds: int = Field(5, ge=2)
     """K of the K-fold cross-validation over contiguous time blocks of the training frames"""
     gap: int = Field(2, ge=0)
