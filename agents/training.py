@@ -54,9 +54,10 @@ from sim2real.common.io import atomic_write
 log = logging.getLogger(__name__)
 
 RESUME_FILE = "resume.pt"
-RESUMABLE_CHANGES = {"train": {"epochs", "progress", "tensorboard", "device"}}
+RESUMABLE_CHANGES = {"train": {"epochs", "patience", "progress", "tensorboard", "device"}}
 """Config fields a resumed training run may change (pydantic `exclude` form): more epochs,
-another device, logging; anything else makes the saved state meaningless."""
+another early-stopping patience (it decides only when training stops, never a step), another
+device, logging; anything else makes the saved state meaningless."""
 
 
 class TrainConfig(StrictModel):
@@ -189,8 +190,11 @@ def read_resume_file(path: Path) -> dict[str, Any]:
     return saved
 
 
-def _resume_identity(config: TrainConfig) -> dict[str, Any]:
-    """Config fields a resumed run must share with the interrupted one."""
+def _resume_identity(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
+    """Config fields a resumed run must share with the interrupted one (of a config, or of
+    the identity a resume file saved, which may hold fields made resumable since)."""
+    if isinstance(config, dict):
+        return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES["train"]}
     return config.model_dump(mode="json", exclude=RESUMABLE_CHANGES["train"])
 
 
@@ -213,7 +217,8 @@ def fit(
     runs before each epoch, e.g. for gradual unfreezing. `batch_loss(model, x, y)` replaces
     the masked MSE of ``model(x)`` as each training batch's loss (e.g. to mix in other
     domains' frames); validation always uses the masked MSE. With `resume`, training continues
-    from ``out_dir/resume.pt`` when it exists (same config apart from `epochs`). Returns
+    from ``out_dir/resume.pt`` when it exists (same config apart from `RESUMABLE_CHANGES`: a
+    run that stopped early goes on when the new patience would not have stopped it). Returns
     with the best validation epoch's weights in `model` (the last epoch's without val_set).
     """
     out_dir = Path(out_dir)
@@ -251,10 +256,11 @@ def fit(
     resume_path = out_dir / RESUME_FILE
     if resume and resume_path.is_file():
         saved = read_resume_file(resume_path)
-        if saved["config"] != _resume_identity(config):
+        if _resume_identity(saved["config"]) != _resume_identity(config):
             raise ValueError(
-                f"{resume_path} was written with a different training config; "
-                "resume with the same config (only epochs may change) or start a new out dir"
+                f"{resume_path} was written with a different training config; resume with the "
+                f"same config (only {', '.join(sorted(RESUMABLE_CHANGES['train']))} may change) "
+                "or start a new out dir"
             )
         try:
             model.load_state_dict(saved["model"])
@@ -274,8 +280,8 @@ def fit(
         )
         history = list(saved["history"])
         state = {k: saved[k] for k in state}
-        if state["finished"] and state["epoch"] < config.epochs and not saved["stopped_early"]:
-            state["finished"] = False  # more epochs were asked for
+        if state["finished"] and state["epoch"] < config.epochs and not stopper.stop:
+            state["finished"] = False  # more epochs, or a patience that would not have stopped
         log.info("resuming from %s after epoch %d", resume_path, state["epoch"])
 
     old_threads = torch.get_num_threads()

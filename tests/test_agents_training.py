@@ -118,6 +118,36 @@ def test_resume_continues_from_the_saved_epoch(tmp_path):
         assert torch.equal(resumed_net.state_dict()[key], value), key
 
 
+def test_a_run_stopped_early_resumes_with_a_longer_patience_on_the_same_trajectory(tmp_path):
+    train, val = _data(64, 0), _data(32, 1)
+    never_better = {"epochs": 4, "min_delta": 1e9}  # only epoch 1 counts as an improvement
+    full = fit(_net(), train, val, _config(patience=0, **never_better), tmp_path / "full")
+    assert full.epochs_run == 4 and not full.stopped_early
+    first = fit(_net(), train, val, _config(patience=1, **never_better), tmp_path / "part")
+    assert first.stopped_early and first.epochs_run == 2
+    seen: list[int] = []
+
+    def again(patience: int):
+        return fit(
+            _net(seed=99),  # everything must come from resume.pt
+            train,
+            val,
+            _config(patience=patience, **never_better),
+            tmp_path / "part",
+            resume=True,
+            on_epoch_start=lambda epoch, model: seen.append(epoch),
+        )
+
+    assert again(1).epochs_run == 2 and seen == []  # the same patience stops there again
+    saved = torch.load(tmp_path / "part" / "resume.pt", weights_only=True)
+    saved["config"]["patience"] = 1  # as written before patience became resumable
+    torch.save(saved, tmp_path / "part" / "resume.pt")
+    resumed = again(0)
+    assert seen == [2, 3] and resumed.epochs_run == 4
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in full.history]
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+
+
 def test_cosine_schedule_decays_to_zero_and_resumes_exactly(tmp_path):
     train, val = _data(64, 0), _data(32, 1)
     config = _config(epochs=3, patience=0, lr=0.01, lr_schedule="cosine")

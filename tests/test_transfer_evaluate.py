@@ -67,6 +67,30 @@ def test_split_all_cross_fits_the_calibration(checkpoint):
     assert np.isnan(ev.metrics["steering_mae"].low)  # n_boot=0: no interval
 
 
+def test_val_split_scores_the_validation_block_only(checkpoint, tmp_path):
+    records = open_records([sample_path()]).records
+    val = time_block_split(records, 0.15, test_fraction=0.2, gap=20).val
+    out = tmp_path / "val.json"
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(sample_path())]
+    assert main([*args, "--split", "val", "--n-boot", "0", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["split"] == "val" and report["n_frames"] == len(val) > 0
+    test = evaluate_offline(checkpoint, [sample_path()], n_boot=0, progress=False)
+    ev = evaluate_offline(checkpoint, [sample_path()], split="val", n_boot=0, progress=False)
+    assert ev.metrics["steering_mae"].value != pytest.approx(test.metrics["steering_mae"].value)
+    # the validation block's own figures: MAE by hand over exactly its frames
+    from sim2real.agents.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(checkpoint)
+    frames = load_frames([r.image_path for r in val])
+    x = np.stack([model.spec.preprocessing.apply(f).transpose(2, 0, 1) for f in frames])
+    with torch.no_grad():
+        pred = model(torch.from_numpy(x).float() / 255.0)[:, 1].double().numpy()
+    truth = np.array([r.labels["user/angle"] for r in val])
+    assert ev.metrics["steering_mae"].value == pytest.approx(np.abs(pred - truth).mean(), abs=1e-6)
+    assert ev.info["calibrated_on"].startswith("the other half of the validation block")
+
+
 def test_evaluate_command_writes_json_and_prints_a_table(checkpoint, tmp_path, capsys):
     out = tmp_path / "eval.json"
     args = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(sample_path())]

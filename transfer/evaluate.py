@@ -9,6 +9,9 @@ scale-calibrated. Which frames:
   card when it was fine-tuned, else the fine-tuning defaults), so no frame the network trained
   or early-stopped on is scored. The calibration (truth ~ a * prediction + b) is fitted on
   the validation block before it.
+- ``split="val"``: the validation block, cut the same way (the block to choose knobs on;
+  fine-tuning early-stopped on it, so its figures flatter every early-stopped network alike);
+  the calibration is cross-fitted on its halves, as for "all".
 - ``split="all"``: every usable frame (e.g. zero-shot on data the network never saw); the
   calibration is cross-fitted: fitted on the first half of each recording and applied to the
   second, and the other way round, so no frame calibrates itself.
@@ -101,7 +104,7 @@ def evaluate_offline(
     checkpoint: str | Path,
     data: list[str | Path],
     *,
-    split: Literal["test", "all"] = "test",
+    split: Literal["test", "val", "all"] = "test",
     n_boot: int = 1000,
     block_length: int = DEFAULT_BLOCK_LENGTH,
     seed: int = 0,
@@ -118,8 +121,8 @@ def evaluate_offline(
         open_records,
     )
 
-    if split not in ("test", "all"):
-        raise ValueError(f"split must be 'test' or 'all', got {split!r}")
+    if split not in ("test", "val", "all"):
+        raise ValueError(f"split must be 'test', 'val' or 'all', got {split!r}")
     if not data:
         raise ValueError("no data given: pass at least one tub path (--data)")
     model, card = load_predictor(checkpoint)  # one network or an ensemble
@@ -137,6 +140,11 @@ def evaluate_offline(
             )
         eval_records, calib_records = parts.test, parts.val
         calibrated_on = f"the validation block before the test block ({len(calib_records)} frames)"
+    elif split == "val":
+        eval_records, calib_records = split_records(records, settings, seed=seed).val, []
+        if not eval_records:
+            raise ValueError(f"val_fraction {settings.val_fraction} leaves no validation block")
+        calibrated_on = "the other half of the validation block in each recording (cross-fitted)"
     else:
         eval_records, calib_records = records, []
         calibrated_on = "the other half of each recording (cross-fitted)"

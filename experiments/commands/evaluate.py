@@ -148,7 +148,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", nargs="+", metavar="REAL", help="real tub(s) or CSV folders")
     parser.add_argument("--json", type=Path, help="write the metrics to this JSON file")
     parser.add_argument(
-        "--split", choices=["test", "all"], default="test", help="frames scored (default test)"
+        "--split",
+        choices=["test", "val", "all"],
+        default="test",
+        help="frames scored: the test block (default), the validation block before it (choose "
+        "knobs on it), or every frame",
     )
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (1000)")
     parser.add_argument(
