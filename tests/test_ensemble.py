@@ -342,3 +342,12 @@ def test_resume_and_evaluate_keep_what_the_ensemble_run_was_started_with(tmp_pat
     # an explicit, different choice is still refused in one line
     assert main([*base, *split, "--ensemble-with", "none", *out, "--resume"]) == 2
     assert "config.yaml differs" in capsys.readouterr().err
+
+
+def test_a_members_rung_is_its_ladder_pick_or_its_teachers_when_self_trained():
+    from sim2real.transfer.ensemble_finetune import member_rung
+
+    assert member_rung({"step": "finetune", "ladder": {"pick": "head"}}) == "head"
+    selftrained = {"step": "finetune_selftrain", "teacher": {"rung": "gain", "ladder": {}}}
+    assert member_rung(selftrained) == "student of gain"
+    assert member_rung({"step": "finetune", "ladder": None}) is None  # --freeze 3: no rung

@@ -23,6 +23,15 @@ from sim2real.common.runs import check_run_dir, code_version, describe_run
 from sim2real.transfer.training_data import TrainingData
 
 
+def member_rung(step: dict) -> str | None:
+    """The rung a member's last card step picked; for a self-trained member (no ladder of its
+    own) its teacher's, as ``"student of RUNG"``; None for a rung named by the user."""
+    if step.get("ladder"):
+        return step["ladder"].get("pick")
+    teacher_rung = (step.get("teacher") or {}).get("rung")
+    return f"student of {teacher_rung}" if teacher_rung else None
+
+
 def check_starts(config, starts: Sequence[str]) -> None:
     """ValueError (one line) unless `starts` can be fine-tuned into one ensemble: no start
     twice, no ensemble, single-frame networks taking the same input (outputs are the
@@ -112,9 +121,10 @@ def finetune_ensemble(
             {
                 "folder": name,
                 "parent": checkpoint_reference(start),
-                "rung": (card.history[-1].get("ladder") or {}).get("pick"),
+                "rung": member_rung(card.history[-1]),
                 "mirror_average": card.spec.mirror_average,  # (may differ: `calibrate`)
-                "ladder": card.history[-1].get("ladder"),
+                "ladder": card.history[-1].get("ladder")
+                or (card.history[-1].get("teacher") or {}).get("ladder"),
                 "val": card.metrics.get("val"),
                 "best_val_loss": card.metrics.get("best_val_loss"),
                 "seconds": card.history[-1].get("seconds"),
