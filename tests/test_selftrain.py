@@ -186,3 +186,29 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     config_file = tmp_path / "ft.yaml"
     config_file.write_text("selftrain: null\n")
     assert decide("--frames", "100", "--config", str(config_file)) == (None, "")
+
+
+def test_held_out_frames_follow_the_split_with_pilot_frames_included(tmp_path):
+    # --include-pilot puts the pilot's frames into the split, so the validation and test
+    # blocks must be cut from the same records; else user frames of those blocks could become
+    # unlabeled (self-training) frames. Pilot laps first, then the person's driving.
+    from test_data_tub import INPUTS, TYPES
+
+    from sim2real.transfer.cotrain import held_out_images
+    from sim2real.transfer.splits import split_records
+    from sim2real.transfer.tub import TubWriter
+
+    tub = tmp_path / "tub"
+    with TubWriter(tub, INPUTS, TYPES) as writer:
+        image = np.full((24, 32, 3), 90, np.uint8)
+        for i in range(400):
+            mode = "local" if i < 200 else "user"
+            labels = {"user/angle": 0.0, "user/throttle": 0.3, "user/mode": mode, "sim/cte": 0.0}
+            writer.write({**labels, "_timestamp_ms": 1000 + 50 * i}, image)
+    config = FinetuneConfig(checkpoint="c", data=[str(tub)], include_pilot=True)
+    records = open_records([tub], include_pilot=True).records
+    parts = split_records(records, config.split, seed=config.train.seed)
+    held = set(held_out_images(config))
+    outside_train = [Path(r.image_path) for r in [*parts.val, *parts.test]]
+    assert outside_train and all(p in held for p in outside_train)
+    assert not held & {Path(r.image_path) for r in parts.train}
