@@ -282,6 +282,10 @@ def fit(
         state = {k: saved[k] for k in state}
         if state["finished"] and state["epoch"] < config.epochs and not stopper.stop:
             state["finished"] = False  # more epochs, or a patience that would not have stopped
+        elif not state["finished"] and stopper.stop and history:
+            # a shorter patience that the epochs already run have met: stop where it would have
+            state["finished"] = True
+            history[-1] = {**history[-1], "stopped_early": True}
         log.info("resuming from %s after epoch %d", resume_path, state["epoch"])
 
     old_threads = torch.get_num_threads()
