@@ -55,7 +55,9 @@ class AlignmentConfig(StrictModel):
     """unlabeled frames per batch, as a share of the source batch size"""
     span: tuple[float, float] = (0.0, 1.0)
     """the fraction (start, end) of each recording (per session, in time order) read as
-    unlabeled frames: (0, 0.65) keeps a recording's validation and test blocks out"""
+    unlabeled frames: (0, 0.6) keeps out fine-tuning's validation and test blocks (REAL_SPLIT)
+    of a session of 800+ frames; (0, 0.65) keeps out the test block only, as the validation
+    block starts at n - 0.35 n - 40 (its first 19 of 1,743 frames on usi-track-a are in)"""
     fda_beta: float | None = Field(None, ge=0.0, le=MAX_BETA)
     """pretraining only: Fourier domain adaptation (`sim2real.agents.fourier_style`) of
     `fda_share` of the sim training frames toward random unlabeled frames, the amplitude swapped
