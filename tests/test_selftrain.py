@@ -169,7 +169,8 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
         argv = ["finetune", "--checkpoint", "pilotnet-recipe", "--data", str(tub), *extra]
         args = build_parser().parse_args([*argv, "--out", str(tmp_path / "out")])
         config = config_from_args(FinetuneConfig, args)
-        return default_selftrain(config, config_mentions(args, "selftrain"))
+        resuming = args.out if args.resume else None
+        return default_selftrain(config, config_mentions(args, "selftrain"), resuming)
 
     on, why = decide("--frames", "100")
     assert on == SelfTrainConfig() and "labels 1160 of the 1160 other training frames" in why
@@ -186,6 +187,17 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     config_file = tmp_path / "ft.yaml"
     config_file.write_text("selftrain: null\n")
     assert decide("--frames", "100", "--config", str(config_file)) == (None, "")
+    # --resume: a started run keeps its own choice, whatever the default would be now
+    assert decide("--frames", "100", "--resume")[0] == SelfTrainConfig()  # nothing saved yet
+    from sim2real.common.config import save_config
+
+    (tmp_path / "out").mkdir()
+    saved = FinetuneConfig(checkpoint="pilotnet-recipe", data=[str(tub)], frames=100)
+    save_config(saved, tmp_path / "out" / "config.yaml")  # a run started without it
+    assert decide("--frames", "100", "--resume") == (None, "")
+    keep = saved.model_copy(update={"selftrain": SelfTrainConfig(keep=0.5)})
+    save_config(keep, tmp_path / "out" / "config.yaml")
+    assert decide("--frames", "100", "--resume")[0].keep == 0.5
 
 
 def test_held_out_frames_follow_the_split_with_pilot_frames_included(tmp_path):
