@@ -41,8 +41,8 @@ from sim2real.common.config import StrictModel
 class AlignmentConfig(StrictModel):
     """Unlabeled real frames and how they align the features; saved with the run."""
 
-    unlabeled: list[str] = Field(default_factory=list)
-    """real tubs, folders of tubs or CSV folders (labels, if any, are ignored)"""
+    unlabeled: list[str] = Field(default_factory=list, validate_default=True)
+    """real tubs, folders of tubs or CSV folders (labels, if any, are ignored; at least one)"""
     max_frames: int | None = Field(3000, ge=4)
     """use a reproducible block subsample of at most this many unlabeled frames (None: all)"""
     adabn: bool = True

@@ -52,6 +52,8 @@ def test_bad_beta_and_shapes_are_refused_in_one_line():
         restyle(frames(0), frames(1, n=2), 0.05)
     with pytest.raises(ValidationError, match="fda_beta"):
         AlignmentConfig(unlabeled=["x"], fda_beta=-0.01)
+    with pytest.raises(ValidationError, match="--real-unlabeled"):
+        AlignmentConfig(fda_beta=0.05)  # no unlabeled frames to take the style from
     with pytest.raises(ValidationError, match=r"span must be 0 <= start < end <= 1"):
         AlignmentConfig(unlabeled=["x"], span=(0.7, 0.2))
     with pytest.raises(ValidationError, match="finetune does not use it"):
@@ -112,5 +114,11 @@ def test_pretrain_with_fda_alone_trains_on_restyled_frames(tmp_path, cache_dir, 
     assert weights_off.keys() == weights_on.keys()
     assert any(not torch.equal(weights_off[k], weights_on[k]) for k in weights_off)
     assert main([*args, "--out", str(tmp_path / "bad"), *real, "--fda-beta", "0.9"]) == 2
+    # --fda-beta without --real-unlabeled: refused in one line naming the missing option
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "alone"), "--fda-beta", "0.05"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--real-unlabeled" in err and "align.unlabeled" in err and "\n" not in err
+    assert not (tmp_path / "alone").exists()
     assert main([*args, "--out", str(tmp_path / "none"), *real, "--fda-beta", "0.01"]) == 2
     assert "no frequency window on a 64x128 input" in capsys.readouterr().err
