@@ -224,3 +224,26 @@ def test_held_out_frames_follow_the_split_with_pilot_frames_included(tmp_path):
     outside_train = [Path(r.image_path) for r in [*parts.val, *parts.test]]
     assert outside_train and all(p in held for p in outside_train)
     assert not held & {Path(r.image_path) for r in parts.train}
+
+
+def test_self_training_reads_pilot_frames_as_unlabeled_with_include_pilot(
+    parent, cache_dir, tmp_path, monkeypatch
+):
+    # the default's count ("labels N of the M other training frames") and held_out_images cut
+    # the split from the records --include-pilot reads; the unlabeled frames come from the same
+    import sim2real.transfer.selftrain as selftrain
+
+    seen: list[bool] = []
+    original = selftrain.unlabeled_frames
+
+    def spy(*args, include_pilot=False, **kwargs):
+        seen.append(include_pilot)
+        return original(*args, include_pilot=include_pilot, **kwargs)
+
+    monkeypatch.setattr(selftrain, "unlabeled_frames", spy)
+    st = SelfTrainConfig(max_frames=40, block_frames=20, epochs=1)
+    config = finetune_config(parent, cache_dir, 40, selftrain=st, include_pilot=True)
+    config.adapter.freeze = "head"
+    config.ladder.folds = 3
+    finetune(config, tmp_path / "run")
+    assert seen == [True]
