@@ -109,3 +109,35 @@ def test_clear_errors(tmp_path, checkpoint, capsys):
         evaluate_offline(tmp_path / "missing", [sample_path()])
     assert main(["evaluate", "--checkpoint", str(checkpoint)]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_a_network_fine_tuned_with_pilot_frames_is_scored_on_its_own_blocks(tmp_path):
+    # --include-pilot cut the fine-tuning split from every frame, the pilot's too: the test
+    # block evaluate cuts must be that one, or frames the network trained on are scored
+    from test_data_tub import INPUTS, TYPES
+
+    from sim2real.transfer.splits import REAL_SPLIT, split_records
+    from sim2real.transfer.tub import TubWriter
+
+    tub = tmp_path / "tub"
+    rng = np.random.default_rng(0)
+    with TubWriter(tub, INPUTS, TYPES) as writer:
+        for i in range(400):  # the person drives the second half only
+            mode = "user" if i >= 200 else "local"
+            labels = {"user/angle": float(rng.uniform(-1, 1)), "user/throttle": 0.3}
+            image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+            writer.write({**labels, "user/mode": mode, "sim/cte": 0.0}, image)
+    spec = ModelSpec(outputs=["user/throttle", "user/angle"], hidden=8)
+    card = ModelCard(
+        spec=spec,
+        split=REAL_SPLIT,
+        history=[{"step": "finetune"}],
+        trained_on={"paths": [str(tub.resolve())], "include_pilot": True},
+    )
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "ft", DrivingNet(spec), card)
+    every = open_records([tub], include_pilot=True).records
+    parts = split_records(every, REAL_SPLIT, seed=0)
+    for split, block in (("test", parts.test), ("val", parts.val)):
+        ev = evaluate_offline(tmp_path / "ft", [tub], split=split, n_boot=0, progress=False)
+        assert ev.n_frames == len(block) and ev.info["include_pilot"]
