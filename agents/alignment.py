@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from pydantic import Field, field_validator
@@ -41,8 +42,8 @@ from sim2real.common.config import StrictModel
 class AlignmentConfig(StrictModel):
     """Unlabeled real frames and how they align the features; saved with the run."""
 
-    unlabeled: list[str] = Field(default_factory=list)
-    """real tubs, folders of tubs or CSV folders (labels, if any, are ignored)"""
+    unlabeled: list[str] = Field(default_factory=list, validate_default=True)
+    """real tubs, folders of tubs or CSV folders (labels, if any, are ignored; at least one)"""
     max_frames: int | None = Field(3000, ge=4)
     """use a reproducible block subsample of at most this many unlabeled frames (None: all)"""
     adabn: bool = True
@@ -55,7 +56,9 @@ class AlignmentConfig(StrictModel):
     """unlabeled frames per batch, as a share of the source batch size"""
     span: tuple[float, float] = (0.0, 1.0)
     """the fraction (start, end) of each recording (per session, in time order) read as
-    unlabeled frames: (0, 0.65) keeps a recording's validation and test blocks out"""
+    unlabeled frames: (0, 0.6) keeps out fine-tuning's validation and test blocks (REAL_SPLIT)
+    of a session of 800+ frames; (0, 0.65) keeps out the test block only, as the validation
+    block starts at n - 0.35 n - 40 (its first 19 of 1,743 frames on usi-track-a are in)"""
     fda_beta: float | None = Field(None, ge=0.0, le=MAX_BETA)
     """pretraining only: Fourier domain adaptation (`sim2real.agents.fourier_style`) of
     `fda_share` of the sim training frames toward random unlabeled frames, the amplitude swapped
@@ -139,6 +142,21 @@ class FrameSampler:
             parts.append(part)
         return torch.cat(parts)
 
+    def state(self) -> dict[str, Any]:
+        """Where the passes stand (for a resume file: tensors and ints only)."""
+        return {
+            "generator": self.generator.get_state(),
+            "order": self.order.clone(),
+            "position": self.position,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Go on from `state` (`state()` of a sampler over the same N frames)."""
+        if len(state["order"]) != self.n:
+            raise ValueError(f"a sampler over {len(state['order'])} frames, not {self.n}")
+        self.generator.set_state(state["generator"])
+        self.order, self.position = state["order"].clone(), int(state["position"])
+
 
 class MixedBatchLoss(nn.Module):
     """A training batch's loss with frames of other domains mixed into the same forward pass.
@@ -205,6 +223,34 @@ class MixedBatchLoss(nn.Module):
         self.style_sampler = FrameSampler(len(style), seed + 3) if style is not None else None
         self.last_terms: dict[str, float] = {}
         """the latest batch's loss terms (for logs and tests)"""
+
+    def _samplers(self) -> dict[str, FrameSampler]:
+        named = {"extra": self.extra_sampler, "target": self.target_sampler}
+        named["style"] = self.style_sampler
+        return {name: sampler for name, sampler in named.items() if sampler is not None}
+
+    def resume_state(self) -> dict[str, Any]:
+        """What a resumed run needs to go on as the interrupted one would have (`fit` saves
+        it in its resume file): the domain affine and where every random draw stands."""
+        return {
+            "affine": {k: v.detach().cpu().clone() for k, v in self.state_dict().items()},
+            "generator": self.generator.get_state(),
+            "samplers": {name: s.state() for name, s in self._samplers().items()},
+        }
+
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        """Continue from `resume_state()` of the same loss (same frames, same seed)."""
+        samplers = self._samplers()
+        if set(state["samplers"]) != set(samplers):
+            raise ValueError(
+                f"the saved loss drew {sorted(state['samplers'])} frames, this one "
+                f"{sorted(samplers)}"
+            )
+        with torch.no_grad():
+            self.load_state_dict(state["affine"])
+        self.generator.set_state(state["generator"])
+        for name, sampler in samplers.items():
+            sampler.load_state(state["samplers"][name])
 
     def restyle(self, x: torch.Tensor) -> torch.Tensor:
         """Batch x (B, 3, H, W) in [0, 1] with a `style_share` of its rows restyled toward

@@ -218,7 +218,9 @@ def fit(
     the masked MSE of ``model(x)`` as each training batch's loss (e.g. to mix in other
     domains' frames); validation always uses the masked MSE. With `resume`, training continues
     from ``out_dir/resume.pt`` when it exists (same config apart from `RESUMABLE_CHANGES`: a
-    run that stopped early goes on when the new patience would not have stopped it). Returns
+    run that stopped early goes on when the new patience would not have stopped it; a
+    `batch_loss` with ``resume_state()`` / ``load_resume_state()``, such as `MixedBatchLoss`,
+    goes on from its saved draws). Returns
     with the best validation epoch's weights in `model` (the last epoch's without val_set).
     """
     out_dir = Path(out_dir)
@@ -280,8 +282,20 @@ def fit(
         )
         history = list(saved["history"])
         state = {k: saved[k] for k in state}
+        load_loss_state = getattr(batch_loss, "load_resume_state", None)
+        if "batch_loss" in saved and load_loss_state is not None:
+            try:  # the loss's own draws (e.g. CORAL's and FDA's frames) go on where they were
+                load_loss_state(saved["batch_loss"])
+            except (RuntimeError, ValueError, KeyError) as exc:
+                raise ValueError(
+                    f"{resume_path} does not fit this run's batch loss: {exc}"
+                ) from None
         if state["finished"] and state["epoch"] < config.epochs and not stopper.stop:
             state["finished"] = False  # more epochs, or a patience that would not have stopped
+        elif not state["finished"] and stopper.stop and history:
+            # a shorter patience that the epochs already run have met: stop where it would have
+            state["finished"] = True
+            history[-1] = {**history[-1], "stopped_early": True}
         log.info("resuming from %s after epoch %d", resume_path, state["epoch"])
 
     old_threads = torch.get_num_threads()
@@ -372,7 +386,7 @@ def fit(
                     f"{entry['seconds']:.1f} s"
                 )
             state["finished"] = stopped_early or state["epoch"] >= config.epochs
-            _save_resume(resume_path, model, optimizer, stopper, history, state, config)
+            _save_resume(resume_path, model, optimizer, stopper, history, state, config, batch_loss)
             if stopped_early:
                 break
     finally:
@@ -407,6 +421,7 @@ def _save_resume(
     history: list[dict[str, Any]],
     state: dict[str, Any],
     config: TrainConfig,
+    batch_loss: BatchLoss | None = None,
 ) -> None:
     payload = {
         **state,
@@ -420,6 +435,9 @@ def _save_resume(
         "stopped_early": bool(history and history[-1]["stopped_early"]),
         "config": _resume_identity(config),
     }
+    loss_state = getattr(batch_loss, "resume_state", None)
+    if loss_state is not None:  # e.g. `MixedBatchLoss`: where its random draws stand
+        payload["batch_loss"] = loss_state()
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 

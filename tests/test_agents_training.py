@@ -148,6 +148,36 @@ def test_a_run_stopped_early_resumes_with_a_longer_patience_on_the_same_trajecto
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
 
 
+def test_an_interrupted_run_resumed_with_a_shorter_patience_stops_where_it_would_have(tmp_path):
+    # patience 0 is interrupted after epoch 2 with one epoch that was not better; resumed with
+    # patience 1, the run has already met its stopping point: no further epoch may train
+    train, val = _data(64, 0), _data(32, 1)
+    never_better = {"epochs": 4, "min_delta": 1e9}  # only epoch 1 counts as an improvement
+
+    def interrupt(epoch, model):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_net(), train, val, _config(patience=0, **never_better), tmp_path / "run",
+            on_epoch_start=interrupt)  # fmt: skip
+    fresh = fit(_net(), train, val, _config(patience=1, **never_better), tmp_path / "fresh")
+    assert fresh.stopped_early and fresh.epochs_run == 2
+    seen: list[int] = []
+    resumed = fit(
+        _net(seed=99),
+        train,
+        val,
+        _config(patience=1, **never_better),
+        tmp_path / "run",
+        resume=True,
+        on_epoch_start=lambda epoch, model: seen.append(epoch),
+    )
+    assert seen == [] and resumed.epochs_run == 2 and resumed.stopped_early
+    assert resumed.best_epoch == fresh.best_epoch == 1
+    assert resumed.best_val_loss == pytest.approx(fresh.best_val_loss)
+
+
 def test_cosine_schedule_decays_to_zero_and_resumes_exactly(tmp_path):
     train, val = _data(64, 0), _data(32, 1)
     config = _config(epochs=3, patience=0, lr=0.01, lr_schedule="cosine")

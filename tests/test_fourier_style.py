@@ -52,6 +52,8 @@ def test_bad_beta_and_shapes_are_refused_in_one_line():
         restyle(frames(0), frames(1, n=2), 0.05)
     with pytest.raises(ValidationError, match="fda_beta"):
         AlignmentConfig(unlabeled=["x"], fda_beta=-0.01)
+    with pytest.raises(ValidationError, match="--real-unlabeled"):
+        AlignmentConfig(fda_beta=0.05)  # no unlabeled frames to take the style from
     with pytest.raises(ValidationError, match=r"span must be 0 <= start < end <= 1"):
         AlignmentConfig(unlabeled=["x"], span=(0.7, 0.2))
     with pytest.raises(ValidationError, match="finetune does not use it"):
@@ -112,5 +114,46 @@ def test_pretrain_with_fda_alone_trains_on_restyled_frames(tmp_path, cache_dir, 
     assert weights_off.keys() == weights_on.keys()
     assert any(not torch.equal(weights_off[k], weights_on[k]) for k in weights_off)
     assert main([*args, "--out", str(tmp_path / "bad"), *real, "--fda-beta", "0.9"]) == 2
+    # --fda-beta without --real-unlabeled: refused in one line naming the missing option
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "alone"), "--fda-beta", "0.05"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--real-unlabeled" in err and "align.unlabeled" in err and "\n" not in err
+    assert not (tmp_path / "alone").exists()
     assert main([*args, "--out", str(tmp_path / "none"), *real, "--fda-beta", "0.01"]) == 2
     assert "no frequency window on a 64x128 input" in capsys.readouterr().err
+
+
+def test_an_interrupted_fda_run_resumes_with_the_draws_it_would_have_made(tmp_path):
+    # the style frames and restyled rows are drawn from the loss's own generators: a resumed
+    # run must go on from where they were, not from their seeds, to equal an unbroken run
+    from torch.utils.data import TensorDataset
+
+    from sim2real.agents.training import TrainConfig, fit
+
+    spec = ModelSpec(hidden=8, outputs=["user/angle"])
+    shape = spec.input_shape
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 255, (48, *shape), generator=g, dtype=torch.uint8)
+    train = TensorDataset(images, torch.rand(48, 1, generator=g) * 2 - 1)
+    style = torch.randint(0, 255, (7, *shape), generator=g, dtype=torch.uint8)
+    config = TrainConfig(epochs=3, batch_size=16, patience=0, seed=3, num_threads=1,
+                         progress=False, tensorboard=False)  # fmt: skip
+
+    def run(out, **kw):
+        loss = MixedBatchLoss(["user/angle"], {}, style=style, style_beta=0.05, style_share=0.5)
+        model = seeded_model(spec, 0)
+        fit(model, train, None, config, out, batch_loss=loss, **kw)
+        return model
+
+    whole = run(tmp_path / "whole")
+
+    def interrupt(epoch, model):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "broken", on_epoch_start=interrupt)
+    resumed = run(tmp_path / "broken", resume=True)
+    for key, value in whole.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key

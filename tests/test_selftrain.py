@@ -169,7 +169,8 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
         argv = ["finetune", "--checkpoint", "pilotnet-recipe", "--data", str(tub), *extra]
         args = build_parser().parse_args([*argv, "--out", str(tmp_path / "out")])
         config = config_from_args(FinetuneConfig, args)
-        return default_selftrain(config, config_mentions(args, "selftrain"))
+        resuming = args.out if args.resume else None
+        return default_selftrain(config, config_mentions(args, "selftrain"), resuming)
 
     on, why = decide("--frames", "100")
     assert on == SelfTrainConfig() and "labels 1160 of the 1160 other training frames" in why
@@ -186,3 +187,63 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     config_file = tmp_path / "ft.yaml"
     config_file.write_text("selftrain: null\n")
     assert decide("--frames", "100", "--config", str(config_file)) == (None, "")
+    # --resume: a started run keeps its own choice, whatever the default would be now
+    assert decide("--frames", "100", "--resume")[0] == SelfTrainConfig()  # nothing saved yet
+    from sim2real.common.config import save_config
+
+    (tmp_path / "out").mkdir()
+    saved = FinetuneConfig(checkpoint="pilotnet-recipe", data=[str(tub)], frames=100)
+    save_config(saved, tmp_path / "out" / "config.yaml")  # a run started without it
+    assert decide("--frames", "100", "--resume") == (None, "")
+    keep = saved.model_copy(update={"selftrain": SelfTrainConfig(keep=0.5)})
+    save_config(keep, tmp_path / "out" / "config.yaml")
+    assert decide("--frames", "100", "--resume")[0].keep == 0.5
+
+
+def test_held_out_frames_follow_the_split_with_pilot_frames_included(tmp_path):
+    # --include-pilot puts the pilot's frames into the split, so the validation and test
+    # blocks must be cut from the same records; else user frames of those blocks could become
+    # unlabeled (self-training) frames. Pilot laps first, then the person's driving.
+    from test_data_tub import INPUTS, TYPES
+
+    from sim2real.transfer.cotrain import held_out_images
+    from sim2real.transfer.splits import split_records
+    from sim2real.transfer.tub import TubWriter
+
+    tub = tmp_path / "tub"
+    with TubWriter(tub, INPUTS, TYPES) as writer:
+        image = np.full((24, 32, 3), 90, np.uint8)
+        for i in range(400):
+            mode = "local" if i < 200 else "user"
+            labels = {"user/angle": 0.0, "user/throttle": 0.3, "user/mode": mode, "sim/cte": 0.0}
+            writer.write({**labels, "_timestamp_ms": 1000 + 50 * i}, image)
+    config = FinetuneConfig(checkpoint="c", data=[str(tub)], include_pilot=True)
+    records = open_records([tub], include_pilot=True).records
+    parts = split_records(records, config.split, seed=config.train.seed)
+    held = set(held_out_images(config))
+    outside_train = [Path(r.image_path) for r in [*parts.val, *parts.test]]
+    assert outside_train and all(p in held for p in outside_train)
+    assert not held & {Path(r.image_path) for r in parts.train}
+
+
+def test_self_training_reads_pilot_frames_as_unlabeled_with_include_pilot(
+    parent, cache_dir, tmp_path, monkeypatch
+):
+    # the default's count ("labels N of the M other training frames") and held_out_images cut
+    # the split from the records --include-pilot reads; the unlabeled frames come from the same
+    import sim2real.transfer.selftrain as selftrain
+
+    seen: list[bool] = []
+    original = selftrain.unlabeled_frames
+
+    def spy(*args, include_pilot=False, **kwargs):
+        seen.append(include_pilot)
+        return original(*args, include_pilot=include_pilot, **kwargs)
+
+    monkeypatch.setattr(selftrain, "unlabeled_frames", spy)
+    st = SelfTrainConfig(max_frames=40, block_frames=20, epochs=1)
+    config = finetune_config(parent, cache_dir, 40, selftrain=st, include_pilot=True)
+    config.adapter.freeze = "head"
+    config.ladder.folds = 3
+    finetune(config, tmp_path / "run")
+    assert seen == [True]

@@ -149,3 +149,12 @@ def test_finetune_config_composes_the_split_and_reads_the_flat_keys_of_earlier_v
     assert FinetuneConfig(split={"gap": 5}).split.test_fraction == REAL_SPLIT.test_fraction
     with pytest.raises(ValueError, match="leaves nothing to train on"):
         FinetuneConfig(split={"val_fraction": 0.5, "test_fraction": 0.5})
+
+
+def test_the_card_records_that_the_split_was_cut_with_the_pilots_frames(cache_dir):
+    # evaluate reads it to cut the same blocks (test_transfer_evaluate)
+    sample, pre = [str(sample_path())], ModelSpec().preprocessing
+    kw = {"frames": 40, "cache_dir": cache_dir, "progress": False}
+    plain = open_training_data(sample, ["user/angle"], pre, REAL_SPLIT, **kw)
+    pilot = open_training_data(sample, ["user/angle"], pre, REAL_SPLIT, include_pilot=True, **kw)
+    assert "include_pilot" not in plain.trained_on and pilot.trained_on["include_pilot"] is True

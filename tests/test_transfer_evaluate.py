@@ -33,6 +33,19 @@ def cache(tmp_path_factory):
         yield
 
 
+def mae_by_hand(checkpoint, records) -> float:
+    """Steering MAE of `checkpoint` over `records`: cv2 preprocessing, the network, labels."""
+    from sim2real.agents.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(checkpoint)
+    frames = load_frames([r.image_path for r in records])
+    x = np.stack([model.spec.preprocessing.apply(f).transpose(2, 0, 1) for f in frames])
+    with torch.no_grad():
+        pred = model(torch.from_numpy(x).float() / 255.0)[:, 1].double().numpy()
+    truth = np.array([r.labels["user/angle"] for r in records])
+    return float(np.abs(pred - truth).mean())
+
+
 def test_test_split_scores_the_last_block_with_hand_checked_metrics(checkpoint):
     ev = evaluate_offline(checkpoint, [sample_path()], n_boot=100, progress=False)
     records = open_records([sample_path()]).records
@@ -40,15 +53,9 @@ def test_test_split_scores_the_last_block_with_hand_checked_metrics(checkpoint):
     test = parts.test
     assert ev.n_frames == len(test) == 200
     # recompute steering MAE by hand: cv2 preprocessing, the network, the labels
-    from sim2real.agents.checkpoint import load_checkpoint
-
-    model, _ = load_checkpoint(checkpoint)
-    frames = load_frames([r.image_path for r in test])
-    x = np.stack([model.spec.preprocessing.apply(f).transpose(2, 0, 1) for f in frames])
-    with torch.no_grad():
-        pred = model(torch.from_numpy(x).float() / 255.0)[:, 1].double().numpy()
-    truth = np.array([r.labels["user/angle"] for r in test])
-    assert ev.metrics["steering_mae"].value == pytest.approx(np.abs(pred - truth).mean(), abs=1e-6)
+    assert ev.metrics["steering_mae"].value == pytest.approx(
+        mae_by_hand(checkpoint, test), abs=1e-6
+    )
     for key, interval in ev.metrics.items():
         assert interval.low <= interval.value <= interval.high, key
     assert "throttle_mae" in ev.metrics
@@ -79,15 +86,7 @@ def test_val_split_scores_the_validation_block_only(checkpoint, tmp_path):
     ev = evaluate_offline(checkpoint, [sample_path()], split="val", n_boot=0, progress=False)
     assert ev.metrics["steering_mae"].value != pytest.approx(test.metrics["steering_mae"].value)
     # the validation block's own figures: MAE by hand over exactly its frames
-    from sim2real.agents.checkpoint import load_checkpoint
-
-    model, _ = load_checkpoint(checkpoint)
-    frames = load_frames([r.image_path for r in val])
-    x = np.stack([model.spec.preprocessing.apply(f).transpose(2, 0, 1) for f in frames])
-    with torch.no_grad():
-        pred = model(torch.from_numpy(x).float() / 255.0)[:, 1].double().numpy()
-    truth = np.array([r.labels["user/angle"] for r in val])
-    assert ev.metrics["steering_mae"].value == pytest.approx(np.abs(pred - truth).mean(), abs=1e-6)
+    assert ev.metrics["steering_mae"].value == pytest.approx(mae_by_hand(checkpoint, val), abs=1e-6)
     assert ev.info["calibrated_on"].startswith("the other half of the validation block")
 
 
@@ -110,3 +109,35 @@ def test_clear_errors(tmp_path, checkpoint, capsys):
         evaluate_offline(tmp_path / "missing", [sample_path()])
     assert main(["evaluate", "--checkpoint", str(checkpoint)]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_a_network_fine_tuned_with_pilot_frames_is_scored_on_its_own_blocks(tmp_path):
+    # --include-pilot cut the fine-tuning split from every frame, the pilot's too: the test
+    # block evaluate cuts must be that one, or frames the network trained on are scored
+    from test_data_tub import INPUTS, TYPES
+
+    from sim2real.transfer.splits import REAL_SPLIT, split_records
+    from sim2real.transfer.tub import TubWriter
+
+    tub = tmp_path / "tub"
+    rng = np.random.default_rng(0)
+    with TubWriter(tub, INPUTS, TYPES) as writer:
+        for i in range(400):  # the person drives the second half only
+            mode = "user" if i >= 200 else "local"
+            labels = {"user/angle": float(rng.uniform(-1, 1)), "user/throttle": 0.3}
+            image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+            writer.write({**labels, "user/mode": mode, "sim/cte": 0.0}, image)
+    spec = ModelSpec(outputs=["user/throttle", "user/angle"], hidden=8)
+    card = ModelCard(
+        spec=spec,
+        split=REAL_SPLIT,
+        history=[{"step": "finetune"}],
+        trained_on={"paths": [str(tub.resolve())], "include_pilot": True},
+    )
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "ft", DrivingNet(spec), card)
+    every = open_records([tub], include_pilot=True).records
+    parts = split_records(every, REAL_SPLIT, seed=0)
+    for split, block in (("test", parts.test), ("val", parts.val)):
+        ev = evaluate_offline(tmp_path / "ft", [tub], split=split, n_boot=0, progress=False)
+        assert ev.n_frames == len(block) and ev.info["include_pilot"]

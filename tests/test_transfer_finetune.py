@@ -168,3 +168,29 @@ def test_finetune_command(parent, tmp_path, cache_dir, capsys):
     assert "cached features" in capsys.readouterr().out
     assert main(args) == 2
     assert "already holds" in capsys.readouterr().err
+
+
+def test_a_cross_validated_run_resumes_only_with_the_patience_and_epochs_it_picked_with(
+    parent, tmp_path, tmp_cfg
+):
+    # the folds stop early by train.patience and run at most train.epochs: with another of
+    # either the search would pick anew and the saved state go on under another pick
+    from sim2real.agents.training import TrainConfig
+
+    def cfg(freeze, **train):
+        base = dict(epochs=2, batch_size=16, patience=0, progress=False, tensorboard=False)
+        return tmp_cfg(adapter=AdapterConfig(freeze=freeze), train=TrainConfig(**{**base, **train}))
+
+    out = tmp_path / "rung"
+    finetune(cfg("head"), out)
+    saved = (out / "config.yaml").read_text()
+    for change in ({"patience": 3}, {"epochs": 3}):
+        name, value = next(iter(change.items()))
+        with pytest.raises(ValueError, match=rf"train.{name} \d -> {value}.*--freeze head"):
+            finetune(cfg("head", **change), out, resume=True)
+        assert (out / "config.yaml").read_text() == saved  # nothing written on refusal
+    # stages named (no cross-validation): patience only decides when training stops
+    fixed = tmp_path / "fixed"
+    finetune(cfg(4, patience=1), fixed)
+    again = finetune(cfg(4, patience=2), fixed, resume=True)
+    assert again.fits[0].epochs_run >= 1

@@ -130,11 +130,12 @@ def open_sim_frames(
 
 def held_out_images(config: FinetuneConfig) -> list[Path]:
     """Image paths of every frame of `config.data` outside the training part (validation,
-    test and the gaps between): never used as unlabeled frames either."""
+    test and the gaps between): never used as unlabeled frames either. The split is cut from
+    the records `finetune` cuts it from (pilot-driven frames too with `include_pilot`)."""
     from sim2real.transfer.datasets import open_records
     from sim2real.transfer.splits import split_records
 
-    records = open_records(config.data).records
+    records = open_records(config.data, include_pilot=config.include_pilot).records
     split = split_records(records, config.split, seed=config.train.seed)
     train = {Path(r.image_path) for r in split.train}
     return [Path(r.image_path) for r in records if Path(r.image_path) not in train]

@@ -128,10 +128,12 @@ def evaluate_offline(
     model, card = load_predictor(checkpoint)  # one network or an ensemble
     override_mirror_average(model, mirror_average, checkpoint)
     labels = _labels(model)
-    record_set = open_records([str(p) for p in data])
+    settings = card_split(card)
+    # a network fine-tuned with --include-pilot had its blocks cut from the pilot's frames too
+    pilot = split != "all" and settings is card.split and bool(card.trained_on.get("include_pilot"))
+    record_set = open_records([str(p) for p in data], include_pilot=pilot)
     check_source_sizes(card, record_set.reports)
     records = record_set.records
-    settings = card_split(card)
     if split == "test":
         parts = split_records(records, settings, seed=seed)
         if not parts.test:
@@ -197,6 +199,7 @@ def evaluate_offline(
     data_paths = [str(Path(p).expanduser().resolve()) for p in data]
     info = {
         "checkpoint": checkpoint_reference(checkpoint),
+        "include_pilot": pilot,
         "kind": card.kind,
         "architecture": card.spec.architecture,
         "mirror_average": model.spec.mirror_average,

@@ -298,6 +298,29 @@ def check_out_dir(out_dir: Path, config: FinetuneConfig, resume: bool) -> None:
         read_resume_file(path)  # a bad one fails before the folder changes
 
 
+def check_cv_resume(out_dir: Path, config: FinetuneConfig, n_train: int) -> None:
+    """Refuse to resume, with another ``train.epochs`` or ``train.patience``, a run whose rung
+    or epoch count the ladder's cross-validation picks (a rung, or ``auto`` with at most
+    ``ladder.cv_max_frames`` of `n_train` training frames): its folds run at most ``epochs``
+    and stop early by ``patience``, so the search would pick anew and the saved state would go
+    on under another pick. (Elsewhere both only decide when training stops.)"""
+    saved_path = out_dir / "config.yaml"
+    freeze = config.adapter.freeze
+    by_cv = is_rung(freeze) or (freeze == AUTO and n_train <= config.ladder.cv_max_frames)
+    plain = config.cotrain is None and config.align is None and not config.from_scratch
+    if not (plain and by_cv and saved_path.is_file()):
+        return
+    saved = load_config(FinetuneConfig, saved_path).train
+    for name in ("epochs", "patience"):
+        before, now = getattr(saved, name), getattr(config.train, name)
+        if before != now:
+            raise ValueError(
+                f"cannot resume {out_dir}: train.{name} {before} -> {now}, but the ladder's "
+                f"cross-validation (--freeze {freeze}) picks the rung and epochs with it; "
+                f"resume with train.{name}={before} or choose another out dir"
+            )
+
+
 def build_model(config: FinetuneConfig) -> tuple[DrivingNet, ModelCard]:
     """(network ready to adapt, parent card): re-headed pretrained, or fresh for scratch."""
     if config.checkpoint is None:
@@ -431,6 +454,8 @@ def finetune(
     read_report = data.trained_on.get("read_report") or {}
     check_source_sizes(parent_card, {", ".join(map(str, config.data)): read_report})
     check_colour_frames(data.train)
+    if resume:
+        check_cv_resume(out_dir, config, len(data.train))
     describe_run(out_dir, config)
     if config.cotrain is not None or config.align is not None:
         from sim2real.transfer.cotrain import finetune_mixed

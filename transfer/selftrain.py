@@ -202,6 +202,7 @@ def unlabeled_frames(
     *,
     exclude: Sequence[Path] = (),
     seed: int = 0,
+    include_pilot: bool = False,
     cache_dir: Path | None = None,
     progress: bool = True,
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
@@ -209,16 +210,17 @@ def unlabeled_frames(
     NaN: for diagnostics only) of the unlabeled frames of `sources`, in time order.
 
     Records whose image is in `exclude` are dropped first (the labelled data's validation and
-    test blocks and its labelled frames), then at most `config.max_frames` are kept as blocks
-    of `config.block_frames`. ValueError as `--data` gives for a path without frames, and
-    when fewer than 10 frames are left.
+    test blocks and its labelled frames; frames the pilot drove are read with
+    `include_pilot`, as `--include-pilot` reads the labelled data), then at most
+    `config.max_frames` are kept as blocks of `config.block_frames`. ValueError as `--data`
+    gives for a path without frames, and when fewer than 10 frames are left.
     """
     from sim2real.transfer.datasets import DrivingDataset, open_records
     from sim2real.transfer.splits import streams, subsample
 
     names = ", ".join(map(str, sources))
     check_sources(sources)
-    records = open_records(list(sources)).records
+    records = open_records(list(sources), include_pilot=include_pilot).records
     skip = {str(Path(p)) for p in exclude}
     kept = [r for stream in streams(records) for r in stream if str(Path(r.image_path)) not in skip]
     if len(kept) < 10:
@@ -333,6 +335,7 @@ def finetune_selftrain(
         teacher.spec.preprocessing,
         exclude=exclude,
         seed=config.train.seed,
+        include_pilot=config.include_pilot,
         cache_dir=cache_dir,
         progress=config.train.progress,
     )

@@ -162,6 +162,8 @@ def open_training_data(
         "read_report": record_set.report.to_dict(),
         "source_size": list(train_set.source_shape[:2]),
     }
+    if include_pilot:  # the split was cut from the pilot's frames too: evaluate cuts it so
+        trained_on["include_pilot"] = True
     return TrainingData(
         train=train_set,
         val=val_set,

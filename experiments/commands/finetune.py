@@ -69,7 +69,8 @@ def default_selftrain(config, chosen: bool, resuming: Path | None = None) -> tup
     if left < SELFTRAIN_MIN_UNLABELED:
         return None, (
             f"self-training off: {max(left, 0)} unlabeled frames left in --data's training "
-            f"part, {SELFTRAIN_MIN_UNLABELED} needed (--pseudo-label REAL... adds others)"
+            f"part, {SELFTRAIN_MIN_UNLABELED} needed (--pseudo-label REAL...: other recordings "
+            "instead)"
         )
     return SelfTrainConfig(), (
         f"self-training: the fine-tuned network labels {min(left, SelfTrainConfig().max_frames)} "
