@@ -15,22 +15,33 @@ SELFTRAIN_MIN_UNLABELED = 1000
 `finetune` self-trains by default (docs/selftrain.md, "The default")"""
 
 
+def saved_run_config(config, resuming: Path | None):
+    """The config the run folder `resuming` was saved with, as `config`'s type; None when not
+    resuming, when none was saved, or when it is not a fine-tuning config (the resume check
+    then says so in one line)."""
+    from sim2real.common.config import load_config
+
+    saved = None if resuming is None else resuming / "config.yaml"
+    if saved is None or not saved.is_file():
+        return None
+    try:
+        return load_config(type(config), saved)
+    except ValueError:
+        return None
+
+
 def default_ensemble(config, resuming: Path | None = None) -> list[str] | None:
     """``ensemble_with`` for a run that did not set it: when `resuming` a run folder with a
     saved config, that run's own; else `ENSEMBLE_DEFAULT`'s partners of a shipped start, for a
     plain fine-tune (not from scratch, no co-training, alignment or self-training, whose
     measurements were of one network); else None (one network)."""
     from sim2real.agents.shipped import checkpoint_reference
-    from sim2real.common.config import load_config
 
     if config.ensemble_with is not None:
         return config.ensemble_with
-    saved = None if resuming is None else resuming / "config.yaml"
-    if saved is not None and saved.is_file():
-        try:
-            return load_config(type(config), saved).ensemble_with
-        except ValueError:
-            pass  # not a fine-tuning config: the resume check says so in one line
+    saved = saved_run_config(config, resuming)
+    if saved is not None:
+        return saved.ensemble_with
     if config.checkpoint is None:
         return None
     plain = not config.from_scratch and config.cotrain is None and config.align is None
@@ -43,7 +54,6 @@ def default_selftrain(config, chosen: bool, resuming: Path | None = None) -> tup
     run folder with a saved config, that run's own; else self-training on the rest of --data's
     training part when a pretrained network is adapted by ``--freeze auto`` (no co-training or
     alignment) to --frames frames and at least `SELFTRAIN_MIN_UNLABELED` frames are left."""
-    from sim2real.common.config import load_config
     from sim2real.transfer.datasets import open_records
     from sim2real.transfer.ladder import AUTO
     from sim2real.transfer.selftrain import SelfTrainConfig
@@ -51,12 +61,9 @@ def default_selftrain(config, chosen: bool, resuming: Path | None = None) -> tup
 
     if chosen:
         return config.selftrain, ""
-    saved = None if resuming is None else resuming / "config.yaml"
-    if saved is not None and saved.is_file():
-        try:
-            return load_config(type(config), saved).selftrain, ""
-        except ValueError:
-            return None, ""  # not a fine-tuning config: the resume check says so in one line
+    if resuming is not None and (resuming / "config.yaml").is_file():
+        saved = saved_run_config(config, resuming)  # (None: the resume check reports it)
+        return (None if saved is None else saved.selftrain), ""
     plain = config.cotrain is None and config.align is None and config.adapter.freeze == AUTO
     if config.checkpoint is None or config.from_scratch or not plain or config.frames is None:
         return None, ""
@@ -72,8 +79,9 @@ def default_selftrain(config, chosen: bool, resuming: Path | None = None) -> tup
             f"part, {SELFTRAIN_MIN_UNLABELED} needed (--pseudo-label REAL...: other recordings "
             "instead)"
         )
-    return SelfTrainConfig(), (
-        f"self-training: the fine-tuned network labels {min(left, SelfTrainConfig().max_frames)} "
+    selftrain = SelfTrainConfig()
+    return selftrain, (
+        f"self-training: the fine-tuned network labels {min(left, selftrain.max_frames)} "
         f"of the {left} other training frames, and a student learns from them too "
         "(--pseudo-label none: off)"
     )
@@ -131,23 +139,30 @@ def cotrain_value(paths: list[str]) -> dict:
     return {"sim": [str(p) for p in paths]} if paths else {}
 
 
+def none_alone(flag: str, values: list, what: str) -> bool:
+    """Whether an option's `values` are the word ``none`` alone (the option's "off");
+    ValueError (one line) for ``none`` among other `what`."""
+    words = [str(v).lower() for v in values]
+    if words == ["none"]:
+        return True
+    if "none" in words:
+        raise ValueError(f"{flag}: 'none' cannot be combined with {what}: {values}")
+    return False
+
+
 def pseudo_label_value(paths: list[str]) -> dict | None:
     """``--pseudo-label [REAL ...]`` as the ``selftrain`` mapping: self-training on, on these
     unlabeled recordings (no path: the rest of the training part of --data); ``none`` alone:
     off (None leaves the field unset)."""
-    if [p.lower() for p in map(str, paths)] == ["none"]:
+    if none_alone("--pseudo-label", paths, "paths"):
         return None
-    if any(str(p).lower() == "none" for p in paths):
-        raise ValueError(f"--pseudo-label: 'none' cannot be combined with paths: {paths}")
     return {"unlabeled": [str(p) for p in paths]} if paths else {}
 
 
 def ensemble_value(refs: list[str]) -> list[str]:
     """``--ensemble-with CKPT ...`` as ``ensemble_with``; ``none`` alone: one network."""
-    if [r.lower() for r in refs] == ["none"]:
+    if none_alone("--ensemble-with", refs, "checkpoints"):
         return []
-    if any(r.lower() == "none" for r in refs):
-        raise ValueError(f"--ensemble-with: 'none' cannot be combined with checkpoints: {refs}")
     return [str(r) for r in refs]
 
 
