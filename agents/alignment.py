@@ -225,8 +225,11 @@ class MixedBatchLoss(nn.Module):
         """the latest batch's loss terms (for logs and tests)"""
 
     def _samplers(self) -> dict[str, FrameSampler]:
-        named = {"extra": self.extra_sampler, "target": self.target_sampler}
-        named["style"] = self.style_sampler
+        named = {
+            "extra": self.extra_sampler,
+            "target": self.target_sampler,
+            "style": self.style_sampler,
+        }
         return {name: sampler for name, sampler in named.items() if sampler is not None}
 
     def resume_state(self) -> dict[str, Any]:
