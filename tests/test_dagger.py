@@ -2,6 +2,7 @@
 to the driver's weights; a one-iteration run leaves a checkpoint trained on its own drives."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -264,3 +265,17 @@ def test_dagger_evaluates_on_the_selection_block_it_is_given(tmp_path, monkeypat
     assert driven["seeds"] == [20_000, 20_001, 20_002]
     dagger._evaluate(DaggerConfig(**base), start)  # the held-out tracks by default
     assert driven["seeds"] == [10_000, 10_001, 10_002]
+
+
+def test_the_shipped_dagger_config_starts_from_the_recipe_and_selects_off_the_held_out_seeds(
+    tmp_path,
+):
+    from sim2real.agents.closed_loop import HELD_OUT_SEED_START
+    from sim2real.experiments.config_options import load_config
+
+    path = Path(__file__).resolve().parent.parent / "experiments/configs/dagger_recipe.yaml"
+    config = load_config(DaggerConfig, path, {"data": [str(tmp_path)]})
+    assert config.checkpoint == "pilotnet-recipe"
+    # the iterations are judged on tracks that the held-out 120 (10000-10119) never include
+    assert config.eval_seed_start >= HELD_OUT_SEED_START + 120
+    assert config.calibrate_steering
