@@ -198,7 +198,8 @@ def test_one_dagger_iteration_leaves_a_checkpoint_trained_on_its_drives(tmp_path
     out = tmp_path / "run"
     argv = ["dagger", "--config", str(config_file), "--out", str(out), "--no-progress"]
     assert main(argv) == 0
-    assert "iteration 1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "iteration 1" in printed and "1 held-out tracks each (seeds 10000-10000)" in printed
 
     model, card = load_checkpoint(out)
     dagger_tub = str(out / "iter_01" / "tub")
