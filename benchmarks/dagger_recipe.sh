@@ -8,11 +8,13 @@
 #    --set overrides of each arm below), each iteration judged on the selection tracks
 #    (seeds 20000-20039, eval_seed_start) -- the iteration and arm are chosen there;
 # 3. with CHOSEN=RUN_NAME/iter_NN: the start and the chosen network drive the held-out seeds
-#    10000-10119 in pairs (benchmarks/bench_policy_finetune.py: McNemar's exact test).
+#    10000-10119 in pairs (benchmarks/bench_policy_finetune.py: McNemar's exact test);
+# 4. with GAINS / GAIN_HELDOUT: the steering-gain control (below).
 # Timings and load: OUT/*.time; per-iteration seconds and load in each run's dagger.json.
 #
 #   SIM2REAL=.venv/bin/sim2real PYTHON=.venv/bin/python bash benchmarks/dagger_recipe.sh OUT
-#   CHOSEN=A/iter_02 ... bash benchmarks/dagger_recipe.sh OUT
+#   CHOSEN=B/iter_02 ARMS=none ... bash benchmarks/dagger_recipe.sh OUT
+#   GAINS="1.50 1.75 2.00" GAIN_HELDOUT=2.00 ARMS=none ... bash benchmarks/dagger_recipe.sh OUT
 set -u
 OUT=$1
 S=${SIM2REAL:-sim2real}
@@ -44,7 +46,8 @@ declare -A SETS=(
   [A]=""
   [B]="--set beta=[0.0] --set train.lr=3e-4 --set train.epochs=3 --set frames=6000 --set expert_frames=10000 --set iterations=3"
 )
-for arm in ${ARMS:-A B}; do
+for arm in ${ARMS:-A B}; do  # (ARMS=none: only the held-out drive)
+  [ -n "${SETS[$arm]+set}" ] || continue
   run=$OUT/$arm
   resume=""
   [ -f "$run/config.yaml" ] && resume="--resume"
@@ -60,4 +63,21 @@ if [ -n "${CHOSEN:-}" ]; then
     --end "$OUT/$CHOSEN/checkpoint" --out "$OUT/heldout" --seed-start 10000 --episodes 120 \
     --randomization "$SPEC"
   cat "$OUT/heldout/summary.json"
+fi
+
+# the steering-gain control (GAINS="1.50 1.75 2.00"): the start with its steering scaled to
+# each total gain, no DAgger, on the selection tracks; GAIN_HELDOUT=2.00 also drives that one
+# on the held-out seeds against the start's drives saved by the CHOSEN drive (heldout/)
+for g in ${GAINS:-}; do
+  [ -f "$OUT/recipe-gain$g/model.json" ] || "$PY" "$ROOT/benchmarks/steering_gain.py" \
+    pilotnet-recipe "$g" "$OUT/recipe-gain$g"
+  [ -f "$OUT/sel-gain$g.json" ] || timed "sel-gain$g" "$S" evaluate --checkpoint \
+    "$OUT/recipe-gain$g" --sim --episodes 40 --seed-start 20000 --randomization "$SPEC" \
+    --json "$OUT/sel-gain$g.json"
+done
+if [ -n "${GAIN_HELDOUT:-}" ]; then
+  timed "heldout-gain$GAIN_HELDOUT" "$PY" "$ROOT/benchmarks/bench_policy_finetune.py" \
+    --start pilotnet-recipe --end "$OUT/recipe-gain$GAIN_HELDOUT" \
+    --out "$OUT/heldout-gain$GAIN_HELDOUT" --seed-start 10000 --episodes 120 \
+    --randomization "$SPEC" --reuse-start "$OUT/heldout"
 fi
