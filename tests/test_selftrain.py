@@ -234,13 +234,13 @@ def test_self_training_reads_pilot_frames_as_unlabeled_with_include_pilot(
     import sim2real.transfer.selftrain as selftrain
 
     seen: list[bool] = []
-    original = selftrain.unlabeled_frames
+    original = selftrain.unlabeled_set
 
     def spy(*args, include_pilot=False, **kwargs):
         seen.append(include_pilot)
         return original(*args, include_pilot=include_pilot, **kwargs)
 
-    monkeypatch.setattr(selftrain, "unlabeled_frames", spy)
+    monkeypatch.setattr(selftrain, "unlabeled_set", spy)
     st = SelfTrainConfig(max_frames=40, block_frames=20, epochs=1)
     config = finetune_config(parent, cache_dir, 40, selftrain=st, include_pilot=True)
     config.adapter.freeze = "head"
