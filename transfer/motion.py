@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from pydantic import Field, model_validator
 from sim2real.common.config import StrictModel
 from sim2real.common.io import atomic_write
 from sim2real.transfer.records import Record, run_ids
+
+log = logging.getLogger(__name__)
 
 FEATURES = (
     "dx_top",
@@ -174,8 +177,11 @@ def cached_motion_features(
         except (OSError, ValueError):
             pass
     features = motion_features(records, config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: _save(tmp, features))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: _save(tmp, features))
+    except OSError as exc:  # a read-only cache costs time, not the run
+        log.warning("motion features not cached in %s: %s", path.parent, exc)
     return features
 
 

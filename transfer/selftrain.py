@@ -383,7 +383,9 @@ def motion_labels(
     images, targets = labelled
     if len(images) < 10:
         return MotionLabels(None, {"fallback": f"{len(images)} labelled frames, 10 needed"})
-    cache_dir = Path(config.cache_dir) if config.cache_dir else None
+    from sim2real.transfer.cache import default_cache_dir
+
+    cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
     span = motion_span(motion_records(config, sources), st.motion, cache_dir)
     long_enough = span.run_length(labelled_records) >= st.motion.min_run
     if long_enough.mean() < 0.5:
