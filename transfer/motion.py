@@ -67,8 +67,8 @@ class MotionConfig(StrictModel):
     last_lag: int = 6
     """latest flow step read (flow from t+last_lag to t+last_lag+1; 6 chosen on validation)"""
     min_run: int = Field(12, ge=2)
-    """labelled frames in runs shorter than this many frames carry too little motion; when
-    fewer than half the labelled frames sit in such runs the motion teacher is not used"""
+    """a run shorter than this many frames shows too little motion: when more than half the
+    labelled frames sit in such runs, the network teacher labels instead"""
 
     @model_validator(mode="after")
     def _lags(self) -> MotionConfig:
