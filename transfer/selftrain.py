@@ -53,7 +53,9 @@ from sim2real.agents.training import (
 )
 from sim2real.common.config import StrictModel
 from sim2real.transfer.adapter import param_groups
-from sim2real.transfer.records import run_ids
+from sim2real.transfer.cache import default_cache_dir
+from sim2real.transfer.motion import MotionConfig, fit_ridge_cv, motion_span, teacher_inputs
+from sim2real.transfer.records import Record, run_ids
 
 if TYPE_CHECKING:
     from sim2real.transfer.finetune import FinetuneConfig, FinetuneResult
@@ -95,6 +97,14 @@ class SelfTrainConfig(StrictModel):
     """teacher -> student rounds (the student of one round labels the frames for the next)"""
     recalibrate: bool = False
     """fit a per-output gain on the labelled frames after the last round"""
+    teacher: Literal["network", "motion"] = "network"
+    """who labels `motion_labels`: the network teacher alone, or the motion teacher (a ridge,
+    fitted on the labelled frames, of the label on the parent network's prediction and the
+    recording's future optical flow; `transfer.motion`); other labels keep the network's"""
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    """the motion features the motion teacher reads"""
+    motion_labels: list[str] = Field(default_factory=lambda: ["user/angle"])
+    """labels the motion teacher labels (the car's yaw follows steering)"""
 
     @field_validator("window")
     @classmethod
@@ -215,6 +225,33 @@ def unlabeled_frames(
     `config.max_frames` are kept as blocks of `config.block_frames`. ValueError as `--data`
     gives for a path without frames, and when fewer than 10 frames are left.
     """
+    images, segments, targets, _ = unlabeled_set(
+        config,
+        sources,
+        outputs,
+        preprocessing,
+        exclude=exclude,
+        seed=seed,
+        include_pilot=include_pilot,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+    return images, segments, targets
+
+
+def unlabeled_set(
+    config: SelfTrainConfig,
+    sources: Sequence[str],
+    outputs: Sequence[str],
+    preprocessing: Preprocessing,
+    *,
+    exclude: Sequence[Path] = (),
+    seed: int = 0,
+    include_pilot: bool = False,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[Record]]:
+    """`unlabeled_frames` and the records of its frames (for their motion features)."""
     from sim2real.transfer.datasets import DrivingDataset, open_records
     from sim2real.transfer.splits import streams, subsample
 
@@ -233,7 +270,7 @@ def unlabeled_frames(
     dataset = DrivingDataset(kept, preprocessing, list(outputs), cache_dir, progress=progress)
     images, targets = dataset_tensors(dataset)  # (undecodable frames are dropped)
     segments = run_ids(dataset.records)  # a left-out, deleted or undecodable frame ends a run
-    return images, segments, targets.numpy().astype(np.float64)
+    return images, segments, targets.numpy().astype(np.float64), list(dataset.records)
 
 
 def train_student(
@@ -279,6 +316,139 @@ def recalibrate(model: DrivingNet, labelled: tuple[torch.Tensor, torch.Tensor]) 
         affine_output(model, name, gain, offset)
         fitted.append({"output": name, "gain": gain})
     return fitted
+
+
+def mirrored_prediction(
+    network: DrivingNet, images: torch.Tensor, augment: Augmentation
+) -> np.ndarray:
+    """(N, L) mean of `network`'s prediction of `images` and of their mirror images (signed
+    labels negated back)."""
+    signs = augment.mirror_signs(network.spec.outputs).double().numpy()
+    return (predict(network, images) + predict(network, images.flip(3)) * signs) / 2.0
+
+
+def motion_records(config: FinetuneConfig, sources: Sequence[str]) -> list[Record]:
+    """Every frame the motion features may read, in time order: the frames of `sources` and
+    of `config.data`, never `config.data`'s validation or test blocks (nor the gaps before
+    them), so flow from a training frame stops at the training part's end."""
+    from sim2real.transfer.cotrain import held_out_images
+    from sim2real.transfer.datasets import open_records
+    from sim2real.transfer.splits import streams
+
+    held = {str(p) for p in held_out_images(config)} if config.data else set()
+    paths = list(dict.fromkeys([*map(str, sources), *map(str, config.data)]))
+    records = open_records(paths, include_pilot=config.include_pilot).records
+    seen: set[str] = set()
+    allowed = []
+    for stream in streams(records):
+        for record in stream:
+            key = str(Path(record.image_path))
+            if key not in held and key not in seen:
+                seen.add(key)
+                allowed.append(record)
+    return allowed
+
+
+@dataclass
+class MotionLabels:
+    """The motion teacher's labels of the unlabeled frames (or why there are none)."""
+
+    raw: np.ndarray | None
+    """(N, L) like `PseudoLabels.raw`, NaN in the labels it does not give; None: not used"""
+    report: dict[str, Any]
+    """what the card records: per label the ridge's CV R² / r and penalty, next to the parent
+    network's alone; or `fallback`, the reason it was not used"""
+
+
+def motion_labels(
+    config: FinetuneConfig,
+    sources: Sequence[str],
+    labelled: tuple[torch.Tensor, torch.Tensor],
+    labelled_records: Sequence[Record],
+    unlabeled: torch.Tensor,
+    unlabeled_records: Sequence[Record],
+    outputs: Sequence[str],
+) -> MotionLabels:
+    """Fit, on the labelled frames, a ridge of each of `selftrain.motion_labels` on [the
+    parent network's mirror-averaged prediction, the lagged motion features] (penalty by
+    K-fold CV over the labelled runs) and label the unlabeled frames with it.
+
+    The network input is the parent's (the checkpoint fine-tuned from), not the teacher's:
+    the teacher has been fitted on these very labelled frames, so its in-sample predictions
+    would look better than they are and take the ridge's weight from the motion."""
+    st = config.selftrain
+    assert st is not None
+    wanted = [name for name in st.motion_labels if name in outputs]
+    if not wanted:
+        return MotionLabels(None, {"fallback": f"none of {st.motion_labels} among {outputs}"})
+    images, targets = labelled
+    if len(images) < 10:
+        return MotionLabels(None, {"fallback": f"{len(images)} labelled frames, 10 needed"})
+    cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    span = motion_span(motion_records(config, sources), st.motion, cache_dir)
+    long_enough = span.run_length(labelled_records) >= st.motion.min_run
+    if long_enough.mean() < 0.5:
+        return MotionLabels(
+            None,
+            {
+                "fallback": f"{int((~long_enough).sum())} of {len(images)} labelled frames sit "
+                f"in runs shorter than {st.motion.min_run} frames (no order or too short to "
+                "see the car's motion)"
+            },
+        )
+    parent, _ = load_checkpoint(config.checkpoint)
+    parent.spec.mirror_average = False
+    augment = config.train.augment
+    motion_lab, motion_unl = span.of(labelled_records), span.of(unlabeled_records)
+    groups = run_ids(labelled_records)
+    raw = np.full((len(unlabeled), len(outputs)), np.nan)
+    fits: dict[str, Any] = {}
+    net_lab = mirrored_prediction(parent, images, augment)
+    net_unl = mirrored_prediction(parent, unlabeled, augment)
+    parent_outputs = list(parent.spec.outputs)
+    for name in wanted:
+        j = list(outputs).index(name)
+        y = targets[:, j].double().numpy()
+        ok = np.isfinite(y)
+        if ok.sum() < 10:
+            continue
+        if name in parent_outputs:
+            k = parent_outputs.index(name)
+            x_lab = teacher_inputs(net_lab[:, k], motion_lab)
+            x_unl = teacher_inputs(net_unl[:, k], motion_unl)
+            alone = fit_ridge_cv(net_lab[ok, k : k + 1], y[ok], groups[ok])
+        else:
+            x_lab, x_unl, alone = motion_lab, motion_unl, None
+        fit = fit_ridge_cv(x_lab[ok], y[ok], groups[ok])
+        raw[:, j] = fit.predict(x_unl)
+        fits[name] = {
+            "cv_r2": fit.cv_r2,
+            "cv_r": fit.cv_r,
+            "alpha": fit.alpha,
+            "network_alone_cv_r2": None if alone is None else alone.cv_r2,
+            "network_alone_cv_r": None if alone is None else alone.cv_r,
+        }
+    if not fits:
+        return MotionLabels(None, {"fallback": "fewer than 10 labelled values to fit"})
+    report = {
+        "motion": st.motion.model_dump(mode="json"),
+        "frames_read": len(span.runs),
+        "labels": fits,
+    }
+    return MotionLabels(raw, report)
+
+
+def with_motion(
+    pseudo: PseudoLabels, motion: MotionLabels, config: SelfTrainConfig
+) -> PseudoLabels:
+    """`pseudo` with the motion teacher's labels where it gives them, smoothed the same way."""
+    if motion.raw is None:
+        return pseudo
+    raw = np.where(np.isfinite(motion.raw), motion.raw, pseudo.raw)
+    labels = smooth_labels(raw, pseudo.segments, config.smooth, config.window)
+    return PseudoLabels(
+        pseudo.images, raw, labels, pseudo.disagreement, pseudo.segments, pseudo.kept
+    )
 
 
 def selftrain_sources(config: FinetuneConfig, data: TrainingData) -> tuple[list[str], list[Path]]:
@@ -328,7 +498,7 @@ def finetune_selftrain(
     teacher.spec.mirror_average = False  # pseudo_label averages f and its mirror itself
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
     t0 = time.perf_counter()
-    images, segments, _ = unlabeled_frames(
+    images, segments, _, unlabeled_records = unlabeled_set(
         st,
         sources,
         teacher.spec.outputs,
@@ -341,12 +511,36 @@ def finetune_selftrain(
     )
     read_seconds = time.perf_counter() - t0
     labelled = dataset_tensors(data.train)
+    motion = MotionLabels(None, {})
+    if st.teacher == "motion":
+        t0 = time.perf_counter()
+        motion = motion_labels(
+            config,
+            sources,
+            labelled,
+            data.train.records,
+            images,
+            unlabeled_records,
+            teacher.spec.outputs,
+        )
+        motion.report["seconds"] = time.perf_counter() - t0
+        if motion.raw is None:
+            say(f"motion teacher off, the network teacher labels: {motion.report['fallback']}")
+        else:
+            fitted = ", ".join(
+                f"{name} CV R² {f['cv_r2']:.2f} (network alone {f['network_alone_cv_r2']:.2f})"
+                if f["network_alone_cv_r2"] is not None
+                else f"{name} CV R² {f['cv_r2']:.2f}"
+                for name, f in motion.report["labels"].items()
+            )
+            say(f"motion teacher: {fitted}, {motion.report['seconds']:.1f} s")
     rounds: list[dict[str, Any]] = []
     fits: list[FitResult] = []
     student = teacher
     for r in range(st.rounds):
         t0 = time.perf_counter()
         pseudo = pseudo_label(student, images, segments, st, config.train.augment)
+        pseudo = with_motion(pseudo, motion, st)
         student = teacher_copy(teacher) if st.init == "teacher" else build_model(config)[0]
         fit_dir = out_dir if st.rounds == 1 else out_dir / f"round{r + 1}"
         fits.append(
@@ -389,6 +583,7 @@ def finetune_selftrain(
             "seconds": teacher_seconds,
         },
         "unlabeled_read_seconds": read_seconds,
+        "motion_teacher": motion.report or None,
         "rounds": rounds,
         "calibration": calibration,
         "frozen_stages": frozen,
