@@ -153,8 +153,12 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     from test_data_tub import INPUTS, TYPES
 
     from sim2real.experiments.cli import build_parser
-    from sim2real.experiments.commands.finetune import SELFTRAIN_MIN_UNLABELED, default_selftrain
-    from sim2real.experiments.config_options import config_from_args, config_mentions
+    from sim2real.experiments.commands.finetune import (
+        SELFTRAIN_MIN_UNLABELED,
+        default_selftrain,
+        selftrain_mentions,
+    )
+    from sim2real.experiments.config_options import config_from_args
     from sim2real.transfer.finetune import FinetuneConfig
     from sim2real.transfer.tub import TubWriter
 
@@ -170,7 +174,8 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
         args = build_parser().parse_args([*argv, "--out", str(tmp_path / "out")])
         config = config_from_args(FinetuneConfig, args)
         resuming = args.out if args.resume else None
-        return default_selftrain(config, config_mentions(args, "selftrain"), resuming)
+        chosen, in_file = selftrain_mentions(args)
+        return default_selftrain(config, chosen, resuming, in_file=in_file)
 
     on, why = decide("--frames", "100")
     assert on == SelfTrainConfig(teacher="motion") and "1160 of the 1160 other training" in why
@@ -181,6 +186,10 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     with pytest.raises(ValueError, match="'none' cannot be combined with paths"):
         decide("--frames", "100", "--pseudo-label", "none", str(tub))
     assert decide("--frames", "100", "--set", "selftrain.keep=0.5")[0].keep == 0.5
+    # a knob set on the command line keeps the command's teacher (else `--set
+    # selftrain.max_frames=4000` would quietly measure the network teacher)
+    assert decide("--frames", "100", "--set", "selftrain.keep=0.5")[0].teacher == "motion"
+    assert decide("--set", "selftrain.unlabeled=[]")[0].teacher == "motion"
     assert decide("--frames", "100", "--pseudo-label")[0].teacher == "motion"
     flags = ("--pseudo-label", "--set", "selftrain.teacher=network")
     assert decide("--frames", "100", *flags)[0].teacher == "network"
@@ -190,6 +199,14 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     config_file = tmp_path / "ft.yaml"
     config_file.write_text("selftrain: null\n")
     assert decide("--frames", "100", "--config", str(config_file)) == (None, "")
+    # a file's `selftrain:` without a teacher is SelfTrainConfig's (network), so a config
+    # saved before the teacher field reproduces its run; one that names it keeps it
+    config_file.write_text("selftrain:\n  keep: 0.5\n")
+    assert decide("--frames", "100", "--config", str(config_file))[0].teacher == "network"
+    flags = ("--config", str(config_file), "--set", "selftrain.epochs=2")
+    assert decide("--frames", "100", *flags)[0].teacher == "network"
+    config_file.write_text("selftrain:\n  teacher: motion\n")
+    assert decide("--frames", "100", "--config", str(config_file))[0].teacher == "motion"
     # --resume: a started run keeps its own choice, whatever the default would be now
     assert decide("--frames", "100", "--resume")[0].teacher == "motion"  # nothing saved yet
     from sim2real.common.config import save_config
@@ -201,6 +218,17 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     keep = saved.model_copy(update={"selftrain": SelfTrainConfig(keep=0.5)})
     save_config(keep, tmp_path / "out" / "config.yaml")
     assert decide("--frames", "100", "--resume")[0].keep == 0.5
+    # resuming a run started with `--pseudo-label` before the teacher field existed (its
+    # config.yaml names none): the same command line resumes it with the network teacher it
+    # started with (the command's motion default would make the resume check refuse it)
+    text = (tmp_path / "out" / "config.yaml").read_text()
+    old_style = "\n".join(line for line in text.splitlines() if "teacher:" not in line)
+    assert old_style != text
+    (tmp_path / "out" / "config.yaml").write_text(old_style + "\n")
+    assert decide("--frames", "100", "--pseudo-label", "--resume")[0].teacher == "network"
+    save_config(keep, tmp_path / "out" / "config.yaml")
+    flags = ("--pseudo-label", "--set", "selftrain.teacher=motion", "--resume")
+    assert decide("--frames", "100", *flags)[0].teacher == "motion"  # named: as named
 
 
 def test_held_out_frames_follow_the_split_with_pilot_frames_included(tmp_path):
