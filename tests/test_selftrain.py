@@ -68,7 +68,7 @@ def test_unlabeled_frames_leave_out_held_out_and_labelled_frames(parent, cache_d
     sources, exclude = selftrain_sources(config, data)
     assert sources == [str(sample_path())]
     st = SelfTrainConfig(max_frames=None)
-    images, segments, truth = unlabeled_frames(
+    images, segments, truth, _ = unlabeled_frames(
         st, sources, ["user/angle"], model.spec.preprocessing, exclude=exclude, progress=False
     )
     records = open_records([str(sample_path())]).records
@@ -265,13 +265,13 @@ def test_self_training_reads_pilot_frames_as_unlabeled_with_include_pilot(
     import sim2real.transfer.selftrain as selftrain
 
     seen: list[bool] = []
-    original = selftrain.unlabeled_set
+    original = selftrain.unlabeled_frames
 
     def spy(*args, include_pilot=False, **kwargs):
         seen.append(include_pilot)
         return original(*args, include_pilot=include_pilot, **kwargs)
 
-    monkeypatch.setattr(selftrain, "unlabeled_set", spy)
+    monkeypatch.setattr(selftrain, "unlabeled_frames", spy)
     st = SelfTrainConfig(max_frames=40, block_frames=20, epochs=1)
     config = finetune_config(parent, cache_dir, 40, selftrain=st, include_pilot=True)
     config.adapter.freeze = "head"

@@ -215,9 +215,10 @@ def unlabeled_frames(
     include_pilot: bool = False,
     cache_dir: Path | None = None,
     progress: bool = True,
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[Record]]:
     """(images (N, 3, H, W) uint8, run ids (N,), labels (N, L) if the files have them, else
-    NaN: for diagnostics only) of the unlabeled frames of `sources`, in time order.
+    NaN: for diagnostics only, the N records: for their motion features) of the unlabeled
+    frames of `sources`, in time order.
 
     Records whose image is in `exclude` are dropped first (the labelled data's validation and
     test blocks and its labelled frames; frames the pilot drove are read with
@@ -225,33 +226,6 @@ def unlabeled_frames(
     `config.max_frames` are kept as blocks of `config.block_frames`. ValueError as `--data`
     gives for a path without frames, and when fewer than 10 frames are left.
     """
-    images, segments, targets, _ = unlabeled_set(
-        config,
-        sources,
-        outputs,
-        preprocessing,
-        exclude=exclude,
-        seed=seed,
-        include_pilot=include_pilot,
-        cache_dir=cache_dir,
-        progress=progress,
-    )
-    return images, segments, targets
-
-
-def unlabeled_set(
-    config: SelfTrainConfig,
-    sources: Sequence[str],
-    outputs: Sequence[str],
-    preprocessing: Preprocessing,
-    *,
-    exclude: Sequence[Path] = (),
-    seed: int = 0,
-    include_pilot: bool = False,
-    cache_dir: Path | None = None,
-    progress: bool = True,
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[Record]]:
-    """`unlabeled_frames` and the records of its frames (for their motion features)."""
     from sim2real.transfer.datasets import DrivingDataset, open_records
     from sim2real.transfer.splits import streams, subsample
 
@@ -498,7 +472,7 @@ def finetune_selftrain(
     teacher.spec.mirror_average = False  # pseudo_label averages f and its mirror itself
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
     t0 = time.perf_counter()
-    images, segments, _, unlabeled_records = unlabeled_set(
+    images, segments, _, unlabeled_records = unlabeled_frames(
         st,
         sources,
         teacher.spec.outputs,
