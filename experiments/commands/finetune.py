@@ -37,8 +37,9 @@ def saved_run_config(config, resuming: Path | None):
 def default_ensemble(config, resuming: Path | None = None) -> list[str] | None:
     """``ensemble_with`` for a run that did not set it: when `resuming` a run folder with a
     saved config, that run's own; else `ENSEMBLE_DEFAULT`'s partners of a shipped start, for a
-    plain fine-tune (not from scratch, no co-training, alignment or self-training, whose
-    measurements were of one network); else None (one network)."""
+    fine-tune that is not from scratch, co-training or alignment (whose measurements were of
+    one network; self-training ensembles, each member self-training: docs/selftrain.md); else
+    None (one network)."""
     from sim2real.agents.shipped import checkpoint_reference
 
     if config.ensemble_with is not None:
