@@ -40,7 +40,7 @@ from pydantic import Field, field_validator
 from torch.utils.data import TensorDataset
 
 from sim2real.agents.augment import Augmentation
-from sim2real.agents.checkpoint import CARD_FILE, load_checkpoint, read_card, save_adapted
+from sim2real.agents.checkpoint import CARD_FILE, load_checkpoint, save_adapted
 from sim2real.agents.model import DrivingNet
 from sim2real.agents.shipped import checkpoint_reference
 from sim2real.agents.training import RESUME_FILE, FitResult, TrainConfig, fit
@@ -314,10 +314,11 @@ def adapt(config: AdaptConfig, out_dir: str | Path, *, resume: bool = False) -> 
     save_adapted(
         out_dir,
         student,
-        parent_card if parent_card is not None else read_card(config.checkpoint),
-        trained_on={
+        parent_card,
+        trained_on={  # the parent's sim data stay (finetune --freeze rule measures against them)
+            **parent_card.trained_on,
             "real_unlabeled": sources,
-            "frames": {"train": len(pick), "val": 0},
+            "real_unlabeled_frames": len(pick),
             "labels_used": False,
             "parent_checkpoint": parent,
         },
