@@ -7,7 +7,9 @@ the validation block could reach without training). Choose on the `val_*` column
 usage: python benchmarks/adapt/score.py OUT.json REAL_TUB CHECKPOINT...
 """
 
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import pearsonr
@@ -23,10 +25,18 @@ from sim2real.transfer.splits import split_records
 
 
 def main(out: str, tub: str, checkpoints: list[str]) -> None:
-    scores = {}
+    """Scores of `checkpoints` into `out`; ones already in `out` are kept, not scored again
+    (a finished checkpoint folder does not change)."""
+    scores = json.loads(Path(out).read_text()) if Path(out).is_file() else {}
     records = open_records([tub])
     for checkpoint in checkpoints:
-        model, card = load_predictor(checkpoint)
+        if checkpoint in scores:
+            continue
+        try:
+            model, card = load_predictor(checkpoint)
+        except FileNotFoundError as error:
+            print(f"{checkpoint}: not scored ({error})", flush=True)
+            continue
         parts = split_records(records.records, card_split(card), seed=0)
         got = {}
         for name, part in (("val", parts.val), ("test", parts.test)):
