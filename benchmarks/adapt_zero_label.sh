@@ -5,8 +5,9 @@
 # pilotnet-recipe scored on TUB's validation and test blocks by benchmarks/adapt/score.py
 # (r and R² as saved on each block, and the test block's R² after an affine map fitted on the
 # validation block). Choose on the val_* columns; the test block only reports.
-# With FINETUNE=CKPT..., also `finetune --frames 100` (the default) from each CKPT, scored
-# the same way.
+# With FINETUNE="NAME=CKPT[,ARGS] ...", also `finetune --checkpoint CKPT ARGS --frames 100`
+# (commas for spaces; SEED in CKPT becomes the seed, e.g. OUT/TUB-w07-sSEED), scored the same
+# way.
 #
 #   bash benchmarks/adapt_zero_label.sh REAL_DIR OUT TUB "SEEDS" ARM...
 #   ARM: NAME:ARGS with commas for spaces, e.g. w05:--weight,0.5  f2k:--frames,2000
@@ -37,14 +38,18 @@ for seed in $SEEDS; do
     { date -u; uptime; } >> "$d.time"
   done
 done
-for ckpt in ${FINETUNE:-}; do
+for arm in ${FINETUNE:-}; do
+  name=${arm%%=*}
   for seed in $SEEDS; do
-    d=$OUT/$TUB-ft100-$(basename "$ckpt")-s$seed
+    spec=${arm#*=}
+    spec=${spec//SEED/$seed}
+    d=$OUT/$TUB-ft100-$name-s$seed
     runs+=("$d")
     [ -f "$d/model.json" ] && continue
     { date -u; uptime; } > "$d.time"
+    # shellcheck disable=SC2086
     /usr/bin/time -a -o "$d.time" -f "user %U s, system %S s, wall %e s" \
-      $S finetune --checkpoint "$ckpt" --data "$REAL/$TUB" --frames 100 --seed "$seed" \
+      $S finetune --checkpoint ${spec//,/ } --data "$REAL/$TUB" --frames 100 --seed "$seed" \
       --set train.progress=false --out "$d" > "$d.log" 2>&1 || echo "failed: $d"
     { date -u; uptime; } >> "$d.time"
   done
