@@ -5,9 +5,12 @@ prediction fitted on the validation block, scored on the test block: what a user
 the validation block could reach without training). Choose on the `val_*` columns only.
 
 usage: python benchmarks/adapt/score.py OUT.json REAL_TUB CHECKPOINT...
+With MIRROR=on (or off), every network is scored with mirror averaging on (off) instead of
+as saved (`evaluate --mirror-average`).
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from scipy.stats import pearsonr
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import r2_score
 
+from sim2real.agents.checkpoint import override_mirror_average
 from sim2real.agents.ensemble import load_predictor
 from sim2real.agents.model import predict
 from sim2real.common.io import atomic_write_json
@@ -37,6 +41,8 @@ def main(out: str, tub: str, checkpoints: list[str]) -> None:
         except FileNotFoundError as error:
             print(f"{checkpoint}: not scored ({error})", flush=True)
             continue
+        mirror = os.environ.get("MIRROR")
+        override_mirror_average(model, None if mirror is None else mirror == "on", checkpoint)
         parts = split_records(records.records, card_split(card), seed=0)
         got = {}
         for name, part in (("val", parts.val), ("test", parts.test)):

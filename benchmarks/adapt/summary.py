@@ -2,9 +2,11 @@
 files: one table per recording.
 
 usage: python benchmarks/adapt/summary.py OUT TUB...
+With SUFFIX=-mirror, reads OUT/TUB-scores-mirror.json (score.py with MIRROR=on).
 """
 
 import json
+import os
 import re
 import sys
 from collections import defaultdict
@@ -27,7 +29,8 @@ def cost(path: Path) -> str:
 
 def main(out: str, tubs: list[str]) -> None:
     for tub in tubs:
-        scores = json.loads((Path(out) / f"{tub}-scores.json").read_text())
+        suffix = os.environ.get("SUFFIX", "")
+        scores = json.loads((Path(out) / f"{tub}-scores{suffix}.json").read_text())
         arms = defaultdict(dict)
         for checkpoint, row in scores.items():
             match = re.search(rf"{re.escape(tub)}-(.+)-s(\d+)$", checkpoint)
