@@ -143,6 +143,8 @@ def test_labels_are_not_read_and_the_card_says_so(tmp_path):
     step = card.history[-1]
     assert step["step"] == "adapt_zero_label" and step["labels_used"] is False
     assert card.trained_on["labels_used"] is False
+    assert card.spec.mirror_average  # as chosen on the validation blocks (config default)
+    assert card.trained_on["frames"] == 1  # the parent's sim data are kept
     assert step["teacher"]["frames"] == n and 0 <= step["teacher"]["weight"] <= 1
     weights = [(tmp_path / f"out-{t}" / "model.safetensors").read_bytes() for t in ("a", "b")]
     assert weights[0] == weights[1]  # labels reversed and negated changed nothing
