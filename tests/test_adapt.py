@@ -149,7 +149,7 @@ def test_labels_are_not_read_and_the_card_says_so(tmp_path):
     weights = [(tmp_path / f"out-{t}" / "model.safetensors").read_bytes() for t in ("a", "b")]
     assert weights[0] == weights[1]  # labels reversed and negated changed nothing
     saved = (tmp_path / "out-a" / "config.yaml").read_text()
-    assert "weight: 0.7" in saved
+    assert "weight: 1.0" in saved
 
 
 def test_bad_input_names_the_path_and_writes_nothing(tmp_path):
@@ -183,7 +183,7 @@ def test_bad_input_names_the_path_and_writes_nothing(tmp_path):
 def test_config_round_trips_and_rejects_bad_values(tmp_path):
     from sim2real.common.config import ConfigError, load_config, save_config
 
-    config = AdaptConfig(real=["x"], weight=0.5, motion=MotionConfig(last_lag=6))
+    config = AdaptConfig(real=["x"], weight=0.5, motion=MotionConfig(last_lag=9))
     save_config(config, tmp_path / "c.yaml")
     assert load_config(AdaptConfig, tmp_path / "c.yaml") == config
     (tmp_path / "bad.yaml").write_text(json.dumps({"weight": 1.5}))

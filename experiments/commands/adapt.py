@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "its validation or test blocks)",
     )
     add_shortcut(
-        parser, "--weight", "weight", type=float, help="motion teacher's share of steering (0.7)"
+        parser, "--weight", "weight", type=float, help="motion teacher's share of steering (1.0)"
     )
     add_shortcut(
         parser,
