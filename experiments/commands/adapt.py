@@ -72,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--frames",
         "max_frames",
         type=int,
-        help="at most this many frames for the student, as 100-frame blocks (4000)",
+        help="at most this many frames for the student, as 100-frame blocks (20000)",
     )
     add_shortcut(parser, "--epochs", "train.epochs", type=int, help="student epochs (4)")
     add_shortcut(parser, "--lr", "train.lr", type=float, help="student learning rate (3e-4)")
