@@ -10,7 +10,9 @@ fails (compounding error). Each iteration k = 1..K here:
    never a held-out evaluation track);
 2. continues training the current weights on the expert tubs plus every DAgger tub so far
    (`fit`, the checkpoint's own preprocessing and outputs) into ``DIR/iter_k/checkpoint``;
-3. lets the new network drive `episodes` held-out tracks (`evaluate_closed_loop`).
+3. lets the new network drive `episodes` tracks from seed `eval_seed_start`
+   (`evaluate_closed_loop`): the held-out 10,000.. by default, a selection block while the
+   knobs are being chosen.
 
 Iteration 0 is the starting checkpoint's own evaluation (the baseline). Results accumulate in
 ``DIR/dagger.json``; the last iteration's checkpoint is also written to DIR itself (model.json
@@ -39,6 +41,7 @@ from sim2real.agents.closed_loop import (
 from sim2real.agents.dagger import checkpoint_fingerprint
 from sim2real.agents.model import ModelSpec
 from sim2real.agents.pretrain import PretrainData, calibrate_steering
+from sim2real.agents.shipped import checkpoint_reference
 from sim2real.agents.training import TrainConfig, fit
 from sim2real.common.config import StrictModel
 from sim2real.common.io import atomic_write_json
@@ -83,7 +86,11 @@ class DaggerConfig(StrictModel):
     randomization: str | None = None
     """RandomizationSpec YAML of recordings and evaluation (None: the envs default)"""
     episodes: int = Field(20, ge=1)
-    """held-out evaluation tracks after each iteration (seeds from 10,000)"""
+    """evaluation tracks after each iteration (seeds from `eval_seed_start`)"""
+    eval_seed_start: int = Field(HELD_OUT_SEED_START, ge=0)
+    """first seed of the evaluation tracks: the held-out 10,000.. to report, or a selection
+    block (e.g. 20,000..) to choose iterations, beta or the rate on, leaving the held-out
+    tracks unseen"""
     eval_max_steps: int = Field(2000, ge=1)
     train: TrainConfig = Field(default_factory=_continue_training)
     """continued training each iteration (fewer epochs and a lower lr than a pretrain)"""
@@ -116,8 +123,10 @@ class DaggerConfig(StrictModel):
 
     @field_validator("checkpoint")
     @classmethod
-    def _absolute(cls, value: str) -> str:
-        return str(Path(value).expanduser().resolve())
+    def _reference(cls, value: str) -> str:
+        # a shipped name stays a name (its package folder differs between installations),
+        # any other folder becomes absolute
+        return checkpoint_reference(value)
 
     @field_validator("data")
     @classmethod
@@ -186,7 +195,7 @@ def _evaluate(config: DaggerConfig, checkpoint: Path) -> tuple[dict[str, Any], f
     t0 = time.perf_counter()
     result = evaluate_closed_loop(
         model,
-        seeds=held_out_seeds(config.episodes),
+        seeds=held_out_seeds(config.episodes, config.eval_seed_start),
         strength=config.strength,
         image_size=camera_size_for(card),
         max_steps=config.eval_max_steps,

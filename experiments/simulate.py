@@ -92,10 +92,12 @@ class SimulateConfig(StrictModel):
     def _driver_folder(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        folder = Path(value).expanduser().resolve()
-        if not folder.is_dir():
-            raise ValueError(f"driver checkpoint folder {value} not found")
-        return str(folder)
+        from sim2real.agents.shipped import checkpoint_reference
+
+        try:  # a shipped name stays a name, any other folder becomes absolute
+            return checkpoint_reference(value)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ValueError(f"driver checkpoint {value}: {exc}") from None
 
     @model_validator(mode="after")
     def _fingerprint_driver(self) -> SimulateConfig:

@@ -2,13 +2,14 @@
 to the driver's weights; a one-iteration run leaves a checkpoint trained on its own drives."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from sim2real.agents.checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
-from sim2real.agents.dagger import load_driver, network_driver
+from sim2real.agents.dagger import checkpoint_fingerprint, load_driver, network_driver
 from sim2real.agents.model import ModelSpec, seeded_model
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.agents.temporal import FALLBACK_ACTION, Temporal
@@ -197,7 +198,8 @@ def test_one_dagger_iteration_leaves_a_checkpoint_trained_on_its_drives(tmp_path
     out = tmp_path / "run"
     argv = ["dagger", "--config", str(config_file), "--out", str(out), "--no-progress"]
     assert main(argv) == 0
-    assert "iteration 1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "iteration 1" in printed and "1 held-out tracks each (seeds 10000-10000)" in printed
 
     model, card = load_checkpoint(out)
     dagger_tub = str(out / "iter_01" / "tub")
@@ -227,3 +229,54 @@ def test_one_dagger_iteration_leaves_a_checkpoint_trained_on_its_drives(tmp_path
     with pytest.raises(ValueError, match="differs"):
         run_dagger(config.model_copy(update={"frames": 60}), out, resume=True, progress=False)
     assert main(argv) == 2  # exists, no --resume
+
+
+def test_dagger_and_its_recordings_take_a_shipped_name(tmp_path, monkeypatch):
+    from sim2real.agents import shipped
+
+    monkeypatch.setattr(shipped, "PRETRAINED_DIR", tmp_path / "pretrained")
+    folder = tiny_checkpoint(tmp_path / "pretrained" / "tiny-net", steering=-0.3)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # no folder of that name here
+    config = DaggerConfig(checkpoint="tiny-net", data=[str(tmp_path / "expert")])
+    # a name stays a name (its package folder differs between installations), pinned by
+    # the shipped folder's files; the recording with it as driver takes it too
+    assert config.checkpoint == "tiny-net"
+    assert config.checkpoint_fingerprint == checkpoint_fingerprint(folder)
+    recording = SimulateConfig(frames=20, driver="tiny-net", **TINY_SIM)
+    assert recording.driver == "tiny-net"
+    assert recording.driver_fingerprint == config.checkpoint_fingerprint
+    with pytest.raises(ValueError, match="no-such-net"):
+        SimulateConfig(frames=20, driver="no-such-net", **TINY_SIM)
+
+
+def test_dagger_evaluates_on_the_selection_block_it_is_given(tmp_path, monkeypatch):
+    from sim2real.experiments import dagger
+
+    start = tiny_checkpoint(tmp_path / "start")
+    driven = {}
+
+    def fake_evaluate(model, *, seeds, **kwargs):
+        driven["seeds"] = list(seeds)
+        return {"summary": {}, "episodes": []}
+
+    monkeypatch.setattr(dagger, "evaluate_closed_loop", fake_evaluate)
+    base = {"checkpoint": str(start), "data": [str(tmp_path)], "episodes": 3}
+    dagger._evaluate(DaggerConfig(**base, eval_seed_start=20_000), start)
+    assert driven["seeds"] == [20_000, 20_001, 20_002]
+    dagger._evaluate(DaggerConfig(**base), start)  # the held-out tracks by default
+    assert driven["seeds"] == [10_000, 10_001, 10_002]
+
+
+def test_the_shipped_dagger_config_starts_from_the_recipe_and_selects_off_the_held_out_seeds(
+    tmp_path,
+):
+    from sim2real.agents.closed_loop import HELD_OUT_SEED_START
+    from sim2real.experiments.config_options import load_config
+
+    path = Path(__file__).resolve().parent.parent / "experiments/configs/dagger_recipe.yaml"
+    config = load_config(DaggerConfig, path, {"data": [str(tmp_path)]})
+    assert config.checkpoint == "pilotnet-recipe"
+    # the iterations are judged on tracks that the held-out 120 (10000-10119) never include
+    assert config.eval_seed_start >= HELD_OUT_SEED_START + 120
+    assert config.calibrate_steering

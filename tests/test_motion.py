@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 from model_helpers import finetune_config
 
+from sim2real.agents.augment import Augmentation
+from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.transfer.cotrain import held_out_images
 from sim2real.transfer.datasets import open_records
+from sim2real.transfer.finetune import finetune
 from sim2real.transfer.motion import (
     FEATURES,
     MotionConfig,
@@ -22,7 +25,8 @@ from sim2real.transfer.motion import (
     teacher_inputs,
 )
 from sim2real.transfer.records import run_ids
-from sim2real.transfer.selftrain import SelfTrainConfig, motion_records
+from sim2real.transfer.sample_data import sample_path
+from sim2real.transfer.selftrain import SelfTrainConfig, mirrored_prediction, motion_records
 from sim2real.transfer.tub import TubWriter
 
 H, W = 120, 160
@@ -153,3 +157,77 @@ def test_selftrain_config_reads_the_motion_teacher_from_yaml_keys():
     assert st.motion.method == "farneback" and st.motion.lags.tolist() == list(range(0, 7))
     with pytest.raises(ValueError, match="last_lag 1 is before first_lag 3"):
         SelfTrainConfig.model_validate({"motion": {"first_lag": 3, "last_lag": 1}})
+
+
+def sample_tub_with_gaps(path: Path, frames: int, every: int) -> Path:
+    """The sample's first `frames` frames as a tub with every `every`-th record deleted: runs
+    of `every - 1` frames, too short to see the car's motion."""
+    source = open_records([sample_path()]).records[:frames]
+    with TubWriter(path, INPUTS, TYPES) as writer:
+        for record in source:
+            fields = {k: record.labels[k] for k in ("user/angle", "user/throttle")}
+            writer.write(fields, record.image_path.read_bytes())
+        for i in range(0, frames, every):
+            writer.delete(i)
+    return path
+
+
+def spy_student(monkeypatch) -> list:
+    """The pseudo-labels each student trains on, as `train_student` receives them."""
+    import sim2real.transfer.selftrain as selftrain
+
+    seen = []
+    original = selftrain.train_student
+
+    def spy(student, labelled, pseudo, *args, **kwargs):
+        seen.append(pseudo)
+        return original(student, labelled, pseudo, *args, **kwargs)
+
+    monkeypatch.setattr(selftrain, "train_student", spy)
+    return seen
+
+
+def selftrain_run(parent, cache_dir, out: Path, **changes) -> tuple[dict, list[str]]:
+    st = SelfTrainConfig(teacher="motion", max_frames=120, block_frames=40, epochs=1, freeze=3)
+    config = finetune_config(parent, cache_dir, 40, selftrain=st, **changes)
+    config.adapter.freeze = "head"
+    config.ladder.folds = 3
+    lines: list[str] = []
+    result = finetune(config, out, log_line=lines.append)
+    return result.card.history[-1], lines
+
+
+def test_motion_teacher_labels_steering_and_leaves_throttle_to_the_network(
+    parent, cache_dir, tmp_path, monkeypatch
+):
+    seen = spy_student(monkeypatch)
+    step, lines = selftrain_run(parent, cache_dir, tmp_path / "run")
+    fit = step["motion_teacher"]["labels"]["user/angle"]
+    assert np.isfinite(fit["cv_r2"]) and fit["alpha"] > 0
+    assert "user/throttle" not in step["motion_teacher"]["labels"]
+    assert any(line.startswith("motion teacher: user/angle CV R²") for line in lines)
+    teacher, _ = load_checkpoint(tmp_path / "run" / "teacher")
+    teacher.spec.mirror_average = False
+    [pseudo] = seen
+    network = mirrored_prediction(teacher, pseudo.images, Augmentation())
+    np.testing.assert_allclose(pseudo.raw[:, 1], network[:, 1], rtol=1e-6, atol=1e-7)
+    assert not np.allclose(pseudo.raw[:, 0], network[:, 0], atol=1e-3)
+
+
+def test_motion_teacher_falls_back_to_the_network_on_runs_too_short(
+    parent, cache_dir, tmp_path, monkeypatch
+):
+    tub = sample_tub_with_gaps(tmp_path / "tub", 300, 3)
+    seen = spy_student(monkeypatch)
+    step, lines = selftrain_run(parent, cache_dir, tmp_path / "run", data=[str(tub)])
+    reason = step["motion_teacher"]["fallback"]
+    assert "runs shorter than 12 frames" in reason
+    assert [line for line in lines if line.startswith("motion teacher off")] == [
+        f"motion teacher off, the network teacher labels: {reason}"
+    ]
+    teacher, _ = load_checkpoint(tmp_path / "run" / "teacher")
+    teacher.spec.mirror_average = False
+    [pseudo] = seen  # the network's labels, nothing lost
+    network = mirrored_prediction(teacher, pseudo.images, Augmentation())
+    np.testing.assert_allclose(pseudo.raw, network, rtol=1e-6, atol=1e-7)
+    assert step["rounds"][0]["kept"] == len(pseudo.raw) > 0

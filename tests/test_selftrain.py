@@ -173,7 +173,7 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
         return default_selftrain(config, config_mentions(args, "selftrain"), resuming)
 
     on, why = decide("--frames", "100")
-    assert on == SelfTrainConfig() and "labels 1160 of the 1160 other training frames" in why
+    assert on == SelfTrainConfig(teacher="motion") and "1160 of the 1160 other training" in why
     off, why = decide("--frames", "400")
     assert off is None and "860 unlabeled frames left" in why
     assert str(SELFTRAIN_MIN_UNLABELED) in why
@@ -181,6 +181,9 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     with pytest.raises(ValueError, match="'none' cannot be combined with paths"):
         decide("--frames", "100", "--pseudo-label", "none", str(tub))
     assert decide("--frames", "100", "--set", "selftrain.keep=0.5")[0].keep == 0.5
+    assert decide("--frames", "100", "--pseudo-label")[0].teacher == "motion"
+    flags = ("--pseudo-label", "--set", "selftrain.teacher=network")
+    assert decide("--frames", "100", *flags)[0].teacher == "network"
     assert decide("--frames", "100", "--freeze", "head") == (None, "")  # a rung the user named
     assert decide("--frames", "100", "--from-scratch") == (None, "")
     assert decide() == (None, "")  # every training frame: nothing is left unlabeled
@@ -188,7 +191,7 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     config_file.write_text("selftrain: null\n")
     assert decide("--frames", "100", "--config", str(config_file)) == (None, "")
     # --resume: a started run keeps its own choice, whatever the default would be now
-    assert decide("--frames", "100", "--resume")[0] == SelfTrainConfig()  # nothing saved yet
+    assert decide("--frames", "100", "--resume")[0].teacher == "motion"  # nothing saved yet
     from sim2real.common.config import save_config
 
     (tmp_path / "out").mkdir()

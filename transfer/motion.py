@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from pydantic import Field, model_validator
 from sim2real.common.config import StrictModel
 from sim2real.common.io import atomic_write
 from sim2real.transfer.records import Record, run_ids
+
+log = logging.getLogger(__name__)
 
 FEATURES = (
     "dx_top",
@@ -64,8 +67,8 @@ class MotionConfig(StrictModel):
     last_lag: int = 6
     """latest flow step read (flow from t+last_lag to t+last_lag+1; 6 chosen on validation)"""
     min_run: int = Field(12, ge=2)
-    """labelled frames in runs shorter than this many frames carry too little motion; when
-    fewer than half the labelled frames sit in such runs the motion teacher is not used"""
+    """a run shorter than this many frames shows too little motion: when more than half the
+    labelled frames sit in such runs, the network teacher labels instead"""
 
     @model_validator(mode="after")
     def _lags(self) -> MotionConfig:
@@ -174,8 +177,11 @@ def cached_motion_features(
         except (OSError, ValueError):
             pass
     features = motion_features(records, config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: _save(tmp, features))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: _save(tmp, features))
+    except OSError as exc:  # a read-only cache costs time, not the run
+        log.warning("motion features not cached in %s: %s", path.parent, exc)
     return features
 
 

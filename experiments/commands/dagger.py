@@ -7,12 +7,17 @@ from pathlib import Path
 
 
 def handler(args: argparse.Namespace) -> int:
+    from sim2real.agents.closed_loop import HELD_OUT_SEED_START
     from sim2real.experiments.config_options import config_from_args
     from sim2real.experiments.dagger import DaggerConfig, run_dagger
 
     config = config_from_args(DaggerConfig, args)
     results = run_dagger(config, args.out, resume=args.resume, progress=not args.no_progress)
-    print(f"DAgger from {config.checkpoint}, {config.episodes} held-out tracks each:")
+    held_out = "held-out " if config.eval_seed_start == HELD_OUT_SEED_START else ""
+    print(
+        f"DAgger from {config.checkpoint}, {config.episodes} {held_out}tracks each "
+        f"(seeds {config.eval_seed_start}-{config.eval_seed_start + config.episodes - 1}):"
+    )
     for entry in results["iterations"]:
         s = entry["closed_loop"]
         recorded = entry.get("recording", {}).get("frames", 0)

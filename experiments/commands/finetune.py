@@ -79,11 +79,11 @@ def default_selftrain(config, chosen: bool, resuming: Path | None = None) -> tup
             f"part, {SELFTRAIN_MIN_UNLABELED} needed (--pseudo-label REAL...: other recordings "
             "instead)"
         )
-    selftrain = SelfTrainConfig()
+    selftrain = SelfTrainConfig(teacher="motion")
     return selftrain, (
-        f"self-training: the fine-tuned network labels {min(left, selftrain.max_frames)} "
-        f"of the {left} other training frames, and a student learns from them too "
-        "(--pseudo-label none: off)"
+        f"self-training: the fine-tuned network and the recording's motion label "
+        f"{min(left, selftrain.max_frames)} of the {left} other training frames, and a student "
+        "learns from them too (--pseudo-label none: off)"
     )
 
 
@@ -156,7 +156,7 @@ def pseudo_label_value(paths: list[str]) -> dict | None:
     off (None leaves the field unset)."""
     if none_alone("--pseudo-label", paths, "paths"):
         return None
-    return {"unlabeled": [str(p) for p in paths]} if paths else {}
+    return {"teacher": "motion", "unlabeled": [str(p) for p in paths]}
 
 
 def ensemble_value(refs: list[str]) -> list[str]:
@@ -361,9 +361,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="*",
         metavar="REAL",
         help="self-training: the fine-tuned network (teacher, kept in OUT/teacher) labels "
-        "these unlabeled real frames (no path: the rest of --data's training part), the "
-        "labels are smoothed along time, and a student trains on them and the labelled "
-        "frames; none: off (default: on, on the rest of --data's training part, for "
+        "these unlabeled real frames (no path: the rest of --data's training part), steering "
+        "from the recording's future optical flow (the motion teacher; "
+        "--set selftrain.teacher=network: the network alone), the labels are smoothed along "
+        "time, and a student trains on them and the labelled frames; none: off (default: "
+        "on, on the rest of --data's training part, for "
         f"--freeze auto from a pretrained network when {SELFTRAIN_MIN_UNLABELED} or more "
         "frames are left after --frames)",
     )
