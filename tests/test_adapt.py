@@ -1,0 +1,191 @@
+"""`sim2real adapt`: zero-label adaptation with a motion teacher (transfer/adapt.py).
+
+The recordings here are tiny synthetic tubs whose frames are windows sliding sideways over a
+random texture by a known amount each step: the "car" yaws by the steering of two frames
+before, as a real car does a few frames after the command."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from model_helpers import save_parent
+
+from sim2real.agents.checkpoint import read_card
+from sim2real.agents.training import TrainConfig
+from sim2real.transfer.adapt import (
+    AdaptConfig,
+    adapt,
+    allowed_records,
+    steering_labels,
+)
+from sim2real.transfer.motion import MotionConfig, motion_span
+from sim2real.transfer.records import run_ids
+from sim2real.transfer.tub import TubWriter
+
+H, W = 60, 80
+KEYS = ["cam/image_array", "user/angle", "user/throttle"]
+TYPES = ["image_array", "float", "float"]
+
+
+def steering(n: int, seed: int = 0) -> np.ndarray:
+    """A smooth steering signal in about [-0.8, 0.8]."""
+    t = np.arange(n)
+    rng = np.random.default_rng(seed)
+    phases = rng.uniform(0, 2 * np.pi, 3)
+    return (
+        0.4 * np.sin(t / 9 + phases[0])
+        + 0.3 * np.sin(t / 4.3 + phases[1])
+        + 0.1 * np.sin(t / 2.1 + phases[2])
+    )
+
+
+def texture(seed: int = 0) -> np.ndarray:
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(0, 255, (H, 3000)).astype(np.float32)
+    return cv2.GaussianBlur(noise, (0, 0), 2.0).clip(0, 255)
+
+
+def write_tub(path: Path, truth: np.ndarray, *, px_per_unit: float = 4.0, labels=None,
+              shift_after: tuple[int, float] | None = None) -> Path:  # fmt: skip
+    """A tub of len(truth) frames; the view moves right by px_per_unit * truth[t - 2] pixels
+    from frame t to t + 1. `labels`: the recorded user/angle (default: `truth`).
+    `shift_after` (k, px): from frame k on, the view jumps by px more each step."""
+    tex = texture()
+    x = 500.0
+    labels = truth if labels is None else labels
+    with TubWriter(path, KEYS, TYPES) as writer:
+        for t in range(len(truth)):
+            x0 = int(round(x))
+            grey = tex[:, x0 : x0 + W].astype(np.uint8)
+            writer.write(
+                {
+                    "user/angle": float(labels[t]),
+                    "user/throttle": 0.3,
+                    "_timestamp_ms": 1000 + 50 * t,
+                },
+                np.repeat(grey[:, :, None], 3, axis=2),
+            )
+            x += px_per_unit * truth[max(t - 2, 0)]
+            if shift_after is not None and t >= shift_after[0]:
+                x += shift_after[1]
+    return path
+
+
+def test_motion_teacher_beats_a_noisy_network_without_labels(tmp_path):
+    n = 300
+    truth = steering(n)
+    tub = write_tub(tmp_path / "tub", truth)
+    config = AdaptConfig(real=[str(tub)], span=(0.0, 1.0))
+    records = allowed_records(config)
+    x = motion_span(records, config.motion).of(records)
+    network = truth + np.random.default_rng(1).normal(0, 0.35, n)  # a noisy, biased-free guess
+    labels, motion_fit, ridge = steering_labels(network, x, run_ids(records), 0.7)
+    r_network = np.corrcoef(network, truth)[0, 1]
+    r_labels = np.corrcoef(labels, truth)[0, 1]
+    r_motion = np.corrcoef(motion_fit, truth)[0, 1]
+    assert r_motion > 0.9 > r_network  # the flow, given the network's scale, recovers steering
+    assert r_labels > r_network + 0.1
+    assert ridge.cv_r2 > 0.3  # the fit of the network on the motion is a real one
+    # the motion fit takes the network's scale and sign: about 1 unit of steering per unit
+    assert np.polyfit(truth, motion_fit, 1)[0] == pytest.approx(1.0, abs=0.2)
+
+
+def test_span_keeps_later_frames_out(tmp_path):
+    n = 400
+    truth = steering(n)
+    noise = np.random.default_rng(2).normal(0, 0.3, n)
+    a = write_tub(tmp_path / "a", truth)
+    b = write_tub(tmp_path / "b", truth, shift_after=(240, 6.0))  # differs from frame 241 on
+
+    def labels(tub: Path, span) -> np.ndarray:
+        config = AdaptConfig(real=[str(tub)], span=span)
+        records = allowed_records(config)
+        x = motion_span(records, config.motion).of(records)
+        network = truth[: len(records)] + noise[: len(records)]
+        return steering_labels(network, x, run_ids(records), 0.7)[0]
+
+    inside_a, inside_b = labels(a, (0.0, 0.6)), labels(b, (0.0, 0.6))
+    assert len(inside_a) == 240
+    np.testing.assert_array_equal(inside_a, inside_b)
+    # read the whole recording and the changed frames do change the first 240 pseudo-labels
+    whole_a, whole_b = labels(a, (0.0, 1.0)), labels(b, (0.0, 1.0))
+    assert not np.allclose(whole_a[:240], whole_b[:240])
+
+
+def test_default_span_is_finetunes_training_part(tmp_path):
+    from sim2real.transfer.datasets import open_records
+    from sim2real.transfer.splits import REAL_SPLIT, split_records
+
+    tub = write_tub(tmp_path / "tub", steering(600))
+    kept = allowed_records(AdaptConfig(real=[str(tub)]))
+    parts = split_records(open_records([str(tub)]).records, REAL_SPLIT, seed=0)
+    assert [r.image_path for r in kept] == [r.image_path for r in parts.train]
+    held_out = {r.image_path for r in parts.val + parts.test}
+    assert held_out and not held_out & {r.image_path for r in kept}
+
+
+def test_labels_are_not_read_and_the_card_says_so(tmp_path):
+    n = 260
+    truth = steering(n)
+    a = write_tub(tmp_path / "a", truth)
+    b = write_tub(tmp_path / "b", truth, labels=-truth[::-1])  # same frames, other labels
+    parent = save_parent(tmp_path / "net", {"frames": 1})
+    train = TrainConfig(epochs=1, batch_size=32, progress=False, tensorboard=False, num_threads=1)
+    for tub in (a, b):
+        config = AdaptConfig(
+            checkpoint=str(parent), real=[str(tub)], span=(0.0, 1.0), max_frames=100, train=train
+        )
+        adapt(config, tmp_path / f"out-{tub.name}")
+    card = read_card(tmp_path / "out-a")
+    step = card.history[-1]
+    assert step["step"] == "adapt_zero_label" and step["labels_used"] is False
+    assert card.trained_on["labels_used"] is False
+    assert card.spec.mirror_average  # as chosen on the validation blocks (config default)
+    assert card.trained_on["frames"] == 1  # the parent's sim data are kept
+    assert step["teacher"]["frames"] == n and 0 <= step["teacher"]["weight"] <= 1
+    weights = [(tmp_path / f"out-{t}" / "model.safetensors").read_bytes() for t in ("a", "b")]
+    assert weights[0] == weights[1]  # labels reversed and negated changed nothing
+    saved = (tmp_path / "out-a" / "config.yaml").read_text()
+    assert "weight: 1.0" in saved
+
+
+def test_bad_input_names_the_path_and_writes_nothing(tmp_path):
+    import csv
+
+    import cv2
+
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    with (csv_dir / "log.csv").open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["image", "user/angle"])
+        for i in range(250):
+            cv2.imwrite(str(csv_dir / f"{i}.png"), np.full((H, W, 3), i % 255, np.uint8))
+            out.writerow([f"{i}.png", 0.0])
+    short = write_tub(tmp_path / "short", steering(50))
+    choppy = tmp_path / "choppy"
+    write_tub(choppy, steering(400))
+    with TubWriter(choppy, KEYS, TYPES, resume=True) as writer:
+        writer.delete([i for i in range(400) if i % 8 == 0])  # runs of 7 frames < the lags
+    for path, words in ((csv_dir, "no timestamps"), (short, "frames in the span"),
+                        (choppy, "too short for motion lags")):  # fmt: skip
+        out_dir = tmp_path / f"out-{path.name}"
+        config = AdaptConfig(real=[str(path)], span=(0.0, 1.0))
+        with pytest.raises(ValueError, match=words) as info:
+            adapt(config, out_dir)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+        assert not out_dir.exists()
+
+
+def test_config_round_trips_and_rejects_bad_values(tmp_path):
+    from sim2real.common.config import ConfigError, load_config, save_config
+
+    config = AdaptConfig(real=["x"], weight=0.5, motion=MotionConfig(last_lag=9))
+    save_config(config, tmp_path / "c.yaml")
+    assert load_config(AdaptConfig, tmp_path / "c.yaml") == config
+    (tmp_path / "bad.yaml").write_text(json.dumps({"weight": 1.5}))
+    with pytest.raises(ConfigError, match="weight"):
+        load_config(AdaptConfig, tmp_path / "bad.yaml")
