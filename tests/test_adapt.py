@@ -14,6 +14,7 @@ from model_helpers import save_parent
 from sim2real.agents.checkpoint import read_card
 from sim2real.agents.training import TrainConfig
 from sim2real.transfer.adapt import (
+    MIN_FRAMES,
     AdaptConfig,
     adapt,
     allowed_records,
@@ -189,3 +190,33 @@ def test_config_round_trips_and_rejects_bad_values(tmp_path):
     (tmp_path / "bad.yaml").write_text(json.dumps({"weight": 1.5}))
     with pytest.raises(ConfigError, match="weight"):
         load_config(AdaptConfig, tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("pilot_first", [False, True])
+@pytest.mark.parametrize("include_pilot", [False, True])
+def test_default_span_keeps_both_splits_blocks_out_around_pilot_frames(
+    tmp_path, pilot_first, include_pilot
+):
+    # 800 frames of the person's driving and 200 of the pilot's: the pilot's frames move
+    # finetune's cut, so whichever --include-pilot a later finetune or evaluate takes, adapt
+    # must read none of that run's validation or test frames
+    from sim2real.transfer.datasets import open_records
+    from sim2real.transfer.splits import REAL_SPLIT, split_records
+
+    tub = tmp_path / "tub"
+    image = np.full((H, W, 3), 90, np.uint8)
+    with TubWriter(tub, [*KEYS, "user/mode"], [*TYPES, "str"]) as writer:
+        for i in range(1000):
+            pilot = i < 200 if pilot_first else i >= 800
+            labels = {"user/angle": 0.0, "user/throttle": 0.3}
+            mode = "local" if pilot else "user"
+            writer.write({**labels, "user/mode": mode, "_timestamp_ms": 1000 + 50 * i}, image)
+    kept = {
+        r.image_path
+        for r in allowed_records(AdaptConfig(real=[str(tub)], include_pilot=include_pilot))
+    }
+    assert len(kept) >= MIN_FRAMES
+    for later in (False, True):
+        parts = split_records(open_records([tub], include_pilot=later).records, REAL_SPLIT, seed=0)
+        blocks = {r.image_path for r in parts.val + parts.test}
+        assert blocks and not blocks & kept, (later, len(blocks & kept))

@@ -149,8 +149,28 @@ class Teacher:
         }
 
 
+def held_out_paths(path: str) -> set[Path]:
+    """Image paths of `path`'s frames outside the training part of `REAL_SPLIT`, cut from the
+    person's frames alone and from every frame, the pilot's included: a later `finetune` or
+    `evaluate` of the recording keeps its validation and test blocks whichever
+    ``--include-pilot`` it takes (the pilot's frames move the cut)."""
+    from sim2real.transfer.datasets import open_records
+    from sim2real.transfer.splits import REAL_SPLIT, split_records
+
+    held: set[Path] = set()
+    for include_pilot in (False, True):
+        try:
+            records = open_records([path], include_pilot=include_pilot).records
+        except ValueError:  # (no frame of the person's: nothing to keep out)
+            continue
+        train = {r.image_path for r in split_records(records, REAL_SPLIT, seed=0).train}
+        held |= {r.image_path for r in records if r.image_path not in train}
+    return held
+
+
 def allowed_records(config: AdaptConfig) -> list[Record]:
-    """The records of `config.real` that adaptation may read, in time order per stream.
+    """The records of `config.real` that adaptation may read, in time order per stream: the
+    span, else the training part of `REAL_SPLIT` less `held_out_paths`.
 
     ValueError naming the path: no frames, no timestamps, too few frames in the span, or runs
     too short for the motion lags."""
@@ -171,7 +191,12 @@ def allowed_records(config: AdaptConfig) -> list[Record]:
                 "consecutive frames of a recording"
             )
         if config.span is None:
-            part = split_records(records, REAL_SPLIT, seed=0).train
+            held = held_out_paths(path)
+            part = [
+                r
+                for r in split_records(records, REAL_SPLIT, seed=0).train
+                if r.image_path not in held
+            ]
         else:
             part = span_records(records, config.span, len(records))
         part = [r for stream in streams(part) for r in stream]
