@@ -86,7 +86,8 @@ class AdaptConfig(StrictModel):
     max_frames: int | None = Field(20000, ge=10)
     """at most this many frames for the student, as contiguous blocks (None: all). Every
     frame read (7,515 and 11,448) beat 4,000 and 2,000 on both validation blocks; the cap
-    only bounds memory and time on longer recordings (not measured beyond 11,448)"""
+    bounds the student's time and its copy of the frames on longer recordings (not measured
+    beyond 11,448), not the teacher's: it decodes every frame in the span (`span` bounds that)"""
     block_frames: int = Field(100, ge=1)
     """length of those blocks in frames"""
     motion: MotionConfig = Field(default_factory=MotionConfig)
