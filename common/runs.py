@@ -129,7 +129,10 @@ def _short(value: Any, width: int = 60) -> str:
 
 
 def _field_names(fields: Any, prefix: str = "") -> str:
-    """{"train": {"epochs", "device"}} -> "train.device, train.epochs"."""
+    """{"train": {"epochs", "device"}, "cache_dir": True} -> "cache_dir, train.device,
+    train.epochs" (pydantic's `exclude` form: True is the whole field)."""
+    if fields is True:
+        return prefix.rstrip(".")
     if isinstance(fields, dict):
         return ", ".join(_field_names(v, f"{prefix}{k}.") for k, v in sorted(fields.items()))
     return ", ".join(f"{prefix}{name}" for name in sorted(fields))

@@ -220,3 +220,28 @@ def test_default_span_keeps_both_splits_blocks_out_around_pilot_frames(
         parts = split_records(open_records([tub], include_pilot=later).records, REAL_SPLIT, seed=0)
         blocks = {r.image_path for r in parts.val + parts.test}
         assert blocks and not blocks & kept, (later, len(blocks & kept))
+
+
+def test_resume_keeps_the_run_it_started_and_refuses_another_teacher(tmp_path):
+    truth = steering(260)
+    tub = write_tub(tmp_path / "tub", truth)
+    parent = save_parent(tmp_path / "net", {"frames": 1})
+    train = TrainConfig(epochs=1, batch_size=32, progress=False, tensorboard=False, num_threads=1)
+    config = AdaptConfig(
+        checkpoint=str(parent), real=[str(tub)], span=(0.0, 1.0), max_frames=100, train=train
+    )
+    out = tmp_path / "out"
+    adapt(config, out)
+    weights = (out / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="already holds an adapt run"):
+        adapt(config, out)
+    # a changed teacher is refused by name, before the folder changes
+    with pytest.raises(ValueError, match=r"weight: 1\.0 -> 0\.5"):
+        adapt(config.model_copy(update={"weight": 0.5}), out, resume=True)
+    assert (out / "model.safetensors").read_bytes() == weights
+    # more epochs continue from the saved state: the first epoch is not trained again
+    more = config.model_copy(update={"train": train.model_copy(update={"epochs": 2})})
+    adapt(more, out, resume=True)
+    card = read_card(out)
+    assert card.history[-1]["epochs_run"] == 2 and card.metrics["epochs_run"] == 2
+    assert (out / "model.safetensors").read_bytes() != weights
