@@ -49,7 +49,7 @@ from sim2real.common.runs import check_run_dir, describe_run
 from sim2real.transfer.adapter import param_groups
 from sim2real.transfer.motion import MotionConfig, RidgeFit, fit_ridge_cv, motion_span
 from sim2real.transfer.records import Record, run_ids
-from sim2real.transfer.selftrain import SelfTrainConfig, pseudo_label, teacher_copy
+from sim2real.transfer.selftrain import OddWidth, SelfTrainConfig, pseudo_label, teacher_copy
 
 STEERING = "user/angle"
 """the output the motion teacher labels"""
@@ -81,7 +81,7 @@ class AdaptConfig(StrictModel):
     """share of the motion teacher in the steering pseudo-label (the rest: the network's
     smoothed prediction); 1 (the motion fit alone, which the network scaled) had the higher
     validation r on every seed of both recordings against 0.7 and 0.5 (docs/adapt.md)"""
-    window: int = Field(21, ge=1)
+    window: OddWidth = 21
     """Savitzky-Golay width (frames, odd) smoothing the network's predictions within runs"""
     max_frames: int | None = Field(20000, ge=10)
     """at most this many frames for the student, as contiguous blocks (None: all). Every
@@ -102,13 +102,6 @@ class AdaptConfig(StrictModel):
     """frame and motion-feature cache (None: no cache)"""
     include_pilot: bool = False
     """also read frames the pilot drove (DonkeyCar user/mode local, local_angle)"""
-
-    @field_validator("window")
-    @classmethod
-    def _odd(cls, value: int) -> int:
-        if value % 2 == 0:
-            raise ValueError(f"window must be odd (a centred filter), got {value}")
-        return value
 
     @field_validator("span")
     @classmethod
