@@ -126,6 +126,9 @@ def test_default_span_is_finetunes_training_part(tmp_path):
     assert [r.image_path for r in kept] == [r.image_path for r in parts.train]
     held_out = {r.image_path for r in parts.val + parts.test}
     assert held_out and not held_out & {r.image_path for r in kept}
+    # a recording named twice (or a folder and a tub in it) is read once: no frame counts double
+    twice = allowed_records(AdaptConfig(real=[str(tub), str(tub)]))
+    assert [r.image_path for r in twice] == [r.image_path for r in kept]
 
 
 def test_labels_are_not_read_and_the_card_says_so(tmp_path):

@@ -175,6 +175,7 @@ def allowed_records(config: AdaptConfig) -> list[Record]:
     if not config.real:
         raise ValueError("adapt needs real frames: pass --real PATH...")
     kept: list[Record] = []
+    seen: set[Path] = set()
     for path in config.real:
         if not Path(path).expanduser().exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
@@ -209,7 +210,8 @@ def allowed_records(config: AdaptConfig) -> list[Record]:
                 f"than {max(window, config.motion.min_run)} frames, too short for motion lags "
                 f"{config.motion.first_lag}..{config.motion.last_lag}"
             )
-        kept += part
+        kept += [r for r in part if r.image_path not in seen]  # (a path named twice)
+        seen |= {r.image_path for r in part}
     return kept
 
 
