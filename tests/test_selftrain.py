@@ -199,6 +199,8 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     config_file = tmp_path / "ft.yaml"
     config_file.write_text("selftrain: null\n")
     assert decide("--frames", "100", "--config", str(config_file)) == (None, "")
+    flags = ("--config", str(config_file), "--pseudo-label")  # the command line turns it on
+    assert decide("--frames", "100", *flags)[0].teacher == "motion"
     # a file's `selftrain:` without a teacher is SelfTrainConfig's (network), so a config
     # saved before the teacher field reproduces its run; one that names it keeps it
     config_file.write_text("selftrain:\n  keep: 0.5\n")

@@ -97,11 +97,13 @@ def default_selftrain(
 
 def selftrain_mentions(args: argparse.Namespace) -> tuple[bool, bool]:
     """(whether the command line or its --config file sets ``selftrain``, whether the file
-    has a ``selftrain:`` key): `default_selftrain`'s `chosen` and `in_file`."""
+    has a ``selftrain:`` mapping): `default_selftrain`'s `chosen` and `in_file`."""
     from sim2real.common.config import load_yaml_mapping
     from sim2real.experiments.config_options import config_mentions
 
-    in_file = args.config is not None and "selftrain" in load_yaml_mapping(args.config)
+    in_file = args.config is not None and isinstance(
+        load_yaml_mapping(args.config).get("selftrain"), dict
+    )
     return config_mentions(args, "selftrain"), in_file
 
 
