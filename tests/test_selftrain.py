@@ -174,8 +174,8 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
         args = build_parser().parse_args([*argv, "--out", str(tmp_path / "out")])
         config = config_from_args(FinetuneConfig, args)
         resuming = args.out if args.resume else None
-        chosen, in_file = selftrain_mentions(args)
-        return default_selftrain(config, chosen, resuming, in_file=in_file)
+        chosen, in_file, off = selftrain_mentions(args)
+        return default_selftrain(config, chosen, resuming, in_file=in_file, off=off)
 
     on, why = decide("--frames", "100")
     assert on == SelfTrainConfig(teacher="motion") and "1160 of the 1160 other training" in why
@@ -207,6 +207,13 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     assert decide("--frames", "100", "--config", str(config_file))[0].teacher == "network"
     flags = ("--config", str(config_file), "--set", "selftrain.epochs=2")
     assert decide("--frames", "100", *flags)[0].teacher == "network"
+    # --pseudo-label none is off, whatever the file says; beside --set selftrain...: refused
+    assert decide("--frames", "100", "--config", str(config_file), "--pseudo-label", "none") == (
+        None,
+        "",
+    )
+    with pytest.raises(ValueError, match="--pseudo-label none .* --set selftrain.keep=0.5"):
+        decide("--frames", "100", "--pseudo-label", "none", "--set", "selftrain.keep=0.5")
     config_file.write_text("selftrain:\n  teacher: motion\n")
     assert decide("--frames", "100", "--config", str(config_file))[0].teacher == "motion"
     # --resume: a started run keeps its own choice, whatever the default would be now

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NamedTuple
 
 RULE = "rule"
 """--freeze rule: the domain-gap freeze rule (experiments.domain_gap.recommend_freeze)"""
@@ -54,19 +55,27 @@ def default_ensemble(config, resuming: Path | None = None) -> list[str] | None:
 
 
 def default_selftrain(
-    config, chosen: bool, resuming: Path | None = None, *, in_file: bool = False
+    config,
+    chosen: bool,
+    resuming: Path | None = None,
+    *,
+    in_file: bool = False,
+    off: bool = False,
 ) -> tuple[object, str]:
     """(``selftrain``, a line saying why) for a run: the config's own when the user `chosen`
     it (``--pseudo-label``, ``--set selftrain...``, the ``--config`` file, `in_file` when
-    that file has a ``selftrain:`` key), with `command_teacher`; when `resuming` a run folder
-    with a saved config, that run's own; else self-training on the rest of --data's training
-    part when a pretrained network is adapted by ``--freeze auto`` (no co-training or
-    alignment) to --frames frames and at least `SELFTRAIN_MIN_UNLABELED` frames are left."""
+    that file has a ``selftrain:`` mapping), with `command_teacher` (None when `off`:
+    ``--pseudo-label none``); when `resuming` a run folder with a saved config, that run's
+    own; else self-training on the rest of --data's training part when a pretrained network
+    is adapted by ``--freeze auto`` (no co-training or alignment) to --frames frames and at
+    least `SELFTRAIN_MIN_UNLABELED` frames are left."""
     from sim2real.transfer.datasets import open_records
     from sim2real.transfer.ladder import AUTO
     from sim2real.transfer.selftrain import SelfTrainConfig
     from sim2real.transfer.splits import split_records
 
+    if off:  # --pseudo-label none (the option leaves the field alone: a file's stays)
+        return None, ""
     if chosen:
         return command_teacher(config, resuming, in_file), ""
     if resuming is not None and (resuming / "config.yaml").is_file():
@@ -95,16 +104,37 @@ def default_selftrain(
     )
 
 
-def selftrain_mentions(args: argparse.Namespace) -> tuple[bool, bool]:
-    """(whether the command line or its --config file sets ``selftrain``, whether the file
-    has a ``selftrain:`` mapping): `default_selftrain`'s `chosen` and `in_file`."""
-    from sim2real.common.config import load_yaml_mapping
-    from sim2real.experiments.config_options import config_mentions
+class SelftrainChoice(NamedTuple):
+    """What the command line and its --config file say of ``selftrain``."""
+
+    chosen: bool
+    """the command line or the file sets it"""
+    in_file: bool
+    """the file has a ``selftrain:`` mapping"""
+    off: bool
+    """``--pseudo-label none``: off, whatever the file says"""
+
+
+def selftrain_mentions(args: argparse.Namespace) -> SelftrainChoice:
+    """`default_selftrain`'s `chosen`, `in_file` and `off` for `args`; ValueError (one line)
+    for ``--pseudo-label none`` beside a ``--set selftrain...`` (off, and set: which?)."""
+    from sim2real.common.config import load_yaml_mapping, parse_assignment
+    from sim2real.experiments.config_options import SET_DEST, config_mentions
 
     in_file = args.config is not None and isinstance(
         load_yaml_mapping(args.config).get("selftrain"), dict
     )
-    return config_mentions(args, "selftrain"), in_file
+    off = [str(v).lower() for v in getattr(args, "pseudo_label", None) or []] == ["none"]
+    sets = [
+        t
+        for t in getattr(args, SET_DEST, None) or []
+        if parse_assignment(t)[0].split(".")[0] == "selftrain"
+    ]
+    if off and sets:
+        raise ValueError(
+            f"--pseudo-label none turns self-training off, but --set {sets[0]} sets it: drop one"
+        )
+    return SelftrainChoice(config_mentions(args, "selftrain"), in_file, off)
 
 
 def command_teacher(config, resuming: Path | None, in_file: bool):
@@ -233,8 +263,8 @@ def handler(args: argparse.Namespace) -> int:
 
     config = config_from_args(FinetuneConfig, args)
     resuming = args.out if args.resume else None
-    chosen, in_file = selftrain_mentions(args)
-    config.selftrain, why = default_selftrain(config, chosen, resuming, in_file=in_file)
+    chosen, in_file, off = selftrain_mentions(args)
+    config.selftrain, why = default_selftrain(config, chosen, resuming, in_file=in_file, off=off)
     if why:
         print(why)
     config.ensemble_with = default_ensemble(config, resuming)
