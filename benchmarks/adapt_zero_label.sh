@@ -7,7 +7,8 @@
 # validation block). Choose on the val_* columns; the test block only reports.
 # With FINETUNE="NAME=CKPT[,ARGS] ...", also `finetune --checkpoint CKPT ARGS --frames 100`
 # (commas for spaces; SEED in CKPT becomes the seed, e.g. OUT/TUB-w07-sSEED), scored the same
-# way.
+# way; its self-training uses the network teacher docs/adapt.md's figures were made with
+# (TEACHER=motion: finetune's default since the motion merge).
 #
 #   bash benchmarks/adapt_zero_label.sh REAL_DIR OUT TUB "SEEDS" ARM...
 #   ARM: NAME:ARGS with commas for spaces, e.g. w05:--weight,0.5  f2k:--frames,2000
@@ -43,6 +44,8 @@ for arm in ${FINETUNE:-}; do
   for seed in $SEEDS; do
     spec=${arm#*=}
     spec=${spec//SEED/$seed}
+    teacher=(--set "selftrain.teacher=${TEACHER:-network}")  # (a --set selftrain.* turns it on)
+    [[ $spec == *--pseudo-label,none* ]] && teacher=()
     d=$OUT/$TUB-ft100-$name-s$seed
     runs+=("$d")
     [ -f "$d/model.json" ] && continue
@@ -50,7 +53,7 @@ for arm in ${FINETUNE:-}; do
     # shellcheck disable=SC2086
     /usr/bin/time -a -o "$d.time" -f "user %U s, system %S s, wall %e s" \
       $S finetune --checkpoint ${spec//,/ } --data "$REAL/$TUB" --frames 100 --seed "$seed" \
-      --set train.progress=false --out "$d" > "$d.log" 2>&1 || echo "failed: $d"
+      --set train.progress=false "${teacher[@]}" --out "$d" > "$d.log" 2>&1 || echo "failed: $d"
     { date -u; uptime; } >> "$d.time"
   done
 done

@@ -193,7 +193,7 @@ def main() -> None:
                 frames_by_key[fkey] = (
                     *unlabeled_frames(
                         st, sources, outputs, pre, exclude=exclude, seed=seed, progress=False
-                    ),
+                    )[:3],
                     time.perf_counter() - t0,
                 )
             images, segments, truth, read_s = frames_by_key[fkey]

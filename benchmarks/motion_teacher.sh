@@ -1,8 +1,9 @@
 #!/bin/bash
 # The motion teacher against the network teacher in `finetune`'s self-training (issue 15):
-# for each seed, `finetune --checkpoint pilotnet-recipe --frames N` as the default runs it
-# (the two-start ensemble, each member self-training; arm `network`) and the same with
-# `--set selftrain.teacher=motion` (arm `motion`: steering pseudo-labels from a ridge of the
+# for each seed, `finetune --checkpoint pilotnet-recipe --frames N --pseudo-label` (the
+# two-start ensemble, each member self-training) with `--set selftrain.teacher=network` (arm
+# `network`: the default before the motion teacher) and with `--set selftrain.teacher=motion`
+# (arm `motion`, the default since: steering pseudo-labels from a ridge of the
 # parent's prediction and the recording's future optical flow, fitted on the N labelled
 # frames), timed by /usr/bin/time (CPU s, wall, load before and after in OUT/RUN.time); each
 # network scored as saved on the test block (`evaluate --split test --json`) and on the

@@ -91,10 +91,12 @@ def check_run_dir(
     if not (resume and started and saved_path.is_file()):
         return
     saved = load_config(type(config), saved_path)
-    if saved.model_dump(exclude=may_change) != config.model_dump(exclude=may_change):
+    before, now = saved.model_dump(exclude=may_change), config.model_dump(exclude=may_change)
+    if before != now:
         raise ValueError(
             f"cannot resume {out_dir}: its config.yaml differs from this run's config "
-            f"(only {_field_names(may_change)} may change)"
+            f"(only {_field_names(may_change)} may change; saved -> now: "
+            f"{', '.join(_differences(before, now))})"
         )
 
 
@@ -109,8 +111,28 @@ def _other_kind(saved_path: Path, cls: type[BaseModel]) -> str | None:
     return None
 
 
+def _differences(before: Any, now: Any, prefix: str = "", most: int = 3) -> list[str]:
+    """Up to `most` "field: saved -> now" lines where the dumps `before` and `now` differ,
+    nested fields by their dotted path."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        out: list[str] = []
+        for key in sorted(set(before) | set(now), key=str):
+            if before.get(key) != now.get(key):
+                out += _differences(before.get(key), now.get(key), f"{prefix}{key}.", most)
+        return out[:most]
+    return [f"{prefix.rstrip('.')}: {_short(before)} -> {_short(now)}"]
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _field_names(fields: Any, prefix: str = "") -> str:
-    """{"train": {"epochs", "device"}} -> "train.device, train.epochs"."""
+    """{"train": {"epochs", "device"}, "cache_dir": True} -> "cache_dir, train.device,
+    train.epochs" (pydantic's `exclude` form: True is the whole field)."""
+    if fields is True:
+        return prefix.rstrip(".")
     if isinstance(fields, dict):
         return ", ".join(_field_names(v, f"{prefix}{k}.") for k, v in sorted(fields.items()))
     return ", ".join(f"{prefix}{name}" for name in sorted(fields))

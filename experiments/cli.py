@@ -52,13 +52,14 @@ def _out_dirs(args: argparse.Namespace) -> list[Path]:
 
 
 def _remove_stubs(created: list[Path]) -> None:
-    """Remove folders this command created that hold nothing but a stub config/run record
-    (the run failed validation before doing any work)."""
+    """Remove folders this command created that hold nothing but stub config/run records,
+    its own or its subfolders' (an ensemble's members): the run failed validation before
+    doing any work. A stub left behind would make the corrected rerun a "resume"."""
     for folder in created:
         if not folder.is_dir():
             continue
         files = [p for p in folder.rglob("*") if p.is_file()]
-        if all(p.parent == folder and p.name in STUB_FILES for p in files):
+        if all(p.name in STUB_FILES for p in files):
             shutil.rmtree(folder, ignore_errors=True)
 
 

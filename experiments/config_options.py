@@ -116,3 +116,25 @@ def config_from_args(
     overrides, given = overrides_from_args(args)
     path = getattr(args, "config", None) if path is None else path
     return load_config(cls, path, overrides, given=given)
+
+
+def add_print_config(parser: argparse.ArgumentParser) -> None:
+    """Add ``--print-config`` to a command that writes a run to ``--out`` (`printed_config`)."""
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config as YAML (a starting point for --config) and exit",
+    )
+
+
+def printed_config(args: argparse.Namespace, config: BaseModel) -> bool:
+    """With ``--print-config``: print `config` as YAML and return True (the command exits);
+    else ValueError (one line) when ``--out`` is missing, and False."""
+    import yaml
+
+    if args.print_config:
+        print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+        return True
+    if args.out is None:
+        raise ValueError("--out DIR is required (the checkpoint folder to write)")
+    return False

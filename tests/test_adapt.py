@@ -14,6 +14,7 @@ from model_helpers import save_parent
 from sim2real.agents.checkpoint import read_card
 from sim2real.agents.training import TrainConfig
 from sim2real.transfer.adapt import (
+    MIN_FRAMES,
     AdaptConfig,
     adapt,
     allowed_records,
@@ -125,6 +126,9 @@ def test_default_span_is_finetunes_training_part(tmp_path):
     assert [r.image_path for r in kept] == [r.image_path for r in parts.train]
     held_out = {r.image_path for r in parts.val + parts.test}
     assert held_out and not held_out & {r.image_path for r in kept}
+    # a recording named twice (or a folder and a tub in it) is read once: no frame counts double
+    twice = allowed_records(AdaptConfig(real=[str(tub), str(tub)]))
+    assert [r.image_path for r in twice] == [r.image_path for r in kept]
 
 
 def test_labels_are_not_read_and_the_card_says_so(tmp_path):
@@ -189,3 +193,58 @@ def test_config_round_trips_and_rejects_bad_values(tmp_path):
     (tmp_path / "bad.yaml").write_text(json.dumps({"weight": 1.5}))
     with pytest.raises(ConfigError, match="weight"):
         load_config(AdaptConfig, tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("pilot_first", [False, True])
+@pytest.mark.parametrize("include_pilot", [False, True])
+def test_default_span_keeps_both_splits_blocks_out_around_pilot_frames(
+    tmp_path, pilot_first, include_pilot
+):
+    # 800 frames of the person's driving and 200 of the pilot's: the pilot's frames move
+    # finetune's cut, so whichever --include-pilot a later finetune or evaluate takes, adapt
+    # must read none of that run's validation or test frames
+    from sim2real.transfer.datasets import open_records
+    from sim2real.transfer.splits import REAL_SPLIT, split_records
+
+    tub = tmp_path / "tub"
+    image = np.full((H, W, 3), 90, np.uint8)
+    with TubWriter(tub, [*KEYS, "user/mode"], [*TYPES, "str"]) as writer:
+        for i in range(1000):
+            pilot = i < 200 if pilot_first else i >= 800
+            labels = {"user/angle": 0.0, "user/throttle": 0.3}
+            mode = "local" if pilot else "user"
+            writer.write({**labels, "user/mode": mode, "_timestamp_ms": 1000 + 50 * i}, image)
+    kept = {
+        r.image_path
+        for r in allowed_records(AdaptConfig(real=[str(tub)], include_pilot=include_pilot))
+    }
+    assert len(kept) >= MIN_FRAMES
+    for later in (False, True):
+        parts = split_records(open_records([tub], include_pilot=later).records, REAL_SPLIT, seed=0)
+        blocks = {r.image_path for r in parts.val + parts.test}
+        assert blocks and not blocks & kept, (later, len(blocks & kept))
+
+
+def test_resume_keeps_the_run_it_started_and_refuses_another_teacher(tmp_path):
+    truth = steering(260)
+    tub = write_tub(tmp_path / "tub", truth)
+    parent = save_parent(tmp_path / "net", {"frames": 1})
+    train = TrainConfig(epochs=1, batch_size=32, progress=False, tensorboard=False, num_threads=1)
+    config = AdaptConfig(
+        checkpoint=str(parent), real=[str(tub)], span=(0.0, 1.0), max_frames=100, train=train
+    )
+    out = tmp_path / "out"
+    adapt(config, out)
+    weights = (out / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="already holds an adapt run"):
+        adapt(config, out)
+    # a changed teacher is refused by name, before the folder changes
+    with pytest.raises(ValueError, match=r"weight: 1\.0 -> 0\.5"):
+        adapt(config.model_copy(update={"weight": 0.5}), out, resume=True)
+    assert (out / "model.safetensors").read_bytes() == weights
+    # more epochs continue from the saved state: the first epoch is not trained again
+    more = config.model_copy(update={"train": train.model_copy(update={"epochs": 2})})
+    adapt(more, out, resume=True)
+    card = read_card(out)
+    assert card.history[-1]["epochs_run"] == 2 and card.metrics["epochs_run"] == 2
+    assert (out / "model.safetensors").read_bytes() != weights

@@ -334,6 +334,8 @@ CASES = [
     Case("pretrain-init-other-spec", nothing, [*PT, "--init", "GOOD/ck", "--set", "model.hidden=7"], ["init GOOD/ck", "model.outputs is", "in the checkpoint but"], ("ck", "tub")),
     Case("pretrain-init-missing", nothing, [*PT, "--init", "nope"], ["'nope' not found"], ("tub",)),
     Case("freeze-abc", nothing, [*FT, "--freeze", "abc"], ["freeze", "abc"], ("ck", "tub")),
+    Case("pseudo-label-missing", nothing, [*FT, "--frames", "40", "--pseudo-label", "nope"], ["--pseudo-label nope", "no such file"], ("ck", "tub")),
+    Case("pseudo-label-missing-ensemble", nothing, [*FT, "--frames", "40", "--ensemble-with", "GOOD/ck", "--pseudo-label", "nope"], ["--pseudo-label nope", "no such file"], ("ck", "tub")),
     Case("simulate-frames-0", nothing, ["simulate", "--out", OUT, "--frames", "0"], ["frames"]),
     Case("policy-device-tpu", config_file(yaml.safe_dump({**POLICY, "device": "tpu"})), ["train-policy", "--config", "config.yaml", "--out", OUT], ["config.yaml", "device", "tpu"]),
     Case("policy-timesteps-0", config_file(yaml.safe_dump(POLICY)), ["train-policy", "--config", "config.yaml", "--out", OUT, "--timesteps", "0"], ["--timesteps 0"]),
@@ -484,6 +486,17 @@ def test_a_failed_run_leaves_no_stub_folder_and_internal_errors_keep_their_trace
     assert main(args) == 2
     assert "finetune: error: bad input" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+    # an ensemble's stub: the members' records in their own folders go too
+    def members_described(args):
+        describe_run(args.out, None)
+        describe_run(Path(args.out) / "member-0", None)
+        raise ValueError("bad input")
+
+    monkeypatch.setattr(command, "handler", members_described)
+    assert main(args) == 2
+    assert not (tmp_path / "new").exists()
+    monkeypatch.setattr(command, "handler", fails_after_describing(ValueError("bad input")))
     # a folder that existed before is left as it was (only the run's own stub goes)
     (tmp_path / "old").mkdir()
     assert main([*args[:2], str(tmp_path / "old"), *args[3:]]) == 2

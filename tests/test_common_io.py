@@ -54,3 +54,13 @@ def test_check_run_dir_refuses_overwrite_and_changed_resume(tmp_path):
     check_run_dir(tmp_path, more_epochs, resume=True, **kwargs)  # allowed change
     with pytest.raises(ValueError, match=r"differs .*only train\.device, train\.epochs"):
         check_run_dir(tmp_path, Run(lr_scale=2.0), resume=True, **kwargs)
+    # a whole field may change (pydantic's exclude form: True), and the refusal says so
+    whole = {"lr_scale": True, "train": {"epochs"}}
+    with pytest.raises(ValueError, match=r"only lr_scale, train\.epochs may change"):
+        check_run_dir(
+            tmp_path, Run(train=TrainConfig(lr=0.5)), resume=True, **{**kwargs, "may_change": whole}
+        )
+    # the refusal names what differs, nested fields by their dotted path, saved -> now
+    changed = Run(lr_scale=2.0, train=TrainConfig(lr=0.5))
+    with pytest.raises(ValueError, match=r"lr_scale: 1\.0 -> 2\.0, train\.lr: .* -> 0\.5\)"):
+        check_run_dir(tmp_path, changed, resume=True, **kwargs)

@@ -175,9 +175,11 @@ def test_every_named_option_sets_a_field_of_its_command_config():
     from sim2real.experiments.fit_sim import FitSimConfig
     from sim2real.experiments.simulate import SimulateConfig
     from sim2real.experiments.study import StudyConfig
+    from sim2real.transfer.adapt import AdaptConfig
     from sim2real.transfer.finetune import FinetuneConfig
 
     configs = {
+        "adapt": AdaptConfig,
         "finetune": FinetuneConfig,
         "pretrain": PretrainConfig,
         "simulate": SimulateConfig,

@@ -64,7 +64,7 @@ def test_every_caller_breaks_runs_at_the_same_records(tub):
     assert np.flatnonzero(index.numpy() == np.arange(len(records))).tolist() == expected
 
     pre = Preprocessing()
-    _, segments, _ = unlabeled_frames(
+    _, segments, _, _ = unlabeled_frames(
         SelfTrainConfig(max_frames=None, smooth="none"),
         [str(tub)],
         ["user/angle"],

@@ -3,6 +3,7 @@ whose frames shift sideways by known amounts gives that shift's sign and size; t
 never read a frame outside the span allowed (the validation block of a split); a ridge on the
 lagged features recovers labels that follow the shift where a network's guess cannot."""
 
+import os
 from pathlib import Path
 
 import cv2
@@ -231,3 +232,61 @@ def test_motion_teacher_falls_back_to_the_network_on_runs_too_short(
     network = mirrored_prediction(teacher, pseudo.images, Augmentation())
     np.testing.assert_allclose(pseudo.raw, network, rtol=1e-6, atol=1e-7)
     assert step["rounds"][0]["kept"] == len(pseudo.raw) > 0
+
+
+def test_cached_features_follow_a_changed_file_or_frame_set(tmp_path):
+    # the cache is keyed by the frames read and their files: a frame left out, or an image
+    # rewritten in place, gets fresh features rather than a stale entry
+    tub = write_tub(tmp_path / "tub", frames_panning(np.full(8, 2.0)), np.zeros(9))
+    records = open_records([tub]).records
+    config, cache = MotionConfig(scale=1.0), tmp_path / "cache"
+    first = cached_motion_features(records, config, cache)
+    fewer = records[:4] + records[5:]  # frame 4 cut out: frame 3 ends its run
+    part = cached_motion_features(fewer, config, cache)
+    assert np.isfinite(first[3]).all() and np.isnan(part[3]).all()
+    np.testing.assert_array_equal(part[:3], first[:3])
+
+    path = records[1].image_path
+    moved = frames_panning(np.full(8, -3.0))[1]  # same size, content moving the other way
+    ok, png = cv2.imencode(path.suffix, moved)
+    assert ok
+    stat = path.stat()
+    path.write_bytes(png.tobytes())
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    again = cached_motion_features(records, config, cache)
+    assert not np.allclose(again[0], first[0])  # flow 0 -> 1 recomputed from the new image
+    np.testing.assert_array_equal(again[3:], first[3:])
+
+
+def test_motion_teacher_is_fitted_on_the_labelled_frames_only(parent, cache_dir):
+    # the ridge reads the labelled frames' labels and never an unlabeled frame's: other labels
+    # on the unlabeled records change nothing, other labels on the labelled frames do
+    import dataclasses
+
+    from sim2real.agents.training import dataset_tensors
+    from sim2real.transfer.finetune import open_finetune_data
+    from sim2real.transfer.selftrain import motion_labels, selftrain_sources, unlabeled_frames
+
+    st = SelfTrainConfig(teacher="motion", max_frames=120, block_frames=40)
+    config = finetune_config(parent, cache_dir, 40, selftrain=st)
+    model, _ = load_checkpoint(parent)
+    pre, outputs = model.spec.preprocessing, list(config.adapter.outputs)
+    data = open_finetune_data(config, pre)
+    sources, exclude = selftrain_sources(config, data)
+    images, _, _, unlabeled = unlabeled_frames(
+        st, sources, outputs, pre, exclude=exclude, cache_dir=cache_dir, progress=False
+    )
+    labelled = dataset_tensors(data.train)
+
+    def raw(labelled, unlabeled) -> np.ndarray:
+        args = (config, sources, labelled, data.train.records, images, unlabeled, outputs)
+        result = motion_labels(*args)
+        assert result.raw is not None, result.report
+        return result.raw
+
+    before = raw(labelled, unlabeled)
+    other = [dataclasses.replace(r, labels={k: -v for k, v in r.labels.items()}) for r in unlabeled]
+    np.testing.assert_array_equal(raw(labelled, other), before)
+    images_l, targets = labelled
+    changed = raw((images_l, targets.flip(0)), unlabeled)  # the labelled frames relabelled
+    assert not np.allclose(changed[:, 0], before[:, 0])

@@ -68,7 +68,7 @@ def test_unlabeled_frames_leave_out_held_out_and_labelled_frames(parent, cache_d
     sources, exclude = selftrain_sources(config, data)
     assert sources == [str(sample_path())]
     st = SelfTrainConfig(max_frames=None)
-    images, segments, truth = unlabeled_frames(
+    images, segments, truth, _ = unlabeled_frames(
         st, sources, ["user/angle"], model.spec.preprocessing, exclude=exclude, progress=False
     )
     records = open_records([str(sample_path())]).records
@@ -153,8 +153,12 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     from test_data_tub import INPUTS, TYPES
 
     from sim2real.experiments.cli import build_parser
-    from sim2real.experiments.commands.finetune import SELFTRAIN_MIN_UNLABELED, default_selftrain
-    from sim2real.experiments.config_options import config_from_args, config_mentions
+    from sim2real.experiments.commands.finetune import (
+        SELFTRAIN_MIN_UNLABELED,
+        default_selftrain,
+        selftrain_mentions,
+    )
+    from sim2real.experiments.config_options import config_from_args
     from sim2real.transfer.finetune import FinetuneConfig
     from sim2real.transfer.tub import TubWriter
 
@@ -170,7 +174,8 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
         args = build_parser().parse_args([*argv, "--out", str(tmp_path / "out")])
         config = config_from_args(FinetuneConfig, args)
         resuming = args.out if args.resume else None
-        return default_selftrain(config, config_mentions(args, "selftrain"), resuming)
+        chosen, in_file, off = selftrain_mentions(args)
+        return default_selftrain(config, chosen, resuming, in_file=in_file, off=off)
 
     on, why = decide("--frames", "100")
     assert on == SelfTrainConfig(teacher="motion") and "1160 of the 1160 other training" in why
@@ -181,6 +186,10 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     with pytest.raises(ValueError, match="'none' cannot be combined with paths"):
         decide("--frames", "100", "--pseudo-label", "none", str(tub))
     assert decide("--frames", "100", "--set", "selftrain.keep=0.5")[0].keep == 0.5
+    # a knob set on the command line keeps the command's teacher (else `--set
+    # selftrain.max_frames=4000` would quietly measure the network teacher)
+    assert decide("--frames", "100", "--set", "selftrain.keep=0.5")[0].teacher == "motion"
+    assert decide("--set", "selftrain.unlabeled=[]")[0].teacher == "motion"
     assert decide("--frames", "100", "--pseudo-label")[0].teacher == "motion"
     flags = ("--pseudo-label", "--set", "selftrain.teacher=network")
     assert decide("--frames", "100", *flags)[0].teacher == "network"
@@ -190,6 +199,23 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     config_file = tmp_path / "ft.yaml"
     config_file.write_text("selftrain: null\n")
     assert decide("--frames", "100", "--config", str(config_file)) == (None, "")
+    flags = ("--config", str(config_file), "--pseudo-label")  # the command line turns it on
+    assert decide("--frames", "100", *flags)[0].teacher == "motion"
+    # a file's `selftrain:` without a teacher is SelfTrainConfig's (network), so a config
+    # saved before the teacher field reproduces its run; one that names it keeps it
+    config_file.write_text("selftrain:\n  keep: 0.5\n")
+    assert decide("--frames", "100", "--config", str(config_file))[0].teacher == "network"
+    flags = ("--config", str(config_file), "--set", "selftrain.epochs=2")
+    assert decide("--frames", "100", *flags)[0].teacher == "network"
+    # --pseudo-label none is off, whatever the file says; beside --set selftrain...: refused
+    assert decide("--frames", "100", "--config", str(config_file), "--pseudo-label", "none") == (
+        None,
+        "",
+    )
+    with pytest.raises(ValueError, match="--pseudo-label none .* --set selftrain.keep=0.5"):
+        decide("--frames", "100", "--pseudo-label", "none", "--set", "selftrain.keep=0.5")
+    config_file.write_text("selftrain:\n  teacher: motion\n")
+    assert decide("--frames", "100", "--config", str(config_file))[0].teacher == "motion"
     # --resume: a started run keeps its own choice, whatever the default would be now
     assert decide("--frames", "100", "--resume")[0].teacher == "motion"  # nothing saved yet
     from sim2real.common.config import save_config
@@ -201,6 +227,17 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     keep = saved.model_copy(update={"selftrain": SelfTrainConfig(keep=0.5)})
     save_config(keep, tmp_path / "out" / "config.yaml")
     assert decide("--frames", "100", "--resume")[0].keep == 0.5
+    # resuming a run started with `--pseudo-label` before the teacher field existed (its
+    # config.yaml names none): the same command line resumes it with the network teacher it
+    # started with (the command's motion default would make the resume check refuse it)
+    text = (tmp_path / "out" / "config.yaml").read_text()
+    old_style = "\n".join(line for line in text.splitlines() if "teacher:" not in line)
+    assert old_style != text
+    (tmp_path / "out" / "config.yaml").write_text(old_style + "\n")
+    assert decide("--frames", "100", "--pseudo-label", "--resume")[0].teacher == "network"
+    save_config(keep, tmp_path / "out" / "config.yaml")
+    flags = ("--pseudo-label", "--set", "selftrain.teacher=motion", "--resume")
+    assert decide("--frames", "100", *flags)[0].teacher == "motion"  # named: as named
 
 
 def test_held_out_frames_follow_the_split_with_pilot_frames_included(tmp_path):
@@ -237,13 +274,13 @@ def test_self_training_reads_pilot_frames_as_unlabeled_with_include_pilot(
     import sim2real.transfer.selftrain as selftrain
 
     seen: list[bool] = []
-    original = selftrain.unlabeled_set
+    original = selftrain.unlabeled_frames
 
     def spy(*args, include_pilot=False, **kwargs):
         seen.append(include_pilot)
         return original(*args, include_pilot=include_pilot, **kwargs)
 
-    monkeypatch.setattr(selftrain, "unlabeled_set", spy)
+    monkeypatch.setattr(selftrain, "unlabeled_frames", spy)
     st = SelfTrainConfig(max_frames=40, block_frames=20, epochs=1)
     config = finetune_config(parent, cache_dir, 40, selftrain=st, include_pilot=True)
     config.adapter.freeze = "head"

@@ -49,7 +49,7 @@ from sim2real.common.runs import check_run_dir, describe_run
 from sim2real.transfer.adapter import param_groups
 from sim2real.transfer.motion import MotionConfig, RidgeFit, fit_ridge_cv, motion_span
 from sim2real.transfer.records import Record, run_ids
-from sim2real.transfer.selftrain import SelfTrainConfig, pseudo_label, teacher_copy
+from sim2real.transfer.selftrain import OddWidth, SelfTrainConfig, pseudo_label, teacher_copy
 
 STEERING = "user/angle"
 """the output the motion teacher labels"""
@@ -81,12 +81,13 @@ class AdaptConfig(StrictModel):
     """share of the motion teacher in the steering pseudo-label (the rest: the network's
     smoothed prediction); 1 (the motion fit alone, which the network scaled) had the higher
     validation r on every seed of both recordings against 0.7 and 0.5 (docs/adapt.md)"""
-    window: int = Field(21, ge=1)
+    window: OddWidth = 21
     """Savitzky-Golay width (frames, odd) smoothing the network's predictions within runs"""
     max_frames: int | None = Field(20000, ge=10)
     """at most this many frames for the student, as contiguous blocks (None: all). Every
     frame read (7,515 and 11,448) beat 4,000 and 2,000 on both validation blocks; the cap
-    only bounds memory and time on longer recordings (not measured beyond 11,448)"""
+    bounds the student's time and its copy of the frames on longer recordings (not measured
+    beyond 11,448), not the teacher's: it decodes every frame in the span (`span` bounds that)"""
     block_frames: int = Field(100, ge=1)
     """length of those blocks in frames"""
     motion: MotionConfig = Field(default_factory=MotionConfig)
@@ -101,13 +102,6 @@ class AdaptConfig(StrictModel):
     """frame and motion-feature cache (None: no cache)"""
     include_pilot: bool = False
     """also read frames the pilot drove (DonkeyCar user/mode local, local_angle)"""
-
-    @field_validator("window")
-    @classmethod
-    def _odd(cls, value: int) -> int:
-        if value % 2 == 0:
-            raise ValueError(f"window must be odd (a centred filter), got {value}")
-        return value
 
     @field_validator("span")
     @classmethod
@@ -149,8 +143,28 @@ class Teacher:
         }
 
 
+def held_out_paths(path: str) -> set[Path]:
+    """Image paths of `path`'s frames outside the training part of `REAL_SPLIT`, cut from the
+    person's frames alone and from every frame, the pilot's included: a later `finetune` or
+    `evaluate` of the recording keeps its validation and test blocks whichever
+    ``--include-pilot`` it takes (the pilot's frames move the cut)."""
+    from sim2real.transfer.datasets import open_records
+    from sim2real.transfer.splits import REAL_SPLIT, split_records
+
+    held: set[Path] = set()
+    for include_pilot in (False, True):
+        try:
+            records = open_records([path], include_pilot=include_pilot).records
+        except ValueError:  # (no frame of the person's: nothing to keep out)
+            continue
+        train = {r.image_path for r in split_records(records, REAL_SPLIT, seed=0).train}
+        held |= {r.image_path for r in records if r.image_path not in train}
+    return held
+
+
 def allowed_records(config: AdaptConfig) -> list[Record]:
-    """The records of `config.real` that adaptation may read, in time order per stream.
+    """The records of `config.real` that adaptation may read, in time order per stream: the
+    span, else the training part of `REAL_SPLIT` less `held_out_paths`.
 
     ValueError naming the path: no frames, no timestamps, too few frames in the span, or runs
     too short for the motion lags."""
@@ -161,6 +175,7 @@ def allowed_records(config: AdaptConfig) -> list[Record]:
     if not config.real:
         raise ValueError("adapt needs real frames: pass --real PATH...")
     kept: list[Record] = []
+    seen: set[Path] = set()
     for path in config.real:
         if not Path(path).expanduser().exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
@@ -171,7 +186,12 @@ def allowed_records(config: AdaptConfig) -> list[Record]:
                 "consecutive frames of a recording"
             )
         if config.span is None:
-            part = split_records(records, REAL_SPLIT, seed=0).train
+            held = held_out_paths(path)
+            part = [
+                r
+                for r in split_records(records, REAL_SPLIT, seed=0).train
+                if r.image_path not in held
+            ]
         else:
             part = span_records(records, config.span, len(records))
         part = [r for stream in streams(part) for r in stream]
@@ -190,7 +210,8 @@ def allowed_records(config: AdaptConfig) -> list[Record]:
                 f"than {max(window, config.motion.min_run)} frames, too short for motion lags "
                 f"{config.motion.first_lag}..{config.motion.last_lag}"
             )
-        kept += part
+        kept += [r for r in part if r.image_path not in seen]  # (a path named twice)
+        seen |= {r.image_path for r in part}
     return kept
 
 

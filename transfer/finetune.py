@@ -440,6 +440,10 @@ def finetune(
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
+    if config.selftrain is not None:  # a mistyped --pseudo-label path fails before any write
+        from sim2real.transfer.selftrain import check_sources
+
+        check_sources(config.selftrain.unlabeled)
     if starts := config.ensemble_starts():
         from sim2real.transfer.ensemble_finetune import finetune_ensemble
 

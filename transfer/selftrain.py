@@ -31,11 +31,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 from torch.utils.data import TensorDataset
 
 from sim2real.agents.augment import Augmentation
@@ -66,6 +66,16 @@ log = logging.getLogger(__name__)
 SMOOTHERS = ("none", "median", "savgol")
 
 
+def _odd(value: int) -> int:
+    if value % 2 == 0:
+        raise ValueError(f"window must be odd (a centred filter), got {value}")
+    return value
+
+
+OddWidth = Annotated[int, Field(ge=1), AfterValidator(_odd)]
+"""a centred filter's width in frames: odd, at least 1"""
+
+
 class SelfTrainConfig(StrictModel):
     """Pseudo-labelling of unlabeled real frames and the student trained on them."""
 
@@ -78,7 +88,7 @@ class SelfTrainConfig(StrictModel):
     """length of those blocks in frames (long, so the smoothing has neighbours)"""
     smooth: Literal["none", "median", "savgol"] = "savgol"
     """filter applied to the pseudo-labels along time within each contiguous run"""
-    window: int = Field(21, ge=1)
+    window: OddWidth = 21
     """filter width in frames (odd; 21 frames = 1.05 s at 20 Hz; chosen on validation blocks)"""
     keep: float = Field(1.0, gt=0.0, le=1.0)
     """share of pseudo-labelled frames kept: those whose prediction and mirrored prediction
@@ -105,13 +115,6 @@ class SelfTrainConfig(StrictModel):
     """the motion features the motion teacher reads"""
     motion_labels: list[str] = Field(default_factory=lambda: ["user/angle"])
     """labels the motion teacher labels (the car's yaw follows steering)"""
-
-    @field_validator("window")
-    @classmethod
-    def _odd(cls, value: int) -> int:
-        if value % 2 == 0:
-            raise ValueError(f"window must be odd (a centred filter), got {value}")
-        return value
 
 
 def smooth_labels(labels: np.ndarray, segments: np.ndarray, method: str, window: int) -> np.ndarray:
@@ -215,9 +218,10 @@ def unlabeled_frames(
     include_pilot: bool = False,
     cache_dir: Path | None = None,
     progress: bool = True,
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[Record]]:
     """(images (N, 3, H, W) uint8, run ids (N,), labels (N, L) if the files have them, else
-    NaN: for diagnostics only) of the unlabeled frames of `sources`, in time order.
+    NaN: for diagnostics only, the N records: for their motion features) of the unlabeled
+    frames of `sources`, in time order.
 
     Records whose image is in `exclude` are dropped first (the labelled data's validation and
     test blocks and its labelled frames; frames the pilot drove are read with
@@ -225,33 +229,6 @@ def unlabeled_frames(
     `config.max_frames` are kept as blocks of `config.block_frames`. ValueError as `--data`
     gives for a path without frames, and when fewer than 10 frames are left.
     """
-    images, segments, targets, _ = unlabeled_set(
-        config,
-        sources,
-        outputs,
-        preprocessing,
-        exclude=exclude,
-        seed=seed,
-        include_pilot=include_pilot,
-        cache_dir=cache_dir,
-        progress=progress,
-    )
-    return images, segments, targets
-
-
-def unlabeled_set(
-    config: SelfTrainConfig,
-    sources: Sequence[str],
-    outputs: Sequence[str],
-    preprocessing: Preprocessing,
-    *,
-    exclude: Sequence[Path] = (),
-    seed: int = 0,
-    include_pilot: bool = False,
-    cache_dir: Path | None = None,
-    progress: bool = True,
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[Record]]:
-    """`unlabeled_frames` and the records of its frames (for their motion features)."""
     from sim2real.transfer.datasets import DrivingDataset, open_records
     from sim2real.transfer.splits import streams, subsample
 
@@ -498,7 +475,7 @@ def finetune_selftrain(
     teacher.spec.mirror_average = False  # pseudo_label averages f and its mirror itself
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
     t0 = time.perf_counter()
-    images, segments, _, unlabeled_records = unlabeled_set(
+    images, segments, _, unlabeled_records = unlabeled_frames(
         st,
         sources,
         teacher.spec.outputs,

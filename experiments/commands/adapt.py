@@ -8,17 +8,12 @@ from pathlib import Path
 
 
 def handler(args: argparse.Namespace) -> int:
-    import yaml
-
-    from sim2real.experiments.config_options import config_from_args
+    from sim2real.experiments.config_options import config_from_args, printed_config
     from sim2real.transfer.adapt import AdaptConfig, adapt
 
     config = config_from_args(AdaptConfig, args)
-    if args.print_config:
-        print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    if printed_config(args, config):
         return 0
-    if args.out is None:
-        raise ValueError("--out DIR is required (the checkpoint folder to write)")
     result = adapt(config, args.out, resume=args.resume)
     t = result.teacher
     print(
@@ -31,7 +26,11 @@ def handler(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from sim2real.experiments.config_options import add_set_option, add_shortcut
+    from sim2real.experiments.config_options import (
+        add_print_config,
+        add_set_option,
+        add_shortcut,
+    )
 
     parser = subparsers.add_parser(
         "adapt",
@@ -80,9 +79,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_shortcut(parser, "--cache-dir", "cache_dir", help="frame and motion-feature cache")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
     add_set_option(parser)
-    parser.add_argument(
-        "--print-config",
-        action="store_true",
-        help="print the resolved config as YAML (a starting point for --config) and exit",
-    )
+    add_print_config(parser)
     parser.set_defaults(func=handler)

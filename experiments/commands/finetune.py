@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NamedTuple
 
 RULE = "rule"
 """--freeze rule: the domain-gap freeze rule (experiments.domain_gap.recommend_freeze)"""
@@ -13,6 +14,10 @@ not given (a plain fine-tune; docs/ensembles.md: chosen on two recordings' valid
 SELFTRAIN_MIN_UNLABELED = 1000
 """the fewest unlabeled frames (the rest of --data's training part after --frames) with which
 `finetune` self-trains by default (docs/selftrain.md, "The default")"""
+COMMAND_TEACHER = "motion"
+"""the teacher of `finetune`'s self-training when no one names one (`SelfTrainConfig`'s own
+default stays ``network`` for configs saved before the field; docs/selftrain.md, "The motion
+teacher")"""
 
 
 def saved_run_config(config, resuming: Path | None):
@@ -33,8 +38,9 @@ def saved_run_config(config, resuming: Path | None):
 def default_ensemble(config, resuming: Path | None = None) -> list[str] | None:
     """``ensemble_with`` for a run that did not set it: when `resuming` a run folder with a
     saved config, that run's own; else `ENSEMBLE_DEFAULT`'s partners of a shipped start, for a
-    plain fine-tune (not from scratch, no co-training, alignment or self-training, whose
-    measurements were of one network); else None (one network)."""
+    fine-tune that is not from scratch, co-training or alignment (whose measurements were of
+    one network; self-training ensembles, each member self-training: docs/selftrain.md); else
+    None (one network)."""
     from sim2real.agents.shipped import checkpoint_reference
 
     if config.ensemble_with is not None:
@@ -48,19 +54,30 @@ def default_ensemble(config, resuming: Path | None = None) -> list[str] | None:
     return ENSEMBLE_DEFAULT.get(checkpoint_reference(config.checkpoint)) if plain else None
 
 
-def default_selftrain(config, chosen: bool, resuming: Path | None = None) -> tuple[object, str]:
+def default_selftrain(
+    config,
+    chosen: bool,
+    resuming: Path | None = None,
+    *,
+    in_file: bool = False,
+    off: bool = False,
+) -> tuple[object, str]:
     """(``selftrain``, a line saying why) for a run: the config's own when the user `chosen`
-    it (``--pseudo-label``, ``--set selftrain...``, the ``--config`` file); when `resuming` a
-    run folder with a saved config, that run's own; else self-training on the rest of --data's
-    training part when a pretrained network is adapted by ``--freeze auto`` (no co-training or
-    alignment) to --frames frames and at least `SELFTRAIN_MIN_UNLABELED` frames are left."""
+    it (``--pseudo-label``, ``--set selftrain...``, the ``--config`` file, `in_file` when
+    that file has a ``selftrain:`` mapping), with `command_teacher` (None when `off`:
+    ``--pseudo-label none``); when `resuming` a run folder with a saved config, that run's
+    own; else self-training on the rest of --data's training part when a pretrained network
+    is adapted by ``--freeze auto`` (no co-training or alignment) to --frames frames and at
+    least `SELFTRAIN_MIN_UNLABELED` frames are left."""
     from sim2real.transfer.datasets import open_records
     from sim2real.transfer.ladder import AUTO
     from sim2real.transfer.selftrain import SelfTrainConfig
     from sim2real.transfer.splits import split_records
 
+    if off:  # --pseudo-label none (the option leaves the field alone: a file's stays)
+        return None, ""
     if chosen:
-        return config.selftrain, ""
+        return command_teacher(config, resuming, in_file), ""
     if resuming is not None and (resuming / "config.yaml").is_file():
         saved = saved_run_config(config, resuming)  # (None: the resume check reports it)
         return (None if saved is None else saved.selftrain), ""
@@ -79,12 +96,62 @@ def default_selftrain(config, chosen: bool, resuming: Path | None = None) -> tup
             f"part, {SELFTRAIN_MIN_UNLABELED} needed (--pseudo-label REAL...: other recordings "
             "instead)"
         )
-    selftrain = SelfTrainConfig(teacher="motion")
+    selftrain = SelfTrainConfig(teacher=COMMAND_TEACHER)
     return selftrain, (
         f"self-training: the fine-tuned network and the recording's motion label "
         f"{min(left, selftrain.max_frames)} of the {left} other training frames, and a student "
         "learns from them too (--pseudo-label none: off)"
     )
+
+
+class SelftrainChoice(NamedTuple):
+    """What the command line and its --config file say of ``selftrain``."""
+
+    chosen: bool
+    """the command line or the file sets it"""
+    in_file: bool
+    """the file has a ``selftrain:`` mapping"""
+    off: bool
+    """``--pseudo-label none``: off, whatever the file says"""
+
+
+def selftrain_mentions(args: argparse.Namespace) -> SelftrainChoice:
+    """`default_selftrain`'s `chosen`, `in_file` and `off` for `args`; ValueError (one line)
+    for ``--pseudo-label none`` beside a ``--set selftrain...`` (off, and set: which?)."""
+    from sim2real.common.config import load_yaml_mapping, parse_assignment
+    from sim2real.experiments.config_options import SET_DEST, config_mentions
+
+    in_file = args.config is not None and isinstance(
+        load_yaml_mapping(args.config).get("selftrain"), dict
+    )
+    off = [str(v).lower() for v in getattr(args, "pseudo_label", None) or []] == ["none"]
+    sets = [
+        t
+        for t in getattr(args, SET_DEST, None) or []
+        if parse_assignment(t)[0].split(".")[0] == "selftrain"
+    ]
+    if off and sets:
+        raise ValueError(
+            f"--pseudo-label none turns self-training off, but --set {sets[0]} sets it: drop one"
+        )
+    return SelftrainChoice(config_mentions(args, "selftrain"), in_file, off)
+
+
+def command_teacher(config, resuming: Path | None, in_file: bool):
+    """`config.selftrain` with the command's teacher where nobody named one: a ``selftrain``
+    set on the command line alone (``--pseudo-label``, ``--set selftrain.KNOB=...``) gets
+    `COMMAND_TEACHER`, or, `resuming` a run, the teacher that run was saved with (a
+    config.yaml from before the field reads as ``network``: it resumes as it started). A
+    ``--config`` file's ``selftrain:`` keeps `SelfTrainConfig`'s default (``network``), so a
+    saved config.yaml reproduces its run."""
+    st = config.selftrain
+    if st is None or in_file or "teacher" in st.model_fields_set:
+        return st
+    saved = saved_run_config(config, resuming)
+    teacher = COMMAND_TEACHER
+    if saved is not None and saved.selftrain is not None:
+        teacher = saved.selftrain.teacher
+    return st.model_copy(update={"teacher": teacher})
 
 
 def rule_freeze(config) -> tuple[int, str]:
@@ -156,7 +223,7 @@ def pseudo_label_value(paths: list[str]) -> dict | None:
     off (None leaves the field unset)."""
     if none_alone("--pseudo-label", paths, "paths"):
         return None
-    return {"teacher": "motion", "unlabeled": [str(p) for p in paths]}
+    return {"unlabeled": [str(p) for p in paths]}  # the teacher: `command_teacher`
 
 
 def ensemble_value(refs: list[str]) -> list[str]:
@@ -191,12 +258,13 @@ def _report_ensemble(result) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from sim2real.experiments.config_options import config_from_args, config_mentions
+    from sim2real.experiments.config_options import config_from_args
     from sim2real.transfer.finetune import FinetuneConfig, finetune
 
     config = config_from_args(FinetuneConfig, args)
     resuming = args.out if args.resume else None
-    config.selftrain, why = default_selftrain(config, config_mentions(args, "selftrain"), resuming)
+    chosen, in_file, off = selftrain_mentions(args)
+    config.selftrain, why = default_selftrain(config, chosen, resuming, in_file=in_file, off=off)
     if why:
         print(why)
     config.ensemble_with = default_ensemble(config, resuming)

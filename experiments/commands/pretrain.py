@@ -7,19 +7,14 @@ from pathlib import Path
 
 
 def handler(args: argparse.Namespace) -> int:
-    import yaml
-
     from sim2real.agents.pretrain import PretrainConfig
     from sim2real.experiments.commands.finetune import print_val_metrics
-    from sim2real.experiments.config_options import config_from_args
+    from sim2real.experiments.config_options import config_from_args, printed_config
     from sim2real.experiments.pretraining import run_pretrain, with_init_spec
 
     config = with_init_spec(config_from_args(PretrainConfig, args))
-    if args.print_config:
-        print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    if printed_config(args, config):
         return 0
-    if args.out is None:
-        raise ValueError("--out DIR is required (the checkpoint folder to write)")
     result = run_pretrain(config, args.out, resume=args.resume)
     metrics = result.card.metrics
     frames = result.card.trained_on["frames"]
@@ -44,7 +39,11 @@ def handler(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from sim2real.experiments.config_options import add_set_option, add_shortcut
+    from sim2real.experiments.config_options import (
+        add_print_config,
+        add_set_option,
+        add_shortcut,
+    )
 
     parser = subparsers.add_parser(
         "pretrain",
@@ -92,9 +91,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "align.coral_weight=0 --set align.adabn=false for FDA alone",
     )
     add_set_option(parser)
-    parser.add_argument(
-        "--print-config",
-        action="store_true",
-        help="print the resolved config as YAML (a starting point for --config) and exit",
-    )
+    add_print_config(parser)
     parser.set_defaults(func=handler)
