@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from model_helpers import save_parent
+from panning import frames_panning
 
 from sim2real.agents.checkpoint import read_card
 from sim2real.agents.training import TrainConfig
@@ -41,37 +42,21 @@ def steering(n: int, seed: int = 0) -> np.ndarray:
     )
 
 
-def texture(seed: int = 0) -> np.ndarray:
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    noise = rng.uniform(0, 255, (H, 3000)).astype(np.float32)
-    return cv2.GaussianBlur(noise, (0, 0), 2.0).clip(0, 255)
-
-
 def write_tub(path: Path, truth: np.ndarray, *, px_per_unit: float = 4.0, labels=None,
               shift_after: tuple[int, float] | None = None) -> Path:  # fmt: skip
     """A tub of len(truth) frames; the view moves right by px_per_unit * truth[t - 2] pixels
     from frame t to t + 1. `labels`: the recorded user/angle (default: `truth`).
     `shift_after` (k, px): from frame k on, the view jumps by px more each step."""
-    tex = texture()
-    x = 500.0
+    n = len(truth)
+    view = px_per_unit * truth[np.maximum(np.arange(n - 1) - 2, 0)]
+    if shift_after is not None:
+        view[shift_after[0] :] += shift_after[1]
     labels = truth if labels is None else labels
     with TubWriter(path, KEYS, TYPES) as writer:
-        for t in range(len(truth)):
-            x0 = int(round(x))
-            grey = tex[:, x0 : x0 + W].astype(np.uint8)
-            writer.write(
-                {
-                    "user/angle": float(labels[t]),
-                    "user/throttle": 0.3,
-                    "_timestamp_ms": 1000 + 50 * t,
-                },
-                np.repeat(grey[:, :, None], 3, axis=2),
-            )
-            x += px_per_unit * truth[max(t - 2, 0)]
-            if shift_after is not None and t >= shift_after[0]:
-                x += shift_after[1]
+        pan = frames_panning(H, W, -view, travel=3000)  # the view right: content left
+        for t, frame in enumerate(pan):
+            fields = {"user/angle": float(labels[t]), "user/throttle": 0.3}
+            writer.write({**fields, "_timestamp_ms": 1000 + 50 * t}, frame)
     return path
 
 

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from model_helpers import finetune_config
+from panning import frames_panning
 
 from sim2real.agents.augment import Augmentation
 from sim2real.agents.checkpoint import load_checkpoint
@@ -36,26 +37,6 @@ TYPES = ["image_array", "float", "float"]
 DX = [FEATURES.index(n) for n in FEATURES if n.startswith("dx")]
 
 
-def texture(seed: int = 0, width: int = 2 * W) -> np.ndarray:
-    """A smooth random grey texture wider than a frame, to pan across."""
-    rng = np.random.default_rng(seed)
-    noise = rng.uniform(0, 255, (H, width)).astype(np.float32)
-    return cv2.GaussianBlur(noise, (0, 0), 2.0)
-
-
-def frames_panning(shifts: np.ndarray, seed: int = 0) -> list[np.ndarray]:
-    """(H, W, 3) uint8 frames: frame i+1's content sits `shifts[i]` pixels right of frame i's."""
-    canvas = texture(seed, W + 2 * int(np.abs(shifts).sum()) + 40)
-    left = int(np.abs(shifts).sum()) + 20
-    positions = left - np.r_[0, np.cumsum(shifts)]
-    frames = []
-    for x in positions:
-        window = cv2.getRectSubPix(canvas, (W, H), (float(x) + W / 2, H / 2))
-        grey = np.clip(window, 0, 255).astype(np.uint8)
-        frames.append(np.repeat(grey[..., None], 3, axis=2))
-    return frames
-
-
 def write_tub(path: Path, frames: list[np.ndarray], angles: np.ndarray) -> Path:
     with TubWriter(path, INPUTS, TYPES) as writer:
         for frame, angle in zip(frames, angles, strict=True):
@@ -69,7 +50,7 @@ def write_tub(path: Path, frames: list[np.ndarray], angles: np.ndarray) -> Path:
 @pytest.mark.parametrize("method", ["dis", "farneback"])
 def test_flow_features_give_the_sign_and_size_of_a_known_sideways_shift(tmp_path, method):
     shifts = np.r_[np.full(6, 3.0), np.full(6, -2.0)]  # right 3 px a frame, then left 2
-    tub = write_tub(tmp_path / "tub", frames_panning(shifts), np.zeros(len(shifts) + 1))
+    tub = write_tub(tmp_path / "tub", frames_panning(H, W, shifts), np.zeros(len(shifts) + 1))
     records = open_records([tub]).records
     full = motion_features(records, MotionConfig(method=method, scale=1.0))
     half = motion_features(records, MotionConfig(method=method, scale=0.5))
@@ -87,7 +68,7 @@ def test_features_never_read_past_the_training_part(parent, cache_dir, tmp_path)
     # while altering the last training frame does
     n = 160
     shifts = np.full(n - 1, 2.0)
-    frames = frames_panning(shifts)
+    frames = frames_panning(H, W, shifts)
     tub = write_tub(tmp_path / "tub", frames, np.zeros(n))
     config = finetune_config(parent, cache_dir, 20, data=[str(tub)])
     held = {str(p) for p in held_out_images(config)}
@@ -110,7 +91,7 @@ def test_features_never_read_past_the_training_part(parent, cache_dir, tmp_path)
 
 def test_motion_features_are_cached_by_file_and_setting(tmp_path):
     shifts = np.full(8, 2.0)
-    tub = write_tub(tmp_path / "tub", frames_panning(shifts), np.zeros(9))
+    tub = write_tub(tmp_path / "tub", frames_panning(H, W, shifts), np.zeros(9))
     records = open_records([tub]).records
     config = MotionConfig(scale=1.0)
     first = cached_motion_features(records, config, tmp_path / "cache")
@@ -129,7 +110,7 @@ def test_motion_teacher_recovers_labels_that_follow_the_shift(tmp_path):
     n = 200
     shifts = np.clip(np.convolve(rng.normal(0, 2.0, n + 20), np.ones(9) / 3, "same"), -4, 4)[:n]
     angles = np.r_[shifts[2:] / 4.0, 0.0, 0.0, 0.0][:n]
-    frames = frames_panning(shifts[: n - 1], seed=2)
+    frames = frames_panning(H, W, shifts[: n - 1], seed=2)
     tub = write_tub(tmp_path / "tub", frames, angles)
     records = open_records([tub]).records
     span = motion_span(records, MotionConfig(scale=0.5, first_lag=-2, last_lag=6))
@@ -237,7 +218,7 @@ def test_motion_teacher_falls_back_to_the_network_on_runs_too_short(
 def test_cached_features_follow_a_changed_file_or_frame_set(tmp_path):
     # the cache is keyed by the frames read and their files: a frame left out, or an image
     # rewritten in place, gets fresh features rather than a stale entry
-    tub = write_tub(tmp_path / "tub", frames_panning(np.full(8, 2.0)), np.zeros(9))
+    tub = write_tub(tmp_path / "tub", frames_panning(H, W, np.full(8, 2.0)), np.zeros(9))
     records = open_records([tub]).records
     config, cache = MotionConfig(scale=1.0), tmp_path / "cache"
     first = cached_motion_features(records, config, cache)
@@ -247,7 +228,7 @@ def test_cached_features_follow_a_changed_file_or_frame_set(tmp_path):
     np.testing.assert_array_equal(part[:3], first[:3])
 
     path = records[1].image_path
-    moved = frames_panning(np.full(8, -3.0))[1]  # same size, content moving the other way
+    moved = frames_panning(H, W, np.full(8, -3.0))[1]  # same size, content moving the other way
     ok, png = cv2.imencode(path.suffix, moved)
     assert ok
     stat = path.stat()
