@@ -165,10 +165,12 @@ def motion_key(records: Sequence[Record], config: MotionConfig) -> str:
 def cached_motion_features(
     records: Sequence[Record], config: MotionConfig, cache_dir: Path | None
 ) -> np.ndarray:
-    """`motion_features`, stored under ``cache_dir/motion`` so a second run reads them."""
-    if cache_dir is None:
-        return motion_features(records, config)
-    path = Path(cache_dir) / "motion" / f"{motion_key(records, config)}.npy"
+    """`motion_features`, stored under ``cache_dir/motion`` so a second run reads them
+    (`cache_dir` None: `sim2real.transfer.cache.default_cache_dir()`, as for the frames)."""
+    from sim2real.transfer.cache import default_cache_dir
+
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = root / "motion" / f"{motion_key(records, config)}.npy"
     if path.is_file():
         try:
             cached = np.load(path, allow_pickle=False)

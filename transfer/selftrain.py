@@ -53,7 +53,6 @@ from sim2real.agents.training import (
 )
 from sim2real.common.config import StrictModel
 from sim2real.transfer.adapter import param_groups
-from sim2real.transfer.cache import default_cache_dir
 from sim2real.transfer.motion import MotionConfig, fit_ridge_cv, motion_span, teacher_inputs
 from sim2real.transfer.records import Record, run_ids
 
@@ -361,7 +360,7 @@ def motion_labels(
     images, targets = labelled
     if len(images) < 10:
         return MotionLabels(None, {"fallback": f"{len(images)} labelled frames, 10 needed"})
-    cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    cache_dir = Path(config.cache_dir) if config.cache_dir else None  # None: the default cache
     span = motion_span(motion_records(config, sources), st.motion, cache_dir)
     long_enough = span.run_length(labelled_records) >= st.motion.min_run
     if long_enough.mean() < 0.5:
