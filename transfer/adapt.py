@@ -48,7 +48,7 @@ from sim2real.common.config import StrictModel
 from sim2real.common.runs import check_run_dir, describe_run
 from sim2real.transfer.adapter import param_groups
 from sim2real.transfer.motion import MotionConfig, RidgeFit, fit_ridge_cv, motion_span
-from sim2real.transfer.records import Record, run_ids
+from sim2real.transfer.records import Record, run_ids, run_lengths
 from sim2real.transfer.selftrain import OddWidth, SelfTrainConfig, pseudo_label, teacher_copy
 
 STEERING = "user/angle"
@@ -196,9 +196,7 @@ def allowed_records(config: AdaptConfig) -> list[Record]:
             part = span_records(records, config.span, len(records))
         part = [r for stream in streams(part) for r in stream]
         window = config.motion.last_lag - config.motion.first_lag + 2
-        runs = run_ids(part)
-        _, inverse, counts = np.unique(runs, return_inverse=True, return_counts=True)
-        long_enough = int((counts[inverse] >= max(window, config.motion.min_run)).sum())
+        long_enough = int((run_lengths(run_ids(part)) >= max(window, config.motion.min_run)).sum())
         if len(part) < MIN_FRAMES:
             raise ValueError(
                 f"{path}: {len(part)} frames in the span read (of {len(records)}); adapt needs "

@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 
 from sim2real.common.config import StrictModel
 from sim2real.common.io import atomic_write
-from sim2real.transfer.records import Record, run_ids
+from sim2real.transfer.records import Record, run_ids, run_lengths
 
 log = logging.getLogger(__name__)
 
@@ -209,9 +209,7 @@ class MotionSpan:
 
     def run_length(self, records: Sequence[Record]) -> np.ndarray:
         """(len(records),) length of the run each of `records` sits in."""
-        _, inverse, counts = np.unique(self.runs, return_inverse=True, return_counts=True)
-        sizes = counts[inverse]
-        return sizes[[self.rows[str(Path(r.image_path))] for r in records]]
+        return run_lengths(self.runs)[[self.rows[str(Path(r.image_path))] for r in records]]
 
 
 def motion_span(

@@ -188,6 +188,12 @@ def run_ids(records: Sequence[Record]) -> np.ndarray:
     return np.cumsum(run_starts(records), dtype=np.int64) - 1
 
 
+def run_lengths(runs: np.ndarray) -> np.ndarray:
+    """(N,) the length in frames of the run each frame is in, from run ids `runs` (N,)."""
+    _, inverse, counts = np.unique(runs, return_inverse=True, return_counts=True)
+    return counts[inverse]
+
+
 PILOT_MODES = ("local", "local_angle")
 """DonkeyCar `user/mode` values where the pilot steered (`local_angle`) or drove (`local`)."""
 USER_MODE = "user/mode"
