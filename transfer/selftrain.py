@@ -173,6 +173,15 @@ class PseudoLabels:
         }
 
 
+def direct_and_mirrored(
+    network: DrivingNet, images: torch.Tensor, augment: Augmentation
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """((N, L) `network`'s prediction of `images`, (N, L) its prediction of their mirror
+    images with the signed labels negated back, (L,) those signs)."""
+    signs = augment.mirror_signs(network.spec.outputs).double().numpy()
+    return predict(network, images), predict(network, images.flip(3)) * signs, signs
+
+
 def pseudo_label(
     teacher: DrivingNet,
     images: torch.Tensor,
@@ -182,9 +191,7 @@ def pseudo_label(
 ) -> PseudoLabels:
     """Label `images` (N, 3, H, W) uint8 in time order with `teacher` (mirror-averaged),
     smooth along time within `segments`, and mark the most mirror-consistent `keep` share."""
-    signs = augment.mirror_signs(teacher.spec.outputs).double().numpy()
-    direct = predict(teacher, images)
-    mirrored = predict(teacher, images.flip(3)) * signs
+    direct, mirrored, signs = direct_and_mirrored(teacher, images, augment)
     raw = (direct + mirrored) / 2.0
     flipped = signs < 0
     disagreement = (
@@ -299,8 +306,8 @@ def mirrored_prediction(
 ) -> np.ndarray:
     """(N, L) mean of `network`'s prediction of `images` and of their mirror images (signed
     labels negated back)."""
-    signs = augment.mirror_signs(network.spec.outputs).double().numpy()
-    return (predict(network, images) + predict(network, images.flip(3)) * signs) / 2.0
+    direct, mirrored, _ = direct_and_mirrored(network, images, augment)
+    return (direct + mirrored) / 2.0
 
 
 def motion_records(config: FinetuneConfig, sources: Sequence[str]) -> list[Record]:
