@@ -11,6 +11,11 @@
         issue 16, no label: a ridge of the network's steering on the motion features over the
         training part; the network, that ridge and their average, each calibrated (gain and
         offset) on the validation block, scored on the test block
+    python benchmarks/motion_probe.py causal TUB CHECKPOINT
+        what a pilot that also sees the past could gain (issues 15, 20): a ridge of steering on
+        the network's prediction and the PAST flow only (lags -K..-1, what a car can compute),
+        fitted on the validation block, scored on the test block, beside the prediction alone
+        calibrated the same way
 
 Cut as `finetune` cuts (the real split, seed 0); motion features of each block from that block
 alone. $MOTION_CACHE (default ./motion-cache) holds frames and features.
@@ -127,6 +132,27 @@ def zero_shot(tub: str, checkpoint: str) -> None:
         )
 
 
+def causal(tub: str, checkpoint: str) -> None:
+    net, _ = load_checkpoint(checkpoint)
+    net.spec.mirror_average = False
+    parts = split_records(open_records([tub]).records, REAL_SPLIT, seed=0)
+    for last in (-1, -2, -4, -8):
+        config = MotionConfig(first_lag=min(last, -1), last_lag=-1)
+        p_val, m_val, y_val, _ = network_and_motion(net, parts.val, config)
+        p_test, m_test, y_test, _ = network_and_motion(net, parts.test, config)
+        if last == -1:
+            gain, offset = np.polyfit(p_val, y_val, 1)
+            print(f"{Path(tub).name} network alone, calibrated on val: test "
+                  f"{score(gain * p_test + offset, y_test)}")  # fmt: skip
+        groups = np.arange(len(y_val)) // 200
+        fit = fit_ridge_cv(teacher_inputs(p_val, m_val), y_val, groups)
+        print(
+            f"{Path(tub).name} network + past flow lags {last}..-1, fitted on val: test "
+            f"{score(fit.predict(teacher_inputs(p_test, m_test)), y_test)}",
+            flush=True,
+        )
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     command, tub, *rest = sys.argv[1:]
@@ -134,5 +160,7 @@ if __name__ == "__main__":
         flow(tub, rest)
     elif command == "inputs":
         inputs(tub)
+    elif command == "causal":
+        causal(tub, rest[0])
     else:
         zero_shot(tub, rest[0] if rest else "pilotnet-recipe")
