@@ -178,7 +178,8 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
         return default_selftrain(config, chosen, resuming, in_file=in_file, off=off)
 
     on, why = decide("--frames", "100")
-    assert on == SelfTrainConfig(teacher="motion") and "1160 of the 1160 other training" in why
+    assert on == SelfTrainConfig(teacher="motion", max_frames=6000, epochs=4)
+    assert "1160 of the 1160 other training" in why
     off, why = decide("--frames", "400")
     assert off is None and "860 unlabeled frames left" in why
     assert str(SELFTRAIN_MIN_UNLABELED) in why
@@ -191,6 +192,15 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     assert decide("--frames", "100", "--set", "selftrain.keep=0.5")[0].teacher == "motion"
     assert decide("--set", "selftrain.unlabeled=[]")[0].teacher == "motion"
     assert decide("--frames", "100", "--pseudo-label")[0].teacher == "motion"
+    # ... and the command's unlabeled frames and epochs (6,000 and 4: docs/selftrain.md,
+    # "Closing the student-teacher gap"), each unless the command line names it
+    keep = decide("--frames", "100", "--set", "selftrain.keep=0.5")[0]
+    assert (keep.max_frames, keep.epochs) == (6000, 4)
+    assert decide("--frames", "100", "--pseudo-label")[0].max_frames == 6000
+    named = decide("--frames", "100", "--set", "selftrain.max_frames=500")[0]
+    assert (named.max_frames, named.epochs) == (500, 4)
+    named = decide("--frames", "100", "--set", "selftrain.epochs=2")[0]
+    assert (named.max_frames, named.epochs) == (6000, 2)
     flags = ("--pseudo-label", "--set", "selftrain.teacher=network")
     assert decide("--frames", "100", *flags)[0].teacher == "network"
     assert decide("--frames", "100", "--freeze", "head") == (None, "")  # a rung the user named
@@ -205,6 +215,8 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     # saved before the teacher field reproduces its run; one that names it keeps it
     config_file.write_text("selftrain:\n  keep: 0.5\n")
     assert decide("--frames", "100", "--config", str(config_file))[0].teacher == "network"
+    in_file = decide("--frames", "100", "--config", str(config_file))[0]
+    assert (in_file.max_frames, in_file.epochs) == (2000, 6)
     flags = ("--config", str(config_file), "--set", "selftrain.epochs=2")
     assert decide("--frames", "100", *flags)[0].teacher == "network"
     # --pseudo-label none is off, whatever the file says; beside --set selftrain...: refused
@@ -236,6 +248,9 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     (tmp_path / "out" / "config.yaml").write_text(old_style + "\n")
     assert decide("--frames", "100", "--pseudo-label", "--resume")[0].teacher == "network"
     save_config(keep, tmp_path / "out" / "config.yaml")
+    # a run saved with SelfTrainConfig's 2,000 frames and 6 epochs resumes with them
+    resumed = decide("--frames", "100", "--pseudo-label", "--resume")[0]
+    assert (resumed.max_frames, resumed.epochs) == (2000, 6)
     flags = ("--pseudo-label", "--set", "selftrain.teacher=motion", "--resume")
     assert decide("--frames", "100", *flags)[0].teacher == "motion"  # named: as named
 

@@ -18,6 +18,19 @@ COMMAND_TEACHER = "motion"
 """the teacher of `finetune`'s self-training when no one names one (`SelfTrainConfig`'s own
 default stays ``network`` for configs saved before the field; docs/selftrain.md, "The motion
 teacher")"""
+COMMAND_MAX_FRAMES = 6000
+COMMAND_EPOCHS = 4
+"""the unlabeled frames and student epochs of `finetune`'s self-training when no one names
+them (`SelfTrainConfig`'s own defaults stay 2,000 and 6, so a saved config reproduces its
+run); with them the command trains one network, not the ensemble: about the ensemble's
+frame-epochs spent on three times the frames (docs/selftrain.md, "Closing the
+student-teacher gap")"""
+COMMAND_SELFTRAIN = {
+    "teacher": COMMAND_TEACHER,
+    "max_frames": COMMAND_MAX_FRAMES,
+    "epochs": COMMAND_EPOCHS,
+}
+"""`SelfTrainConfig` fields the command fills in where nobody named them"""
 
 
 def saved_run_config(config, resuming: Path | None):
@@ -38,9 +51,10 @@ def saved_run_config(config, resuming: Path | None):
 def default_ensemble(config, resuming: Path | None = None) -> list[str] | None:
     """``ensemble_with`` for a run that did not set it: when `resuming` a run folder with a
     saved config, that run's own; else `ENSEMBLE_DEFAULT`'s partners of a shipped start, for a
-    fine-tune that is not from scratch, co-training or alignment (whose measurements were of
-    one network; self-training ensembles, each member self-training: docs/selftrain.md); else
-    None (one network)."""
+    fine-tune that is not from scratch, co-training, alignment or self-training (whose
+    measurements were of one network; self-training spends the ensemble's second member on
+    more unlabeled frames for one: docs/selftrain.md, "Closing the student-teacher gap");
+    else None (one network)."""
     from sim2real.agents.shipped import checkpoint_reference
 
     if config.ensemble_with is not None:
@@ -50,7 +64,12 @@ def default_ensemble(config, resuming: Path | None = None) -> list[str] | None:
         return saved.ensemble_with
     if config.checkpoint is None:
         return None
-    plain = not config.from_scratch and config.cotrain is None and config.align is None
+    plain = (
+        not config.from_scratch
+        and config.cotrain is None
+        and config.align is None
+        and config.selftrain is None
+    )
     return ENSEMBLE_DEFAULT.get(checkpoint_reference(config.checkpoint)) if plain else None
 
 
@@ -64,7 +83,7 @@ def default_selftrain(
 ) -> tuple[object, str]:
     """(``selftrain``, a line saying why) for a run: the config's own when the user `chosen`
     it (``--pseudo-label``, ``--set selftrain...``, the ``--config`` file, `in_file` when
-    that file has a ``selftrain:`` mapping), with `command_teacher` (None when `off`:
+    that file has a ``selftrain:`` mapping), with `command_fields` (None when `off`:
     ``--pseudo-label none``); when `resuming` a run folder with a saved config, that run's
     own; else self-training on the rest of --data's training part when a pretrained network
     is adapted by ``--freeze auto`` (no co-training or alignment) to --frames frames and at
@@ -77,7 +96,7 @@ def default_selftrain(
     if off:  # --pseudo-label none (the option leaves the field alone: a file's stays)
         return None, ""
     if chosen:
-        return command_teacher(config, resuming, in_file), ""
+        return command_fields(config, resuming, in_file), ""
     if resuming is not None and (resuming / "config.yaml").is_file():
         saved = saved_run_config(config, resuming)  # (None: the resume check reports it)
         return (None if saved is None else saved.selftrain), ""
@@ -96,7 +115,7 @@ def default_selftrain(
             f"part, {SELFTRAIN_MIN_UNLABELED} needed (--pseudo-label REAL...: other recordings "
             "instead)"
         )
-    selftrain = SelfTrainConfig(teacher=COMMAND_TEACHER)
+    selftrain = SelfTrainConfig(**COMMAND_SELFTRAIN)
     return selftrain, (
         f"self-training: the fine-tuned network and the recording's motion label "
         f"{min(left, selftrain.max_frames)} of the {left} other training frames, and a student "
@@ -137,21 +156,25 @@ def selftrain_mentions(args: argparse.Namespace) -> SelftrainChoice:
     return SelftrainChoice(config_mentions(args, "selftrain"), in_file, off)
 
 
-def command_teacher(config, resuming: Path | None, in_file: bool):
-    """`config.selftrain` with the command's teacher where nobody named one: a ``selftrain``
-    set on the command line alone (``--pseudo-label``, ``--set selftrain.KNOB=...``) gets
-    `COMMAND_TEACHER`, or, `resuming` a run, the teacher that run was saved with (a
-    config.yaml from before the field reads as ``network``: it resumes as it started). A
-    ``--config`` file's ``selftrain:`` keeps `SelfTrainConfig`'s default (``network``), so a
-    saved config.yaml reproduces its run."""
+def command_fields(config, resuming: Path | None, in_file: bool):
+    """`config.selftrain` with `COMMAND_SELFTRAIN`'s values where nobody named the field: a
+    ``selftrain`` set on the command line alone (``--pseudo-label``, ``--set
+    selftrain.KNOB=...``) gets the command's teacher, unlabeled frames and epochs, or, `resuming` a
+    run, the values that run was saved with (a config.yaml from before the teacher field
+    reads as ``network``: it resumes as it started). A ``--config`` file's ``selftrain:``
+    keeps `SelfTrainConfig`'s defaults (``network``, 2,000 frames, 6 epochs), so a saved config.yaml
+    reproduces its run."""
     st = config.selftrain
-    if st is None or in_file or "teacher" in st.model_fields_set:
+    if st is None or in_file:
         return st
     saved = saved_run_config(config, resuming)
-    teacher = COMMAND_TEACHER
-    if saved is not None and saved.selftrain is not None:
-        teacher = saved.selftrain.teacher
-    return st.model_copy(update={"teacher": teacher})
+    source = saved.selftrain if saved is not None and saved.selftrain is not None else None
+    update = {
+        name: value if source is None else getattr(source, name)
+        for name, value in COMMAND_SELFTRAIN.items()
+        if name not in st.model_fields_set
+    }
+    return st.model_copy(update=update)
 
 
 def rule_freeze(config) -> tuple[int, str]:
@@ -223,7 +246,7 @@ def pseudo_label_value(paths: list[str]) -> dict | None:
     off (None leaves the field unset)."""
     if none_alone("--pseudo-label", paths, "paths"):
         return None
-    return {"unlabeled": [str(p) for p in paths]}  # the teacher: `command_teacher`
+    return {"unlabeled": [str(p) for p in paths]}  # the teacher, frames: `command_fields`
 
 
 def ensemble_value(refs: list[str]) -> list[str]:
@@ -432,7 +455,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "these unlabeled real frames (no path: the rest of --data's training part), steering "
         "from the recording's future optical flow (the motion teacher; "
         "--set selftrain.teacher=network: the network alone), the labels are smoothed along "
-        "time, and a student trains on them and the labelled frames; none: off (default: "
+        f"time, and a student trains on at most {COMMAND_MAX_FRAMES:,} of them and the "
+        "labelled frames; none: off (default: "
         "on, on the rest of --data's training part, for "
         f"--freeze auto from a pretrained network when {SELFTRAIN_MIN_UNLABELED} or more "
         "frames are left after --frames)",
@@ -457,7 +481,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also fine-tune these pretrained starts (folders or shipped names) on the same "
         "frames with the same settings, and save the average of all (one checkpoint, one ONNX "
         "graph; OUT/member-<i> holds each); none: one network (default: pilotnet-styles "
-        "when --checkpoint is pilotnet-recipe, for a plain fine-tune)",
+        "when --checkpoint is pilotnet-recipe, for a plain fine-tune that does not "
+        "self-train)",
     )
     add_set_option(parser)
     parser.set_defaults(func=handler)

@@ -1,0 +1,68 @@
+#!/bin/bash
+# Closing the student-teacher gap of `finetune`'s self-training (issue 15): arms of the
+# 100-frame default, each `finetune --checkpoint pilotnet-recipe --frames N --seed S` plus the
+# arm's flags (the command's own default path otherwise: self-training with the motion
+# teacher), timed by /usr/bin/time (CPU s, wall, load before and after in OUT/RUN.time), and
+# scored as saved on the validation blocks (benchmarks/fit_sim/val_r.py, OUT/RUN-val.json;
+# read the line of the network's own recording). TEST=1 also scores the test block
+# (`evaluate --split test --json OUT/RUN-test.json`): only for an arm already chosen on the
+# validation blocks. `python benchmarks/motion_summary.py OUT` tabulates.
+#
+#   ARMS="one4k one6ke4" bash benchmarks/student_gap.sh REAL_DIR OUT TUB [SEED...]
+#
+# Arms (name: flags added to the command):
+#   default   the command as it is (when measured in docs/selftrain.md: the ensemble of two,
+#             2,000 unlabeled frames, 6 epochs; since then the same as one6ke4)
+#   one4k     one network (--ensemble-with none) on 4,000 unlabeled frames
+#   one4kraw  one4k without the savgol smoothing of the pseudo-labels (selftrain.smooth=none)
+#   one6ke4   one network on 6,000 unlabeled frames, 4 student epochs
+#   one6k     one network on 6,000 unlabeled frames (6 student epochs)
+#   one8ke3   one network on 8,000 unlabeled frames (all of usi-track-a's 7,415), 3 epochs
+#   one3ke8   one network on 3,000 unlabeled frames, 8 student epochs
+#   ens4ke3   the ensemble of two, each on 4,000 unlabeled frames, 3 student epochs
+set -u
+REAL=$1
+OUT=$2
+TUB=$3
+shift 3
+SEEDS=${*:-0 1 2}
+S=${SIM2REAL:-sim2real}
+PY=${PYTHON:-python}
+N=${FRAMES:-100}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+HERE=$(dirname "$0")
+mkdir -p "$OUT"
+flags() {
+  case $1 in
+    default) echo "" ;;
+    one4k) echo "--ensemble-with none --set selftrain.max_frames=4000" ;;
+    one4kraw) echo "--ensemble-with none --set selftrain.max_frames=4000 --set selftrain.smooth=none" ;;
+    one6k) echo "--ensemble-with none --set selftrain.max_frames=6000" ;;
+    one8ke3) echo "--ensemble-with none --set selftrain.max_frames=8000 --set selftrain.epochs=3" ;;
+    one6ke4) echo "--ensemble-with none --set selftrain.max_frames=6000 --set selftrain.epochs=4" ;;
+    one3ke8) echo "--ensemble-with none --set selftrain.max_frames=3000 --set selftrain.epochs=8" ;;
+    ens4ke3) echo "--set selftrain.max_frames=4000 --set selftrain.epochs=3" ;;
+    *) echo "unknown arm $1" >&2; exit 2 ;;
+  esac
+}
+for arm in ${ARMS:-one4k one6ke4}; do
+  extra=$(flags "$arm") || exit 2
+  for seed in $SEEDS; do
+    d=$OUT/$TUB-n$N-$arm-s$seed
+    if [ ! -f "$d/model.json" ]; then
+      { date -u; uptime; } > "$d.time"
+      # shellcheck disable=SC2086
+      /usr/bin/time -a -o "$d.time" -f "user %U s, system %S s, wall %e s" \
+        $S finetune --checkpoint pilotnet-recipe --data "$REAL/$TUB" --frames "$N" \
+        --seed "$seed" $extra --set train.progress=false --out "$d" > "$d.log" 2>&1 \
+        || echo "failed: $d"
+      { date -u; uptime; } >> "$d.time"
+    fi
+    [ -f "$d-val.json" ] || $PY "$HERE/fit_sim/val_r.py" "$d-val.json" "$REAL" "$d" \
+      > "$d-val.log" 2>&1 || echo "failed: $d-val"
+    if [ "${TEST:-0}" = 1 ] && [ ! -f "$d-test.json" ]; then
+      $S evaluate --checkpoint "$d" --data "$REAL/$TUB" --split test --json "$d-test.json" \
+        > "$d-test.log" 2>&1 || echo "failed: $d-test"
+    fi
+  done
+done
