@@ -81,6 +81,12 @@ class AdaptConfig(StrictModel):
     """share of the motion teacher in the steering pseudo-label (the rest: the network's
     smoothed prediction); 1 (the motion fit alone, which the network scaled) had the higher
     validation r on every seed of both recordings against 0.7 and 0.5 (docs/adapt.md)"""
+    components: int | None = Field(2, ge=1)
+    """the motion fit reads only the frames' scores on this many principal components of the
+    standardised lagged flow features (None: every feature). The flow's dominant directions
+    are the car's yaw; a ridge on all 72 features also fits the network's own errors wherever
+    they correlate with some flow statistic. 2 had the higher validation r on both recordings
+    (docs/adapt.md)"""
     window: OddWidth = 21
     """Savitzky-Golay width (frames, odd) smoothing the network's predictions within runs"""
     max_frames: int | None = Field(20000, ge=10)
@@ -132,11 +138,18 @@ class Teacher:
     runs: np.ndarray
     """(N,) run ids"""
 
+    components: int | None = None
+    """principal components of the flow features the fit read (None: every feature)"""
+    explained: float | None = None
+    """share of the standardised features' variance those components hold"""
+
     def summary(self, weight: float) -> dict[str, Any]:
         return {
             "frames": len(self.records),
             "runs": int(len(np.unique(self.runs))),
             "weight": weight,
+            "components": self.components,
+            "explained_variance": self.explained,
             "network_on_motion_cv_r2": self.ridge.cv_r2,
             "network_on_motion_cv_r": self.ridge.cv_r,
             "alpha": self.ridge.alpha,
@@ -242,15 +255,31 @@ def zero_label_teacher(
     finally:
         network.spec.mirror_average = mirror
     column = outputs.index(STEERING)
-    mixed, motion_fit, ridge = steering_labels(
-        smoothed[:, column], span.of(kept), runs, config.weight
-    )
+    motion = span.of(kept)
+    explained = None
+    if config.components is not None:
+        motion, explained = principal_scores(motion, config.components)
+    mixed, motion_fit, ridge = steering_labels(smoothed[:, column], motion, runs, config.weight)
     labels = np.full_like(smoothed, np.nan)
     for j, name in enumerate(outputs):
         if name in REAL_LABELS:
             labels[:, j] = smoothed[:, j]
     labels[:, column] = mixed
-    return Teacher(kept, images, smoothed, motion_fit, labels, ridge, runs)
+    return Teacher(
+        kept, images, smoothed, motion_fit, labels, ridge, runs, config.components, explained
+    )
+
+
+def principal_scores(motion: np.ndarray, components: int) -> tuple[np.ndarray, float]:
+    """((N, k) scores of the frames on the top k = min(`components`, D) principal components
+    of the standardised features `motion` (N, D), the share of variance they hold)."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    k = min(components, motion.shape[1])
+    pca = PCA(n_components=k, svd_solver="full")
+    scores = pca.fit_transform(StandardScaler().fit_transform(motion))
+    return scores, float(pca.explained_variance_ratio_.sum())
 
 
 def steering_labels(
