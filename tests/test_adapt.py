@@ -106,6 +106,14 @@ def test_principal_components_keep_the_networks_flow_correlated_errors_out(tmp_p
     # the fit takes the network's sign: a network that steers the other way flips it
     flipped = steering_labels(-network, scores, runs, 1.0)[1]
     np.testing.assert_allclose(flipped, -principal, atol=1e-9)
+    # the fit on two components is shrunk (it explains part of the network's spread);
+    # match_spread stretches it back to the network's spread without changing its ordering
+    stretched = steering_labels(network, scores, runs, 1.0, match_spread=True)[1]
+    assert np.std(principal) < 0.9 * np.std(network)
+    assert np.std(stretched) == pytest.approx(np.std(network))
+    assert np.mean(stretched) == pytest.approx(np.mean(principal))
+    assert np.corrcoef(stretched, principal)[0, 1] == pytest.approx(1.0)
+    assert abs(np.polyfit(stretched, truth, 1)[0] - 1) < abs(np.polyfit(principal, truth, 1)[0] - 1)
 
 
 def test_span_keeps_later_frames_out(tmp_path):

@@ -87,6 +87,12 @@ class AdaptConfig(StrictModel):
     are the car's yaw; a ridge on all 72 features also fits the network's own errors wherever
     they correlate with some flow statistic. 2 had the higher validation r on both recordings
     (docs/adapt.md)"""
+    match_spread: bool = False
+    """stretch the motion fit about its mean to the spread (standard deviation) of the
+    network's smoothed steering: a fit on a few flow components is shrunk towards its mean (the
+    flow explains part of the steering, the network's ordering part of that), so the student
+    would under-steer; the sim network's spread of steering is kept, its frame-by-frame
+    ordering is not"""
     window: OddWidth = 21
     """Savitzky-Golay width (frames, odd) smoothing the network's predictions within runs"""
     max_frames: int | None = Field(20000, ge=10)
@@ -142,6 +148,8 @@ class Teacher:
     """principal components of the flow features the fit read (None: every feature)"""
     explained: float | None = None
     """share of the standardised features' variance those components hold"""
+    stretch: float = 1.0
+    """factor the motion fit was stretched by about its mean (`match_spread`)"""
 
     def summary(self, weight: float) -> dict[str, Any]:
         return {
@@ -150,6 +158,7 @@ class Teacher:
             "weight": weight,
             "components": self.components,
             "explained_variance": self.explained,
+            "stretch": self.stretch,
             "network_on_motion_cv_r2": self.ridge.cv_r2,
             "network_on_motion_cv_r": self.ridge.cv_r,
             "alpha": self.ridge.alpha,
@@ -259,14 +268,27 @@ def zero_label_teacher(
     explained = None
     if config.components is not None:
         motion, explained = principal_scores(motion, config.components)
-    mixed, motion_fit, ridge = steering_labels(smoothed[:, column], motion, runs, config.weight)
+    mixed, motion_fit, ridge = steering_labels(
+        smoothed[:, column], motion, runs, config.weight, match_spread=config.match_spread
+    )
     labels = np.full_like(smoothed, np.nan)
     for j, name in enumerate(outputs):
         if name in REAL_LABELS:
             labels[:, j] = smoothed[:, j]
     labels[:, column] = mixed
+    base = float(np.std(ridge.predict(motion)))
+    stretch = float(np.std(motion_fit)) / base if base > 0 else 1.0
     return Teacher(
-        kept, images, smoothed, motion_fit, labels, ridge, runs, config.components, explained
+        kept,
+        images,
+        smoothed,
+        motion_fit,
+        labels,
+        ridge,
+        runs,
+        config.components,
+        explained,
+        stretch,
     )
 
 
@@ -283,13 +305,24 @@ def principal_scores(motion: np.ndarray, components: int) -> tuple[np.ndarray, f
 
 
 def steering_labels(
-    network: np.ndarray, motion: np.ndarray, runs: np.ndarray, weight: float
+    network: np.ndarray,
+    motion: np.ndarray,
+    runs: np.ndarray,
+    weight: float,
+    *,
+    match_spread: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, RidgeFit]:
     """(pseudo-labels (N,), motion fit (N,), the ridge): the ridge of the network's steering
     `network` (N,) on the lagged motion features `motion` (N, D) of the same frames (penalty
-    by CV over `runs` (N,)), mixed as ``weight * fit + (1 - weight) * network``. No label."""
+    by CV over `runs` (N,)), mixed as ``weight * fit + (1 - weight) * network``. No label.
+    `match_spread`: the fit is first stretched about its mean to the network's standard
+    deviation."""
     ridge = fit_ridge_cv(motion, network, runs)
     motion_fit = ridge.predict(motion)
+    spread = float(np.std(motion_fit))
+    if match_spread and spread > 0:
+        centre = float(np.mean(motion_fit))
+        motion_fit = centre + (motion_fit - centre) * float(np.std(network)) / spread
     return weight * motion_fit + (1.0 - weight) * network, motion_fit, ridge
 
 
