@@ -176,7 +176,7 @@ def test_labels_are_not_read_and_the_card_says_so(tmp_path):
     weights = [(tmp_path / f"out-{t}" / "model.safetensors").read_bytes() for t in ("a", "b")]
     assert weights[0] == weights[1]  # labels reversed and negated changed nothing
     saved = (tmp_path / "out-a" / "config.yaml").read_text()
-    assert "weight: 1.0" in saved
+    assert "weight: 1.0" in saved and "components: 2" in saved and "match_spread: true" in saved
 
 
 def test_bad_input_names_the_path_and_writes_nothing(tmp_path):
