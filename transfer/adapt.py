@@ -88,8 +88,10 @@ class AdaptConfig(StrictModel):
     """the motion fit reads only the frames' scores on this many principal components of the
     standardised lagged flow features (None: every feature). The flow's dominant directions
     are the car's yaw; a ridge on all 72 features also fits the network's own errors wherever
-    they correlate with some flow statistic. 2 had the higher validation r on both recordings
-    (docs/adapt.md)"""
+    they correlate with some flow statistic. 2 of 1, 2, 3, 4, 6 made the pseudo-labels closest
+    to the person's steering on both recordings' training parts (a diagnostic that read those
+    labels; adapt reads none); its students had the higher validation r than every
+    feature's on both recordings (R² as saved wants `match_spread`; docs/adapt.md)"""
     match_spread: bool = True
     """stretch the motion fit about its mean to the spread (standard deviation) of the
     network's smoothed steering: a fit on a few flow components is shrunk towards its mean (the
