@@ -5,6 +5,8 @@
 # pilotnet-recipe scored on TUB's validation and test blocks by benchmarks/adapt/score.py
 # (r and R² as saved on each block, and the test block's R² after an affine map fitted on the
 # validation block). Choose on the val_* columns; the test block only reports.
+# CKPT=PATH adapts PATH instead of pilotnet-recipe (SEED in PATH becomes the seed, e.g.
+# CKPT=OUT/TUB-pc2-sSEED: a second round by hand).
 # With FINETUNE="NAME=CKPT[,ARGS] ...", also `finetune --checkpoint CKPT ARGS --frames 100`
 # (commas for spaces; SEED in CKPT becomes the seed, e.g. OUT/TUB-w07-sSEED), scored the same
 # way; its self-training uses the network teacher docs/adapt.md's figures were made with
@@ -30,10 +32,11 @@ for seed in $SEEDS; do
     d=$OUT/$TUB-$name-s$seed
     runs+=("$d")
     [ -f "$d/model.json" ] && continue
+    parent=${CKPT:-pilotnet-recipe}
     { date -u; uptime; } > "$d.time"
     # shellcheck disable=SC2086
     /usr/bin/time -a -o "$d.time" -f "user %U s, system %S s, wall %e s" \
-      $S adapt --checkpoint pilotnet-recipe --real "$REAL/$TUB" --seed "$seed" ${args//,/ } \
+      $S adapt --checkpoint "${parent//SEED/$seed}" --real "$REAL/$TUB" --seed "$seed" ${args//,/ } \
       --cache-dir "${CACHE:-$OUT/cache}" --set train.progress=false --out "$d" > "$d.log" 2>&1 ||
       echo "failed: $d"
     { date -u; uptime; } >> "$d.time"

@@ -19,6 +19,7 @@ from sim2real.transfer.adapt import (
     AdaptConfig,
     adapt,
     allowed_records,
+    principal_scores,
     steering_labels,
 )
 from sim2real.transfer.motion import MotionConfig, motion_span
@@ -79,6 +80,42 @@ def test_motion_teacher_beats_a_noisy_network_without_labels(tmp_path):
     assert np.polyfit(truth, motion_fit, 1)[0] == pytest.approx(1.0, abs=0.2)
 
 
+def test_principal_components_keep_the_networks_flow_correlated_errors_out(tmp_path):
+    # the panning tub's flow features, plus statistics of something else in view (another
+    # car, a flickering light) that the network's errors follow: a ridge on every feature
+    # learns that error back; the top principal components (the car's yaw dominates) do not
+    n = 400
+    truth = steering(n)
+    tub = write_tub(tmp_path / "tub", truth)
+    config = AdaptConfig(real=[str(tub)], span=(0.0, 1.0))
+    records = allowed_records(config)
+    yaw = motion_span(records, config.motion).of(records)
+    rng = np.random.default_rng(3)
+    other = np.convolve(rng.normal(size=n + 20), np.ones(21) / 21, "valid")[:n]
+    other = (other - other.mean()) / other.std()
+    x = np.column_stack([yaw, other[:, None] + rng.normal(0, 0.1, (n, 3))])
+    network = truth + 0.5 * other + rng.normal(0, 0.2, n)
+    runs = run_ids(records)
+    every = steering_labels(network, x, runs, 1.0)[1]
+    scores, explained = principal_scores(x, 2)
+    principal = steering_labels(network, scores, runs, 1.0)[1]
+    assert scores.shape == (n, 2) and 0 < explained < 1
+    r_every = np.corrcoef(every, truth)[0, 1]
+    r_principal = np.corrcoef(principal, truth)[0, 1]
+    assert r_principal > 0.9 and r_principal > r_every + 0.05
+    # the fit takes the network's sign: a network that steers the other way flips it
+    flipped = steering_labels(-network, scores, runs, 1.0)[1]
+    np.testing.assert_allclose(flipped, -principal, atol=1e-9)
+    # the fit on two components is shrunk (it explains part of the network's spread);
+    # match_spread stretches it back to the network's spread without changing its ordering
+    stretched = steering_labels(network, scores, runs, 1.0, match_spread=True)[1]
+    assert np.std(principal) < 0.9 * np.std(network)
+    assert np.std(stretched) == pytest.approx(np.std(network))
+    assert np.mean(stretched) == pytest.approx(np.mean(principal))
+    assert np.corrcoef(stretched, principal)[0, 1] == pytest.approx(1.0)
+    assert abs(np.polyfit(stretched, truth, 1)[0] - 1) < abs(np.polyfit(principal, truth, 1)[0] - 1)
+
+
 def test_span_keeps_later_frames_out(tmp_path):
     n = 400
     truth = steering(n)
@@ -135,10 +172,11 @@ def test_labels_are_not_read_and_the_card_says_so(tmp_path):
     assert card.spec.mirror_average  # as chosen on the validation blocks (config default)
     assert card.trained_on["frames"] == 1  # the parent's sim data are kept
     assert step["teacher"]["frames"] == n and 0 <= step["teacher"]["weight"] <= 1
+    assert step["teacher"]["components"] == 2 and 0 < step["teacher"]["explained_variance"] < 1
     weights = [(tmp_path / f"out-{t}" / "model.safetensors").read_bytes() for t in ("a", "b")]
     assert weights[0] == weights[1]  # labels reversed and negated changed nothing
     saved = (tmp_path / "out-a" / "config.yaml").read_text()
-    assert "weight: 1.0" in saved
+    assert "weight: 1.0" in saved and "components: 2" in saved and "match_spread: true" in saved
 
 
 def test_bad_input_names_the_path_and_writes_nothing(tmp_path):

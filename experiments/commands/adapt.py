@@ -68,6 +68,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_shortcut(
         parser,
+        "--components",
+        "components",
+        type=int,
+        help="principal components of the flow features the motion fit reads (2; "
+        "--set components=null: every feature)",
+    )
+    add_shortcut(
+        parser,
         "--frames",
         "max_frames",
         type=int,
