@@ -271,3 +271,50 @@ def test_resume_keeps_the_run_it_started_and_refuses_another_teacher(tmp_path):
     card = read_card(out)
     assert card.history[-1]["epochs_run"] == 2 and card.metrics["epochs_run"] == 2
     assert (out / "model.safetensors").read_bytes() != weights
+
+
+def test_a_run_saved_before_components_resumes_and_reproduces_with_its_own_teacher(
+    tmp_path, capsys
+):
+    # a config.yaml written before `components` and `match_spread` was made with every flow
+    # feature and no stretch: resuming it with today's defaults would train the rest of the
+    # student on another teacher's labels, and its --config would run another teacher
+    import yaml
+
+    from sim2real.experiments.cli import main
+
+    tub = write_tub(tmp_path / "tub", steering(260))
+    parent = save_parent(tmp_path / "net", {"frames": 1})
+    train = TrainConfig(epochs=1, batch_size=32, progress=False, tensorboard=False, num_threads=1)
+    old = AdaptConfig(
+        checkpoint=str(parent),
+        real=[str(tub)],
+        span=(0.0, 1.0),
+        max_frames=100,
+        train=train,
+        components=None,
+        match_spread=False,
+    )
+    out = tmp_path / "out"
+    adapt(old, out)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["components"], saved["match_spread"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    weights = (out / "model.safetensors").read_bytes()
+    more = {"train": train.model_copy(update={"epochs": 2})}
+    today = old.model_copy(update={**more, "components": 2, "match_spread": True})
+    with pytest.raises(ValueError, match=r"components: None -> 2") as info:
+        adapt(today, out, resume=True)
+    assert "\n" not in str(info.value) and (out / "model.safetensors").read_bytes() == weights
+    adapt(old.model_copy(update=more), out, resume=True)  # its own teacher: resumes
+    assert read_card(out).history[-1]["epochs_run"] == 2
+    # the saved file as --config: its teacher, unless the command line names a field
+    old_file = tmp_path / "old.yaml"
+    old_file.write_text(yaml.safe_dump(saved))
+    for flags, expected in (([], (None, False)), (["--components", "3"], (3, False))):
+        assert main(["adapt", "--config", str(old_file), "--print-config", *flags]) == 0
+        printed = yaml.safe_load(capsys.readouterr().out)
+        assert (printed["components"], printed["match_spread"]) == expected
+    assert main(["adapt", "--real", str(tub), "--print-config"]) == 0  # no file: today's
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (printed["components"], printed["match_spread"]) == (2, True)

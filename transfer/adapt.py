@@ -130,6 +130,9 @@ class AdaptConfig(StrictModel):
 
 
 RESUMABLE = {"train": {"epochs", "device", "progress"}, "cache_dir": True}
+PREDATING = {"components": None, "match_spread": False}
+"""what a config saved before these fields was made with (every flow feature, no stretch):
+a resumed run or a ``--config`` file that does not name them keeps that teacher"""
 
 
 @dataclass
@@ -366,6 +369,7 @@ def adapt(config: AdaptConfig, out_dir: str | Path, *, resume: bool = False) -> 
         resume=resume,
         what="an adapt run",
         may_change=RESUMABLE,
+        predating=PREDATING,
     )
     records = allowed_records(config)
     network, parent_card = load_checkpoint(config.checkpoint)
