@@ -1,7 +1,10 @@
 #!/bin/bash
-# `finetune`'s default (every option left out: self-training where 1,000+ frames are left
-# over, the two-network ensemble from pilotnet-recipe) on N frames of a real recording, one
-# run per seed, each scored on the test block (`evaluate --split test --json`).
+# `finetune`'s default as it is now (every option left out: since the student merge,
+# 2026-12-01, one network self-training on 6,000 unlabeled frames for 4 epochs where 1,000+
+# frames are left over, else the two-network ensemble from pilotnet-recipe; the figures
+# measured before it were of the ensemble, each member self-training on 2,000 for 6) on N
+# frames of a real recording, one run per seed, each scored on the test block (`evaluate
+# --split test --json`).
 #
 #   bash benchmarks/default_at_n.sh REAL_DIR OUT TUB N [SEED...]
 set -u
