@@ -100,6 +100,7 @@ def test_principal_components_keep_the_networks_flow_correlated_errors_out(tmp_p
     scores, explained = principal_scores(x, 2)
     principal = steering_labels(network, scores, runs, 1.0)[1]
     assert scores.shape == (n, 2) and 0 < explained < 1
+    assert principal_scores(x[:3], 5)[0].shape == (3, 3)  # no more components than frames
     r_every = np.corrcoef(every, truth)[0, 1]
     r_principal = np.corrcoef(principal, truth)[0, 1]
     assert r_principal > 0.9 and r_principal > r_every + 0.05
@@ -173,6 +174,7 @@ def test_labels_are_not_read_and_the_card_says_so(tmp_path):
     assert card.trained_on["frames"] == 1  # the parent's sim data are kept
     assert step["teacher"]["frames"] == n and 0 <= step["teacher"]["weight"] <= 1
     assert step["teacher"]["components"] == 2 and 0 < step["teacher"]["explained_variance"] < 1
+    assert step["teacher"]["stretch"] >= 1  # match_spread: a ridge's fit is never wider
     weights = [(tmp_path / f"out-{t}" / "model.safetensors").read_bytes() for t in ("a", "b")]
     assert weights[0] == weights[1]  # labels reversed and negated changed nothing
     saved = (tmp_path / "out-a" / "config.yaml").read_text()
@@ -197,10 +199,13 @@ def test_bad_input_names_the_path_and_writes_nothing(tmp_path):
     write_tub(choppy, steering(400))
     with TubWriter(choppy, KEYS, TYPES, resume=True) as writer:
         writer.delete([i for i in range(400) if i % 8 == 0])  # runs of 7 frames < the lags
+    still = write_tub(tmp_path / "still", np.zeros(250))  # the view never moves: no flow
+    parent = save_parent(tmp_path / "net", {"frames": 1})
     for path, words in ((csv_dir, "no timestamps"), (short, "frames in the span"),
-                        (choppy, "too short for motion lags")):  # fmt: skip
+                        (choppy, "too short for motion lags"),
+                        (still, "optical flow .* never changes")):  # fmt: skip
         out_dir = tmp_path / f"out-{path.name}"
-        config = AdaptConfig(real=[str(path)], span=(0.0, 1.0))
+        config = AdaptConfig(checkpoint=str(parent), real=[str(path)], span=(0.0, 1.0))
         with pytest.raises(ValueError, match=words) as info:
             adapt(config, out_dir)
         assert str(path) in str(info.value) and "\n" not in str(info.value)

@@ -274,6 +274,12 @@ def zero_label_teacher(
         network.spec.mirror_average = mirror
     column = outputs.index(STEERING)
     motion = span.of(kept)
+    if not np.any(np.ptp(motion, axis=0) > 0):  # (PCA's explained share would be 0 / 0)
+        raise ValueError(
+            f"{', '.join(map(str, config.real))}: the optical flow between the frames read never "
+            "changes (a still view, or no two consecutive frames decode); the motion teacher "
+            "has nothing to fit"
+        )
     explained = None
     if config.components is not None:
         motion, explained = principal_scores(motion, config.components)
@@ -302,12 +308,12 @@ def zero_label_teacher(
 
 
 def principal_scores(motion: np.ndarray, components: int) -> tuple[np.ndarray, float]:
-    """((N, k) scores of the frames on the top k = min(`components`, D) principal components
-    of the standardised features `motion` (N, D), the share of variance they hold)."""
+    """((N, k) scores of the frames on the top k = min(`components`, N, D) principal
+    components of the standardised features `motion` (N, D), the share of variance they hold)."""
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
-    k = min(components, motion.shape[1])
+    k = min(components, *motion.shape)
     pca = PCA(n_components=k, svd_solver="full")
     scores = pca.fit_transform(StandardScaler().fit_transform(motion))
     return scores, float(pca.explained_variance_ratio_.sum())
