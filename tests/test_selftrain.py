@@ -123,6 +123,12 @@ def test_pseudo_label_cli_errors(parent, tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "does not combine" in err
+    # every training frame labelled (no --frames): no frame is left to pseudo-label; said in
+    # one line before the teacher trains or anything is written
+    assert main([*base, "--out", str(tmp_path / "c"), "--pseudo-label"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "0 usable frame(s)" in err
+    assert not (tmp_path / "c").exists()
     cfg = FinetuneConfig(selftrain={})
     assert cfg.selftrain is not None and cfg.selftrain.unlabeled == []
     assert not Path(missing).exists()
