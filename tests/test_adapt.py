@@ -61,13 +61,18 @@ def write_tub(path: Path, truth: np.ndarray, *, px_per_unit: float = 4.0, labels
     return path
 
 
+def panning_flow(folder: Path, n: int) -> tuple[np.ndarray, list, np.ndarray]:
+    """(the steering, the records, their lagged flow features (n, D)) of a panning tub of
+    `n` frames written in `folder`, every frame allowed."""
+    truth = steering(n)
+    config = AdaptConfig(real=[str(write_tub(folder / "tub", truth))], span=(0.0, 1.0))
+    records = allowed_records(config)
+    return truth, records, motion_span(records, config.motion).of(records)
+
+
 def test_motion_teacher_beats_a_noisy_network_without_labels(tmp_path):
     n = 300
-    truth = steering(n)
-    tub = write_tub(tmp_path / "tub", truth)
-    config = AdaptConfig(real=[str(tub)], span=(0.0, 1.0))
-    records = allowed_records(config)
-    x = motion_span(records, config.motion).of(records)
+    truth, records, x = panning_flow(tmp_path, n)
     network = truth + np.random.default_rng(1).normal(0, 0.35, n)  # a noisy, biased-free guess
     labels, motion_fit, ridge = steering_labels(network, x, run_ids(records), 0.7)
     r_network = np.corrcoef(network, truth)[0, 1]
@@ -85,11 +90,7 @@ def test_principal_components_keep_the_networks_flow_correlated_errors_out(tmp_p
     # car, a flickering light) that the network's errors follow: a ridge on every feature
     # learns that error back; the top principal components (the car's yaw dominates) do not
     n = 400
-    truth = steering(n)
-    tub = write_tub(tmp_path / "tub", truth)
-    config = AdaptConfig(real=[str(tub)], span=(0.0, 1.0))
-    records = allowed_records(config)
-    yaw = motion_span(records, config.motion).of(records)
+    truth, records, yaw = panning_flow(tmp_path, n)
     rng = np.random.default_rng(3)
     other = np.convolve(rng.normal(size=n + 20), np.ones(21) / 21, "valid")[:n]
     other = (other - other.mean()) / other.std()
