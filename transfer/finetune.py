@@ -461,16 +461,9 @@ def finetune(
     if resume:
         check_cv_resume(out_dir, config, len(data.train))
     if config.selftrain is not None:  # too few unlabeled frames fails before the teacher trains
-        from sim2real.transfer.selftrain import selftrain_sources, unlabeled_records
+        from sim2real.transfer.selftrain import check_unlabeled
 
-        sources, exclude = selftrain_sources(config, data)
-        unlabeled_records(
-            config.selftrain,
-            sources,
-            exclude=exclude,
-            seed=config.train.seed,
-            include_pilot=config.include_pilot,
-        )
+        check_unlabeled(config, data)
     describe_run(out_dir, config)
     if config.cotrain is not None or config.align is not None:
         from sim2real.transfer.cotrain import finetune_mixed

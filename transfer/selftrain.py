@@ -467,6 +467,18 @@ def selftrain_sources(config: FinetuneConfig, data: TrainingData) -> tuple[list[
     return sources, exclude
 
 
+def check_unlabeled(config: FinetuneConfig, data: TrainingData) -> None:
+    """`unlabeled_records`' ValueError (one line) when `config.selftrain` would have fewer
+    than 10 unlabeled frames beside `data`'s labelled ones (e.g. every training frame is
+    labelled): `finetune` calls it before it writes anything or trains a teacher."""
+    st = config.selftrain
+    assert st is not None
+    sources, exclude = selftrain_sources(config, data)
+    unlabeled_records(
+        st, sources, exclude=exclude, seed=config.train.seed, include_pilot=config.include_pilot
+    )
+
+
 def finetune_selftrain(
     config: FinetuneConfig,
     out_dir: Path,
