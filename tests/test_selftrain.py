@@ -221,7 +221,8 @@ def test_finetune_self_trains_by_default_only_where_enough_unlabeled_frames_are_
     assert decide("--frames", "100", *flags)[0].teacher == "network"
     assert decide("--frames", "100", "--freeze", "head") == (None, "")  # a rung the user named
     assert decide("--frames", "100", "--from-scratch") == (None, "")
-    assert decide() == (None, "")  # every training frame: nothing is left unlabeled
+    off, why = decide()  # every training frame is labelled: nothing is left, and it says so
+    assert off is None and "every training frame of --data is labelled" in why
     config_file = tmp_path / "ft.yaml"
     config_file.write_text("selftrain: null\n")
     assert decide("--frames", "100", "--config", str(config_file)) == (None, "")

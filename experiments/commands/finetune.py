@@ -87,7 +87,8 @@ def default_selftrain(
     ``--pseudo-label none``); when `resuming` a run folder with a saved config, that run's
     own; else self-training on the rest of --data's training part when a pretrained network
     is adapted by ``--freeze auto`` (no co-training or alignment) to --frames frames and at
-    least `SELFTRAIN_MIN_UNLABELED` frames are left."""
+    least `SELFTRAIN_MIN_UNLABELED` frames are left (off, with a line saying so, when fewer
+    are left or --frames is not given: every training frame is labelled)."""
     from sim2real.transfer.datasets import open_records
     from sim2real.transfer.ladder import AUTO
     from sim2real.transfer.selftrain import SelfTrainConfig
@@ -101,8 +102,13 @@ def default_selftrain(
         saved = saved_run_config(config, resuming)  # (None: the resume check reports it)
         return (None if saved is None else saved.selftrain), ""
     plain = config.cotrain is None and config.align is None and config.adapter.freeze == AUTO
-    if config.checkpoint is None or config.from_scratch or not plain or config.frames is None:
+    if config.checkpoint is None or config.from_scratch or not plain:
         return None, ""
+    if config.frames is None:
+        return None, (
+            "self-training off: every training frame of --data is labelled, none is left to "
+            "pseudo-label (--pseudo-label REAL...: other recordings instead)"
+        )
     try:
         records = open_records(config.data, include_pilot=config.include_pilot).records
         train = split_records(records, config.split, seed=config.train.seed).train
