@@ -324,3 +324,19 @@ def test_a_run_saved_before_components_resumes_and_reproduces_with_its_own_teach
     assert main(["adapt", "--real", str(tub), "--print-config"]) == 0  # no file: today's
     printed = yaml.safe_load(capsys.readouterr().out)
     assert (printed["components"], printed["match_spread"]) == (2, True)
+
+
+def test_the_card_records_the_components_the_fit_read(tmp_path):
+    # more components asked for than the flow has features: the fit reads every one, and
+    # the teacher (the card's summary) says how many it read, not how many were asked for
+    from sim2real.agents.checkpoint import load_checkpoint
+    from sim2real.transfer.adapt import zero_label_teacher
+
+    tub = write_tub(tmp_path / "tub", steering(260))
+    network, _ = load_checkpoint(save_parent(tmp_path / "net", {"frames": 1}))
+    config = AdaptConfig(real=[str(tub)], span=(0.0, 1.0), components=1000)
+    records = allowed_records(config)
+    features = motion_span(records, config.motion).of(records).shape[1]
+    teacher = zero_label_teacher(network, records, config, config.train.augment)
+    assert features < 1000 and teacher.summary(1.0)["components"] == features
+    assert teacher.summary(1.0)["explained_variance"] == pytest.approx(1.0)

@@ -154,7 +154,8 @@ class Teacher:
     """(N,) run ids"""
 
     components: int | None = None
-    """principal components of the flow features the fit read (None: every feature)"""
+    """principal components of the flow features the fit read (None: every feature; at most
+    the features' count, whatever `AdaptConfig.components` asked for)"""
     explained: float | None = None
     """share of the standardised features' variance those components hold"""
     stretch: float = 1.0
@@ -280,9 +281,10 @@ def zero_label_teacher(
             "changes (a still view, or no two consecutive frames decode); the motion teacher "
             "has nothing to fit"
         )
-    explained = None
-    if config.components is not None:
+    components, explained = None, None
+    if config.components is not None:  # (fewer than asked where the flow has fewer features)
         motion, explained = principal_scores(motion, config.components)
+        components = motion.shape[1]
     mixed, motion_fit, ridge = steering_labels(
         smoothed[:, column], motion, runs, config.weight, match_spread=config.match_spread
     )
@@ -301,7 +303,7 @@ def zero_label_teacher(
         labels,
         ridge,
         runs,
-        config.components,
+        components,
         explained,
         stretch,
     )
