@@ -10,7 +10,9 @@
 # With FINETUNE="NAME=CKPT[,ARGS] ...", also `finetune --checkpoint CKPT ARGS --frames 100`
 # (commas for spaces; SEED in CKPT becomes the seed, e.g. OUT/TUB-w07-sSEED), scored the same
 # way; its self-training uses the network teacher docs/adapt.md's figures were made with
-# (TEACHER=motion: finetune's default since the motion merge).
+# (TEACHER=motion: finetune's default since the motion merge), on the 2,000 unlabeled frames
+# for 6 student epochs they were measured with (finetune's default since the student merge:
+# 6,000 and 4, which a --set selftrain.* would otherwise get; ST_FRAMES, ST_EPOCHS change it).
 #
 #   bash benchmarks/adapt_zero_label.sh REAL_DIR OUT TUB "SEEDS" ARM...
 #   ARM: NAME:ARGS with commas for spaces, e.g. w05:--weight,0.5  f2k:--frames,2000
@@ -48,6 +50,7 @@ for arm in ${FINETUNE:-}; do
     spec=${arm#*=}
     spec=${spec//SEED/$seed}
     teacher=(--set "selftrain.teacher=${TEACHER:-network}")  # (a --set selftrain.* turns it on)
+    teacher+=(--set "selftrain.max_frames=${ST_FRAMES:-2000}" --set "selftrain.epochs=${ST_EPOCHS:-6}")
     [[ $spec == *--pseudo-label,none* ]] && teacher=()
     d=$OUT/$TUB-ft100-$name-s$seed
     runs+=("$d")

@@ -10,7 +10,8 @@
 #
 #   ARMS="one4k one6ke4" bash benchmarks/student_gap.sh REAL_DIR OUT TUB [SEED...]
 #
-# Arms (name: flags added to the command):
+# Arms (name: flags added to the command; each names the unlabeled frames, epochs and
+# ensemble it was measured with, which the command's defaults have changed since):
 #   default   the command as it is (when measured in docs/selftrain.md: the ensemble of two,
 #             2,000 unlabeled frames, 6 epochs; since then the same as one6ke4)
 #   one4k     one network (--ensemble-with none) on 4,000 unlabeled frames
@@ -35,13 +36,13 @@ mkdir -p "$OUT"
 flags() {
   case $1 in
     default) echo "" ;;
-    one4k) echo "--ensemble-with none --set selftrain.max_frames=4000" ;;
-    one4kraw) echo "--ensemble-with none --set selftrain.max_frames=4000 --set selftrain.smooth=none" ;;
-    one6k) echo "--ensemble-with none --set selftrain.max_frames=6000" ;;
+    one4k) echo "--ensemble-with none --set selftrain.max_frames=4000 --set selftrain.epochs=6" ;;
+    one4kraw) echo "--ensemble-with none --set selftrain.max_frames=4000 --set selftrain.epochs=6 --set selftrain.smooth=none" ;;
+    one6k) echo "--ensemble-with none --set selftrain.max_frames=6000 --set selftrain.epochs=6" ;;
     one8ke3) echo "--ensemble-with none --set selftrain.max_frames=8000 --set selftrain.epochs=3" ;;
     one6ke4) echo "--ensemble-with none --set selftrain.max_frames=6000 --set selftrain.epochs=4" ;;
     one3ke8) echo "--ensemble-with none --set selftrain.max_frames=3000 --set selftrain.epochs=8" ;;
-    ens4ke3) echo "--set selftrain.max_frames=4000 --set selftrain.epochs=3" ;;
+    ens4ke3) echo "--ensemble-with pilotnet-styles --set selftrain.max_frames=4000 --set selftrain.epochs=3" ;;
     *) echo "unknown arm $1" >&2; exit 2 ;;
   esac
 }

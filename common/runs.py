@@ -11,7 +11,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sim2real.common.config import ConfigError, load_config, save_config
+from sim2real.common.config import (
+    ConfigError,
+    ModelT,
+    load_config,
+    load_yaml_mapping,
+    save_config,
+)
 from sim2real.common.io import atomic_write_json
 
 
@@ -69,12 +75,15 @@ def check_run_dir(
     resume: bool,
     what: str,
     may_change: Any,
+    predating: dict[str, Any] | None = None,
 ) -> None:
     """Refuse to overwrite a started run, or to resume it with a different config.
 
     `started`: whether `out_dir` already holds a run; `what`: its kind, for the message
     ("a pretraining run"); `may_change`: the fields that a resume may change, in pydantic's
-    `exclude` form (e.g. ``{"train": {"epochs"}}``). The saved config is `out_dir/config.yaml`.
+    `exclude` form (e.g. ``{"train": {"epochs"}}``). The saved config is `out_dir/config.yaml`;
+    `predating`: top-level fields whose default changed, with the value a saved config
+    without the field was made with (it is compared as that value, not today's default).
     """
     out_dir = Path(out_dir)
     saved_path = out_dir / "config.yaml"
@@ -90,7 +99,7 @@ def check_run_dir(
         )
     if not (resume and started and saved_path.is_file()):
         return
-    saved = load_config(type(config), saved_path)
+    saved = with_predating(load_config(type(config), saved_path), saved_path, predating)
     before, now = saved.model_dump(exclude=may_change), config.model_dump(exclude=may_change)
     if before != now:
         raise ValueError(
@@ -98,6 +107,16 @@ def check_run_dir(
             f"(only {_field_names(may_change)} may change; saved -> now: "
             f"{', '.join(_differences(before, now))})"
         )
+
+
+def with_predating(config: ModelT, path: str | Path, predating: dict[str, Any] | None) -> ModelT:
+    """`config`, read from the YAML file `path`, with `predating`'s value for each of its
+    fields the file does not name (a file written before the field: made with that value)."""
+    if not predating:
+        return config
+    named = load_yaml_mapping(path)
+    update = {k: v for k, v in predating.items() if k not in named}
+    return config.model_copy(update=update) if update else config
 
 
 def _other_kind(saved_path: Path, cls: type[BaseModel]) -> str | None:

@@ -61,13 +61,18 @@ def write_tub(path: Path, truth: np.ndarray, *, px_per_unit: float = 4.0, labels
     return path
 
 
+def panning_flow(folder: Path, n: int) -> tuple[np.ndarray, list, np.ndarray]:
+    """(the steering, the records, their lagged flow features (n, D)) of a panning tub of
+    `n` frames written in `folder`, every frame allowed."""
+    truth = steering(n)
+    config = AdaptConfig(real=[str(write_tub(folder / "tub", truth))], span=(0.0, 1.0))
+    records = allowed_records(config)
+    return truth, records, motion_span(records, config.motion).of(records)
+
+
 def test_motion_teacher_beats_a_noisy_network_without_labels(tmp_path):
     n = 300
-    truth = steering(n)
-    tub = write_tub(tmp_path / "tub", truth)
-    config = AdaptConfig(real=[str(tub)], span=(0.0, 1.0))
-    records = allowed_records(config)
-    x = motion_span(records, config.motion).of(records)
+    truth, records, x = panning_flow(tmp_path, n)
     network = truth + np.random.default_rng(1).normal(0, 0.35, n)  # a noisy, biased-free guess
     labels, motion_fit, ridge = steering_labels(network, x, run_ids(records), 0.7)
     r_network = np.corrcoef(network, truth)[0, 1]
@@ -85,11 +90,7 @@ def test_principal_components_keep_the_networks_flow_correlated_errors_out(tmp_p
     # car, a flickering light) that the network's errors follow: a ridge on every feature
     # learns that error back; the top principal components (the car's yaw dominates) do not
     n = 400
-    truth = steering(n)
-    tub = write_tub(tmp_path / "tub", truth)
-    config = AdaptConfig(real=[str(tub)], span=(0.0, 1.0))
-    records = allowed_records(config)
-    yaw = motion_span(records, config.motion).of(records)
+    truth, records, yaw = panning_flow(tmp_path, n)
     rng = np.random.default_rng(3)
     other = np.convolve(rng.normal(size=n + 20), np.ones(21) / 21, "valid")[:n]
     other = (other - other.mean()) / other.std()
@@ -100,6 +101,7 @@ def test_principal_components_keep_the_networks_flow_correlated_errors_out(tmp_p
     scores, explained = principal_scores(x, 2)
     principal = steering_labels(network, scores, runs, 1.0)[1]
     assert scores.shape == (n, 2) and 0 < explained < 1
+    assert principal_scores(x[:3], 5)[0].shape == (3, 3)  # no more components than frames
     r_every = np.corrcoef(every, truth)[0, 1]
     r_principal = np.corrcoef(principal, truth)[0, 1]
     assert r_principal > 0.9 and r_principal > r_every + 0.05
@@ -173,6 +175,7 @@ def test_labels_are_not_read_and_the_card_says_so(tmp_path):
     assert card.trained_on["frames"] == 1  # the parent's sim data are kept
     assert step["teacher"]["frames"] == n and 0 <= step["teacher"]["weight"] <= 1
     assert step["teacher"]["components"] == 2 and 0 < step["teacher"]["explained_variance"] < 1
+    assert step["teacher"]["stretch"] >= 1  # match_spread: a ridge's fit is never wider
     weights = [(tmp_path / f"out-{t}" / "model.safetensors").read_bytes() for t in ("a", "b")]
     assert weights[0] == weights[1]  # labels reversed and negated changed nothing
     saved = (tmp_path / "out-a" / "config.yaml").read_text()
@@ -197,10 +200,13 @@ def test_bad_input_names_the_path_and_writes_nothing(tmp_path):
     write_tub(choppy, steering(400))
     with TubWriter(choppy, KEYS, TYPES, resume=True) as writer:
         writer.delete([i for i in range(400) if i % 8 == 0])  # runs of 7 frames < the lags
+    still = write_tub(tmp_path / "still", np.zeros(250))  # the view never moves: no flow
+    parent = save_parent(tmp_path / "net", {"frames": 1})
     for path, words in ((csv_dir, "no timestamps"), (short, "frames in the span"),
-                        (choppy, "too short for motion lags")):  # fmt: skip
+                        (choppy, "too short for motion lags"),
+                        (still, "optical flow .* never changes")):  # fmt: skip
         out_dir = tmp_path / f"out-{path.name}"
-        config = AdaptConfig(real=[str(path)], span=(0.0, 1.0))
+        config = AdaptConfig(checkpoint=str(parent), real=[str(path)], span=(0.0, 1.0))
         with pytest.raises(ValueError, match=words) as info:
             adapt(config, out_dir)
         assert str(path) in str(info.value) and "\n" not in str(info.value)
@@ -271,3 +277,66 @@ def test_resume_keeps_the_run_it_started_and_refuses_another_teacher(tmp_path):
     card = read_card(out)
     assert card.history[-1]["epochs_run"] == 2 and card.metrics["epochs_run"] == 2
     assert (out / "model.safetensors").read_bytes() != weights
+
+
+def test_a_run_saved_before_components_resumes_and_reproduces_with_its_own_teacher(
+    tmp_path, capsys
+):
+    # a config.yaml written before `components` and `match_spread` was made with every flow
+    # feature and no stretch: resuming it with today's defaults would train the rest of the
+    # student on another teacher's labels, and its --config would run another teacher
+    import yaml
+
+    from sim2real.experiments.cli import main
+
+    tub = write_tub(tmp_path / "tub", steering(260))
+    parent = save_parent(tmp_path / "net", {"frames": 1})
+    train = TrainConfig(epochs=1, batch_size=32, progress=False, tensorboard=False, num_threads=1)
+    old = AdaptConfig(
+        checkpoint=str(parent),
+        real=[str(tub)],
+        span=(0.0, 1.0),
+        max_frames=100,
+        train=train,
+        components=None,
+        match_spread=False,
+    )
+    out = tmp_path / "out"
+    adapt(old, out)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["components"], saved["match_spread"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    weights = (out / "model.safetensors").read_bytes()
+    more = {"train": train.model_copy(update={"epochs": 2})}
+    today = old.model_copy(update={**more, "components": 2, "match_spread": True})
+    with pytest.raises(ValueError, match=r"components: None -> 2") as info:
+        adapt(today, out, resume=True)
+    assert "\n" not in str(info.value) and (out / "model.safetensors").read_bytes() == weights
+    adapt(old.model_copy(update=more), out, resume=True)  # its own teacher: resumes
+    assert read_card(out).history[-1]["epochs_run"] == 2
+    # the saved file as --config: its teacher, unless the command line names a field
+    old_file = tmp_path / "old.yaml"
+    old_file.write_text(yaml.safe_dump(saved))
+    for flags, expected in (([], (None, False)), (["--components", "3"], (3, False))):
+        assert main(["adapt", "--config", str(old_file), "--print-config", *flags]) == 0
+        printed = yaml.safe_load(capsys.readouterr().out)
+        assert (printed["components"], printed["match_spread"]) == expected
+    assert main(["adapt", "--real", str(tub), "--print-config"]) == 0  # no file: today's
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (printed["components"], printed["match_spread"]) == (2, True)
+
+
+def test_the_card_records_the_components_the_fit_read(tmp_path):
+    # more components asked for than the flow has features: the fit reads every one, and
+    # the teacher (the card's summary) says how many it read, not how many were asked for
+    from sim2real.agents.checkpoint import load_checkpoint
+    from sim2real.transfer.adapt import zero_label_teacher
+
+    tub = write_tub(tmp_path / "tub", steering(260))
+    network, _ = load_checkpoint(save_parent(tmp_path / "net", {"frames": 1}))
+    config = AdaptConfig(real=[str(tub)], span=(0.0, 1.0), components=1000)
+    records = allowed_records(config)
+    features = motion_span(records, config.motion).of(records).shape[1]
+    teacher = zero_label_teacher(network, records, config, config.train.augment)
+    assert features < 1000 and teacher.summary(1.0)["components"] == features
+    assert teacher.summary(1.0)["explained_variance"] == pytest.approx(1.0)

@@ -123,6 +123,22 @@ def test_pseudo_label_cli_errors(parent, tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "does not combine" in err
+    # every training frame labelled (no --frames): no frame is left to pseudo-label; said in
+    # one line before the teacher trains or anything is written
+    assert main([*base, "--out", str(tmp_path / "c"), "--pseudo-label"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "0 usable frame(s)" in err
+    assert not (tmp_path / "c").exists()
+    # ... also for an ensemble, each member self-training, called as a library (no CLI to
+    # clear the stub folder afterwards)
+    from model_helpers import finetune_config, save_parent
+
+    other = save_parent(tmp_path / "other", {}, history=[])  # the ensemble's second start
+    config = finetune_config(parent, tmp_path / "cache", None, selftrain=SelfTrainConfig())
+    config.ensemble_with = [str(other)]
+    with pytest.raises(ValueError, match=r"0 usable frame\(s\)"):
+        finetune(config, tmp_path / "d")
+    assert not (tmp_path / "d").exists()
     cfg = FinetuneConfig(selftrain={})
     assert cfg.selftrain is not None and cfg.selftrain.unlabeled == []
     assert not Path(missing).exists()

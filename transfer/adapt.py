@@ -130,6 +130,9 @@ class AdaptConfig(StrictModel):
 
 
 RESUMABLE = {"train": {"epochs", "device", "progress"}, "cache_dir": True}
+PREDATING = {"components": None, "match_spread": False}
+"""what a config saved before these fields was made with (every flow feature, no stretch):
+a resumed run or a ``--config`` file that does not name them keeps that teacher"""
 
 
 @dataclass
@@ -151,7 +154,8 @@ class Teacher:
     """(N,) run ids"""
 
     components: int | None = None
-    """principal components of the flow features the fit read (None: every feature)"""
+    """principal components of the flow features the fit read (None: every feature; at most
+    the features' count, whatever `AdaptConfig.components` asked for)"""
     explained: float | None = None
     """share of the standardised features' variance those components hold"""
     stretch: float = 1.0
@@ -271,9 +275,16 @@ def zero_label_teacher(
         network.spec.mirror_average = mirror
     column = outputs.index(STEERING)
     motion = span.of(kept)
-    explained = None
-    if config.components is not None:
+    if not np.any(np.ptp(motion, axis=0) > 0):  # (PCA's explained share would be 0 / 0)
+        raise ValueError(
+            f"{', '.join(map(str, config.real))}: the optical flow between the frames read never "
+            "changes (a still view, or no two consecutive frames decode); the motion teacher "
+            "has nothing to fit"
+        )
+    components, explained = None, None
+    if config.components is not None:  # (fewer than asked where the flow has fewer features)
         motion, explained = principal_scores(motion, config.components)
+        components = motion.shape[1]
     mixed, motion_fit, ridge = steering_labels(
         smoothed[:, column], motion, runs, config.weight, match_spread=config.match_spread
     )
@@ -292,19 +303,19 @@ def zero_label_teacher(
         labels,
         ridge,
         runs,
-        config.components,
+        components,
         explained,
         stretch,
     )
 
 
 def principal_scores(motion: np.ndarray, components: int) -> tuple[np.ndarray, float]:
-    """((N, k) scores of the frames on the top k = min(`components`, D) principal components
-    of the standardised features `motion` (N, D), the share of variance they hold)."""
+    """((N, k) scores of the frames on the top k = min(`components`, N, D) principal
+    components of the standardised features `motion` (N, D), the share of variance they hold)."""
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
-    k = min(components, motion.shape[1])
+    k = min(components, *motion.shape)
     pca = PCA(n_components=k, svd_solver="full")
     scores = pca.fit_transform(StandardScaler().fit_transform(motion))
     return scores, float(pca.explained_variance_ratio_.sum())
@@ -366,6 +377,7 @@ def adapt(config: AdaptConfig, out_dir: str | Path, *, resume: bool = False) -> 
         resume=resume,
         what="an adapt run",
         may_change=RESUMABLE,
+        predating=PREDATING,
     )
     records = allowed_records(config)
     network, parent_card = load_checkpoint(config.checkpoint)

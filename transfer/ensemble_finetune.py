@@ -88,6 +88,13 @@ def finetune_ensemble(
         what="an ensemble fine-tuning run",
         may_change=RESUMABLE_CHANGES,
     )
+    first = config.model_copy(update={"checkpoint": str(starts[0]), "ensemble_with": []})
+    if config.selftrain is not None:  # too few unlabeled frames: refused before any write
+        from sim2real.transfer.selftrain import check_unlabeled
+
+        if data is None:  # (the same frames for every member, read once)
+            data = open_finetune_data(first, read_card(starts[0]).spec.preprocessing)
+        check_unlabeled(first, data)
     describe_run(out_dir, config)
     cards: list[ModelCard] = []
     for i, (start, name) in enumerate(zip(starts, members, strict=True)):
@@ -110,7 +117,6 @@ def finetune_ensemble(
     provisional = ModelCard(kind=cards[0].kind, spec=cards[0].spec, members=members)
     model = load_ensemble(out_dir, provisional)
     if data is None:  # every member was already there: read the validation block to score
-        first = config.model_copy(update={"checkpoint": str(starts[0]), "ensemble_with": []})
         data = open_finetune_data(first, model.spec.preprocessing)
     val_loss, val_metrics = validation_scores(model, data.val, config.train)
     seconds = time.perf_counter() - started

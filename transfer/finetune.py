@@ -460,6 +460,10 @@ def finetune(
     check_colour_frames(data.train)
     if resume:
         check_cv_resume(out_dir, config, len(data.train))
+    if config.selftrain is not None:  # too few unlabeled frames fails before the teacher trains
+        from sim2real.transfer.selftrain import check_unlabeled
+
+        check_unlabeled(config, data)
     describe_run(out_dir, config)
     if config.cotrain is not None or config.align is not None:
         from sim2real.transfer.cotrain import finetune_mixed

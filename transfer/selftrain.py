@@ -213,6 +213,35 @@ def check_sources(sources: Sequence[str]) -> None:
             raise FileNotFoundError(f"--pseudo-label {path}: no such file or folder")
 
 
+def unlabeled_records(
+    config: SelfTrainConfig,
+    sources: Sequence[str],
+    *,
+    exclude: Sequence[Path] = (),
+    seed: int = 0,
+    include_pilot: bool = False,
+) -> list[Record]:
+    """The records `unlabeled_frames` reads (before decoding), in time order; its ValueError
+    when fewer than 10 are left. Cheap (no image is read): `finetune` calls it before it
+    writes anything or trains the teacher."""
+    from sim2real.transfer.datasets import open_records
+    from sim2real.transfer.splits import streams, subsample
+
+    names = ", ".join(map(str, sources))
+    check_sources(sources)
+    records = open_records(list(sources), include_pilot=include_pilot).records
+    skip = {str(Path(p)) for p in exclude}
+    kept = [r for stream in streams(records) for r in stream if str(Path(r.image_path)) not in skip]
+    if len(kept) < 10:
+        raise ValueError(
+            f"--pseudo-label {names}: {len(kept)} usable frame(s) after leaving out "
+            f"{len(records) - len(kept)} held-out or labelled frame(s); 10 are needed"
+        )
+    if config.max_frames is not None and len(kept) > config.max_frames:
+        kept = subsample(kept, config.max_frames, seed, block_len=config.block_frames)
+    return kept
+
+
 def unlabeled_frames(
     config: SelfTrainConfig,
     sources: Sequence[str],
@@ -235,21 +264,11 @@ def unlabeled_frames(
     `config.max_frames` are kept as blocks of `config.block_frames`. ValueError as `--data`
     gives for a path without frames, and when fewer than 10 frames are left.
     """
-    from sim2real.transfer.datasets import DrivingDataset, open_records
-    from sim2real.transfer.splits import streams, subsample
+    from sim2real.transfer.datasets import DrivingDataset
 
-    names = ", ".join(map(str, sources))
-    check_sources(sources)
-    records = open_records(list(sources), include_pilot=include_pilot).records
-    skip = {str(Path(p)) for p in exclude}
-    kept = [r for stream in streams(records) for r in stream if str(Path(r.image_path)) not in skip]
-    if len(kept) < 10:
-        raise ValueError(
-            f"--pseudo-label {names}: {len(kept)} usable frame(s) after leaving out "
-            f"{len(records) - len(kept)} held-out or labelled frame(s); 10 are needed"
-        )
-    if config.max_frames is not None and len(kept) > config.max_frames:
-        kept = subsample(kept, config.max_frames, seed, block_len=config.block_frames)
+    kept = unlabeled_records(
+        config, sources, exclude=exclude, seed=seed, include_pilot=include_pilot
+    )
     dataset = DrivingDataset(kept, preprocessing, list(outputs), cache_dir, progress=progress)
     images, targets = dataset_tensors(dataset)  # (undecodable frames are dropped)
     segments = run_ids(dataset.records)  # a left-out, deleted or undecodable frame ends a run
@@ -446,6 +465,18 @@ def selftrain_sources(config: FinetuneConfig, data: TrainingData) -> tuple[list[
     exclude = held_out_images(config) if config.data else []
     exclude += [Path(r.image_path) for r in data.parts.train]
     return sources, exclude
+
+
+def check_unlabeled(config: FinetuneConfig, data: TrainingData) -> None:
+    """`unlabeled_records`' ValueError (one line) when `config.selftrain` would have fewer
+    than 10 unlabeled frames beside `data`'s labelled ones (e.g. every training frame is
+    labelled): `finetune` calls it before it writes anything or trains a teacher."""
+    st = config.selftrain
+    assert st is not None
+    sources, exclude = selftrain_sources(config, data)
+    unlabeled_records(
+        st, sources, exclude=exclude, seed=config.train.seed, include_pilot=config.include_pilot
+    )
 
 
 def finetune_selftrain(

@@ -4,7 +4,8 @@ person's labels are read here, for this diagnostic only; `adapt` reads none. Pri
 (and R² as is) of each variant against the labels:
 
 - `network`: the network's smoothed, mirror-averaged steering (the ridge's target);
-- `all`: adapt's ridge on every lagged flow feature (components=None);
+- `all`: adapt's ridge on every lagged flow feature (components=None, match_spread off: the
+  first round's teacher);
 - `pcK`: the ridge on the top K principal components (components=K), and `pcK_spread` the
   same stretched to the network's spread (match_spread);
 - `oracle`: a ridge of the labels themselves on every feature (run-grouped CV): the ceiling
@@ -33,7 +34,10 @@ from sim2real.transfer.motion import fit_ridge_cv, motion_span
 
 def main(tub: str, checkpoint: str, cache: str | None) -> None:
     torch.set_num_threads(1)
-    config = AdaptConfig(checkpoint=checkpoint, real=[tub], cache_dir=cache, components=None)
+    # the first round's teacher (every feature, unstretched): match_spread is on by default now
+    config = AdaptConfig(
+        checkpoint=checkpoint, real=[tub], cache_dir=cache, components=None, match_spread=False
+    )
     records = allowed_records(config)
     network, _ = load_checkpoint(checkpoint)
     teacher = zero_label_teacher(network, records, config, config.train.augment)

@@ -8,10 +8,18 @@ from pathlib import Path
 
 
 def handler(args: argparse.Namespace) -> int:
-    from sim2real.experiments.config_options import config_from_args, printed_config
-    from sim2real.transfer.adapt import AdaptConfig, adapt
+    from sim2real.common.runs import with_predating
+    from sim2real.experiments.config_options import (
+        config_from_args,
+        config_mentions,
+        printed_config,
+    )
+    from sim2real.transfer.adapt import PREDATING, AdaptConfig, adapt
 
     config = config_from_args(AdaptConfig, args)
+    if args.config is not None:  # a config saved before a field reproduces its run
+        unnamed = {k: v for k, v in PREDATING.items() if not config_mentions(args, k)}
+        config = with_predating(config, args.config, unnamed)
     if printed_config(args, config):
         return 0
     result = adapt(config, args.out, resume=args.resume)
