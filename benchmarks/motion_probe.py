@@ -35,7 +35,13 @@ from sim2real.agents.augment import Augmentation
 from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.transfer.datasets import DrivingDataset, open_records
 from sim2real.transfer.finetune import REAL_SPLIT
-from sim2real.transfer.motion import MotionConfig, fit_ridge_cv, motion_span, teacher_inputs
+from sim2real.transfer.motion import (
+    FEATURES,
+    MotionConfig,
+    fit_ridge_cv,
+    motion_span,
+    teacher_inputs,
+)
 from sim2real.transfer.records import run_ids
 from sim2real.transfer.selftrain import mirrored_prediction
 from sim2real.transfer.splits import split_records, subsample
@@ -136,19 +142,19 @@ def causal(tub: str, checkpoint: str) -> None:
     net, _ = load_checkpoint(checkpoint)
     net.spec.mirror_average = False
     parts = split_records(open_records([tub]).records, REAL_SPLIT, seed=0)
-    for last in (-1, -2, -4, -8):
-        config = MotionConfig(first_lag=min(last, -1), last_lag=-1)
-        p_val, m_val, y_val, _ = network_and_motion(net, parts.val, config)
-        p_test, m_test, y_test, _ = network_and_motion(net, parts.test, config)
-        if last == -1:
-            gain, offset = np.polyfit(p_val, y_val, 1)
-            print(f"{Path(tub).name} network alone, calibrated on val: test "
-                  f"{score(gain * p_test + offset, y_test)}")  # fmt: skip
-        groups = np.arange(len(y_val)) // 200
-        fit = fit_ridge_cv(teacher_inputs(p_val, m_val), y_val, groups)
+    config = MotionConfig(first_lag=-8, last_lag=-1)  # lag blocks -8..-1, in that order
+    p_val, m_val, y_val, _ = network_and_motion(net, parts.val, config)
+    p_test, m_test, y_test, _ = network_and_motion(net, parts.test, config)
+    gain, offset = np.polyfit(p_val, y_val, 1)
+    print(f"{Path(tub).name} network alone, calibrated on val: test "
+          f"{score(gain * p_test + offset, y_test)}")  # fmt: skip
+    groups = np.arange(len(y_val)) // 200
+    for k in (1, 2, 4, 8):  # lags -k..-1: the last k blocks of FEATURES columns
+        cols = slice(m_val.shape[1] - k * len(FEATURES), None)
+        fit = fit_ridge_cv(teacher_inputs(p_val, m_val[:, cols]), y_val, groups)
         print(
-            f"{Path(tub).name} network + past flow lags {last}..-1, fitted on val: test "
-            f"{score(fit.predict(teacher_inputs(p_test, m_test)), y_test)}",
+            f"{Path(tub).name} network + past flow lags -{k}..-1, fitted on val: test "
+            f"{score(fit.predict(teacher_inputs(p_test, m_test[:, cols])), y_test)}",
             flush=True,
         )
 
