@@ -7,9 +7,13 @@ fails (compounding error). Each iteration k = 1..K here:
 1. records `frames` frames with the current network driving (the expert drives instead with
    probability beta_k) into ``DIR/iter_k/tub``; every frame is labelled with the expert's
    clean command (`sim2real simulate --driver`), seeds ``seed + k - 1`` (below 10,000, so
-   never a held-out evaluation track);
+   never a held-out evaluation track); optionally from other worlds than the evaluation's
+   (`record_randomization`) and with the expert taking the car back before it leaves the
+   road (`takeover`);
 2. continues training the current weights on the expert tubs plus every DAgger tub so far
-   (`fit`, the checkpoint's own preprocessing and outputs) into ``DIR/iter_k/checkpoint``;
+   (`fit`, the checkpoint's own preprocessing and outputs) into ``DIR/iter_k/checkpoint``,
+   with `calibrate_steering` scaled to `steering_slope` on the validation episodes or on the
+   fixed `calibration_data`;
 3. lets the new network drive `episodes` tracks from seed `eval_seed_start`
    (`evaluate_closed_loop`): the held-out 10,000.. by default, a selection block while the
    knobs are being chosen.
