@@ -381,3 +381,22 @@ def test_an_aimed_iteration_records_the_hard_worlds_and_calibrates_on_the_fixed_
     # measured on the 40 calibration frames (not the validation episodes), to slope 1.4
     assert calibration["frames"] == 40 and calibration["target_slope"] == 1.4
     assert 1.4 <= calibration["gain"] <= 1.4 * 2.0
+
+
+def test_the_aimed_dagger_config_records_hard_worlds_and_judges_on_80_selection_tracks(tmp_path):
+    from sim2real.agents.closed_loop import HELD_OUT_SEED_START
+    from sim2real.envs.randomization import resolve_spec
+    from sim2real.experiments.config_options import load_config
+
+    root = Path(__file__).resolve().parent.parent
+    config = load_config(
+        DaggerConfig, root / "experiments/configs/dagger_aimed.yaml", {"data": [str(tmp_path)]}
+    )
+    assert config.eval_seed_start >= HELD_OUT_SEED_START + 120 and config.episodes >= 80
+    hard = resolve_spec(root / config.record_randomization)
+    every = resolve_spec(root / config.randomization)
+    # the aimed worlds are a sub-range of the evaluated ones, at their hard end
+    assert every.track.road_width.low == hard.track.road_width.low
+    assert hard.track.road_width.high < every.track.road_width.high
+    assert hard.dynamics.latency.low >= 1 and hard.camera.hfov.low > every.camera.hfov.low
+    assert config.calibrate_steering and config.takeover is not None
