@@ -64,14 +64,21 @@ def calibrate_output(
     targets: torch.Tensor,
     name: str,
     context: torch.Tensor | None = None,
+    *,
+    target: float = 1.0,
 ) -> dict[str, Any]:
     """Measure output `name`'s attenuation on held-out frames (uint8 (N, 3, H, W), targets
-    (N, L) in the model's output order) and scale it by 1 / slope, clipped to [1, MAX_GAIN].
+    (N, L) in the model's output order) and scale it by 1 / slope, clipped to [1, MAX_GAIN],
+    times `target`: on these frames the output then rises with slope `target` on its label
+    (1: no attenuation; above 1: a deliberately stronger steering, the same for every network
+    calibrated on the same frames).
 
     Returns what the card records: output, slope, intercept, r, frames, gain, and the RMSE on
     those frames before and after (offline the uncorrected output has the lower RMSE: the gain
     is for driving, not for the frame-wise error).
     """
+    if not 0.0 < target <= MAX_GAIN:
+        raise ValueError(f"calibration target slope must be in (0, {MAX_GAIN}], got {target}")
     i = model.output_index(name)
     prediction = predict(model, images, context=context)[:, i]
     label = targets[:, i].double().numpy()
@@ -81,7 +88,7 @@ def calibrate_output(
             f"output {name!r} does not rise with its label on {measured['frames']} held-out "
             f"frames (slope {measured['slope']:.3f}): nothing to calibrate"
         )
-    gain = float(np.clip(1.0 / measured["slope"], 1.0, MAX_GAIN))
+    gain = target * float(np.clip(1.0 / measured["slope"], 1.0, MAX_GAIN))
     scale_output(model, name, gain)
     keep = ~np.isnan(label)
     error = prediction[keep] - label[keep]
@@ -89,6 +96,7 @@ def calibrate_output(
         "output": name,
         **measured,
         "gain": gain,
+        "target_slope": target,
         "rmse_before": float(np.sqrt(np.mean(error**2))),
         "rmse_after": float(np.sqrt(np.mean((gain * prediction[keep] - label[keep]) ** 2))),
     }

@@ -208,10 +208,10 @@ def initial_model(config: PretrainConfig, init: InitWeights | None) -> DrivingNe
     return model
 
 
-def calibrate_steering(model: DrivingNet, val: Dataset) -> dict[str, Any]:
-    """`calibrate_output` for the steering output on validation set `val`, in place; returns
-    the card's record. A network whose steering does not rise with the label (one that learnt
-    nothing) is kept as it is, with the reason recorded under "skipped"."""
+def calibrate_steering(model: DrivingNet, val: Dataset, *, target: float = 1.0) -> dict[str, Any]:
+    """`calibrate_output` for the steering output on validation set `val` (to slope `target`),
+    in place; returns the card's record. A network whose steering does not rise with the label
+    (one that learnt nothing) is kept as it is, with the reason recorded under "skipped"."""
     if STEERING not in model.outputs:
         raise ValueError(
             f"calibrate_steering needs output {STEERING!r}; the model has {model.outputs}"
@@ -221,7 +221,7 @@ def calibrate_steering(model: DrivingNet, val: Dataset) -> dict[str, Any]:
     images, targets = dataset_tensors(val)
     try:
         context = getattr(val, "context", None)  # a temporal network's previous actions
-        calibration = calibrate_output(model, images, targets, STEERING, context)
+        calibration = calibrate_output(model, images, targets, STEERING, context, target=target)
     except ValueError as exc:  # a network that learnt no steering: keep it, say why
         log.warning("steering not calibrated: %s", exc)
         return {"output": STEERING, "gain": 1.0, "skipped": str(exc)}

@@ -66,6 +66,8 @@ def drive_expert(
     driver: Driver | None = None,
     beta: float = 0.0,
     segment_steps: int = 1,
+    takeover: float | None = None,
+    takeover_steps: int = 20,
 ) -> Iterator[Frame]:
     """Yield `n_frames` frames of the expert driving; a new randomized episode starts after
     `episode_steps` steps or when the car leaves the road.
@@ -74,7 +76,12 @@ def drive_expert(
     action is executed with probability `beta`, drawn afresh every `segment_steps` steps
     from a generator seeded by `seed`; the recorded steering and throttle are always the
     expert's clean command for the frame's state. A deterministic driver keeps the frames a
-    function of the seed."""
+    function of the seed.
+
+    takeover (with a driver): when the driver has the car and its |cte| exceeds this fraction
+    of the road's half width, the expert drives the next `takeover_steps` steps, then hands
+    back (None: never). A driver that leaves the road in its first second then still yields
+    frames of the states it drives into and of the way back, instead of ending the episode."""
     if n_frames < 0:
         raise ValueError(f"n_frames must be >= 0, got {n_frames}")
     if episode_steps < 1:
@@ -83,6 +90,12 @@ def drive_expert(
         raise ValueError(f"beta must be a probability in [0, 1], got {beta}")
     if segment_steps < 1:
         raise ValueError(f"segment_steps must be >= 1, got {segment_steps}")
+    if takeover is not None and not 0.0 < takeover <= 1.0:
+        raise ValueError(
+            f"takeover must be a fraction of the half road width in (0, 1], got {takeover}"
+        )
+    if takeover_steps < 1:
+        raise ValueError(f"takeover_steps must be >= 1, got {takeover_steps}")
     mixing = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(MIXING_STREAM,)))
     env = TrackDrivingEnv(image_size=image_size, randomization=randomization, strength=strength)
     try:
@@ -94,15 +107,25 @@ def drive_expert(
             reset()
         episode, step = 0, 0
         expert_drives = True
+        rescue = 0  # steps the expert still drives after a takeover
         for _ in range(n_frames):
             action = expert.act()
             if driver is not None:
                 if step % segment_steps == 0:
                     expert_drives = bool(mixing.random() < beta)
-                if not expert_drives:
+                if (
+                    takeover is not None
+                    and not expert_drives
+                    and rescue == 0
+                    and abs(info["cte"]) > takeover * env.track.width / 2
+                ):
+                    rescue = takeover_steps
+                if not expert_drives and rescue == 0:
                     action = _checked_action(driver(obs))
+            expert_drove = driver is None or expert_drives or rescue > 0
+            rescue = max(rescue - 1, 0)
             applied = np.clip(np.asarray(action, np.float64).reshape(-1), -1.0, 1.0)
-            if driver is not None and expert_drives and observe is not None:
+            if driver is not None and expert_drove and observe is not None:
                 observe(obs, applied)
             labels = {key: float(info[key.removeprefix("sim/")]) for key in LABEL_KEYS}
             labels.update(zip(APPLIED_KEYS, map(float, applied), strict=True))
@@ -118,6 +141,7 @@ def drive_expert(
             step += 1
             if terminated or step >= episode_steps:
                 obs, info = env.reset()
+                rescue = 0
                 expert.reset()
                 if reset is not None:
                     reset()

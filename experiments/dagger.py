@@ -7,9 +7,13 @@ fails (compounding error). Each iteration k = 1..K here:
 1. records `frames` frames with the current network driving (the expert drives instead with
    probability beta_k) into ``DIR/iter_k/tub``; every frame is labelled with the expert's
    clean command (`sim2real simulate --driver`), seeds ``seed + k - 1`` (below 10,000, so
-   never a held-out evaluation track);
+   never a held-out evaluation track); optionally from other worlds than the evaluation's
+   (`record_randomization`) and with the expert taking the car back before it leaves the
+   road (`takeover`);
 2. continues training the current weights on the expert tubs plus every DAgger tub so far
-   (`fit`, the checkpoint's own preprocessing and outputs) into ``DIR/iter_k/checkpoint``;
+   (`fit`, the checkpoint's own preprocessing and outputs) into ``DIR/iter_k/checkpoint``,
+   with `calibrate_steering` scaled to `steering_slope` on the validation episodes or on the
+   fixed `calibration_data`;
 3. lets the new network drive `episodes` tracks from seed `eval_seed_start`
    (`evaluate_closed_loop`): the held-out 10,000.. by default, a selection block while the
    knobs are being chosen.
@@ -27,10 +31,11 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
+from sim2real.agents.calibration import MAX_GAIN
 from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_checkpoint
 from sim2real.agents.closed_loop import (
     HELD_OUT_SEED_START,
@@ -47,6 +52,9 @@ from sim2real.common.config import StrictModel
 from sim2real.common.io import atomic_write_json
 from sim2real.common.runs import check_run_dir, code_version, describe_run
 from sim2real.common.splitspec import SplitSpec, fold_legacy_split
+
+if TYPE_CHECKING:
+    from sim2real.transfer.datasets import DrivingDataset
 
 RESULTS_FILE = "dagger.json"
 ITERATION_RESULT = "result.json"
@@ -85,6 +93,15 @@ class DaggerConfig(StrictModel):
     """randomization strength of recordings and evaluation"""
     randomization: str | None = None
     """RandomizationSpec YAML of recordings and evaluation (None: the envs default)"""
+    record_randomization: str | None = None
+    """RandomizationSpec YAML of the DAgger recordings only (None: `randomization`): e.g. the
+    hard end of its ranges, to record where the network fails; evaluation keeps
+    `randomization`"""
+    takeover: float | None = Field(None, gt=0.0, le=1.0)
+    """while recording: the expert takes over for `takeover_steps` steps when the network's
+    |cte| exceeds this fraction of the half road width, then hands back (None: never; the
+    episode ends when the car leaves the road, so an early failure yields few frames)"""
+    takeover_steps: int = Field(20, ge=1)
     episodes: int = Field(20, ge=1)
     """evaluation tracks after each iteration (seeds from `eval_seed_start`)"""
     eval_seed_start: int = Field(HELD_OUT_SEED_START, ge=0)
@@ -99,6 +116,14 @@ class DaggerConfig(StrictModel):
     calibrate_steering: bool = False
     """as PretrainConfig.calibrate_steering: after each iteration's training, scale steering by
     1 / its attenuation slope on the validation frames (the training undoes the last gain)"""
+    steering_slope: float = Field(1.0, gt=0.0, le=MAX_GAIN)
+    """with calibrate_steering: the slope the calibrated steering rises with on its label
+    (1: attenuation undone; e.g. 1.59: the shipped network's gain 2.00 instead of 1.26)"""
+    calibration_data: list[str] | None = None
+    """with calibrate_steering: tubs whose frames every iteration measures the slope on (None:
+    that iteration's validation episodes, whose make-up changes with every iteration and moves
+    the gain with it); a fixed set keeps every iteration at the same steering strength, so
+    iterations compare by their weights"""
     cache_dir: str | None = None
     workers: int = Field(1, ge=1, le=64)
     """recording processes (do not change the data)"""
@@ -117,6 +142,10 @@ class DaggerConfig(StrictModel):
                 f"seed {self.seed} + {self.iterations} iterations reaches the held-out "
                 f"evaluation seeds (from {HELD_OUT_SEED_START})"
             )
+        if not self.calibrate_steering and (
+            self.calibration_data is not None or self.steering_slope != 1.0
+        ):
+            raise ValueError("calibration_data and steering_slope need calibrate_steering: true")
         if self.checkpoint_fingerprint is None:
             self.checkpoint_fingerprint = checkpoint_fingerprint(self.checkpoint)
         return self
@@ -131,6 +160,15 @@ class DaggerConfig(StrictModel):
     @field_validator("data")
     @classmethod
     def _absolute_paths(cls, value: list[str]) -> list[str]:
+        return [str(Path(p).expanduser().resolve()) for p in value]
+
+    @field_validator("calibration_data")
+    @classmethod
+    def _absolute_calibration_paths(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("calibration_data is empty: give at least one tub, or null")
         return [str(Path(p).expanduser().resolve()) for p in value]
 
     def beta_at(self, iteration: int) -> float:
@@ -151,7 +189,7 @@ def run_dagger(
 ) -> dict[str, Any]:
     """Run (or continue) the DAgger iterations into `out`; returns dagger.json's content."""
     out = Path(out)
-    for path in config.data:
+    for path in [*config.data, *(config.calibration_data or [])]:
         if not Path(path).exists():
             raise FileNotFoundError(f"sim data {path}: no such file or folder")
     check_run_dir(
@@ -240,7 +278,7 @@ def _record(config: DaggerConfig, tub: Path, k: int, driver: Path, progress: boo
         chunk_frames=config.chunk_frames,
         image_height=height,
         image_width=width,
-        randomization=config.randomization,
+        randomization=config.record_randomization or config.randomization,
         strength=config.strength,
         perturbation=config.perturbation,
         episode_steps=config.episode_steps,
@@ -248,6 +286,8 @@ def _record(config: DaggerConfig, tub: Path, k: int, driver: Path, progress: boo
         driver=str(driver),
         beta=config.beta_at(k),
         segment_steps=config.segment_steps,
+        takeover=config.takeover,
+        takeover_steps=config.takeover_steps,
     )
     started = (tub / "manifest.json").is_file()
     if started:
@@ -282,7 +322,13 @@ def _iteration(
         result = fit(model, data.train, data.val, train, folder / "train", resume=True)
         metrics = result.card_metrics()
         if config.calibrate_steering:
-            metrics["steering_calibration"] = calibrate_steering(model, data.val)
+            frames = data.val
+            if config.calibration_data is not None:
+                frames = calibration_frames(config, card.spec)
+            metrics["steering_calibration"] = {
+                **calibrate_steering(model, frames, target=config.steering_slope),
+                "frames_from": config.calibration_data or "validation",
+            }
         trained_on = {
             **data.trained_on,
             "env_config": {"image_size": list(camera_size_for(card))},
@@ -383,6 +429,27 @@ def aggregate_data(
         trained_on=trained_on,
         split=data.split,
         randomization=data.randomization,
+    )
+
+
+def calibration_frames(config: DaggerConfig, spec: ModelSpec) -> DrivingDataset:
+    """Every frame of `config.calibration_data` as a dataset for `spec` (single-frame networks:
+    a temporal one's context is built with its training data, not here)."""
+    from sim2real.transfer.datasets import DrivingDataset, open_records
+
+    if spec.temporal.enabled:
+        raise ValueError(
+            f"calibration_data needs a single-frame network; this one is temporal "
+            f"({spec.temporal.setting}): calibrate on its validation episodes instead"
+        )
+    records = open_records(config.calibration_data or [])
+    return DrivingDataset(
+        records.records,
+        spec.preprocessing,
+        spec.outputs,
+        Path(config.cache_dir) if config.cache_dir else None,
+        progress=config.train.progress,
+        report=records.report,
     )
 
 

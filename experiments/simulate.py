@@ -76,6 +76,14 @@ class SimulateConfig(StrictModel):
     segment_steps: int = Field(
         1, ge=1, description="with a driver: steps between draws of who drives (1: every step)"
     )
+    takeover: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="with a driver: the expert takes over for `takeover_steps` steps when the "
+        "driver's |cte| exceeds this fraction of the half road width (None: never)",
+    )
+    takeover_steps: int = Field(20, ge=1, description="steps the expert drives after a takeover")
     driver_fingerprint: str | None = Field(
         None, description="SHA-256 of the driver's files (filled in from `driver`)"
     )
@@ -106,6 +114,8 @@ class SimulateConfig(StrictModel):
         if self.driver is None:
             if self.driver_fingerprint is not None:
                 raise ValueError("driver_fingerprint is set but no driver is given")
+            if self.takeover is not None:
+                raise ValueError("takeover is set but no driver is given")
             return self
         if self.driver_fingerprint is None:
             from sim2real.agents.dagger import checkpoint_fingerprint
@@ -152,6 +162,8 @@ def record_chunk(job: tuple[dict[str, Any], dict[str, Any], int, int]) -> list[t
         driver=driver,
         beta=config.beta,
         segment_steps=config.segment_steps,
+        takeover=config.takeover,
+        takeover_steps=config.takeover_steps,
     ):
         jpeg = encode_jpeg(frame.image, config.jpeg_quality)
         if jpeg is None:

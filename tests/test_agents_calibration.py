@@ -108,3 +108,17 @@ def test_a_network_that_learnt_no_steering_is_kept_uncalibrated():
     np.testing.assert_array_equal(predict(net, x), before)
     with pytest.raises(ValueError, match="needs validation frames"):
         calibrate_steering(net, TensorDataset(x[:0], flat[:0]))
+
+
+def test_calibrate_output_reaches_a_target_slope_above_one():
+    net, x = _net(), _frames()
+    shrunk = torch.from_numpy(predict(net, x))
+    result = calibrate_output(net, x, shrunk / 0.8, "user/angle", target=1.5)
+    assert result["gain"] == pytest.approx(1.5 / 0.8, rel=1e-4)
+    assert result["target_slope"] == 1.5
+    # on those frames the output now rises with slope 1.5 on its label
+    after = predict(net, x)[:, 0]
+    label = (shrunk / 0.8)[:, 0].numpy()
+    assert np.polyfit(label, after, 1)[0] == pytest.approx(1.5, rel=1e-3)
+    with pytest.raises(ValueError, match="target slope"):
+        calibrate_output(_net(), x, shrunk, "user/angle", target=0.0)

@@ -280,3 +280,123 @@ def test_the_shipped_dagger_config_starts_from_the_recipe_and_selects_off_the_he
     # the iterations are judged on tracks that the held-out 120 (10000-10119) never include
     assert config.eval_seed_start >= HELD_OUT_SEED_START + 120
     assert config.calibrate_steering
+
+
+def gentle_left(frame: np.ndarray) -> np.ndarray:
+    return np.array([-0.4, 0.5], np.float32)
+
+
+def test_a_takeover_keeps_a_failing_driver_on_the_road_and_hands_back():
+    alone = list(drive_expert(5, 80, image_size=CAMERA, driver=gentle_left, beta=0.0))
+    assert alone[-1].episode >= 1  # steering a constant left, it leaves the road
+    rescued = list(
+        drive_expert(
+            5, 80, image_size=CAMERA, driver=gentle_left, beta=0.0, takeover=0.5, takeover_steps=10
+        )
+    )
+    assert all(f.episode == 0 for f in rescued)  # the expert took the car back each time
+    steer = np.array([f.labels["sim/applied_steering"] for f in rescued])
+    by_driver = np.isclose(steer, -0.4)
+    first = int(np.argmin(by_driver))  # the first step the expert drove
+    assert first > 0 and abs(rescued[first].labels["sim/cte"]) > 0.1
+    assert not by_driver[first : first + 10].any()  # the expert drives takeover_steps steps
+    assert by_driver[first + 10 :].any()  # then the driver has the car again
+    # frames and labels before the takeover are the driver-alone recording's
+    assert all(
+        np.array_equal(a.image, b.image) and a.steering == b.steering
+        for a, b in zip(alone[:first], rescued[:first], strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"takeover": 0.0}, "takeover must be"), ({"takeover_steps": 0}, "takeover_steps")],
+)
+def test_drive_expert_refuses_a_bad_takeover(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        next(drive_expert(5, 4, image_size=CAMERA, driver=gentle_left, **kwargs))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"takeover": 1.5}, "takeover"),
+        ({"steering_slope": 1.5}, "need calibrate_steering"),
+        ({"calibrate_steering": True, "steering_slope": 3.0}, "steering_slope"),
+        ({"calibrate_steering": True, "calibration_data": []}, "calibration_data is empty"),
+    ],
+)
+def test_dagger_config_refuses_bad_aiming_and_calibration_values(tmp_path, fields, message):
+    start = tiny_checkpoint(tmp_path / "start")
+    with pytest.raises(ValueError, match=message):
+        DaggerConfig(checkpoint=str(start), data=[str(tmp_path)], **fields)
+    with pytest.raises(ValueError, match="takeover is set but no driver"):
+        SimulateConfig(frames=20, takeover=0.5, **TINY_SIM)
+
+
+def test_an_aimed_iteration_records_the_hard_worlds_and_calibrates_on_the_fixed_frames(
+    tmp_path, monkeypatch
+):
+    from sim2real.experiments import dagger
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(  # the closed-loop drive is the other tests' concern
+        dagger, "evaluate_closed_loop", lambda model, **kw: {"summary": {}, "episodes": []}
+    )
+    expert_tub = simulate(
+        tmp_path / "expert", SimulateConfig(frames=60, seed=1, **TINY_SIM), progress=False
+    )
+    calib_tub = simulate(
+        tmp_path / "calib", SimulateConfig(frames=40, seed=3, **TINY_SIM), progress=False
+    )
+    hard = Path(__file__).resolve().parent.parent / (
+        "experiments/configs/policy_two_lane_hard_worlds.yaml"
+    )
+    config = DaggerConfig(
+        checkpoint=str(tiny_checkpoint(tmp_path / "start", steering=-0.3)),
+        data=[str(expert_tub)],
+        iterations=1,
+        frames=40,
+        beta=[0.0],
+        chunk_frames=20,
+        episodes=1,
+        record_randomization=str(hard),
+        takeover=0.5,
+        takeover_steps=5,
+        train=TrainConfig(epochs=1, batch_size=16, num_threads=1, tensorboard=False),
+        split={"kind": "episodes", "val_fraction": 0.3},
+        calibrate_steering=True,
+        steering_slope=1.4,
+        calibration_data=[str(calib_tub)],
+        cache_dir=str(tmp_path / "cache"),
+    )
+    run_dagger(config, tmp_path / "run", progress=False)
+    card = read_card(tmp_path / "run")
+    recorded = card.randomization[str(tmp_path / "run" / "iter_01" / "tub")]
+    assert recorded["spec"]["track"]["road_width"]["high"] == 0.9  # the hard spec's, not 1.3
+    tub_config = (tmp_path / "run" / "iter_01" / "tub" / "config.yaml").read_text()
+    assert "takeover: 0.5" in tub_config
+    calibration = card.metrics["steering_calibration"]
+    assert calibration["frames_from"] == [str(calib_tub.resolve())]
+    # measured on the 40 calibration frames (not the validation episodes), to slope 1.4
+    assert calibration["frames"] == 40 and calibration["target_slope"] == 1.4
+    assert 1.4 <= calibration["gain"] <= 1.4 * 2.0
+
+
+def test_the_aimed_dagger_config_records_hard_worlds_and_judges_on_80_selection_tracks(tmp_path):
+    from sim2real.agents.closed_loop import HELD_OUT_SEED_START
+    from sim2real.envs.randomization import resolve_spec
+    from sim2real.experiments.config_options import load_config
+
+    root = Path(__file__).resolve().parent.parent
+    config = load_config(
+        DaggerConfig, root / "experiments/configs/dagger_aimed.yaml", {"data": [str(tmp_path)]}
+    )
+    assert config.eval_seed_start >= HELD_OUT_SEED_START + 120 and config.episodes >= 80
+    hard = resolve_spec(root / config.record_randomization)
+    every = resolve_spec(root / config.randomization)
+    # the aimed worlds are a sub-range of the evaluated ones, at their hard end
+    assert every.track.road_width.low == hard.track.road_width.low
+    assert hard.track.road_width.high < every.track.road_width.high
+    assert hard.dynamics.latency.low >= 1 and hard.camera.hfov.low > every.camera.hfov.low
+    assert config.calibrate_steering and config.takeover is not None
