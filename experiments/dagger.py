@@ -118,7 +118,8 @@ class DaggerConfig(StrictModel):
     1 / its attenuation slope on the validation frames (the training undoes the last gain)"""
     steering_slope: float = Field(1.0, gt=0.0, le=MAX_GAIN)
     """with calibrate_steering: the slope the calibrated steering rises with on its label
-    (1: attenuation undone; e.g. 1.59: the shipped network's gain 2.00 instead of 1.26)"""
+    (1: attenuation undone; e.g. 1.65: on the two-lane calibration frames of
+    docs/closed-loop.md, the shipped network's slope at gain 2.00 instead of its 1.26)"""
     calibration_data: list[str] | None = None
     """with calibrate_steering: tubs whose frames every iteration measures the slope on (None:
     that iteration's validation episodes, whose make-up changes with every iteration and moves
