@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator, model_validator
 
 from sim2real.agents.calibration import MAX_GAIN
-from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_checkpoint
+from sim2real.agents.checkpoint import (
+    CARD_FILE,
+    ModelCard,
+    load_checkpoint,
+    read_card,
+    save_checkpoint,
+)
 from sim2real.agents.closed_loop import (
     HELD_OUT_SEED_START,
     camera_size_for,
@@ -193,6 +199,8 @@ def run_dagger(
     for path in [*config.data, *(config.calibration_data or [])]:
         if not Path(path).exists():
             raise FileNotFoundError(f"sim data {path}: no such file or folder")
+    if config.calibration_data is not None:  # refuse before recording and training, not after
+        _check_calibration_network(read_card(config.checkpoint).spec)
     check_run_dir(
         out,
         config,
@@ -438,11 +446,7 @@ def calibration_frames(config: DaggerConfig, spec: ModelSpec) -> DrivingDataset:
     a temporal one's context is built with its training data, not here)."""
     from sim2real.transfer.datasets import DrivingDataset, open_records
 
-    if spec.temporal.enabled:
-        raise ValueError(
-            f"calibration_data needs a single-frame network; this one is temporal "
-            f"({spec.temporal.setting}): calibrate on its validation episodes instead"
-        )
+    _check_calibration_network(spec)
     records = open_records(config.calibration_data or [])
     return DrivingDataset(
         records.records,
@@ -452,6 +456,14 @@ def calibration_frames(config: DaggerConfig, spec: ModelSpec) -> DrivingDataset:
         progress=config.train.progress,
         report=records.report,
     )
+
+
+def _check_calibration_network(spec: ModelSpec) -> None:
+    if spec.temporal.enabled:
+        raise ValueError(
+            f"calibration_data needs a single-frame network; this one is temporal "
+            f"({spec.temporal.setting}): calibrate on its validation episodes instead"
+        )
 
 
 def _recording_stats(tub: Path) -> dict[str, Any]:

@@ -400,3 +400,29 @@ def test_the_aimed_dagger_config_records_hard_worlds_and_judges_on_80_selection_
     assert hard.track.road_width.high < every.track.road_width.high
     assert hard.dynamics.latency.low >= 1 and hard.camera.hfov.low > every.camera.hfov.low
     assert config.calibrate_steering and config.takeover is not None
+
+
+def test_calibration_data_with_a_temporal_network_is_refused_before_anything_runs(
+    tmp_path, monkeypatch
+):
+    from sim2real.experiments import dagger
+
+    def never(*args, **kwargs):
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(dagger, "evaluate_closed_loop", never)
+    net = temporal_net(**PREVIOUS_ACTION)
+    start = save_checkpoint(
+        tmp_path / "start",
+        net,
+        ModelCard(spec=net.spec, trained_on={"env_config": {"image_size": list(CAMERA)}}),
+    )
+    config = DaggerConfig(
+        checkpoint=str(start),
+        data=[str(tmp_path)],
+        calibrate_steering=True,
+        calibration_data=[str(tmp_path)],
+    )
+    with pytest.raises(ValueError, match="calibration_data needs a single-frame network"):
+        run_dagger(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
