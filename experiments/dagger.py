@@ -199,6 +199,10 @@ def run_dagger(
     for path in [*config.data, *(config.calibration_data or [])]:
         if not Path(path).exists():
             raise FileNotFoundError(f"sim data {path}: no such file or folder")
+    from sim2real.envs.randomization import resolve_spec
+
+    for spec in (config.randomization, config.record_randomization):
+        resolve_spec(spec)  # a missing or bad spec: refused now, not after the first drive
     if config.calibration_data is not None:  # refuse before recording and training, not after
         _check_calibration_network(read_card(config.checkpoint).spec)
     check_run_dir(

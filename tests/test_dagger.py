@@ -426,3 +426,22 @@ def test_calibration_data_with_a_temporal_network_is_refused_before_anything_run
     with pytest.raises(ValueError, match="calibration_data needs a single-frame network"):
         run_dagger(config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("field", ["randomization", "record_randomization"])
+def test_a_missing_randomization_spec_is_refused_before_anything_runs(tmp_path, monkeypatch, field):
+    from sim2real.common.config import ConfigError
+    from sim2real.experiments import dagger
+
+    def never(*args, **kwargs):
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(dagger, "evaluate_closed_loop", never)
+    config = DaggerConfig(
+        checkpoint=str(tiny_checkpoint(tmp_path / "start")),
+        data=[str(tmp_path)],
+        **{field: str(tmp_path / "nope.yaml")},
+    )
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+        run_dagger(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
