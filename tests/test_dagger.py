@@ -445,3 +445,35 @@ def test_a_missing_randomization_spec_is_refused_before_anything_runs(tmp_path, 
     with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
         run_dagger(config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+class Logged:
+    """A driver that steers gently left and logs who had the car at each step."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        self.log.append("drove")
+        return gentle_left(frame)
+
+    def reset(self) -> None:
+        self.log.append("reset")
+
+    def observe(self, frame: np.ndarray, applied: np.ndarray) -> None:
+        self.log.append("observed")
+
+
+def test_a_stateful_driver_observes_the_takeover_steps_and_drives_the_others():
+    driver = Logged()
+    frames = list(
+        drive_expert(
+            5, 80, image_size=CAMERA, driver=driver, beta=0.0, takeover=0.5, takeover_steps=10
+        )
+    )
+    steps = [entry for entry in driver.log if entry != "reset"]
+    assert len(steps) == len(frames)  # one call a step: it drove or it saw the expert drive
+    observed = np.array([s == "observed" for s in steps])
+    by_driver = np.isclose([f.labels["sim/applied_steering"] for f in frames], -0.4)
+    np.testing.assert_array_equal(observed, ~by_driver)
+    assert observed.sum() >= 10  # (a takeover happened)
