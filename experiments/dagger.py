@@ -149,10 +149,15 @@ class DaggerConfig(StrictModel):
                 f"seed {self.seed} + {self.iterations} iterations reaches the held-out "
                 f"evaluation seeds (from {HELD_OUT_SEED_START})"
             )
-        if not self.calibrate_steering and (
-            self.calibration_data is not None or self.steering_slope != 1.0
-        ):
-            raise ValueError("calibration_data and steering_slope need calibrate_steering: true")
+        if not self.calibrate_steering:
+            if self.steering_slope != 1.0:
+                raise ValueError(
+                    f"steering_slope {self.steering_slope} needs calibrate_steering: true"
+                )
+            if self.calibration_data is not None:
+                raise ValueError(
+                    f"calibration_data {self.calibration_data} needs calibrate_steering: true"
+                )
         if self.checkpoint_fingerprint is None:
             self.checkpoint_fingerprint = checkpoint_fingerprint(self.checkpoint)
         return self

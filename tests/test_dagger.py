@@ -321,7 +321,8 @@ def test_drive_expert_refuses_a_bad_takeover(kwargs, message):
     ("fields", "message"),
     [
         ({"takeover": 1.5}, "takeover"),
-        ({"steering_slope": 1.5}, "need calibrate_steering"),
+        ({"steering_slope": 1.5}, "steering_slope 1.5 needs calibrate_steering"),
+        ({"calibration_data": ["/tubs/c"]}, r"calibration_data \['/tubs/c'\] needs calibrate"),
         ({"calibrate_steering": True, "steering_slope": 3.0}, "steering_slope"),
         ({"calibrate_steering": True, "calibration_data": []}, "calibration_data is empty"),
     ],
