@@ -478,3 +478,27 @@ def test_a_stateful_driver_observes_the_takeover_steps_and_drives_the_others():
     by_driver = np.isclose([f.labels["sim/applied_steering"] for f in frames], -0.4)
     np.testing.assert_array_equal(observed, ~by_driver)
     assert observed.sum() >= 10  # (a takeover happened)
+
+
+def test_the_hard_worlds_differ_from_the_two_lane_worlds_only_where_they_say():
+    from sim2real.envs.randomization import resolve_spec
+
+    configs = Path(__file__).resolve().parent.parent / "experiments/configs"
+    hard = resolve_spec(configs / "policy_two_lane_hard_worlds.yaml").model_dump()
+    every = resolve_spec(configs / "policy_two_lane_worlds.yaml").model_dump()
+    differ = {
+        (group, name)
+        for group, fields in every.items()
+        if isinstance(fields, dict)
+        for name, value in fields.items()
+        if hard[group][name] != value
+    }
+    # "every other range is policy_two_lane_worlds.yaml's" (the hard spec's header)
+    assert differ == {
+        ("track", "road_width"),
+        ("visual", "verge_color"),
+        ("camera", "hfov"),
+        ("dynamics", "top_speed"),
+        ("dynamics", "latency"),
+    }
+    assert all(hard[g] == v for g, v in every.items() if not isinstance(v, dict))
