@@ -27,6 +27,8 @@
 #   rep10     the default with the labelled frames 10 times an epoch
 #   parent    the default with the student starting from the re-headed parent
 #   win9      the default with the pseudo-labels smoothed over 9 frames, not 21
+#   oracle    diagnostic: the default with the unlabeled frames' TRUE steering labels in
+#             place of the motion teacher's, unsmoothed (benchmarks/oracle_student.py)
 set -u
 REAL=$1
 OUT=$2
@@ -54,18 +56,21 @@ flags() {
     rep10) echo "--set selftrain.label_repeat=10" ;;
     parent) echo "--set selftrain.init=parent" ;;
     win9) echo "--set selftrain.window=9" ;;
+    oracle) echo "--set selftrain.smooth=none" ;;
     *) echo "unknown arm $1" >&2; exit 2 ;;
   esac
 }
 for arm in ${ARMS:-one4k one6ke4}; do
   extra=$(flags "$arm") || exit 2
+  cmd="$S"
+  [ "$arm" = oracle ] && cmd="$PY $HERE/oracle_student.py"
   for seed in $SEEDS; do
     d=$OUT/$TUB-n$N-$arm-s$seed
     if [ ! -f "$d/model.json" ]; then
       { date -u; uptime; } > "$d.time"
       # shellcheck disable=SC2086
       /usr/bin/time -a -o "$d.time" -f "user %U s, system %S s, wall %e s" \
-        $S finetune --checkpoint pilotnet-recipe --data "$REAL/$TUB" --frames "$N" \
+        $cmd finetune --checkpoint pilotnet-recipe --data "$REAL/$TUB" --frames "$N" \
         --seed "$seed" $extra --set train.progress=false --out "$d" > "$d.log" 2>&1 \
         || echo "failed: $d"
       { date -u; uptime; } >> "$d.time"
