@@ -27,6 +27,7 @@
 #   rep10     the default with the labelled frames 10 times an epoch
 #   parent    the default with the student starting from the re-headed parent
 #   win9      the default with the pseudo-labels smoothed over 9 frames, not 21
+#   win31     the default with the pseudo-labels smoothed over 31 frames
 #   oracle    diagnostic: the default with the unlabeled frames' TRUE steering labels in
 #             place of the motion teacher's, unsmoothed (benchmarks/oracle_student.py)
 set -u
@@ -56,6 +57,7 @@ flags() {
     rep10) echo "--set selftrain.label_repeat=10" ;;
     parent) echo "--set selftrain.init=parent" ;;
     win9) echo "--set selftrain.window=9" ;;
+    win31) echo "--set selftrain.window=31" ;;
     oracle) echo "--set selftrain.smooth=none" ;;
     *) echo "unknown arm $1" >&2; exit 2 ;;
   esac
