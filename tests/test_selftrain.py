@@ -17,8 +17,10 @@ from sim2real.transfer.datasets import open_records
 from sim2real.transfer.finetune import FinetuneConfig, finetune, open_finetune_data
 from sim2real.transfer.sample_data import sample_path
 from sim2real.transfer.selftrain import (
+    PseudoLabels,
     SelfTrainConfig,
     pseudo_label,
+    recorded_agreement,
     selftrain_sources,
     smooth_labels,
     unlabeled_frames,
@@ -61,6 +63,26 @@ def test_pseudo_labels_average_the_mirror_and_keep_the_most_consistent():
     assert disagreement[pseudo.kept].max() <= disagreement[~pseudo.kept].min()
 
 
+def test_recorded_agreement_scores_the_kept_pseudo_labels_against_recorded_ones():
+    rng = np.random.default_rng(0)
+    truth = np.stack([rng.normal(size=40), np.full(40, np.nan)], axis=1)
+    raw = truth.copy()
+    raw[:10, 0] = 50.0  # frames the student does not train on: not scored
+    labels = raw + rng.normal(scale=0.5, size=raw.shape)
+    kept = np.arange(40) >= 10
+    pseudo = PseudoLabels(torch.zeros(40), raw, labels, np.zeros(40), np.zeros(40, int), kept)
+    scores = recorded_agreement(pseudo, truth, ["user/angle", "user/throttle"])
+    assert list(scores) == ["user/angle"]  # throttle was never recorded
+    angle = scores["user/angle"]
+    assert angle["frames"] == 30 and angle["raw_r2"] == pytest.approx(1.0)
+    y, s = truth[10:, 0], labels[10:, 0]
+    assert angle["smoothed_r2"] == pytest.approx(
+        1 - np.sum((s - y) ** 2) / np.sum((y - y.mean()) ** 2)
+    )
+    assert angle["smoothed_r"] == pytest.approx(np.corrcoef(s, y)[0, 1])
+    assert recorded_agreement(pseudo, np.full((40, 2), np.nan), ["a", "b"]) == {}
+
+
 def test_unlabeled_frames_leave_out_held_out_and_labelled_frames(parent, cache_dir):
     config = finetune_config(parent, cache_dir, 40, selftrain=SelfTrainConfig(max_frames=None))
     model, _ = load_checkpoint(parent)
@@ -101,6 +123,8 @@ def test_finetune_with_pseudo_labels_writes_teacher_and_student(parent, cache_di
     assert step["step"] == "finetune_selftrain"
     assert step["teacher"]["rung"] == "head"
     assert step["rounds"][0]["frames"] == 120 and step["rounds"][0]["kept"] == 60
+    # the sample's unlabeled frames are recorded: the card scores the kept pseudo-labels
+    assert step["rounds"][0]["recorded"]["user/angle"]["frames"] == 60
     assert result.card.trained_on["pseudo_labelled"] == 60
     assert result.frozen == ["stage1", "stage2", "stage3"]
     teacher, _ = load_checkpoint(tmp_path / "run" / "teacher")

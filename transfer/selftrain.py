@@ -206,6 +206,31 @@ def pseudo_label(
     return PseudoLabels(images, raw, labels, disagreement, segments, kept)
 
 
+def recorded_agreement(
+    pseudo: PseudoLabels, truth: np.ndarray, outputs: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Per output recorded on at least 10 of the kept pseudo-labelled frames (`truth` (N, L),
+    NaN: not recorded), R² and Pearson r of the teacher's labels before (`raw`) and after the
+    smoothing (`smoothed`, what the student trains on) against the recorded labels, and the
+    frame count. A diagnostic the card keeps: nothing trains on the recorded labels, and an
+    unlabeled recording without them gives {} (docs/selftrain.md, "The student, round two")."""
+    from sklearn.metrics import r2_score
+
+    out: dict[str, dict[str, float]] = {}
+    for j, name in enumerate(outputs):
+        y = truth[:, j]
+        ok = pseudo.kept & np.isfinite(y) & np.isfinite(pseudo.raw[:, j])
+        ok &= np.isfinite(pseudo.labels[:, j])
+        if ok.sum() < 10 or np.ptp(y[ok]) == 0:
+            continue
+        scores: dict[str, float] = {"frames": int(ok.sum())}
+        for key, pred in (("raw", pseudo.raw[ok, j]), ("smoothed", pseudo.labels[ok, j])):
+            scores[f"{key}_r2"] = float(r2_score(y[ok], pred))
+            scores[f"{key}_r"] = float(np.corrcoef(pred, y[ok])[0, 1]) if np.ptp(pred) else 0.0
+        out[name] = scores
+    return out
+
+
 def check_sources(sources: Sequence[str]) -> None:
     """FileNotFoundError naming the first of `sources` that does not exist."""
     for path in sources:
@@ -512,7 +537,7 @@ def finetune_selftrain(
     teacher.spec.mirror_average = False  # pseudo_label averages f and its mirror itself
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
     t0 = time.perf_counter()
-    images, segments, _, unlabeled_records = unlabeled_frames(
+    images, segments, recorded, unlabeled_records = unlabeled_frames(
         st,
         sources,
         teacher.spec.outputs,
@@ -560,7 +585,13 @@ def finetune_selftrain(
         fits.append(
             train_student(student, labelled, pseudo, st, config.train, fit_dir, resume=resume)
         )
-        rounds.append({**pseudo.summary(), "seconds": time.perf_counter() - t0})
+        rounds.append(
+            {
+                **pseudo.summary(),
+                "seconds": time.perf_counter() - t0,
+                "recorded": recorded_agreement(pseudo, recorded, teacher.spec.outputs),
+            }
+        )
         say(
             f"self-training round {r + 1}: {pseudo.summary()['kept']} pseudo-labelled + "
             f"{len(labelled[0])} labelled frames (x{st.label_repeat}), {st.epochs} epochs, "
