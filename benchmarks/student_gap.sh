@@ -28,6 +28,7 @@
 #   parent    the default with the student starting from the re-headed parent
 #   win9      the default with the pseudo-labels smoothed over 9 frames, not 21
 #   win31     the default with the pseudo-labels smoothed over 31 frames
+#   spread    the default with the smoothed pseudo-labels stretched back to their raw spread
 #   oracle    diagnostic: the default with the unlabeled frames' TRUE steering labels in
 #             place of the motion teacher's, unsmoothed (benchmarks/oracle_student.py)
 set -u
@@ -58,6 +59,7 @@ flags() {
     parent) echo "--set selftrain.init=parent" ;;
     win9) echo "--set selftrain.window=9" ;;
     win31) echo "--set selftrain.window=31" ;;
+    spread) echo "--set selftrain.keep_spread=true" ;;
     oracle) echo "--set selftrain.smooth=none" ;;
     *) echo "unknown arm $1" >&2; exit 2 ;;
   esac

@@ -23,6 +23,7 @@ from sim2real.transfer.selftrain import (
     recorded_agreement,
     selftrain_sources,
     smooth_labels,
+    smoothed,
     unlabeled_frames,
 )
 
@@ -45,6 +46,25 @@ def test_smoothing_denoises_within_a_run_and_never_across_runs(method):
     np.testing.assert_array_equal(smooth_labels(labels, segments, "none", 11), labels)
     with pytest.raises(ValueError, match="window must be odd"):
         SelfTrainConfig(window=10)
+
+
+def test_keep_spread_stretches_the_smoothed_labels_back_to_the_raw_spread():
+    rng = np.random.default_rng(0)
+    raw = np.stack(
+        [rng.normal(size=200).cumsum() * 0.1 + rng.normal(scale=1.0, size=200), np.ones(200)],
+        axis=1,
+    )
+    raw[5, 0] = np.nan  # a frame the teacher did not label: ignored, kept NaN
+    segments = np.r_[np.zeros(100), np.ones(100)].astype(int)
+    plain = smoothed(raw, segments, SelfTrainConfig())
+    kept = smoothed(raw, segments, SelfTrainConfig(keep_spread=True))
+    ok = np.isfinite(raw[:, 0])
+    assert np.nanstd(plain[:, 0]) < 0.8 * np.nanstd(raw[:, 0])  # the smoothing shrinks them
+    assert np.nanstd(kept[:, 0]) == pytest.approx(np.nanstd(raw[:, 0]))
+    assert np.nanmean(kept[:, 0]) == pytest.approx(np.nanmean(plain[:, 0]))
+    assert np.corrcoef(kept[ok, 0], plain[ok, 0])[0, 1] == pytest.approx(1.0)
+    np.testing.assert_array_equal(kept[:, 1], plain[:, 1])  # a constant label stays
+    assert np.isnan(kept[5, 0])
 
 
 def test_pseudo_labels_average_the_mirror_and_keep_the_most_consistent():

@@ -106,6 +106,10 @@ class SelfTrainConfig(StrictModel):
     """teacher -> student rounds (the student of one round labels the frames for the next)"""
     recalibrate: bool = False
     """fit a per-output gain on the labelled frames after the last round"""
+    keep_spread: bool = False
+    """after the smoothing, stretch each label's pseudo-labels about their mean back to the
+    standard deviation they had before it (the smoothing shrinks them, and the student's
+    predictions with them: docs/selftrain.md, "The student, round two")"""
     teacher: Literal["network", "motion"] = "network"
     """who labels `motion_labels`: the network teacher alone, or the motion teacher (a ridge,
     fitted on the labelled frames, of the label on the parent network's prediction and the
@@ -145,6 +149,22 @@ def smooth_labels(labels: np.ndarray, segments: np.ndarray, method: str, window:
             else:
                 out[rows, j] = median_filter(column, size=width, mode="nearest")
     return out
+
+
+def smoothed(raw: np.ndarray, segments: np.ndarray, config: SelfTrainConfig) -> np.ndarray:
+    """`raw` (N, L) smoothed as `config` says (`smooth_labels`), and with `keep_spread` each
+    column stretched about its mean to the standard deviation of that column of `raw`
+    (finite values only; a constant column stays as it is)."""
+    labels = smooth_labels(raw, segments, config.smooth, config.window)
+    if not config.keep_spread:
+        return labels
+    for j in range(labels.shape[1]):
+        ok = np.isfinite(labels[:, j]) & np.isfinite(raw[:, j])
+        spread = float(np.std(labels[ok, j])) if ok.any() else 0.0
+        if spread > 0:
+            centre = float(np.mean(labels[ok, j]))
+            labels[:, j] = centre + (labels[:, j] - centre) * float(np.std(raw[ok, j])) / spread
+    return labels
 
 
 @dataclass
@@ -197,7 +217,7 @@ def pseudo_label(
     disagreement = (
         np.abs(direct - mirrored)[:, flipped].sum(axis=1) if flipped.any() else np.zeros(len(raw))
     )
-    labels = smooth_labels(raw, segments, config.smooth, config.window)
+    labels = smoothed(raw, segments, config)
     kept = np.ones(len(raw), dtype=bool)
     if config.keep < 1.0 and len(raw):
         n = max(1, round(config.keep * len(raw)))
@@ -472,7 +492,7 @@ def with_motion(
     if motion.raw is None:
         return pseudo
     raw = np.where(np.isfinite(motion.raw), motion.raw, pseudo.raw)
-    labels = smooth_labels(raw, pseudo.segments, config.smooth, config.window)
+    labels = smoothed(raw, pseudo.segments, config)
     return PseudoLabels(
         pseudo.images, raw, labels, pseudo.disagreement, pseudo.segments, pseudo.kept
     )
