@@ -9,6 +9,7 @@ applied to the validation block (its motion from that block alone; for choosing)
 smoothed along time with Savitzky-Golay filters of several widths.
 
     python benchmarks/teacher_probe.py REAL_DIR TUB [SEED...]
+    python benchmarks/teacher_probe.py REAL_DIR TUB truth   (the recorded steering, smoothed)
 
 Variants: `base` the default ([parent, 72 lagged flow features], penalty from ALPHAS by
 grouped CV); `wide` the same with penalties up to 1e6; `se1` the strongest penalty whose CV
@@ -164,5 +165,25 @@ def main(real: str, tub: str, seeds: list[int]) -> None:
             )
 
 
+def truth(real: str, tub: str) -> None:
+    """The recorded steering of the training part and the validation block, smoothed as the
+    pseudo-labels are (over runs), scored against itself: how much of it is slower than the
+    filter."""
+    parts = split_records(
+        open_records([f"{real}/{tub}"]).records, load_finetune_config(None).split, seed=0
+    )
+    for name, records in (("train", parts.train), ("val", parts.val)):
+        y = np.array([r.labels["user/angle"] for r in records], dtype=np.float64)
+        cells = []
+        for window in WINDOWS[1:]:
+            smooth = smooth_labels(y[:, None], run_ids(records), "savgol", window)[:, 0]
+            r2, r = score(smooth, y)
+            cells.append(f"w{window} {r2:.3f} / {r:.3f}")
+        print(f"{tub} {name} ({len(y)} frames): " + " | ".join(cells), flush=True)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], [int(s) for s in sys.argv[3:]] or [0, 1, 2])
+    if sys.argv[3:] == ["truth"]:
+        truth(sys.argv[1], sys.argv[2])
+    else:
+        main(sys.argv[1], sys.argv[2], [int(s) for s in sys.argv[3:]] or [0, 1, 2])
