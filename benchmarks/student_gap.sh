@@ -21,6 +21,16 @@
 #   one8ke3   one network on 8,000 unlabeled frames (all of usi-track-a's 7,415), 3 epochs
 #   one3ke8   one network on 3,000 unlabeled frames, 8 student epochs
 #   ens4ke3   the ensemble of two, each on 4,000 unlabeled frames, 3 student epochs
+# Round two (the default since "Closing the student-teacher gap" is one6ke4; these change it):
+#   one6ke6   one network on 6,000 unlabeled frames, 6 student epochs
+#   rep2      the default with the labelled frames twice an epoch (selftrain.label_repeat=2)
+#   rep10     the default with the labelled frames 10 times an epoch
+#   parent    the default with the student starting from the re-headed parent
+#   win9      the default with the pseudo-labels smoothed over 9 frames, not 21
+#   win31     the default with the pseudo-labels smoothed over 31 frames
+#   spread    the default with the smoothed pseudo-labels stretched back to their raw spread
+#   oracle    diagnostic: the default with the unlabeled frames' TRUE steering labels in
+#             place of the motion teacher's, unsmoothed (benchmarks/oracle_student.py)
 set -u
 REAL=$1
 OUT=$2
@@ -43,18 +53,28 @@ flags() {
     one6ke4) echo "--ensemble-with none --set selftrain.max_frames=6000 --set selftrain.epochs=4" ;;
     one3ke8) echo "--ensemble-with none --set selftrain.max_frames=3000 --set selftrain.epochs=8" ;;
     ens4ke3) echo "--ensemble-with pilotnet-styles --set selftrain.max_frames=4000 --set selftrain.epochs=3" ;;
+    one6ke6) echo "--ensemble-with none --set selftrain.max_frames=6000 --set selftrain.epochs=6" ;;
+    rep2) echo "--set selftrain.label_repeat=2" ;;
+    rep10) echo "--set selftrain.label_repeat=10" ;;
+    parent) echo "--set selftrain.init=parent" ;;
+    win9) echo "--set selftrain.window=9" ;;
+    win31) echo "--set selftrain.window=31" ;;
+    spread) echo "--set selftrain.keep_spread=true" ;;
+    oracle) echo "--set selftrain.smooth=none" ;;
     *) echo "unknown arm $1" >&2; exit 2 ;;
   esac
 }
 for arm in ${ARMS:-one4k one6ke4}; do
   extra=$(flags "$arm") || exit 2
+  cmd="$S"
+  [ "$arm" = oracle ] && cmd="$PY $HERE/oracle_student.py"
   for seed in $SEEDS; do
     d=$OUT/$TUB-n$N-$arm-s$seed
     if [ ! -f "$d/model.json" ]; then
       { date -u; uptime; } > "$d.time"
       # shellcheck disable=SC2086
       /usr/bin/time -a -o "$d.time" -f "user %U s, system %S s, wall %e s" \
-        $S finetune --checkpoint pilotnet-recipe --data "$REAL/$TUB" --frames "$N" \
+        $cmd finetune --checkpoint pilotnet-recipe --data "$REAL/$TUB" --frames "$N" \
         --seed "$seed" $extra --set train.progress=false --out "$d" > "$d.log" 2>&1 \
         || echo "failed: $d"
       { date -u; uptime; } >> "$d.time"

@@ -17,10 +17,13 @@ from sim2real.transfer.datasets import open_records
 from sim2real.transfer.finetune import FinetuneConfig, finetune, open_finetune_data
 from sim2real.transfer.sample_data import sample_path
 from sim2real.transfer.selftrain import (
+    PseudoLabels,
     SelfTrainConfig,
     pseudo_label,
+    recorded_agreement,
     selftrain_sources,
     smooth_labels,
+    smoothed,
     unlabeled_frames,
 )
 
@@ -45,6 +48,26 @@ def test_smoothing_denoises_within_a_run_and_never_across_runs(method):
         SelfTrainConfig(window=10)
 
 
+def test_keep_spread_stretches_the_smoothed_labels_back_to_the_raw_spread():
+    rng = np.random.default_rng(0)
+    raw = np.stack(
+        [rng.normal(size=200).cumsum() * 0.1 + rng.normal(scale=1.0, size=200), np.ones(200)],
+        axis=1,
+    )
+    raw[5, 0] = np.nan  # a frame the teacher did not label: ignored, kept NaN
+    segments = np.r_[np.zeros(100), np.ones(100)].astype(int)
+    plain = smoothed(raw, segments, SelfTrainConfig())
+    kept = smoothed(raw, segments, SelfTrainConfig(keep_spread=True))
+    ok = np.isfinite(raw[:, 0])
+    # the smoothing shrinks them (the run with the NaN stays raw: `smooth_labels`)
+    assert np.std(plain[100:, 0]) < 0.8 * np.std(raw[100:, 0])
+    assert np.nanstd(kept[:, 0]) == pytest.approx(np.nanstd(raw[:, 0]))
+    assert np.nanmean(kept[:, 0]) == pytest.approx(np.nanmean(plain[:, 0]))
+    assert np.corrcoef(kept[ok, 0], plain[ok, 0])[0, 1] == pytest.approx(1.0)
+    np.testing.assert_allclose(kept[:, 1], 1.0)  # a constant label stays
+    assert np.isnan(kept[5, 0])
+
+
 def test_pseudo_labels_average_the_mirror_and_keep_the_most_consistent():
     torch.manual_seed(0)
     model = DrivingNet(ModelSpec(hidden=8)).eval()
@@ -59,6 +82,26 @@ def test_pseudo_labels_average_the_mirror_and_keep_the_most_consistent():
     np.testing.assert_allclose(pseudo.disagreement, disagreement, rtol=1e-6, atol=1e-7)
     assert pseudo.kept.sum() == 3
     assert disagreement[pseudo.kept].max() <= disagreement[~pseudo.kept].min()
+
+
+def test_recorded_agreement_scores_the_kept_pseudo_labels_against_recorded_ones():
+    rng = np.random.default_rng(0)
+    truth = np.stack([rng.normal(size=40), np.full(40, np.nan)], axis=1)
+    raw = truth.copy()
+    raw[:10, 0] = 50.0  # frames the student does not train on: not scored
+    labels = raw + rng.normal(scale=0.5, size=raw.shape)
+    kept = np.arange(40) >= 10
+    pseudo = PseudoLabels(torch.zeros(40), raw, labels, np.zeros(40), np.zeros(40, int), kept)
+    scores = recorded_agreement(pseudo, truth, ["user/angle", "user/throttle"])
+    assert list(scores) == ["user/angle"]  # throttle was never recorded
+    angle = scores["user/angle"]
+    assert angle["frames"] == 30 and angle["raw_r2"] == pytest.approx(1.0)
+    y, s = truth[10:, 0], labels[10:, 0]
+    assert angle["smoothed_r2"] == pytest.approx(
+        1 - np.sum((s - y) ** 2) / np.sum((y - y.mean()) ** 2)
+    )
+    assert angle["smoothed_r"] == pytest.approx(np.corrcoef(s, y)[0, 1])
+    assert recorded_agreement(pseudo, np.full((40, 2), np.nan), ["a", "b"]) == {}
 
 
 def test_unlabeled_frames_leave_out_held_out_and_labelled_frames(parent, cache_dir):
@@ -101,6 +144,8 @@ def test_finetune_with_pseudo_labels_writes_teacher_and_student(parent, cache_di
     assert step["step"] == "finetune_selftrain"
     assert step["teacher"]["rung"] == "head"
     assert step["rounds"][0]["frames"] == 120 and step["rounds"][0]["kept"] == 60
+    # the sample's unlabeled frames are recorded: the card scores the kept pseudo-labels
+    assert step["rounds"][0]["recorded"]["user/angle"]["frames"] == 60
     assert result.card.trained_on["pseudo_labelled"] == 60
     assert result.frozen == ["stage1", "stage2", "stage3"]
     teacher, _ = load_checkpoint(tmp_path / "run" / "teacher")

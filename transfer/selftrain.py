@@ -106,6 +106,10 @@ class SelfTrainConfig(StrictModel):
     """teacher -> student rounds (the student of one round labels the frames for the next)"""
     recalibrate: bool = False
     """fit a per-output gain on the labelled frames after the last round"""
+    keep_spread: bool = False
+    """after the smoothing, stretch each label's pseudo-labels about their mean back to the
+    standard deviation they had before it (the smoothing shrinks them, and the student's
+    predictions with them: docs/selftrain.md, "The student, round two")"""
     teacher: Literal["network", "motion"] = "network"
     """who labels `motion_labels`: the network teacher alone, or the motion teacher (a ridge,
     fitted on the labelled frames, of the label on the parent network's prediction and the
@@ -145,6 +149,22 @@ def smooth_labels(labels: np.ndarray, segments: np.ndarray, method: str, window:
             else:
                 out[rows, j] = median_filter(column, size=width, mode="nearest")
     return out
+
+
+def smoothed(raw: np.ndarray, segments: np.ndarray, config: SelfTrainConfig) -> np.ndarray:
+    """`raw` (N, L) smoothed as `config` says (`smooth_labels`), and with `keep_spread` each
+    column stretched about its mean to the standard deviation of that column of `raw`
+    (finite values only; a constant column stays as it is)."""
+    labels = smooth_labels(raw, segments, config.smooth, config.window)
+    if not config.keep_spread:
+        return labels
+    for j in range(labels.shape[1]):
+        ok = np.isfinite(labels[:, j]) & np.isfinite(raw[:, j])
+        spread = float(np.std(labels[ok, j])) if ok.any() else 0.0
+        if spread > 0:
+            centre = float(np.mean(labels[ok, j]))
+            labels[:, j] = centre + (labels[:, j] - centre) * float(np.std(raw[ok, j])) / spread
+    return labels
 
 
 @dataclass
@@ -197,13 +217,38 @@ def pseudo_label(
     disagreement = (
         np.abs(direct - mirrored)[:, flipped].sum(axis=1) if flipped.any() else np.zeros(len(raw))
     )
-    labels = smooth_labels(raw, segments, config.smooth, config.window)
+    labels = smoothed(raw, segments, config)
     kept = np.ones(len(raw), dtype=bool)
     if config.keep < 1.0 and len(raw):
         n = max(1, round(config.keep * len(raw)))
         kept[:] = False
         kept[np.argsort(disagreement, kind="stable")[:n]] = True
     return PseudoLabels(images, raw, labels, disagreement, segments, kept)
+
+
+def recorded_agreement(
+    pseudo: PseudoLabels, truth: np.ndarray, outputs: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Per output recorded on at least 10 of the kept pseudo-labelled frames (`truth` (N, L),
+    NaN: not recorded), R² and Pearson r of the teacher's labels before (`raw`) and after the
+    smoothing (`smoothed`, what the student trains on) against the recorded labels, and the
+    frame count. A diagnostic the card keeps: nothing trains on the recorded labels, and an
+    unlabeled recording without them gives {} (docs/selftrain.md, "The student, round two")."""
+    from sklearn.metrics import r2_score
+
+    out: dict[str, dict[str, float]] = {}
+    for j, name in enumerate(outputs):
+        y = truth[:, j]
+        ok = pseudo.kept & np.isfinite(y) & np.isfinite(pseudo.raw[:, j])
+        ok &= np.isfinite(pseudo.labels[:, j])
+        if ok.sum() < 10 or np.ptp(y[ok]) == 0:
+            continue
+        scores: dict[str, float] = {"frames": int(ok.sum())}
+        for key, pred in (("raw", pseudo.raw[ok, j]), ("smoothed", pseudo.labels[ok, j])):
+            scores[f"{key}_r2"] = float(r2_score(y[ok], pred))
+            scores[f"{key}_r"] = float(np.corrcoef(pred, y[ok])[0, 1]) if np.ptp(pred) else 0.0
+        out[name] = scores
+    return out
 
 
 def check_sources(sources: Sequence[str]) -> None:
@@ -447,7 +492,7 @@ def with_motion(
     if motion.raw is None:
         return pseudo
     raw = np.where(np.isfinite(motion.raw), motion.raw, pseudo.raw)
-    labels = smooth_labels(raw, pseudo.segments, config.smooth, config.window)
+    labels = smoothed(raw, pseudo.segments, config)
     return PseudoLabels(
         pseudo.images, raw, labels, pseudo.disagreement, pseudo.segments, pseudo.kept
     )
@@ -512,7 +557,7 @@ def finetune_selftrain(
     teacher.spec.mirror_average = False  # pseudo_label averages f and its mirror itself
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
     t0 = time.perf_counter()
-    images, segments, _, unlabeled_records = unlabeled_frames(
+    images, segments, recorded, unlabeled_records = unlabeled_frames(
         st,
         sources,
         teacher.spec.outputs,
@@ -560,7 +605,13 @@ def finetune_selftrain(
         fits.append(
             train_student(student, labelled, pseudo, st, config.train, fit_dir, resume=resume)
         )
-        rounds.append({**pseudo.summary(), "seconds": time.perf_counter() - t0})
+        rounds.append(
+            {
+                **pseudo.summary(),
+                "seconds": time.perf_counter() - t0,
+                "recorded": recorded_agreement(pseudo, recorded, teacher.spec.outputs),
+            }
+        )
         say(
             f"self-training round {r + 1}: {pseudo.summary()['kept']} pseudo-labelled + "
             f"{len(labelled[0])} labelled frames (x{st.label_repeat}), {st.epochs} epochs, "
