@@ -58,14 +58,29 @@ def test_keep_spread_stretches_the_smoothed_labels_back_to_the_raw_spread():
     segments = np.r_[np.zeros(100), np.ones(100)].astype(int)
     plain = smoothed(raw, segments, SelfTrainConfig())
     kept = smoothed(raw, segments, SelfTrainConfig(keep_spread=True))
-    ok = np.isfinite(raw[:, 0])
     # the smoothing shrinks them (the run with the NaN stays raw: `smooth_labels`)
     assert np.std(plain[100:, 0]) < 0.8 * np.std(raw[100:, 0])
-    assert np.nanstd(kept[:, 0]) == pytest.approx(np.nanstd(raw[:, 0]))
+    # stretched back where it was smoothed; the run with the NaN was not, and is kept raw
+    assert np.std(kept[100:, 0]) == pytest.approx(np.std(raw[100:, 0]))
+    np.testing.assert_array_equal(kept[:100, 0], raw[:100, 0])
     assert np.nanmean(kept[:, 0]) == pytest.approx(np.nanmean(plain[:, 0]))
-    assert np.corrcoef(kept[ok, 0], plain[ok, 0])[0, 1] == pytest.approx(1.0)
+    assert np.corrcoef(kept[100:, 0], plain[100:, 0])[0, 1] == pytest.approx(1.0)  # affine
     np.testing.assert_allclose(kept[:, 1], 1.0)  # a constant label stays
     assert np.isnan(kept[5, 0])
+
+
+def test_keep_spread_leaves_a_run_the_smoothing_left_raw_as_it_is():
+    # a run with a frame the teacher did not label is not smoothed (`smooth_labels`): it kept
+    # its spread, so stretching it too would widen it past its raw labels
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=(100, 1))
+    raw[3, 0] = np.nan
+    segments = np.r_[np.zeros(50), np.ones(50)].astype(int)
+    kept = smoothed(raw, segments, SelfTrainConfig(keep_spread=True))
+    np.testing.assert_array_equal(kept[:50], raw[:50])
+    assert np.std(kept[50:, 0]) == pytest.approx(np.std(raw[50:, 0]))
+    plain = smoothed(raw, segments, SelfTrainConfig())
+    assert np.corrcoef(kept[50:, 0], plain[50:, 0])[0, 1] == pytest.approx(1.0)
 
 
 def test_pseudo_labels_average_the_mirror_and_keep_the_most_consistent():
