@@ -6,7 +6,8 @@ One row per tub and arm (zero-shot, adapt, ft, scratch): mean over the seeds pre
 val R² and test r / test R² (as scored by benchmarks/adapt/score.py), and the seeds. Extra
 score files (e.g. docs/adapt.md's runs on the original tubs) are read the same way; a run's
 arm is read from its folder name (`-adapt-`/`-pc2ms-`: adapt, `-ft-`/`-one6ke4-`: ft,
-`-scratch-`: scratch, `-ftcrop0-` / `-scratchcrop0-`: the same from a copy of
+`-scratch-`: scratch, `-ftcrop0-` / `-scratchcrop0-` /
+`-adaptcrop0-`: the same from a copy of
 `pilotnet-recipe` whose card says crop_top 0, `pilotnet-recipe`: zero-shot).
 """
 
@@ -27,6 +28,7 @@ ARMS = {
     "scratch": r"-scratch-s\d+$",
     "ft, crop_top 0": r"-ftcrop0-s\d+$",
     "scratch, crop_top 0": r"-scratchcrop0-s\d+$",
+    "adapt, crop_top 0": r"-adaptcrop0-s\d+$",
 }
 
 
