@@ -340,3 +340,30 @@ def test_the_card_records_the_components_the_fit_read(tmp_path):
     teacher = zero_label_teacher(network, records, config, config.train.augment)
     assert features < 1000 and teacher.summary(1.0)["components"] == features
     assert teacher.summary(1.0)["explained_variance"] == pytest.approx(1.0)
+
+
+def test_a_resume_keeps_its_own_epochs_unless_the_command_line_names_them(tmp_path, capsys):
+    # the default went 4 -> 8; a resume may change the epochs, so a run started with fewer
+    # must not silently train on to today's default
+    import yaml
+
+    from sim2real.experiments.cli import main
+
+    tub = write_tub(tmp_path / "tub", steering(260))
+    parent = save_parent(tmp_path / "net", {"frames": 1})
+    train = TrainConfig(epochs=1, batch_size=32, progress=False, tensorboard=False, num_threads=1)
+    config = AdaptConfig(
+        checkpoint=str(parent), real=[str(tub)], span=(0.0, 1.0), max_frames=100, train=train
+    )
+    out = tmp_path / "out"
+    adapt(config, out)
+    base = ["adapt", "--checkpoint", str(parent), "--real", str(tub), "--out", str(out)]
+    for flags, expected in (
+        (["--resume"], 1),
+        (["--resume", "--epochs", "3"], 3),
+        (["--resume", "--set", "train.epochs=2"], 2),
+        ([], 8),
+    ):
+        capsys.readouterr()
+        assert main([*base, *flags, "--print-config"]) == 0
+        assert yaml.safe_load(capsys.readouterr().out)["train"]["epochs"] == expected, flags

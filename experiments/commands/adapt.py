@@ -20,6 +20,8 @@ def handler(args: argparse.Namespace) -> int:
     if args.config is not None:  # a config saved before a field reproduces its run
         unnamed = {k: v for k, v in PREDATING.items() if not config_mentions(args, k)}
         config = with_predating(config, args.config, unnamed)
+    if args.resume and args.out is not None:
+        config = _saved_epochs(args, config)
     if printed_config(args, config):
         return 0
     result = adapt(config, args.out, resume=args.resume)
@@ -31,6 +33,30 @@ def handler(args: argparse.Namespace) -> int:
         f"{result.frames} frames, {result.seconds:.0f} s; checkpoint {result.out_dir}"
     )
     return 0
+
+
+def _saved_epochs(args: argparse.Namespace, config):  # noqa: ANN001 (AdaptConfig)
+    """`config` with the resumed run's own `train.epochs` unless the command line or its
+    --config names the epochs: the default changed (4 -> 8, 2026-12-01), and a resume may
+    change the epochs, so an interrupted run made before would otherwise train on to 8."""
+    from sim2real.common.config import load_yaml_mapping, parse_assignment
+    from sim2real.experiments.config_options import SET_DEST
+
+    for dest, shortcut in (getattr(args, "shortcuts", None) or {}).items():
+        if shortcut.key == "train.epochs" and getattr(args, dest, None) is not None:
+            return config
+    for text in getattr(args, SET_DEST, None) or []:
+        if parse_assignment(text)[0] in ("train", "train.epochs"):
+            return config
+    if args.config is not None and "epochs" in (load_yaml_mapping(args.config).get("train") or {}):
+        return config
+    saved = Path(args.out) / "config.yaml"
+    if not saved.is_file():
+        return config
+    epochs = (load_yaml_mapping(saved).get("train") or {}).get("epochs")
+    if not isinstance(epochs, int):
+        return config
+    return config.model_copy(update={"train": config.train.model_copy(update={"epochs": epochs})})
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         help="at most this many frames for the student, as 100-frame blocks (20000)",
     )
-    add_shortcut(parser, "--epochs", "train.epochs", type=int, help="student epochs (4)")
+    add_shortcut(parser, "--epochs", "train.epochs", type=int, help="student epochs (8)")
     add_shortcut(parser, "--lr", "train.lr", type=float, help="student learning rate (3e-4)")
     add_shortcut(parser, "--seed", "train.seed", type=int, help="training seed")
     add_shortcut(parser, "--cache-dir", "cache_dir", help="frame and motion-feature cache")
