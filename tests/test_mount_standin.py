@@ -95,3 +95,25 @@ def test_refuses_existing_output_and_unknown_mount(standin, tmp_path):
         standin.write_standin(sample_path(), tmp_path / "y", "sideways")
     assert standin.main(["write", str(tmp_path / "nope"), str(tmp_path / "z"), "higher"]) == 2
     assert not (tmp_path / "z").exists() and os.listdir(tmp_path) == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"horizon": 1.5}, "horizon 1.5"),
+        ({"hfov_deg": 180.0}, "hfov 180.0"),
+        ({"hfov_deg": -90.0}, "hfov -90.0"),
+        ({"quality": 0}, "quality 0"),
+    ],
+)
+def test_refuses_options_that_would_write_garbage(standin, tmp_path, options, message):
+    # a field of view of 180 degrees or more has no pinhole; a horizon outside the image and a
+    # JPEG quality outside 1-100 are typos: none may write a stand-in
+    with pytest.raises(ValueError, match=message):
+        standin.write_standin(sample_path(), tmp_path / "out", "higher", **options)
+    assert os.listdir(tmp_path) == []
+    flag = {"horizon": "--horizon", "hfov_deg": "--hfov", "quality": "--quality"}
+    [(key, value)] = options.items()
+    argv = ["write", str(sample_path()), str(tmp_path / "out"), "higher", flag[key], str(value)]
+    assert standin.main(argv) == 2
+    assert os.listdir(tmp_path) == []
