@@ -358,10 +358,16 @@ def test_a_resume_keeps_its_own_epochs_unless_the_command_line_names_them(tmp_pa
     out = tmp_path / "out"
     adapt(config, out)
     base = ["adapt", "--checkpoint", str(parent), "--real", str(tub), "--out", str(out)]
+    named, unnamed = tmp_path / "named.yaml", tmp_path / "unnamed.yaml"
+    named.write_text("train: {epochs: 5}\n")
+    unnamed.write_text("train: {lr: 1.0e-4}\n")
     for flags, expected in (
         (["--resume"], 1),
         (["--resume", "--epochs", "3"], 3),
         (["--resume", "--set", "train.epochs=2"], 2),
+        (["--resume", "--set", "train.lr=1e-4"], 1),  # another train field: its own epochs
+        (["--resume", "--config", str(named)], 5),
+        (["--resume", "--config", str(unnamed)], 1),
         ([], 8),
     ):
         capsys.readouterr()
