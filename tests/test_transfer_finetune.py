@@ -6,10 +6,15 @@ import pytest
 import torch
 from model_helpers import finetune_config, save_parent
 
-from sim2real.agents.checkpoint import load_checkpoint, read_weights
+from sim2real.agents.checkpoint import load_checkpoint, read_card, read_weights
 from sim2real.experiments.cli import main
 from sim2real.transfer.adapter import AdapterConfig
-from sim2real.transfer.finetune import FinetuneConfig, finetune
+from sim2real.transfer.finetune import (
+    FinetuneConfig,
+    finetune,
+    input_preprocessing,
+    open_finetune_data,
+)
 from sim2real.transfer.sample_data import sample_path
 from sim2real.transfer.splits import REAL_SPLIT
 from sim2real.transfer.tub import TubWriter
@@ -194,3 +199,38 @@ def test_a_cross_validated_run_resumes_only_with_the_patience_and_epochs_it_pick
     finetune(cfg(4, patience=1), fixed)
     again = finetune(cfg(4, patience=2), fixed, resume=True)
     assert again.fits[0].epochs_run >= 1
+
+
+def test_crop_top_replaces_the_checkpoints_crop_in_what_the_network_sees_and_saves(
+    parent, tmp_path, tmp_cfg
+):
+    cut = read_card(parent).spec.preprocessing.crop_top
+    assert cut > 0  # the sample parent crops, so 0 is a change
+    cfg = tmp_cfg(adapter=AdapterConfig(freeze="all"))
+    seen = {
+        crop: open_finetune_data(
+            cfg,
+            input_preprocessing(
+                cfg.model_copy(update={"crop_top": crop}), read_card(parent).spec.preprocessing
+            ),
+        ).train[0][0]
+        for crop in (None, 0)
+    }
+    assert not torch.equal(torch.as_tensor(seen[None]), torch.as_tensor(seen[0]))
+    finetune(cfg.model_copy(update={"crop_top": 0}), tmp_path / "out")
+    model, card = load_checkpoint(tmp_path / "out")
+    assert card.spec.preprocessing.crop_top == 0 == model.spec.preprocessing.crop_top
+    finetune(cfg, tmp_path / "kept")
+    assert read_card(tmp_path / "kept").spec.preprocessing.crop_top == cut
+
+
+def test_crop_top_on_the_command_line_and_its_bad_value(parent, tmp_path, cache_dir, capsys):
+    args = ["finetune", "--checkpoint", str(parent), "--data", str(sample_path())]
+    bad = [*args, "--out", str(tmp_path / "bad"), "--crop-top", "-1"]
+    assert main(bad) == 2
+    assert "crop_top" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    cut = [*args, "--out", str(tmp_path / "cut"), "--crop-top", "200", "--frames", "40"]
+    assert main(cut) == 2
+    assert "crop_top=200" in capsys.readouterr().err
+    assert not (tmp_path / "cut").exists()

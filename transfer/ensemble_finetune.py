@@ -66,6 +66,7 @@ def finetune_ensemble(
     from sim2real.transfer.finetune import (
         FinetuneResult,
         finetune,
+        input_preprocessing,
         open_finetune_data,
         validation_scores,
     )
@@ -93,7 +94,9 @@ def finetune_ensemble(
         from sim2real.transfer.selftrain import check_unlabeled
 
         if data is None:  # (the same frames for every member, read once)
-            data = open_finetune_data(first, read_card(starts[0]).spec.preprocessing)
+            data = open_finetune_data(
+                first, input_preprocessing(first, read_card(starts[0]).spec.preprocessing)
+            )
         check_unlabeled(first, data)
     describe_run(out_dir, config)
     cards: list[ModelCard] = []
@@ -106,7 +109,9 @@ def finetune_ensemble(
             continue
         member = config.model_copy(update={"checkpoint": str(start), "ensemble_with": []})
         if data is None:  # the same frames for every member (they share crop and input size)
-            data = open_finetune_data(member, read_card(start).spec.preprocessing)
+            data = open_finetune_data(
+                member, input_preprocessing(member, read_card(start).spec.preprocessing)
+            )
         if log_line is not None:
             log_line(f"member {i}: fine-tuning {start} into {folder}")
         result = finetune(member, folder, resume=resume, data=data, log_line=log_line)

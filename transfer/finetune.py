@@ -105,6 +105,11 @@ class FinetuneConfig(StrictModel):
     """train on a reproducible block subsample of this many frames (None: all usable)"""
     from_scratch: bool = False
     """same architecture from random init, every stage trainable (the baseline)"""
+    crop_top: int | None = Field(None, ge=0)
+    """rows (px of the camera frame) cut off the top before the network looks; None: the
+    checkpoint's own. Set it when your camera shows its cue where the checkpoint crops, e.g. a
+    camera pitched down with the walls in the top rows (docs/transfer.md, "Another camera
+    mount: stand-ins"); the saved card, `evaluate`, the ONNX export and the pilot use it"""
     adapter: AdapterConfig = Field(default_factory=AdapterConfig)
     ladder: LadderConfig = Field(default_factory=LadderConfig)
     """how freeze "auto" (and a named rung) picks the rung and epoch count by K-fold CV"""
@@ -321,11 +326,21 @@ def check_cv_resume(out_dir: Path, config: FinetuneConfig, n_train: int) -> None
             )
 
 
+def input_preprocessing(config: FinetuneConfig, preprocessing: Preprocessing) -> Preprocessing:
+    """A checkpoint's `preprocessing` as this run feeds the network: with `config.crop_top`
+    in place of its crop where set."""
+    if config.crop_top is None:
+        return preprocessing
+    return Preprocessing.model_validate({**preprocessing.model_dump(), "crop_top": config.crop_top})
+
+
 def build_model(config: FinetuneConfig) -> tuple[DrivingNet, ModelCard]:
-    """(network ready to adapt, parent card): re-headed pretrained, or fresh for scratch."""
+    """(network ready to adapt, parent card): re-headed pretrained, or fresh for scratch;
+    its input cropped as `input_preprocessing` says."""
     if config.checkpoint is None:
         raise ValueError("no checkpoint given (--checkpoint): it names the architecture too")
     parent, card = load_checkpoint(config.checkpoint)
+    parent.spec.preprocessing = input_preprocessing(config, parent.spec.preprocessing)
     if parent.spec.temporal.enabled:
         raise ValueError(
             f"{config.checkpoint}: a temporal network (model.temporal: "

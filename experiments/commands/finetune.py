@@ -420,6 +420,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="random init, all trainable",
     )
+    add_shortcut(
+        parser,
+        "--crop-top",
+        "crop_top",
+        type=int,
+        metavar="ROWS",
+        help="rows cut off the top of the camera frame before the network looks (default: the "
+        "checkpoint's; 0 when your camera sees the walls or lines where the checkpoint crops)",
+    )
     add_shortcut(parser, "--epochs", "train.epochs", type=int, help="the CV's maximum")
     add_shortcut(parser, "--seed", "train.seed", type=int, help="training seed")
     parser.add_argument("--config", type=Path, help="YAML FinetuneConfig (adapter, train, ...)")
