@@ -10,7 +10,7 @@ import torch
 from model_helpers import finetune_config
 
 from sim2real.agents.augment import Augmentation
-from sim2real.agents.checkpoint import load_checkpoint
+from sim2real.agents.checkpoint import load_checkpoint, read_card
 from sim2real.agents.model import DrivingNet, ModelSpec, predict
 from sim2real.experiments.cli import main
 from sim2real.transfer.datasets import open_records
@@ -171,6 +171,22 @@ def test_finetune_with_pseudo_labels_writes_teacher_and_student(parent, cache_di
             assert torch.equal(t[name], s[name]), name
     moved = [n for n in t if "stage5" in n and n.endswith("weight") and not torch.equal(t[n], s[n])]
     assert moved
+
+
+def test_crop_top_reaches_the_teacher_and_the_student_of_a_self_trained_run(
+    parent, cache_dir, tmp_path
+):
+    # finetune's default self-trains: --crop-top must hold for every network it saves
+    assert read_card(parent).spec.preprocessing.crop_top > 0
+    st = SelfTrainConfig(max_frames=80, block_frames=40, epochs=1, keep=0.5)
+    config = finetune_config(parent, cache_dir, 40, selftrain=st, crop_top=0)
+    config.adapter.freeze = "head"
+    config.ladder.folds = 3
+    result = finetune(config, tmp_path / "run")
+    assert result.card.history[-1]["step"] == "finetune_selftrain"
+    for folder in (tmp_path / "run" / "teacher", tmp_path / "run"):
+        model, card = load_checkpoint(folder)
+        assert card.spec.preprocessing.crop_top == 0 == model.spec.preprocessing.crop_top
 
 
 def test_pseudo_label_cli_errors(parent, tmp_path, capsys):
