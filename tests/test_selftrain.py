@@ -15,6 +15,7 @@ from sim2real.agents.model import DrivingNet, ModelSpec, predict
 from sim2real.experiments.cli import main
 from sim2real.transfer.datasets import open_records
 from sim2real.transfer.finetune import FinetuneConfig, finetune, open_finetune_data
+from sim2real.transfer.records import Record
 from sim2real.transfer.sample_data import sample_path
 from sim2real.transfer.selftrain import (
     PseudoLabels,
@@ -117,6 +118,28 @@ def test_recorded_agreement_scores_the_kept_pseudo_labels_against_recorded_ones(
     )
     assert angle["smoothed_r"] == pytest.approx(np.corrcoef(s, y)[0, 1])
     assert recorded_agreement(pseudo, np.full((40, 2), np.nan), ["a", "b"]) == {}
+
+
+def test_recorded_agreement_does_not_score_against_frames_the_pilot_drove():
+    # with include_pilot the pilot's frames are unlabeled frames too, but their user/angle is
+    # the idle joystick, not a person's steering: no truth to score the teacher against
+    rng = np.random.default_rng(1)
+    truth = rng.normal(size=(40, 1))
+    raw = truth + rng.normal(scale=0.1, size=truth.shape)
+    pseudo = PseudoLabels(
+        torch.zeros(40), raw, raw, np.zeros(40), np.zeros(40, int), np.ones(40, bool)
+    )
+    modes = ["user"] * 30 + ["local_angle"] * 5 + ["local"] * 5
+    records = [
+        Record(i, "s", None, Path(f"{i}.jpg"), {"user/angle": 0.0}, "tub", mode)
+        for i, mode in enumerate(modes)
+    ]
+    truth[30:] = 0.0  # what the joystick says while the pilot steers
+    scores = recorded_agreement(pseudo, truth, ["user/angle"], records)
+    assert scores["user/angle"]["frames"] == 30
+    assert scores["user/angle"]["raw_r"] == pytest.approx(
+        np.corrcoef(raw[:30, 0], truth[:30, 0])[0, 1]
+    )
 
 
 def test_unlabeled_frames_leave_out_held_out_and_labelled_frames(parent, cache_dir):

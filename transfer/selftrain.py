@@ -241,19 +241,29 @@ def pseudo_label(
 
 
 def recorded_agreement(
-    pseudo: PseudoLabels, truth: np.ndarray, outputs: Sequence[str]
+    pseudo: PseudoLabels,
+    truth: np.ndarray,
+    outputs: Sequence[str],
+    records: Sequence[Record] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per output recorded on at least 10 of the kept pseudo-labelled frames (`truth` (N, L),
     NaN: not recorded), R² and Pearson r of the teacher's labels before (`raw`) and after the
     smoothing (`smoothed`, what the student trains on) against the recorded labels, and the
     frame count. A diagnostic the card keeps: nothing trains on the recorded labels, and an
-    unlabeled recording without them gives {} (docs/selftrain.md, "The student, round two")."""
+    unlabeled recording without them gives {} (docs/selftrain.md, "The student, round two").
+    `records` (the frames' records, in order): frames the pilot drove (`include_pilot`) are
+    left out, their recorded user/ labels being the idle joystick's, not a person's."""
     from sklearn.metrics import r2_score
 
+    from sim2real.transfer.records import PILOT_MODES
+
+    person = np.ones(len(truth), dtype=bool)
+    if records is not None:
+        person = np.array([r.mode not in PILOT_MODES for r in records], dtype=bool)
     out: dict[str, dict[str, float]] = {}
     for j, name in enumerate(outputs):
         y = truth[:, j]
-        ok = pseudo.kept & np.isfinite(y) & np.isfinite(pseudo.raw[:, j])
+        ok = pseudo.kept & person & np.isfinite(y) & np.isfinite(pseudo.raw[:, j])
         ok &= np.isfinite(pseudo.labels[:, j])
         if ok.sum() < 10 or np.ptp(y[ok]) == 0:
             continue
@@ -623,7 +633,9 @@ def finetune_selftrain(
             {
                 **pseudo.summary(),
                 "seconds": time.perf_counter() - t0,
-                "recorded": recorded_agreement(pseudo, recorded, teacher.spec.outputs),
+                "recorded": recorded_agreement(
+                    pseudo, recorded, teacher.spec.outputs, unlabeled_records
+                ),
             }
         )
         say(
