@@ -1,29 +1,22 @@
 """benchmarks/mount_standin.py: a warped copy of a real tub that the reader reads as the same
 recording (labels, order, deletions), with each image moved as the mount says."""
 
-import importlib.util
 import json
 import os
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from model_helpers import load_benchmark
 
 from sim2real.transfer.sample_data import sample_path
 from sim2real.transfer.tub import read_tub
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "mount_standin.py"
-
 
 @pytest.fixture(scope="module")
 def standin():
-    spec = importlib.util.spec_from_file_location("mount_standin", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mount_standin"] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    yield module
+    yield load_benchmark("mount_standin")
     del sys.modules["mount_standin"]
 
 

@@ -1,21 +1,16 @@
 """benchmarks/paired_laps.py: lap counts of saved drives, paired by track."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "paired_laps.py"
+from model_helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def paired():
-    spec = importlib.util.spec_from_file_location("paired_laps", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("paired_laps")
 
 
 def drives(folder: Path, rows: list) -> Path:
