@@ -103,9 +103,9 @@ class DaggerConfig(StrictModel):
     """RandomizationSpec YAML of the DAgger recordings only (None: `randomization`): e.g. the
     hard end of its ranges, to record where the network fails; evaluation keeps
     `randomization`"""
-    takeover: float | None = Field(None, gt=0.0, le=1.0)
+    takeover: float | None = Field(None, gt=0.0, lt=1.0)
     """while recording: the expert takes over for `takeover_steps` steps when the network's
-    |cte| exceeds this fraction of the half road width, then hands back (None: never; the
+    |cte| exceeds this fraction (below 1) of the half road width, then hands back (None: never; the
     episode ends when the car leaves the road, so an early failure yields few frames)"""
     takeover_steps: int = Field(20, ge=1)
     episodes: int = Field(20, ge=1)

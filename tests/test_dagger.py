@@ -310,7 +310,11 @@ def test_a_takeover_keeps_a_failing_driver_on_the_road_and_hands_back():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"takeover": 0.0}, "takeover must be"), ({"takeover_steps": 0}, "takeover_steps")],
+    [
+        ({"takeover": 0.0}, "takeover must be"),
+        ({"takeover": 1.0}, r"takeover must be .* in \(0, 1\)"),  # off the road: never
+        ({"takeover_steps": 0}, "takeover_steps"),
+    ],
 )
 def test_drive_expert_refuses_a_bad_takeover(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -321,6 +325,7 @@ def test_drive_expert_refuses_a_bad_takeover(kwargs, message):
     ("fields", "message"),
     [
         ({"takeover": 1.5}, "takeover"),
+        ({"takeover": 1.0}, "takeover"),
         ({"steering_slope": 1.5}, "steering_slope 1.5 needs calibrate_steering"),
         ({"calibration_data": ["/tubs/c"]}, r"calibration_data \['/tubs/c'\] needs calibrate"),
         ({"calibrate_steering": True, "steering_slope": 3.0}, "steering_slope"),
