@@ -68,10 +68,12 @@ def calibrate_output(
     target: float = 1.0,
 ) -> dict[str, Any]:
     """Measure output `name`'s attenuation on held-out frames (uint8 (N, 3, H, W), targets
-    (N, L) in the model's output order) and scale it by 1 / slope, clipped to [1, MAX_GAIN],
-    times `target`: on these frames the output then rises with slope `target` on its label
-    (1: no attenuation; above 1: a deliberately stronger steering, the same for every network
-    calibrated on the same frames).
+    (N, L) in the model's output order) and scale it by target / slope: on these frames the
+    output then rises with slope `target` on its label (1: no attenuation; above 1: a
+    deliberately stronger steering, the same for every network calibrated on the same frames).
+    The gain is clipped to [min(1, target), target * MAX_GAIN]: a network that already steers
+    more strongly than `target` is not weakened (below 1: weakened to `target` at most), and a
+    slope under 1 / MAX_GAIN (mostly noise) is corrected by MAX_GAIN only.
 
     Returns what the card records: output, slope, intercept, r, frames, gain, and the RMSE on
     those frames before and after (offline the uncorrected output has the lower RMSE: the gain
@@ -88,7 +90,7 @@ def calibrate_output(
             f"output {name!r} does not rise with its label on {measured['frames']} held-out "
             f"frames (slope {measured['slope']:.3f}): nothing to calibrate"
         )
-    gain = target * float(np.clip(1.0 / measured["slope"], 1.0, MAX_GAIN))
+    gain = float(np.clip(target / measured["slope"], min(1.0, target), target * MAX_GAIN))
     scale_output(model, name, gain)
     keep = ~np.isnan(label)
     error = prediction[keep] - label[keep]

@@ -23,14 +23,8 @@ HARD=$ROOT/experiments/configs/policy_two_lane_hard_worlds.yaml
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT"
 
-timed() {  # NAME COMMAND...: run it once, with wall/CPU time and load before and after
-  local name=$1
-  shift
-  { date -u; uptime; } > "$OUT/$name.time"
-  /usr/bin/time -a -o "$OUT/$name.time" -f "user %U s, system %S s, wall %e s" "$@" \
-    > "$OUT/$name.log" 2>&1 || echo "failed: $name (see $OUT/$name.log)"
-  { date -u; uptime; } >> "$OUT/$name.time"
-}
+# shellcheck source=benchmarks/timed.sh
+source "$ROOT/benchmarks/timed.sh"  # timed NAME COMMAND...
 
 CALIB=$OUT/calib5k
 grep -q '"current_index": 5000' "$CALIB/manifest.json" 2>/dev/null || timed calib5k "$S" \

@@ -24,14 +24,8 @@ SPEC=$ROOT/experiments/configs/policy_two_lane_worlds.yaml
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT"
 
-timed() {  # NAME COMMAND...: run it once, with wall/CPU time and load before and after
-  local name=$1
-  shift
-  { date -u; uptime; } > "$OUT/$name.time"
-  /usr/bin/time -a -o "$OUT/$name.time" -f "user %U s, system %S s, wall %e s" "$@" \
-    > "$OUT/$name.log" 2>&1 || echo "failed: $name (see $OUT/$name.log)"
-  { date -u; uptime; } >> "$OUT/$name.time"
-}
+# shellcheck source=benchmarks/timed.sh
+source "$ROOT/benchmarks/timed.sh"  # timed NAME COMMAND...
 
 EXPERT=$OUT/expert20k
 if ! grep -q '"current_index": 20000' "$EXPERT/manifest.json" 2>/dev/null; then

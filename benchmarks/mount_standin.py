@@ -105,6 +105,18 @@ def warp(image: np.ndarray, h: np.ndarray) -> np.ndarray:
     )
 
 
+def check_options(horizon: float, hfov_deg: float, quality: int = 95) -> None:
+    """ValueError naming the first option no stand-in can be made with."""
+    if not 0.0 <= horizon < 1.0:
+        raise ValueError(
+            f"--horizon {horizon}: the horizon row is a fraction of the height, in [0, 1)"
+        )
+    if not 0.0 < hfov_deg < 180.0:
+        raise ValueError(f"--hfov {hfov_deg}: a pinhole's field of view lies in (0, 180) degrees")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"--quality {quality}: JPEG quality lies in 1-100")
+
+
 def write_standin(
     src: Path,
     out: Path,
@@ -117,6 +129,7 @@ def write_standin(
     returns the number of images written. `src` is only read; `out` must not exist."""
     if name not in MOUNTS:
         raise ValueError(f"mount {name!r}: not one of {', '.join(MOUNTS)}")
+    check_options(horizon, hfov_deg, quality)
     if not (src / "manifest.json").is_file() or not (src / "images").is_dir():
         raise ValueError(f"{src}: not a DonkeyCar tub v2 (no manifest.json or images/)")
     if out.exists():
@@ -172,6 +185,7 @@ def contact_sheet(
     scale: int = 2,
 ) -> None:
     """A PNG: one row per frame index of `frames`, the original then each mount, labelled."""
+    check_options(horizon, hfov_deg)
     rows = []
     for index in frames:
         path = src / "images" / f"{index}_cam_image_array_.jpg"

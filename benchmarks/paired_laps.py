@@ -32,9 +32,15 @@ def completed(spec: str) -> tuple[str, dict[int, bool]]:
     if not path.is_file():
         raise SystemExit(f"error: {path}: no such file")
     out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        out[int(row["seed"])] = bool(row[side]["completed"])
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            row = json.loads(line)
+            out[int(row["seed"])] = bool(row[side]["completed"])
+        except (ValueError, KeyError, TypeError) as exc:
+            what = f"no {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+            raise SystemExit(
+                f"error: {path}:{number}: not an episode with seed and {side}: {what}"
+            ) from None
     return name, out
 
 

@@ -90,9 +90,9 @@ def drive_expert(
         raise ValueError(f"beta must be a probability in [0, 1], got {beta}")
     if segment_steps < 1:
         raise ValueError(f"segment_steps must be >= 1, got {segment_steps}")
-    if takeover is not None and not 0.0 < takeover <= 1.0:
-        raise ValueError(
-            f"takeover must be a fraction of the half road width in (0, 1], got {takeover}"
+    if takeover is not None and not 0.0 < takeover < 1.0:
+        raise ValueError(  # at 1 the car has left the road, and the episode ended, first
+            f"takeover must be a fraction of the half road width in (0, 1), got {takeover}"
         )
     if takeover_steps < 1:
         raise ValueError(f"takeover_steps must be >= 1, got {takeover_steps}")

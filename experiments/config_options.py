@@ -93,19 +93,32 @@ def overrides_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[
 
 
 def config_mentions(args: argparse.Namespace, key: str) -> bool:
-    """Whether the command line or its ``--config`` file sets the top-level field `key` (or
-    a field inside it): a shortcut given, even one whose value leaves the field alone (e.g.
-    ``--pseudo-label none``), a ``--set key...``, or the file's own ``key:``."""
+    """Whether the command line or its ``--config`` file sets field `key` (dotted for a nested
+    one, e.g. ``train.epochs``), a field inside it, or the field holding it: a shortcut given,
+    even one whose value leaves the field alone (e.g. ``--pseudo-label none``), a
+    ``--set ...``, or the file's own entry."""
+
+    def overlaps(other: str) -> bool:  # one of the two dotted paths lies inside the other
+        a, b = other.split("."), key.split(".")
+        return a[: len(b)] == b or b[: len(a)] == a
+
     shortcuts: dict[str, Shortcut] = getattr(args, "shortcuts", None) or {}
     for dest, shortcut in shortcuts.items():
         raw = getattr(args, dest, None)
-        if raw is not None and raw is not False and shortcut.key.split(".")[0] == key:
+        if raw is not None and raw is not False and overlaps(shortcut.key):
             return True
     for text in getattr(args, SET_DEST, None) or []:
-        if parse_assignment(text)[0].split(".")[0] == key:
+        if overlaps(parse_assignment(text)[0]):
             return True
     path = getattr(args, "config", None)
-    return path is not None and key in load_yaml_mapping(path)
+    if path is None:
+        return False
+    node: Any = load_yaml_mapping(path)
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def config_from_args(

@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator, model_validator
 
 from sim2real.agents.calibration import MAX_GAIN
-from sim2real.agents.checkpoint import CARD_FILE, ModelCard, load_checkpoint, save_checkpoint
+from sim2real.agents.checkpoint import (
+    CARD_FILE,
+    ModelCard,
+    load_checkpoint,
+    read_card,
+    save_checkpoint,
+)
 from sim2real.agents.closed_loop import (
     HELD_OUT_SEED_START,
     camera_size_for,
@@ -97,9 +103,9 @@ class DaggerConfig(StrictModel):
     """RandomizationSpec YAML of the DAgger recordings only (None: `randomization`): e.g. the
     hard end of its ranges, to record where the network fails; evaluation keeps
     `randomization`"""
-    takeover: float | None = Field(None, gt=0.0, le=1.0)
+    takeover: float | None = Field(None, gt=0.0, lt=1.0)
     """while recording: the expert takes over for `takeover_steps` steps when the network's
-    |cte| exceeds this fraction of the half road width, then hands back (None: never; the
+    |cte| exceeds this fraction (below 1) of the half road width, then hands back (None: never; the
     episode ends when the car leaves the road, so an early failure yields few frames)"""
     takeover_steps: int = Field(20, ge=1)
     episodes: int = Field(20, ge=1)
@@ -118,7 +124,8 @@ class DaggerConfig(StrictModel):
     1 / its attenuation slope on the validation frames (the training undoes the last gain)"""
     steering_slope: float = Field(1.0, gt=0.0, le=MAX_GAIN)
     """with calibrate_steering: the slope the calibrated steering rises with on its label
-    (1: attenuation undone; e.g. 1.59: the shipped network's gain 2.00 instead of 1.26)"""
+    (1: attenuation undone; e.g. 1.65: on the two-lane calibration frames of
+    docs/closed-loop.md, the shipped network's slope at gain 2.00 instead of its 1.26)"""
     calibration_data: list[str] | None = None
     """with calibrate_steering: tubs whose frames every iteration measures the slope on (None:
     that iteration's validation episodes, whose make-up changes with every iteration and moves
@@ -142,10 +149,15 @@ class DaggerConfig(StrictModel):
                 f"seed {self.seed} + {self.iterations} iterations reaches the held-out "
                 f"evaluation seeds (from {HELD_OUT_SEED_START})"
             )
-        if not self.calibrate_steering and (
-            self.calibration_data is not None or self.steering_slope != 1.0
-        ):
-            raise ValueError("calibration_data and steering_slope need calibrate_steering: true")
+        if not self.calibrate_steering:
+            if self.steering_slope != 1.0:
+                raise ValueError(
+                    f"steering_slope {self.steering_slope} needs calibrate_steering: true"
+                )
+            if self.calibration_data is not None:
+                raise ValueError(
+                    f"calibration_data {self.calibration_data} needs calibrate_steering: true"
+                )
         if self.checkpoint_fingerprint is None:
             self.checkpoint_fingerprint = checkpoint_fingerprint(self.checkpoint)
         return self
@@ -192,6 +204,12 @@ def run_dagger(
     for path in [*config.data, *(config.calibration_data or [])]:
         if not Path(path).exists():
             raise FileNotFoundError(f"sim data {path}: no such file or folder")
+    from sim2real.envs.randomization import resolve_spec
+
+    for spec in (config.randomization, config.record_randomization):
+        resolve_spec(spec)  # a missing or bad spec: refused now, not after the first drive
+    if config.calibration_data is not None:  # refuse before recording and training, not after
+        _check_calibration_network(read_card(config.checkpoint).spec)
     check_run_dir(
         out,
         config,
@@ -437,11 +455,7 @@ def calibration_frames(config: DaggerConfig, spec: ModelSpec) -> DrivingDataset:
     a temporal one's context is built with its training data, not here)."""
     from sim2real.transfer.datasets import DrivingDataset, open_records
 
-    if spec.temporal.enabled:
-        raise ValueError(
-            f"calibration_data needs a single-frame network; this one is temporal "
-            f"({spec.temporal.setting}): calibrate on its validation episodes instead"
-        )
+    _check_calibration_network(spec)
     records = open_records(config.calibration_data or [])
     return DrivingDataset(
         records.records,
@@ -451,6 +465,14 @@ def calibration_frames(config: DaggerConfig, spec: ModelSpec) -> DrivingDataset:
         progress=config.train.progress,
         report=records.report,
     )
+
+
+def _check_calibration_network(spec: ModelSpec) -> None:
+    if spec.temporal.enabled:
+        raise ValueError(
+            f"calibration_data needs a single-frame network; this one is temporal "
+            f"({spec.temporal.setting}): calibrate on its validation episodes instead"
+        )
 
 
 def _recording_stats(tub: Path) -> dict[str, Any]:

@@ -79,9 +79,10 @@ class SimulateConfig(StrictModel):
     takeover: float | None = Field(
         None,
         gt=0.0,
-        le=1.0,
+        lt=1.0,
         description="with a driver: the expert takes over for `takeover_steps` steps when the "
-        "driver's |cte| exceeds this fraction of the half road width (None: never)",
+        "driver's |cte| exceeds this fraction of the half road width, below 1: at 1 the car "
+        "has left the road and the episode has ended (None: never)",
     )
     takeover_steps: int = Field(20, ge=1, description="steps the expert drives after a takeover")
     driver_fingerprint: str | None = Field(

@@ -1,6 +1,9 @@
 """Helpers shared by several test modules (importable: pytest puts tests/ on sys.path)."""
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -46,3 +49,14 @@ def finetune_config(parent: Path, cache_dir: Path, frames: int, **changes) -> Fi
         cache_dir=str(cache_dir),
     )
     return FinetuneConfig(**{**base, **changes})
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """`benchmarks/NAME.py` (a script, not a package module) imported as module `name`; it is
+    registered in sys.modules, where dataclasses look their module up by name."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -254,8 +254,8 @@ def test_default_span_keeps_both_splits_blocks_out_around_pilot_frames(
         assert blocks and not blocks & kept, (later, len(blocks & kept))
 
 
-def test_resume_keeps_the_run_it_started_and_refuses_another_teacher(tmp_path):
-    truth = steering(260)
+def one_epoch_run(tmp_path, truth) -> tuple[Path, Path, AdaptConfig, Path]:
+    """(tub, parent, config, out) of a one-epoch adapt run on 100 frames of a tub of `truth`."""
     tub = write_tub(tmp_path / "tub", truth)
     parent = save_parent(tmp_path / "net", {"frames": 1})
     train = TrainConfig(epochs=1, batch_size=32, progress=False, tensorboard=False, num_threads=1)
@@ -264,6 +264,12 @@ def test_resume_keeps_the_run_it_started_and_refuses_another_teacher(tmp_path):
     )
     out = tmp_path / "out"
     adapt(config, out)
+    return tub, parent, config, out
+
+
+def test_resume_keeps_the_run_it_started_and_refuses_another_teacher(tmp_path):
+    truth = steering(260)
+    tub, parent, config, out = one_epoch_run(tmp_path, truth)
     weights = (out / "model.safetensors").read_bytes()
     with pytest.raises(ValueError, match="already holds an adapt run"):
         adapt(config, out)
@@ -272,7 +278,7 @@ def test_resume_keeps_the_run_it_started_and_refuses_another_teacher(tmp_path):
         adapt(config.model_copy(update={"weight": 0.5}), out, resume=True)
     assert (out / "model.safetensors").read_bytes() == weights
     # more epochs continue from the saved state: the first epoch is not trained again
-    more = config.model_copy(update={"train": train.model_copy(update={"epochs": 2})})
+    more = config.model_copy(update={"train": config.train.model_copy(update={"epochs": 2})})
     adapt(more, out, resume=True)
     card = read_card(out)
     assert card.history[-1]["epochs_run"] == 2 and card.metrics["epochs_run"] == 2
@@ -349,19 +355,18 @@ def test_a_resume_keeps_its_own_epochs_unless_the_command_line_names_them(tmp_pa
 
     from sim2real.experiments.cli import main
 
-    tub = write_tub(tmp_path / "tub", steering(260))
-    parent = save_parent(tmp_path / "net", {"frames": 1})
-    train = TrainConfig(epochs=1, batch_size=32, progress=False, tensorboard=False, num_threads=1)
-    config = AdaptConfig(
-        checkpoint=str(parent), real=[str(tub)], span=(0.0, 1.0), max_frames=100, train=train
-    )
-    out = tmp_path / "out"
-    adapt(config, out)
+    tub, parent, config, out = one_epoch_run(tmp_path, steering(260))
     base = ["adapt", "--checkpoint", str(parent), "--real", str(tub), "--out", str(out)]
+    named, unnamed = tmp_path / "named.yaml", tmp_path / "unnamed.yaml"
+    named.write_text("train: {epochs: 5}\n")
+    unnamed.write_text("train: {lr: 1.0e-4}\n")
     for flags, expected in (
         (["--resume"], 1),
         (["--resume", "--epochs", "3"], 3),
         (["--resume", "--set", "train.epochs=2"], 2),
+        (["--resume", "--set", "train.lr=1e-4"], 1),  # another train field: its own epochs
+        (["--resume", "--config", str(named)], 5),
+        (["--resume", "--config", str(unnamed)], 1),
         ([], 8),
     ):
         capsys.readouterr()

@@ -122,3 +122,30 @@ def test_calibrate_output_reaches_a_target_slope_above_one():
     assert np.polyfit(label, after, 1)[0] == pytest.approx(1.5, rel=1e-3)
     with pytest.raises(ValueError, match="target slope"):
         calibrate_output(_net(), x, shrunk, "user/angle", target=0.0)
+
+
+@pytest.mark.parametrize("slope", [1.2, 1.45])
+def test_a_network_already_steering_above_one_is_scaled_to_the_target_not_past_it(slope):
+    # an iteration that starts from a network scaled up earlier can measure a slope between
+    # 1 and the target: it needs the gain target / slope, not the whole target on top
+    net, x = _net(), _frames()
+    shrunk = torch.from_numpy(predict(net, x))
+    label = shrunk / slope
+    result = calibrate_output(net, x, label, "user/angle", target=1.5)
+    assert result["gain"] == pytest.approx(1.5 / slope, rel=1e-4)
+    after = predict(net, x)[:, 0]
+    assert np.polyfit(label[:, 0].numpy(), after, 1)[0] == pytest.approx(1.5, rel=1e-3)
+
+
+def test_a_target_never_weakens_a_network_nor_changes_the_target_one_gains():
+    net, x = _net(), _frames()
+    shrunk = torch.from_numpy(predict(net, x))
+    # steering beyond the target already: kept as it is, as with target 1
+    assert calibrate_output(net, x, shrunk / 1.8, "user/angle", target=1.5)["gain"] == 1.0
+    assert calibrate_output(_net(), x, shrunk / 1.3, "user/angle")["gain"] == 1.0
+    # the cap is on the correction, times the target
+    capped = calibrate_output(_net(), x, shrunk / 0.3, "user/angle", target=1.5)
+    assert capped["gain"] == pytest.approx(1.5 * MAX_GAIN)
+    # a target below 1 weakens to it, as before
+    weak = calibrate_output(_net(), x, shrunk / 1.3, "user/angle", target=0.8)
+    assert weak["gain"] == pytest.approx(0.8)

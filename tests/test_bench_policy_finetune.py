@@ -1,25 +1,21 @@
 """benchmarks/bench_policy_finetune.py: resumable, and a reused start must match the settings."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from model_helpers import load_benchmark
 from test_closed_loop_cli import _full_left_checkpoint
 
 from sim2real.agents.checkpoint import load_checkpoint, save_checkpoint
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_policy_finetune.py"
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_policy_finetune", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    yield load_benchmark("bench_policy_finetune")
+    del sys.modules["bench_policy_finetune"]
 
 
 def _run(bench, monkeypatch, *args):

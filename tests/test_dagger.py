@@ -310,7 +310,11 @@ def test_a_takeover_keeps_a_failing_driver_on_the_road_and_hands_back():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"takeover": 0.0}, "takeover must be"), ({"takeover_steps": 0}, "takeover_steps")],
+    [
+        ({"takeover": 0.0}, "takeover must be"),
+        ({"takeover": 1.0}, r"takeover must be .* in \(0, 1\)"),  # off the road: never
+        ({"takeover_steps": 0}, "takeover_steps"),
+    ],
 )
 def test_drive_expert_refuses_a_bad_takeover(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -321,7 +325,9 @@ def test_drive_expert_refuses_a_bad_takeover(kwargs, message):
     ("fields", "message"),
     [
         ({"takeover": 1.5}, "takeover"),
-        ({"steering_slope": 1.5}, "need calibrate_steering"),
+        ({"takeover": 1.0}, "takeover"),
+        ({"steering_slope": 1.5}, "steering_slope 1.5 needs calibrate_steering"),
+        ({"calibration_data": ["/tubs/c"]}, r"calibration_data \['/tubs/c'\] needs calibrate"),
         ({"calibrate_steering": True, "steering_slope": 3.0}, "steering_slope"),
         ({"calibrate_steering": True, "calibration_data": []}, "calibration_data is empty"),
     ],
@@ -400,3 +406,104 @@ def test_the_aimed_dagger_config_records_hard_worlds_and_judges_on_80_selection_
     assert hard.track.road_width.high < every.track.road_width.high
     assert hard.dynamics.latency.low >= 1 and hard.camera.hfov.low > every.camera.hfov.low
     assert config.calibrate_steering and config.takeover is not None
+
+
+def test_calibration_data_with_a_temporal_network_is_refused_before_anything_runs(
+    tmp_path, monkeypatch
+):
+    from sim2real.experiments import dagger
+
+    def never(*args, **kwargs):
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(dagger, "evaluate_closed_loop", never)
+    net = temporal_net(**PREVIOUS_ACTION)
+    start = save_checkpoint(
+        tmp_path / "start",
+        net,
+        ModelCard(spec=net.spec, trained_on={"env_config": {"image_size": list(CAMERA)}}),
+    )
+    config = DaggerConfig(
+        checkpoint=str(start),
+        data=[str(tmp_path)],
+        calibrate_steering=True,
+        calibration_data=[str(tmp_path)],
+    )
+    with pytest.raises(ValueError, match="calibration_data needs a single-frame network"):
+        run_dagger(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("field", ["randomization", "record_randomization"])
+def test_a_missing_randomization_spec_is_refused_before_anything_runs(tmp_path, monkeypatch, field):
+    from sim2real.common.config import ConfigError
+    from sim2real.experiments import dagger
+
+    def never(*args, **kwargs):
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(dagger, "evaluate_closed_loop", never)
+    config = DaggerConfig(
+        checkpoint=str(tiny_checkpoint(tmp_path / "start")),
+        data=[str(tmp_path)],
+        **{field: str(tmp_path / "nope.yaml")},
+    )
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+        run_dagger(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+class Logged:
+    """A driver that steers gently left and logs who had the car at each step."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        self.log.append("drove")
+        return gentle_left(frame)
+
+    def reset(self) -> None:
+        self.log.append("reset")
+
+    def observe(self, frame: np.ndarray, applied: np.ndarray) -> None:
+        self.log.append("observed")
+
+
+def test_a_stateful_driver_observes_the_takeover_steps_and_drives_the_others():
+    driver = Logged()
+    frames = list(
+        drive_expert(
+            5, 80, image_size=CAMERA, driver=driver, beta=0.0, takeover=0.5, takeover_steps=10
+        )
+    )
+    steps = [entry for entry in driver.log if entry != "reset"]
+    assert len(steps) == len(frames)  # one call a step: it drove or it saw the expert drive
+    observed = np.array([s == "observed" for s in steps])
+    by_driver = np.isclose([f.labels["sim/applied_steering"] for f in frames], -0.4)
+    np.testing.assert_array_equal(observed, ~by_driver)
+    assert observed.sum() >= 10  # (a takeover happened)
+
+
+def test_the_hard_worlds_differ_from_the_two_lane_worlds_only_where_they_say():
+    from sim2real.envs.randomization import resolve_spec
+
+    configs = Path(__file__).resolve().parent.parent / "experiments/configs"
+    hard = resolve_spec(configs / "policy_two_lane_hard_worlds.yaml").model_dump()
+    every = resolve_spec(configs / "policy_two_lane_worlds.yaml").model_dump()
+    differ = {
+        (group, name)
+        for group, fields in every.items()
+        if isinstance(fields, dict)
+        for name, value in fields.items()
+        if hard[group][name] != value
+    }
+    # "every other range is policy_two_lane_worlds.yaml's" (the hard spec's header)
+    assert differ == {
+        ("track", "road_width"),
+        ("visual", "verge_color"),
+        ("camera", "hfov"),
+        ("dynamics", "top_speed"),
+        ("dynamics", "latency"),
+    }
+    assert all(hard[g] == v for g, v in every.items() if not isinstance(v, dict))

@@ -1,29 +1,22 @@
 """benchmarks/mount_standin.py: a warped copy of a real tub that the reader reads as the same
 recording (labels, order, deletions), with each image moved as the mount says."""
 
-import importlib.util
 import json
 import os
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from model_helpers import load_benchmark
 
 from sim2real.transfer.sample_data import sample_path
 from sim2real.transfer.tub import read_tub
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "mount_standin.py"
-
 
 @pytest.fixture(scope="module")
 def standin():
-    spec = importlib.util.spec_from_file_location("mount_standin", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mount_standin"] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    yield module
+    yield load_benchmark("mount_standin")
     del sys.modules["mount_standin"]
 
 
@@ -95,3 +88,25 @@ def test_refuses_existing_output_and_unknown_mount(standin, tmp_path):
         standin.write_standin(sample_path(), tmp_path / "y", "sideways")
     assert standin.main(["write", str(tmp_path / "nope"), str(tmp_path / "z"), "higher"]) == 2
     assert not (tmp_path / "z").exists() and os.listdir(tmp_path) == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"horizon": 1.5}, "horizon 1.5"),
+        ({"hfov_deg": 180.0}, "hfov 180.0"),
+        ({"hfov_deg": -90.0}, "hfov -90.0"),
+        ({"quality": 0}, "quality 0"),
+    ],
+)
+def test_refuses_options_that_would_write_garbage(standin, tmp_path, options, message):
+    # a field of view of 180 degrees or more has no pinhole; a horizon outside the image and a
+    # JPEG quality outside 1-100 are typos: none may write a stand-in
+    with pytest.raises(ValueError, match=message):
+        standin.write_standin(sample_path(), tmp_path / "out", "higher", **options)
+    assert os.listdir(tmp_path) == []
+    flag = {"horizon": "--horizon", "hfov_deg": "--hfov", "quality": "--quality"}
+    [(key, value)] = options.items()
+    argv = ["write", str(sample_path()), str(tmp_path / "out"), "higher", flag[key], str(value)]
+    assert standin.main(argv) == 2
+    assert os.listdir(tmp_path) == []

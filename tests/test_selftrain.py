@@ -10,11 +10,12 @@ import torch
 from model_helpers import finetune_config
 
 from sim2real.agents.augment import Augmentation
-from sim2real.agents.checkpoint import load_checkpoint
+from sim2real.agents.checkpoint import load_checkpoint, read_card
 from sim2real.agents.model import DrivingNet, ModelSpec, predict
 from sim2real.experiments.cli import main
 from sim2real.transfer.datasets import open_records
 from sim2real.transfer.finetune import FinetuneConfig, finetune, open_finetune_data
+from sim2real.transfer.records import Record
 from sim2real.transfer.sample_data import sample_path
 from sim2real.transfer.selftrain import (
     PseudoLabels,
@@ -58,14 +59,29 @@ def test_keep_spread_stretches_the_smoothed_labels_back_to_the_raw_spread():
     segments = np.r_[np.zeros(100), np.ones(100)].astype(int)
     plain = smoothed(raw, segments, SelfTrainConfig())
     kept = smoothed(raw, segments, SelfTrainConfig(keep_spread=True))
-    ok = np.isfinite(raw[:, 0])
     # the smoothing shrinks them (the run with the NaN stays raw: `smooth_labels`)
     assert np.std(plain[100:, 0]) < 0.8 * np.std(raw[100:, 0])
-    assert np.nanstd(kept[:, 0]) == pytest.approx(np.nanstd(raw[:, 0]))
+    # stretched back where it was smoothed; the run with the NaN was not, and is kept raw
+    assert np.std(kept[100:, 0]) == pytest.approx(np.std(raw[100:, 0]))
+    np.testing.assert_array_equal(kept[:100, 0], raw[:100, 0])
     assert np.nanmean(kept[:, 0]) == pytest.approx(np.nanmean(plain[:, 0]))
-    assert np.corrcoef(kept[ok, 0], plain[ok, 0])[0, 1] == pytest.approx(1.0)
+    assert np.corrcoef(kept[100:, 0], plain[100:, 0])[0, 1] == pytest.approx(1.0)  # affine
     np.testing.assert_allclose(kept[:, 1], 1.0)  # a constant label stays
     assert np.isnan(kept[5, 0])
+
+
+def test_keep_spread_leaves_a_run_the_smoothing_left_raw_as_it_is():
+    # a run with a frame the teacher did not label is not smoothed (`smooth_labels`): it kept
+    # its spread, so stretching it too would widen it past its raw labels
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=(100, 1))
+    raw[3, 0] = np.nan
+    segments = np.r_[np.zeros(50), np.ones(50)].astype(int)
+    kept = smoothed(raw, segments, SelfTrainConfig(keep_spread=True))
+    np.testing.assert_array_equal(kept[:50], raw[:50])
+    assert np.std(kept[50:, 0]) == pytest.approx(np.std(raw[50:, 0]))
+    plain = smoothed(raw, segments, SelfTrainConfig())
+    assert np.corrcoef(kept[50:, 0], plain[50:, 0])[0, 1] == pytest.approx(1.0)
 
 
 def test_pseudo_labels_average_the_mirror_and_keep_the_most_consistent():
@@ -102,6 +118,28 @@ def test_recorded_agreement_scores_the_kept_pseudo_labels_against_recorded_ones(
     )
     assert angle["smoothed_r"] == pytest.approx(np.corrcoef(s, y)[0, 1])
     assert recorded_agreement(pseudo, np.full((40, 2), np.nan), ["a", "b"]) == {}
+
+
+def test_recorded_agreement_does_not_score_against_frames_the_pilot_drove():
+    # with include_pilot the pilot's frames are unlabeled frames too, but their user/angle is
+    # the idle joystick, not a person's steering: no truth to score the teacher against
+    rng = np.random.default_rng(1)
+    truth = rng.normal(size=(40, 1))
+    raw = truth + rng.normal(scale=0.1, size=truth.shape)
+    pseudo = PseudoLabels(
+        torch.zeros(40), raw, raw, np.zeros(40), np.zeros(40, int), np.ones(40, bool)
+    )
+    modes = ["user"] * 30 + ["local_angle"] * 5 + ["local"] * 5
+    records = [
+        Record(i, "s", None, Path(f"{i}.jpg"), {"user/angle": 0.0}, "tub", mode)
+        for i, mode in enumerate(modes)
+    ]
+    truth[30:] = 0.0  # what the joystick says while the pilot steers
+    scores = recorded_agreement(pseudo, truth, ["user/angle"], records)
+    assert scores["user/angle"]["frames"] == 30
+    assert scores["user/angle"]["raw_r"] == pytest.approx(
+        np.corrcoef(raw[:30, 0], truth[:30, 0])[0, 1]
+    )
 
 
 def test_unlabeled_frames_leave_out_held_out_and_labelled_frames(parent, cache_dir):
@@ -156,6 +194,22 @@ def test_finetune_with_pseudo_labels_writes_teacher_and_student(parent, cache_di
             assert torch.equal(t[name], s[name]), name
     moved = [n for n in t if "stage5" in n and n.endswith("weight") and not torch.equal(t[n], s[n])]
     assert moved
+
+
+def test_crop_top_reaches_the_teacher_and_the_student_of_a_self_trained_run(
+    parent, cache_dir, tmp_path
+):
+    # finetune's default self-trains: --crop-top must hold for every network it saves
+    assert read_card(parent).spec.preprocessing.crop_top > 0
+    st = SelfTrainConfig(max_frames=80, block_frames=40, epochs=1, keep=0.5)
+    config = finetune_config(parent, cache_dir, 40, selftrain=st, crop_top=0)
+    config.adapter.freeze = "head"
+    config.ladder.folds = 3
+    result = finetune(config, tmp_path / "run")
+    assert result.card.history[-1]["step"] == "finetune_selftrain"
+    for folder in (tmp_path / "run" / "teacher", tmp_path / "run"):
+        model, card = load_checkpoint(folder)
+        assert card.spec.preprocessing.crop_top == 0 == model.spec.preprocessing.crop_top
 
 
 def test_pseudo_label_cli_errors(parent, tmp_path, capsys):

@@ -133,13 +133,7 @@ def smooth_labels(labels: np.ndarray, segments: np.ndarray, method: str, window:
     if method not in SMOOTHERS:
         raise ValueError(f"smoothing must be one of {SMOOTHERS}, got {method!r}")
     out = np.array(labels, dtype=np.float64, copy=True)
-    if method == "none" or window <= 1 or len(out) == 0:
-        return out
-    cuts = np.flatnonzero(np.diff(segments) != 0) + 1
-    for rows in np.split(np.arange(len(out)), cuts):
-        width = min(window, len(rows) if len(rows) % 2 else len(rows) - 1)
-        if width < 3:
-            continue
+    for rows, width in _smoothed_runs(segments, method, window):
         for j in range(out.shape[1]):
             column = out[rows, j]
             if not np.isfinite(column).all():
@@ -151,19 +145,39 @@ def smooth_labels(labels: np.ndarray, segments: np.ndarray, method: str, window:
     return out
 
 
+def _smoothed_runs(segments: np.ndarray, method: str, window: int) -> list[tuple[np.ndarray, int]]:
+    """(rows, filter width) of each run of equal `segments` ids that `smooth_labels` filters
+    (a run too short for a width of 3 is not)."""
+    if method == "none" or window <= 1 or len(segments) == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(segments) != 0) + 1
+    runs = []
+    for rows in np.split(np.arange(len(segments)), cuts):
+        width = min(window, len(rows) if len(rows) % 2 else len(rows) - 1)
+        if width >= 3:
+            runs.append((rows, width))
+    return runs
+
+
 def smoothed(raw: np.ndarray, segments: np.ndarray, config: SelfTrainConfig) -> np.ndarray:
     """`raw` (N, L) smoothed as `config` says (`smooth_labels`), and with `keep_spread` each
-    column stretched about its mean to the standard deviation of that column of `raw`
-    (finite values only; a constant column stays as it is)."""
+    column's smoothed values (the runs `smooth_labels` filtered: not those with a NaN in the
+    column, nor runs too short to filter) stretched about their mean to the standard deviation
+    the raw values of those frames have (a constant column stays as it is)."""
     labels = smooth_labels(raw, segments, config.smooth, config.window)
     if not config.keep_spread:
         return labels
+    runs = _smoothed_runs(segments, config.smooth, config.window)
     for j in range(labels.shape[1]):
-        ok = np.isfinite(labels[:, j]) & np.isfinite(raw[:, j])
-        spread = float(np.std(labels[ok, j])) if ok.any() else 0.0
+        touched = [rows for rows, _ in runs if np.isfinite(raw[rows, j]).all()]
+        if not touched:
+            continue
+        rows = np.concatenate(touched)
+        spread = float(np.std(labels[rows, j]))
         if spread > 0:
-            centre = float(np.mean(labels[ok, j]))
-            labels[:, j] = centre + (labels[:, j] - centre) * float(np.std(raw[ok, j])) / spread
+            centre = float(np.mean(labels[rows, j]))
+            scale = float(np.std(raw[rows, j])) / spread
+            labels[rows, j] = centre + (labels[rows, j] - centre) * scale
     return labels
 
 
@@ -227,19 +241,29 @@ def pseudo_label(
 
 
 def recorded_agreement(
-    pseudo: PseudoLabels, truth: np.ndarray, outputs: Sequence[str]
+    pseudo: PseudoLabels,
+    truth: np.ndarray,
+    outputs: Sequence[str],
+    records: Sequence[Record] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per output recorded on at least 10 of the kept pseudo-labelled frames (`truth` (N, L),
     NaN: not recorded), R² and Pearson r of the teacher's labels before (`raw`) and after the
     smoothing (`smoothed`, what the student trains on) against the recorded labels, and the
     frame count. A diagnostic the card keeps: nothing trains on the recorded labels, and an
-    unlabeled recording without them gives {} (docs/selftrain.md, "The student, round two")."""
+    unlabeled recording without them gives {} (docs/selftrain.md, "The student, round two").
+    `records` (the frames' records, in order): frames the pilot drove (`include_pilot`) are
+    left out, their recorded user/ labels being the idle joystick's, not a person's."""
     from sklearn.metrics import r2_score
 
+    from sim2real.transfer.records import PILOT_MODES
+
+    person = np.ones(len(truth), dtype=bool)
+    if records is not None:
+        person = np.array([r.mode not in PILOT_MODES for r in records], dtype=bool)
     out: dict[str, dict[str, float]] = {}
     for j, name in enumerate(outputs):
         y = truth[:, j]
-        ok = pseudo.kept & np.isfinite(y) & np.isfinite(pseudo.raw[:, j])
+        ok = pseudo.kept & person & np.isfinite(y) & np.isfinite(pseudo.raw[:, j])
         ok &= np.isfinite(pseudo.labels[:, j])
         if ok.sum() < 10 or np.ptp(y[ok]) == 0:
             continue
@@ -609,7 +633,9 @@ def finetune_selftrain(
             {
                 **pseudo.summary(),
                 "seconds": time.perf_counter() - t0,
-                "recorded": recorded_agreement(pseudo, recorded, teacher.spec.outputs),
+                "recorded": recorded_agreement(
+                    pseudo, recorded, teacher.spec.outputs, unlabeled_records
+                ),
             }
         )
         say(

@@ -39,16 +39,10 @@ def _saved_epochs(args: argparse.Namespace, config):  # noqa: ANN001 (AdaptConfi
     """`config` with the resumed run's own `train.epochs` unless the command line or its
     --config names the epochs: the default changed (4 -> 8, 2026-12-01), and a resume may
     change the epochs, so an interrupted run made before would otherwise train on to 8."""
-    from sim2real.common.config import load_yaml_mapping, parse_assignment
-    from sim2real.experiments.config_options import SET_DEST
+    from sim2real.common.config import load_yaml_mapping
+    from sim2real.experiments.config_options import config_mentions
 
-    for dest, shortcut in (getattr(args, "shortcuts", None) or {}).items():
-        if shortcut.key == "train.epochs" and getattr(args, dest, None) is not None:
-            return config
-    for text in getattr(args, SET_DEST, None) or []:
-        if parse_assignment(text)[0] in ("train", "train.epochs"):
-            return config
-    if args.config is not None and "epochs" in (load_yaml_mapping(args.config).get("train") or {}):
+    if config_mentions(args, "train.epochs"):
         return config
     saved = Path(args.out) / "config.yaml"
     if not saved.is_file():
