@@ -62,6 +62,13 @@ class Preprocessing(StrictModel):
             return np.ascontiguousarray(cropped)
         return cv2.resize(cropped, (self.width, self.height), interpolation=cv2.INTER_AREA)
 
+    def with_crop_top(self, crop_top: int | None) -> Preprocessing:
+        """This preprocessing with `crop_top` rows cut off the top instead of its own (None:
+        as it is): `finetune --crop-top`, `adapt --crop-top`."""
+        if crop_top is None:
+            return self
+        return Preprocessing.model_validate({**self.model_dump(), "crop_top": crop_top})
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """The network's input shape (3, height, width)."""

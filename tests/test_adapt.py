@@ -372,3 +372,16 @@ def test_a_resume_keeps_its_own_epochs_unless_the_command_line_names_them(tmp_pa
         capsys.readouterr()
         assert main([*base, *flags, "--print-config"]) == 0
         assert yaml.safe_load(capsys.readouterr().out)["train"]["epochs"] == expected, flags
+
+
+def test_crop_top_is_what_the_adapted_network_reads_and_saves(tmp_path):
+    truth = steering(260)
+    tub, parent, config, out = one_epoch_run(tmp_path, truth)
+    cut = read_card(parent).spec.preprocessing.crop_top
+    assert cut > 0 and read_card(out).spec.preprocessing.crop_top == cut
+    whole = tmp_path / "whole"
+    adapt(config.model_copy(update={"crop_top": 0}), whole)
+    assert read_card(whole).spec.preprocessing.crop_top == 0
+    assert (whole / "model.safetensors").read_bytes() != (out / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="crop_top"):
+        AdaptConfig(crop_top=-1)

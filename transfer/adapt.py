@@ -77,6 +77,9 @@ class AdaptConfig(StrictModel):
     """the sim network to adapt (a checkpoint folder or a shipped name)"""
     real: list[str] = Field(default_factory=list)
     """real tubs, folders of tubs or CSV folders with timestamps (any labels are not read)"""
+    crop_top: int | None = Field(None, ge=0)
+    """rows (px of the camera frame) cut off the top before the network looks; None: the
+    checkpoint's own (as `finetune --crop-top`: docs/transfer.md, "Another camera mount")"""
     span: tuple[float, float] | None = None
     """fraction (start, end) of each recording (per session, in time order) read; None: the
     training part of `finetune`'s split (REAL_SPLIT: never its validation or test blocks)"""
@@ -381,6 +384,7 @@ def adapt(config: AdaptConfig, out_dir: str | Path, *, resume: bool = False) -> 
     )
     records = allowed_records(config)
     network, parent_card = load_checkpoint(config.checkpoint)
+    network.spec.preprocessing = network.spec.preprocessing.with_crop_top(config.crop_top)
     if STEERING not in network.spec.outputs:
         raise ValueError(f"{config.checkpoint}: the network has no {STEERING} output to adapt")
     torch.manual_seed(config.train.seed)

@@ -329,9 +329,7 @@ def check_cv_resume(out_dir: Path, config: FinetuneConfig, n_train: int) -> None
 def input_preprocessing(config: FinetuneConfig, preprocessing: Preprocessing) -> Preprocessing:
     """A checkpoint's `preprocessing` as this run feeds the network: with `config.crop_top`
     in place of its crop where set."""
-    if config.crop_top is None:
-        return preprocessing
-    return Preprocessing.model_validate({**preprocessing.model_dump(), "crop_top": config.crop_top})
+    return preprocessing.with_crop_top(config.crop_top)
 
 
 def build_model(config: FinetuneConfig) -> tuple[DrivingNet, ModelCard]:

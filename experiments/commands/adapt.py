@@ -109,6 +109,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         help="at most this many frames for the student, as 100-frame blocks (20000)",
     )
+    add_shortcut(
+        parser,
+        "--crop-top",
+        "crop_top",
+        type=int,
+        metavar="ROWS",
+        help="rows cut off the top of the camera frame before the network looks (default: the "
+        "checkpoint's; 0 when your camera sees the walls or lines where the checkpoint crops)",
+    )
     add_shortcut(parser, "--epochs", "train.epochs", type=int, help="student epochs (8)")
     add_shortcut(parser, "--lr", "train.lr", type=float, help="student learning rate (3e-4)")
     add_shortcut(parser, "--seed", "train.seed", type=int, help="training seed")
