@@ -66,6 +66,19 @@ def add_shortcut(
     parser.set_defaults(shortcuts=shortcuts)
 
 
+def add_crop_top(parser: argparse.ArgumentParser) -> None:
+    """`--crop-top ROWS`, the shortcut for the `crop_top` field of `finetune` and `adapt`."""
+    add_shortcut(
+        parser,
+        "--crop-top",
+        "crop_top",
+        type=int,
+        metavar="ROWS",
+        help="rows cut off the top of the camera frame before the network looks (default: the "
+        "checkpoint's; 0 when your camera sees the walls or lines where the checkpoint crops)",
+    )
+
+
 def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 

@@ -55,6 +55,7 @@ def _saved_epochs(args: argparse.Namespace, config):  # noqa: ANN001 (AdaptConfi
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from sim2real.experiments.config_options import (
+        add_crop_top,
         add_print_config,
         add_set_option,
         add_shortcut,
@@ -109,15 +110,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         help="at most this many frames for the student, as 100-frame blocks (20000)",
     )
-    add_shortcut(
-        parser,
-        "--crop-top",
-        "crop_top",
-        type=int,
-        metavar="ROWS",
-        help="rows cut off the top of the camera frame before the network looks (default: the "
-        "checkpoint's; 0 when your camera sees the walls or lines where the checkpoint crops)",
-    )
+    add_crop_top(parser)
     add_shortcut(parser, "--epochs", "train.epochs", type=int, help="student epochs (8)")
     add_shortcut(parser, "--lr", "train.lr", type=float, help="student learning rate (3e-4)")
     add_shortcut(parser, "--seed", "train.seed", type=int, help="training seed")

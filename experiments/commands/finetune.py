@@ -369,7 +369,7 @@ def _report_gap(config, out_dir: Path) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from sim2real.experiments.config_options import add_set_option, add_shortcut
+    from sim2real.experiments.config_options import add_crop_top, add_set_option, add_shortcut
     from sim2real.transfer.ladder import RUNG_TEXT
 
     rungs = "; ".join(f"{name}: {text}" for name, text in RUNG_TEXT.items())
@@ -420,15 +420,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="random init, all trainable",
     )
-    add_shortcut(
-        parser,
-        "--crop-top",
-        "crop_top",
-        type=int,
-        metavar="ROWS",
-        help="rows cut off the top of the camera frame before the network looks (default: the "
-        "checkpoint's; 0 when your camera sees the walls or lines where the checkpoint crops)",
-    )
+    add_crop_top(parser)
     add_shortcut(parser, "--epochs", "train.epochs", type=int, help="the CV's maximum")
     add_shortcut(parser, "--seed", "train.seed", type=int, help="training seed")
     parser.add_argument("--config", type=Path, help="YAML FinetuneConfig (adapter, train, ...)")
