@@ -74,7 +74,7 @@ def test_motion_teacher_beats_a_noisy_network_without_labels(tmp_path):
     n = 300
     truth, records, x = panning_flow(tmp_path, n)
     network = truth + np.random.default_rng(1).normal(0, 0.35, n)  # a noisy, biased-free guess
-    labels, motion_fit, ridge = steering_labels(network, x, run_ids(records), 0.7)
+    labels, motion_fit, ridge, _ = steering_labels(network, x, run_ids(records), 0.7)
     r_network = np.corrcoef(network, truth)[0, 1]
     r_labels = np.corrcoef(labels, truth)[0, 1]
     r_motion = np.corrcoef(motion_fit, truth)[0, 1]

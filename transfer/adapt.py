@@ -52,7 +52,13 @@ from sim2real.common.runs import check_run_dir, describe_run
 from sim2real.transfer.adapter import param_groups
 from sim2real.transfer.motion import MotionConfig, RidgeFit, fit_ridge_cv, motion_span
 from sim2real.transfer.records import Record, run_ids, run_lengths
-from sim2real.transfer.selftrain import OddWidth, SelfTrainConfig, pseudo_label, teacher_copy
+from sim2real.transfer.selftrain import (
+    OddWidth,
+    SelfTrainConfig,
+    pseudo_label,
+    stretched_about_mean,
+    teacher_copy,
+)
 
 STEERING = "user/angle"
 """the output the motion teacher labels"""
@@ -288,7 +294,7 @@ def zero_label_teacher(
     if config.components is not None:  # (fewer than asked where the flow has fewer features)
         motion, explained = principal_scores(motion, config.components)
         components = motion.shape[1]
-    mixed, motion_fit, ridge = steering_labels(
+    mixed, motion_fit, ridge, stretch = steering_labels(
         smoothed[:, column], motion, runs, config.weight, match_spread=config.match_spread
     )
     labels = np.full_like(smoothed, np.nan)
@@ -296,8 +302,6 @@ def zero_label_teacher(
         if name in REAL_LABELS:
             labels[:, j] = smoothed[:, j]
     labels[:, column] = mixed
-    base = float(np.std(ridge.predict(motion)))
-    stretch = float(np.std(motion_fit)) / base if base > 0 else 1.0
     return Teacher(
         kept,
         images,
@@ -331,19 +335,17 @@ def steering_labels(
     weight: float,
     *,
     match_spread: bool = False,
-) -> tuple[np.ndarray, np.ndarray, RidgeFit]:
-    """(pseudo-labels (N,), motion fit (N,), the ridge): the ridge of the network's steering
-    `network` (N,) on the lagged motion features `motion` (N, D) of the same frames (penalty
-    by CV over `runs` (N,)), mixed as ``weight * fit + (1 - weight) * network``. No label.
-    `match_spread`: the fit is first stretched about its mean to the network's standard
-    deviation."""
+) -> tuple[np.ndarray, np.ndarray, RidgeFit, float]:
+    """(pseudo-labels (N,), motion fit (N,), the ridge, the stretch): the ridge of the
+    network's steering `network` (N,) on the lagged motion features `motion` (N, D) of the
+    same frames (penalty by CV over `runs` (N,)), mixed as ``weight * fit + (1 - weight) *
+    network``. No label. `match_spread`: the fit is first stretched about its mean to the
+    network's standard deviation, by the factor returned (1 without)."""
     ridge = fit_ridge_cv(motion, network, runs)
-    motion_fit = ridge.predict(motion)
-    spread = float(np.std(motion_fit))
-    if match_spread and spread > 0:
-        centre = float(np.mean(motion_fit))
-        motion_fit = centre + (motion_fit - centre) * float(np.std(network)) / spread
-    return weight * motion_fit + (1.0 - weight) * network, motion_fit, ridge
+    motion_fit, stretch = ridge.predict(motion), 1.0
+    if match_spread:
+        motion_fit, stretch = stretched_about_mean(motion_fit, float(np.std(network)))
+    return weight * motion_fit + (1.0 - weight) * network, motion_fit, ridge, stretch
 
 
 def student_frames(teacher: Teacher, config: AdaptConfig, seed: int) -> np.ndarray:

@@ -159,6 +159,16 @@ def _smoothed_runs(segments: np.ndarray, method: str, window: int) -> list[tuple
     return runs
 
 
+def stretched_about_mean(values: np.ndarray, std: float) -> tuple[np.ndarray, float]:
+    """(`values` (N,) stretched about their mean to standard deviation `std`, the factor they
+    were stretched by); constant `values` are returned as they are, with factor 1."""
+    spread = float(np.std(values))
+    if spread <= 0:
+        return values, 1.0
+    centre = float(np.mean(values))
+    return centre + (values - centre) * (std / spread), std / spread
+
+
 def smoothed(raw: np.ndarray, segments: np.ndarray, config: SelfTrainConfig) -> np.ndarray:
     """`raw` (N, L) smoothed as `config` says (`smooth_labels`), and with `keep_spread` each
     column's smoothed values (the runs `smooth_labels` filtered: not those with a NaN in the
@@ -173,11 +183,7 @@ def smoothed(raw: np.ndarray, segments: np.ndarray, config: SelfTrainConfig) -> 
         if not touched:
             continue
         rows = np.concatenate(touched)
-        spread = float(np.std(labels[rows, j]))
-        if spread > 0:
-            centre = float(np.mean(labels[rows, j]))
-            scale = float(np.std(raw[rows, j])) / spread
-            labels[rows, j] = centre + (labels[rows, j] - centre) * scale
+        labels[rows, j] = stretched_about_mean(labels[rows, j], float(np.std(raw[rows, j])))[0]
     return labels
 
 
