@@ -90,13 +90,13 @@ def finetune_ensemble(
         may_change=RESUMABLE_CHANGES,
     )
     first = config.model_copy(update={"checkpoint": str(starts[0]), "ensemble_with": []})
+    if data is None:  # the same frames for every member (they share crop and input size)
+        data = open_finetune_data(
+            first, input_preprocessing(first, read_card(starts[0]).spec.preprocessing)
+        )
     if config.selftrain is not None:  # too few unlabeled frames: refused before any write
         from sim2real.transfer.selftrain import check_unlabeled
 
-        if data is None:  # (the same frames for every member, read once)
-            data = open_finetune_data(
-                first, input_preprocessing(first, read_card(starts[0]).spec.preprocessing)
-            )
         check_unlabeled(first, data)
     describe_run(out_dir, config)
     cards: list[ModelCard] = []
@@ -108,10 +108,6 @@ def finetune_ensemble(
                 log_line(f"member {i} ({start}): already fine-tuned in {folder}, kept")
             continue
         member = config.model_copy(update={"checkpoint": str(start), "ensemble_with": []})
-        if data is None:  # the same frames for every member (they share crop and input size)
-            data = open_finetune_data(
-                member, input_preprocessing(member, read_card(start).spec.preprocessing)
-            )
         if log_line is not None:
             log_line(f"member {i}: fine-tuning {start} into {folder}")
         result = finetune(member, folder, resume=resume, data=data, log_line=log_line)
@@ -121,8 +117,6 @@ def finetune_ensemble(
 
     provisional = ModelCard(kind=cards[0].kind, spec=cards[0].spec, members=members)
     model = load_ensemble(out_dir, provisional)
-    if data is None:  # every member was already there: read the validation block to score
-        data = open_finetune_data(first, model.spec.preprocessing)
     val_loss, val_metrics = validation_scores(model, data.val, config.train)
     seconds = time.perf_counter() - started
     step = {
