@@ -21,14 +21,15 @@ from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.model import predict
 from sim2real.agents.training import dataset_tensors
 from sim2real.common.config import load_config
+from sim2real.transfer import metrics
 from sim2real.transfer.datasets import DrivingDataset, open_records
 from sim2real.transfer.finetune import FinetuneConfig, open_finetune_data
 from sim2real.transfer.splits import split_records
 
 
 def score(pred: np.ndarray, truth: np.ndarray) -> str:
-    r2 = 1 - np.mean((pred - truth) ** 2) / np.var(truth)
-    return f"{r2:.3f} / {np.corrcoef(pred, truth)[0, 1]:.3f}"
+    """ "R² / r" of `pred` (N,) against `truth` (N,)."""
+    return f"{metrics.r2(pred, truth)[0]:.3f} / {metrics.pearson_r(pred, truth)[0]:.3f}"
 
 
 def main(real: str, runs: list[str]) -> None:

@@ -27,6 +27,7 @@ import torch
 
 from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.training import dataset_tensors
+from sim2real.transfer import metrics
 from sim2real.transfer.datasets import DrivingDataset, open_records
 from sim2real.transfer.finetune import load_finetune_config, open_finetune_data
 from sim2real.transfer.motion import ALPHAS, cv_groups, fit_ridge_cv, motion_span
@@ -49,7 +50,7 @@ WINDOWS = (1, 5, 9, 15, 21)
 def score(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     ok = np.isfinite(truth)
     pred, truth = pred[ok], truth[ok]
-    return 1 - np.mean((pred - truth) ** 2) / np.var(truth), np.corrcoef(pred, truth)[0, 1]
+    return float(metrics.r2(pred, truth)[0]), float(metrics.pearson_r(pred, truth)[0])
 
 
 def ridge_se1(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas=WIDE):
