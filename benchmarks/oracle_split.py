@@ -7,7 +7,9 @@ Drives each track four times, the steering and the throttle each taken from eith
 or the expert (`ExpertDriver`, no perturbation: pure pursuit that knows the car's speed, top
 speed and latency). A single frame shows none of those three, so "network steering + expert
 throttle" laps what a network that sees its speed could at best gain on the throttle side, and
-"expert steering + network throttle" what perfect perception of the road would. Writes
+"expert steering + network throttle" what perfect perception of the road would; "blind expert
+steering" is that expert told a nominal speed and no latency (`BlindView`), i.e. perfect
+perception of one frame and nothing more. Writes
 OUT/episodes.jsonl (one line per track and arm: seed, arm, completed, outcome, lap_fraction,
 mean_speed_mps) and prints laps per arm with Wilson 95% intervals. A diagnostic for choosing
 where to work (run it on selection seeds, not held-out ones).
@@ -16,6 +18,7 @@ where to work (run it on selection seeds, not held-out ones).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -23,13 +26,13 @@ import numpy as np
 import torch
 from scipy.stats import binomtest
 
-from sim2real.agents.checkpoint import load_checkpoint
 from sim2real.agents.closed_loop import (
     STALL_PROGRESS_M,
     camera_size_for,
     episode_end,
     network_policy,
 )
+from sim2real.agents.ensemble import load_predictor
 from sim2real.agents.sb3_env import PreprocessObservation
 from sim2real.common.io import atomic_write_text
 from sim2real.envs.expert import ExpertDriver
@@ -39,26 +42,45 @@ ARMS = {  # name -> (steering from, throttle from)
     "network": ("network", "network"),
     "expert throttle": ("network", "expert"),
     "expert steering": ("expert", "network"),
+    "blind expert steering": ("blind", "network"),
     "expert": ("expert", "expert"),
 }
+NOMINAL_SPEED = 1.8  # m/s: what the blind expert assumes (about the network's mean speed)
+
+
+class BlindView:
+    """The env as a pure-pursuit expert that cannot see what one frame hides sees it: the car
+    at NOMINAL_SPEED (lookahead and latency step) and no command latency. Track and pose stay
+    true, so what it lacks is exactly speed and latency."""
+
+    def __init__(self, env) -> None:
+        self._env = env.unwrapped
+        self.unwrapped = self
+        self.track = self._env.track
+
+    @property
+    def params(self) -> dict:
+        return {**self._env.params, "dynamics": {**self._env.params["dynamics"], "latency": 0}}
+
+    @property
+    def car_state(self):
+        return dataclasses.replace(self._env.car_state, speed=NOMINAL_SPEED)
+
+    @property
+    def track_index(self) -> int:
+        return self._env.track_index
 
 
 def drive(env, model, seed: int, steer_from: str, throttle_from: str, max_steps: int) -> dict:
     """One episode with the steering and the throttle each from the network or the expert."""
     act = network_policy(model)
     obs, info = env.reset(seed=seed, options={"randomize": True})
-    expert = ExpertDriver(env)
+    expert, blind = ExpertDriver(env), ExpertDriver(BlindView(env))
     length = float(env.unwrapped.track.length)
     outcome, speeds, best, best_step = "timeout", [], 0.0, 0
     for step in range(1, max_steps + 1):
-        net, ref = act(obs), expert.act()
-        action = np.array(
-            [
-                (net if steer_from == "network" else ref)[0],
-                (net if throttle_from == "network" else ref)[1],
-            ],
-            np.float32,
-        )
+        source = {"network": act(obs), "expert": expert.act(), "blind": blind.act()}
+        action = np.array([source[steer_from][0], source[throttle_from][1]], np.float32)
         obs, _, terminated, _, info = env.step(action)
         speeds.append(abs(info["speed"]))
         ended = episode_end(terminated, info)
@@ -90,7 +112,7 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    model, card = load_checkpoint(args.checkpoint)
+    model, card = load_predictor(args.checkpoint)
     model.eval()
     env = PreprocessObservation(
         TrackDrivingEnv(image_size=camera_size_for(card), randomization=args.randomization),
