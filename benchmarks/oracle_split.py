@@ -3,15 +3,16 @@
     python benchmarks/oracle_split.py CHECKPOINT OUT --seed-start 20000 --episodes 80 \
         --randomization experiments/configs/policy_two_lane_worlds.yaml
 
-Drives each track four times, the steering and the throttle each taken from either the network
-or the expert (`ExpertDriver`, no perturbation: pure pursuit that knows the car's speed, top
+Drives each track once per arm (five), the steering and the throttle each taken from either the
+network or the expert (`ExpertDriver`, no perturbation: pure pursuit that knows the car's speed, top
 speed and latency). A single frame shows none of those three, so "network steering + expert
 throttle" laps what a network that sees its speed could at best gain on the throttle side, and
 "expert steering + network throttle" what perfect perception of the road would; "blind expert
 steering" is that expert told a nominal speed and no latency (`BlindView`), i.e. perfect
-perception of one frame and nothing more. Writes
-OUT/episodes.jsonl (one line per track and arm: seed, arm, completed, outcome, lap_fraction,
-mean_speed_mps) and prints laps per arm with Wilson 95% intervals. A diagnostic for choosing
+perception of one frame and nothing more. Episodes end and
+are scored as `evaluate --sim` ends and scores the network's (`closed_loop.drive_episode`).
+Writes OUT/episodes.jsonl (one line per track and arm: arm and `drive_episode`'s metrics: seed,
+completed, outcome, lap_fraction, mean_speed_mps, ...) and prints laps per arm with Wilson 95% intervals. A diagnostic for choosing
 where to work (run it on selection seeds, not held-out ones).
 """
 
@@ -20,18 +21,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.stats import binomtest
 
-from sim2real.agents.closed_loop import (
-    STALL_PROGRESS_M,
-    camera_size_for,
-    episode_end,
-    network_policy,
-)
+from sim2real.agents.closed_loop import camera_size_for, drive_episode, network_policy
 from sim2real.agents.ensemble import load_predictor
 from sim2real.agents.sb3_env import PreprocessObservation
 from sim2real.common.io import atomic_write_text
@@ -51,12 +48,16 @@ NOMINAL_SPEED = 1.8  # m/s: what the blind expert assumes (about the network's m
 class BlindView:
     """The env as a pure-pursuit expert that cannot see what one frame hides sees it: the car
     at NOMINAL_SPEED (lookahead and latency step) and no command latency. Track and pose stay
-    true, so what it lacks is exactly speed and latency."""
+    true, so what it lacks is exactly speed and latency. Reads the env at each call, so it
+    may be made before the env's reset."""
 
     def __init__(self, env) -> None:
         self._env = env.unwrapped
         self.unwrapped = self
-        self.track = self._env.track
+
+    @property
+    def track(self):
+        return self._env.track
 
     @property
     def params(self) -> dict:
@@ -71,34 +72,27 @@ class BlindView:
         return self._env.track_index
 
 
-def drive(env, model, seed: int, steer_from: str, throttle_from: str, max_steps: int) -> dict:
-    """One episode with the steering and the throttle each from the network or the expert."""
+def mixed_policy(env, model, steer_from: str, throttle_from: str) -> Callable:
+    """A fresh policy for one episode of `env`: preprocessed frame -> [steering, throttle],
+    each taken from "network", "expert" or "blind" (the blind expert). A temporal network
+    reads the action the car applied as its previous action, as it would on the car."""
     act = network_policy(model)
-    obs, info = env.reset(seed=seed, options={"randomize": True})
     expert, blind = ExpertDriver(env), ExpertDriver(BlindView(env))
-    length = float(env.unwrapped.track.length)
-    outcome, speeds, best, best_step = "timeout", [], 0.0, 0
-    for step in range(1, max_steps + 1):
+
+    def policy(obs: np.ndarray) -> np.ndarray:
         source = {"network": act(obs), "expert": expert.act(), "blind": blind.act()}
         action = np.array([source[steer_from][0], source[throttle_from][1]], np.float32)
-        obs, _, terminated, _, info = env.step(action)
-        speeds.append(abs(info["speed"]))
-        ended = episode_end(terminated, info)
-        if ended is not None:
-            outcome = ended
-            break
-        if info["progress"] > best + STALL_PROGRESS_M:
-            best, best_step = info["progress"], step
-        elif step - best_step >= 100:
-            outcome = "stalled"
-            break
-    return {
-        "seed": seed,
-        "completed": outcome == "lap",
-        "outcome": outcome,
-        "lap_fraction": float(np.clip(info["progress"] / length, 0.0, 1.0)),
-        "mean_speed_mps": float(np.mean(speeds)) if speeds else 0.0,
-    }
+        act.applied(action)
+        return action
+
+    return policy
+
+
+def drive(env, model, seed: int, steer_from: str, throttle_from: str, max_steps: int) -> dict:
+    """One episode with the steering and the throttle each from the network or the expert,
+    ended and scored as `evaluate --sim` ends and scores the network's (`drive_episode`)."""
+    policy = mixed_policy(env, model, steer_from, throttle_from)
+    return drive_episode(model, env, seed, max_steps=max_steps, policy=policy)
 
 
 def main() -> None:

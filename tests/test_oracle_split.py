@@ -1,0 +1,98 @@
+"""benchmarks/oracle_split.py: each arm mixes the right halves, the blind expert sees what it
+should, and the network's arm is `evaluate --sim`'s episode."""
+
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from model_helpers import load_benchmark
+from test_closed_loop import CAMERA, SMALL, constant_driver
+
+from sim2real.agents.closed_loop import evaluate_closed_loop
+from sim2real.agents.sb3_env import PreprocessObservation
+from sim2real.envs.expert import ExpertDriver
+from sim2real.envs.track_env import TrackDrivingEnv
+
+SEED = 20_003
+NETWORK = (-0.25, 0.35)  # the constant network's [steering, throttle]
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    yield load_benchmark("oracle_split")
+    del sys.modules["oracle_split"]
+
+
+class Spy(gym.Wrapper):
+    """Records each executed action beside what the expert and the blind expert command in
+    the state it is executed from."""
+
+    def __init__(self, env, blind_view) -> None:
+        super().__init__(env)
+        self.blind_view = blind_view
+        self.steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def step(self, action):
+        expert = ExpertDriver(self.env).act()
+        blind = ExpertDriver(self.blind_view(self.env)).act()
+        self.steps.append((np.array(action), expert, blind))
+        return self.env.step(action)
+
+
+def _env(oracle) -> Spy:
+    torch.set_num_threads(1)
+    env = PreprocessObservation(TrackDrivingEnv(image_size=CAMERA), SMALL)
+    return Spy(env, oracle.BlindView)
+
+
+def test_blind_view_sees_nominal_speed_no_latency_and_the_true_track_and_pose(oracle):
+    env = TrackDrivingEnv(image_size=CAMERA)
+    view = oracle.BlindView(env)  # made before the reset: reads the env when asked
+    for seed in (SEED, SEED + 1):
+        env.reset(seed=seed, options={"randomize": True})
+        env.step(np.array([0.0, 0.5], np.float32))
+        true = env.car_state
+        assert view.track is env.track and view.track_index == env.track_index
+        seen = view.car_state
+        assert seen.speed == oracle.NOMINAL_SPEED != true.speed
+        np.testing.assert_array_equal(seen.position, true.position)
+        assert (seen.yaw, seen.roll, seen.pitch) == (true.yaw, true.roll, true.pitch)
+        assert view.params["dynamics"]["latency"] == 0
+        others = {k: v for k, v in env.params["dynamics"].items() if k != "latency"}
+        assert {k: v for k, v in view.params["dynamics"].items() if k != "latency"} == others
+        assert view.params["camera"] == env.params["camera"]
+    assert "latency" in env.params["dynamics"]  # the env's own params are left alone
+    env.close()
+
+
+@pytest.mark.parametrize(
+    "arm", ["network", "expert throttle", "expert steering", "blind expert steering"]
+)
+def test_each_arm_executes_the_halves_it_names(oracle, arm):
+    env = _env(oracle)
+    steer_from, throttle_from = oracle.ARMS[arm]
+    oracle.drive(env, constant_driver(*NETWORK), SEED, steer_from, throttle_from, max_steps=40)
+    env.close()
+    assert len(env.steps) >= 10
+    columns = {"network": None, "expert": 1, "blind": 2}
+    for half, source in enumerate((steer_from, throttle_from)):
+        executed = np.array([step[0][half] for step in env.steps])
+        if columns[source] is None:
+            want = np.full(len(executed), np.clip(NETWORK[half], -1, 1))
+        else:
+            want = np.array([step[columns[source]][half] for step in env.steps])
+        np.testing.assert_allclose(executed, want, atol=1e-6, err_msg=f"{arm}: half {half}")
+    blind = np.array([step[2][0] for step in env.steps])
+    expert = np.array([step[1][0] for step in env.steps])
+    assert np.abs(blind - expert).max() > 1e-3  # the blind expert steers differently
+
+
+def test_the_network_arm_is_the_closed_loop_evaluations_episode(oracle):
+    net = constant_driver(*NETWORK)
+    env = _env(oracle)
+    row = oracle.drive(env, net, SEED, "network", "network", max_steps=60)
+    env.close()
+    result = evaluate_closed_loop(net, seeds=[SEED], image_size=CAMERA, max_steps=60)
+    assert row == result["episodes"][0]
