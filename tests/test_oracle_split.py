@@ -1,6 +1,7 @@
 """benchmarks/oracle_split.py: each arm mixes the right halves, the blind expert sees what it
 should, and the network's arm is `evaluate --sim`'s episode."""
 
+import json
 import sys
 
 import gymnasium as gym
@@ -10,7 +11,9 @@ import torch
 from model_helpers import load_benchmark
 from test_closed_loop import CAMERA, SMALL, constant_driver
 
-from sim2real.agents.closed_loop import evaluate_closed_loop
+from sim2real.agents.checkpoint import ModelCard, save_checkpoint
+from sim2real.agents.closed_loop import evaluate_checkpoint, evaluate_closed_loop
+from sim2real.agents.ensemble import save_ensemble
 from sim2real.agents.sb3_env import PreprocessObservation
 from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.track_env import TrackDrivingEnv
@@ -96,3 +99,27 @@ def test_the_network_arm_is_the_closed_loop_evaluations_episode(oracle):
     env.close()
     result = evaluate_closed_loop(net, seeds=[SEED], image_size=CAMERA, max_steps=60)
     assert row == result["episodes"][0]
+
+
+def test_an_ensemble_drives_every_arm_and_its_own_arm_as_evaluate_does(
+    oracle, tmp_path, monkeypatch, capsys
+):
+    torch.set_num_threads(1)
+    names = ["member-0", "member-1"]
+    card = {"trained_on": {"env_config": {"image_size": list(CAMERA)}}}
+    nets = [constant_driver(-0.5, 0.2), constant_driver(0.1, 0.5)]
+    for name, net in zip(names, nets, strict=True):
+        save_checkpoint(tmp_path / "ens" / name, net, ModelCard(spec=net.spec, **card))
+    save_ensemble(tmp_path / "ens", ModelCard(spec=net.spec, members=names, **card))
+    args = [tmp_path / "ens", tmp_path / "out", "--seed-start", SEED, "--episodes", 2]
+    argv = ["oracle_split.py", *map(str, args), "--max-steps", "30"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--arms", "network", "expert"])
+    oracle.main()
+    lines = (tmp_path / "out" / "episodes.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [(r["arm"], r["seed"]) for r in rows] == [
+        (arm, seed) for seed in (SEED, SEED + 1) for arm in ("network", "expert")
+    ]
+    own = evaluate_checkpoint(tmp_path / "ens", episodes=2, seed_start=SEED, max_steps=30)
+    assert [r for r in rows if r.pop("arm") == "network"] == own["episodes"]
+    assert "network" in capsys.readouterr().out
