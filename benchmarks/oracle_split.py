@@ -12,8 +12,9 @@ steering" is that expert told a nominal speed and no latency (`BlindView`), i.e.
 perception of one frame and nothing more. Episodes end and
 are scored as `evaluate --sim` ends and scores the network's (`closed_loop.drive_episode`).
 Writes OUT/episodes.jsonl (one line per track and arm: arm and `drive_episode`'s metrics: seed,
-completed, outcome, lap_fraction, mean_speed_mps, ...) and prints laps per arm with Wilson 95% intervals. A diagnostic for choosing
-where to work (run it on selection seeds, not held-out ones).
+completed, outcome, lap_fraction, mean_speed_mps, ...) and prints laps per arm with Wilson 95%
+intervals. A diagnostic for choosing where to work (run it on selection seeds, not held-out
+ones).
 """
 
 from __future__ import annotations
