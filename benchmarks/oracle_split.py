@@ -31,6 +31,7 @@ from scipy.stats import binomtest
 
 from sim2real.agents.closed_loop import camera_size_for, drive_episode, network_policy
 from sim2real.agents.ensemble import load_predictor
+from sim2real.agents.model import check_driving_outputs
 from sim2real.agents.sb3_env import PreprocessObservation
 from sim2real.common.io import atomic_write_text
 from sim2real.envs.expert import ExpertDriver
@@ -107,12 +108,20 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    model, card = load_predictor(args.checkpoint)
+    if args.episodes < 1 or args.max_steps < 1:
+        raise SystemExit(
+            f"error: --episodes and --max-steps must be >= 1, got {args.episodes}, {args.max_steps}"
+        )
+    try:
+        model, card = load_predictor(args.checkpoint)
+        check_driving_outputs(model.outputs, "oracle_split")
+        env = PreprocessObservation(
+            TrackDrivingEnv(image_size=camera_size_for(card), randomization=args.randomization),
+            model.spec.preprocessing,
+        )
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc.args[0] if exc.args else exc}") from None
     model.eval()
-    env = PreprocessObservation(
-        TrackDrivingEnv(image_size=camera_size_for(card), randomization=args.randomization),
-        model.spec.preprocessing,
-    )
     rows = []
     seeds = range(args.seed_start, args.seed_start + args.episodes)
     with torch.no_grad():
@@ -130,7 +139,7 @@ def main() -> None:
         fraction = np.mean([r["lap_fraction"] for r in mine])
         speed = np.mean([r["mean_speed_mps"] for r in mine])
         print(
-            f"{arm:16s} {laps:3d} / {len(mine)} = {laps / len(mine):.1%} "
+            f"{arm:21s} {laps:3d} / {len(mine)} = {laps / len(mine):.1%} "
             f"[{low:.0%}, {high:.0%}]  lap fraction {fraction:.3f}  speed {speed:.2f} m/s"
         )
 

@@ -123,3 +123,24 @@ def test_an_ensemble_drives_every_arm_and_its_own_arm_as_evaluate_does(
     own = evaluate_checkpoint(tmp_path / "ens", episodes=2, seed_start=SEED, max_steps=30)
     assert [r for r in rows if r.pop("arm") == "network"] == own["episodes"]
     assert "network" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["no/such/checkpoint"], "no/such/checkpoint"),
+        (["CKPT", "--randomization", "no/such/spec.yaml"], "no/such/spec.yaml"),
+        (["CKPT", "--episodes", "0"], "--episodes and --max-steps must be >= 1"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(oracle, tmp_path, monkeypatch, args, message):
+    net = constant_driver(*NETWORK)
+    card = ModelCard(spec=net.spec, trained_on={"env_config": {"image_size": list(CAMERA)}})
+    save_checkpoint(tmp_path / "ckpt", net, card)
+    args = [str(tmp_path / "ckpt") if a == "CKPT" else a for a in args]
+    monkeypatch.setattr(sys, "argv", ["oracle_split.py", args[0], str(tmp_path / "out"), *args[1:]])
+    with pytest.raises(SystemExit) as exit_:
+        oracle.main()
+    line = str(exit_.value)
+    assert line.startswith("error: ") and message in line and "\n" not in line
+    assert not (tmp_path / "out").exists()
