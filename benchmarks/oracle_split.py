@@ -13,8 +13,9 @@ perception of one frame and nothing more. Episodes end and
 are scored as `evaluate --sim` ends and scores the network's (`closed_loop.drive_episode`).
 Writes OUT/episodes.jsonl (one line per track and arm: arm and `drive_episode`'s metrics: seed,
 completed, outcome, lap_fraction, mean_speed_mps, ...) and prints laps per arm with Wilson 95%
-intervals. A diagnostic for choosing where to work (run it on selection seeds, not held-out
-ones).
+intervals. Resumable: the rows are written after every track, and a re-run with the same
+checkpoint, spec and step limit (OUT/settings.json) drives only what is missing. A diagnostic
+for choosing where to work (run it on selection seeds, not held-out ones).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from sim2real.agents.closed_loop import camera_size_for, drive_episode, network_
 from sim2real.agents.ensemble import load_predictor
 from sim2real.agents.model import check_driving_outputs
 from sim2real.agents.sb3_env import PreprocessObservation
-from sim2real.common.io import atomic_write_text
+from sim2real.agents.shipped import resolve_checkpoint
+from sim2real.common.io import atomic_write_json, atomic_write_text
 from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.track_env import TrackDrivingEnv
 
@@ -44,6 +46,7 @@ ARMS = {  # name -> (steering from, throttle from)
     "blind expert steering": ("blind", "network"),
     "expert": ("expert", "expert"),
 }
+EPISODES_FILE, SETTINGS_FILE = "episodes.jsonl", "settings.json"
 NOMINAL_SPEED = 1.8  # m/s: what the blind expert assumes (about the network's mean speed)
 
 
@@ -97,6 +100,27 @@ def drive(env, model, seed: int, steer_from: str, throttle_from: str, max_steps:
     return drive_episode(model, env, seed, max_steps=max_steps, policy=policy)
 
 
+def _resolved(path: str) -> str:
+    return str(Path(path).resolve())
+
+
+def previous_drives(out: Path, settings: dict) -> dict[tuple[int, str], dict]:
+    """{(seed, arm): row} that OUT already holds, driven with these `settings` (checkpoint,
+    spec, step limit); SystemExit (one line) when OUT's were driven with other settings."""
+    path = out / EPISODES_FILE
+    if not path.is_file():
+        return {}
+    saved_path = out / SETTINGS_FILE
+    saved = json.loads(saved_path.read_text()) if saved_path.is_file() else None
+    if saved != settings:
+        raise SystemExit(
+            f"error: {out} holds drives with other settings ({saved} there, {settings} now); "
+            "use a fresh OUT"
+        )
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(int(row["seed"]), row["arm"]): row for row in rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="folder or shipped name")
@@ -122,16 +146,26 @@ def main() -> None:
     except (ValueError, KeyError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc.args[0] if exc.args else exc}") from None
     model.eval()
-    rows = []
+    settings = {
+        "checkpoint": str(resolve_checkpoint(args.checkpoint).resolve()),
+        "randomization": None if args.randomization is None else _resolved(args.randomization),
+        "max_steps": args.max_steps,
+    }
+    done = previous_drives(args.out, settings)
     seeds = range(args.seed_start, args.seed_start + args.episodes)
     with torch.no_grad():
         for seed in seeds:
-            for arm in args.arms:
-                rows.append({"arm": arm, **drive(env, model, seed, *ARMS[arm], args.max_steps)})
+            todo = [arm for arm in args.arms if (seed, arm) not in done]
+            for arm in todo:
+                row = {"arm": arm, **drive(env, model, seed, *ARMS[arm], args.max_steps)}
+                done[seed, arm] = row
+            if todo:  # after every track: an interrupted run resumes from here
+                args.out.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(args.out / SETTINGS_FILE, settings)
+                text = "".join(json.dumps(row) + "\n" for row in done.values())
+                atomic_write_text(args.out / EPISODES_FILE, text)
     env.close()
-    args.out.mkdir(parents=True, exist_ok=True)
-    text = "".join(json.dumps(row) + "\n" for row in rows)
-    atomic_write_text(args.out / "episodes.jsonl", text)
+    rows = [done[seed, arm] for seed in seeds for arm in args.arms]
     for arm in args.arms:
         mine = [r for r in rows if r["arm"] == arm]
         laps = sum(r["completed"] for r in mine)

@@ -144,3 +144,40 @@ def test_bad_input_is_one_line_and_writes_nothing(oracle, tmp_path, monkeypatch,
     line = str(exit_.value)
     assert line.startswith("error: ") and message in line and "\n" not in line
     assert not (tmp_path / "out").exists()
+
+
+def test_a_rerun_drives_only_the_missing_tracks_and_arms_with_the_same_settings(
+    oracle, tmp_path, monkeypatch
+):
+    net = constant_driver(*NETWORK)
+    card = ModelCard(spec=net.spec, trained_on={"env_config": {"image_size": list(CAMERA)}})
+    save_checkpoint(tmp_path / "ckpt", net, card)
+    driven = []
+    real_drive = oracle.drive
+
+    def counting(env, model, seed, steer_from, throttle_from, max_steps):
+        driven.append((seed, steer_from, throttle_from))
+        return real_drive(env, model, seed, steer_from, throttle_from, max_steps)
+
+    monkeypatch.setattr(oracle, "drive", counting)
+
+    def run(*args):
+        common = [str(tmp_path / "ckpt"), str(tmp_path / "out"), "--seed-start", str(SEED)]
+        monkeypatch.setattr(sys, "argv", ["oracle_split.py", *common, *args])
+        oracle.main()
+
+    run("--episodes", "1", "--max-steps", "20", "--arms", "network")
+    first = (tmp_path / "out" / "episodes.jsonl").read_text()
+    run("--episodes", "2", "--max-steps", "20", "--arms", "network", "expert")
+    assert driven == [
+        (SEED, "network", "network"),
+        (SEED, "expert", "expert"),
+        (SEED + 1, "network", "network"),
+        (SEED + 1, "expert", "expert"),
+    ]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "episodes.jsonl").open()]
+    assert len(rows) == 4 and json.dumps(rows[0]) + "\n" == first
+    before = (tmp_path / "out" / "episodes.jsonl").read_text()
+    with pytest.raises(SystemExit, match="other settings"):
+        run("--episodes", "2", "--max-steps", "30")
+    assert (tmp_path / "out" / "episodes.jsonl").read_text() == before
