@@ -187,8 +187,8 @@ def drive_episode(
     no work per step.
     policy: drives instead of `network_policy(model, throttle_scale)`: preprocessed frame ->
     action (2,) float32, called once per step after the reset (e.g. the network's steering
-    with an expert's throttle, benchmarks/oracle_split.py); the episode ends and is scored
-    as the network's own.
+    with an expert's throttle, benchmarks/oracle_split.py; `throttle_scale` is then its
+    business); the episode ends and is scored as the network's own.
 
     Returns seed, completed (one lap done), outcome ("lap", "off_road", "flipped", "stalled"
     or "timeout"), steps, track_length_m, progress_m (along the centreline), distance_m
