@@ -126,7 +126,7 @@ def build_model(config: PolicyConfig, env, resolved: ResolvedModel, tensorboard_
     else:
         cls, policy_cls, params = SAC, FrozenAwareSACPolicy, config.sac
     # PPOParams/SACParams fields are SB3's own keyword names; these shape the policy instead
-    policy_fields = {"log_std_init", "critic_hidden", "value_hidden"}
+    policy_fields = {"log_std_init", "critic_hidden", "value_hidden", "steering_only"}
     kwargs = policy_kwargs(
         config.algorithm,
         resolved.architecture,

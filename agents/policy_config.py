@@ -84,6 +84,9 @@ class PPOParams(StrictModel):
     learning_rate, which the value layers get; applies after actor_warmup_steps"""
     value_hidden: list[int] | None = None
     """the value function's hidden layer widths (None: as the actor's, [hidden])"""
+    steering_only: bool = False
+    """explore and learn the steering alone: the throttle is driven at its mean and is no
+    term of PPO's loss (it still moves with the hidden layer it shares with the steering)"""
 
     @field_validator("value_hidden")
     @classmethod

@@ -25,10 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
+from torch.distributions import Normal
 
 from sim2real.agents.encoders import build_encoder
 from sim2real.agents.freezing import freeze_stages, trainable_parameters
@@ -142,12 +144,38 @@ class _TwoInputMlp(nn.Module):
         return self.value_net(features)
 
 
+class SteeringOnlyGaussian(DiagGaussianDistribution):
+    """SB3's diagonal Gaussian over [steering, throttle] that explores and scores the steering
+    only: the throttle is sampled at its mean (std 1e-6) and left out of the log-probability
+    and the entropy, so PPO's loss has no term in the throttle output (it still moves with the
+    hidden layer the two outputs share)."""
+
+    def proba_distribution(self, mean_actions: torch.Tensor, log_std: torch.Tensor):
+        std = torch.ones_like(mean_actions) * log_std.exp()
+        std = torch.cat([std[..., :1], torch.full_like(std[..., 1:], 1e-6)], dim=-1)
+        self.distribution = Normal(mean_actions, std)
+        return self
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        return self.distribution.log_prob(actions)[..., 0]
+
+    def entropy(self) -> torch.Tensor:
+        return self.distribution.entropy()[..., 0]
+
+
 class FrozenAwareActorCriticPolicy(ActorCriticPolicy):
     """ActorCriticPolicy whose optimizer holds trainable parameters only, in two named groups
     ("actor", "critic": see `actor_critic_groups`) that `sb3_ppo.FineTunePPO` can give
-    different learning rates."""
+    different learning rates. steering_only: explore and learn the steering alone
+    (`SteeringOnlyGaussian`)."""
+
+    def __init__(self, *args: Any, steering_only: bool = False, **kwargs: Any) -> None:
+        self.steering_only = bool(steering_only)
+        super().__init__(*args, **kwargs)
 
     def _build(self, lr_schedule) -> None:
+        if self.steering_only:
+            self.action_dist = SteeringOnlyGaussian(int(np.prod(self.action_space.shape)))
         super()._build(lr_schedule)
         self.optimizer = self.optimizer_class(
             actor_critic_groups(self), lr=lr_schedule(1), **self.optimizer_kwargs
@@ -224,14 +252,18 @@ def policy_kwargs(
     critic_hidden: Sequence[int] = (256, 256),
     privileged_state: bool = False,
     value_hidden: Sequence[int] | None = None,
+    steering_only: bool = False,
 ) -> dict[str, Any]:
     """SB3 ``policy_kwargs`` whose actor matches ``DrivingNet``'s head (ReLU, `hidden` units).
 
     privileged_state: for `AsymmetricActorCriticPolicy` on {"image", "state"} observations
-    (PPO only). value_hidden: PPO's value layers (None: as the actor's, or [64] without)."""
+    (PPO only). value_hidden: PPO's value layers (None: as the actor's, or [64] without).
+    steering_only: PPO explores and learns the steering alone (`SteeringOnlyGaussian`)."""
     pi = [hidden] if hidden > 0 else []
-    if privileged_state and algorithm != "ppo":
-        raise ValueError(f"the privileged state is for PPO's critic; algorithm is {algorithm!r}")
+    if (privileged_state or steering_only) and algorithm != "ppo":
+        raise ValueError(
+            f"privileged_state and steering_only are PPO's options; algorithm is {algorithm!r}"
+        )
     kwargs: dict[str, Any] = {
         "features_extractor_class": ImageKeyExtractor if privileged_state else EncoderExtractor,
         "features_extractor_kwargs": {
@@ -247,6 +279,8 @@ def policy_kwargs(
     if algorithm == "ppo":
         vf = list(value_hidden) if value_hidden is not None else (pi or [64])
         kwargs["net_arch"] = {"pi": pi, "vf": vf}
+        if steering_only:
+            kwargs["steering_only"] = True
     elif algorithm == "sac":
         kwargs["net_arch"] = {"pi": pi, "qf": list(critic_hidden)}
     else:

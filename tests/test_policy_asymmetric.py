@@ -157,3 +157,28 @@ def test_bad_asymmetric_fields_are_refused_in_one_line(overrides, field):
     with pytest.raises(ValueError, match=field) as error:
         load_policy_config(None, overrides)
     assert "\n" not in str(error.value)
+
+
+def test_steering_only_ppo_never_updates_the_throttle_output_or_its_noise():
+    model, _ = small_model(
+        small_config(
+            ppo={"n_steps": 16, "batch_size": 8, "n_epochs": 2, "steering_only": True},
+        )
+    )
+    policy = model.policy
+    out, log_std = policy.action_net, policy.log_std
+    before = (out.weight.detach().clone(), out.bias.detach().clone(), log_std.detach().clone())
+    policy.set_training_mode(False)
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255
+    dist = policy.get_distribution(images)
+    mean = dist.distribution.mean
+    actions = torch.stack([mean[:, 0] + 0.1, mean[:, 1] + 0.5], dim=1)
+    shifted = actions.clone()
+    shifted[:, 1] += 0.3
+    # the log-probability reads the steering alone; the throttle is sampled at its mean
+    torch.testing.assert_close(dist.log_prob(actions), dist.log_prob(shifted))
+    torch.testing.assert_close(dist.sample()[:, 1], mean[:, 1], rtol=0, atol=1e-4)
+    model.learn(32)
+    assert torch.equal(out.weight[1], before[0][1]) and torch.equal(out.bias[1], before[1][1])
+    assert log_std[1] == before[2][1]
+    assert not torch.equal(out.weight[0], before[0][0])  # the steering did learn
