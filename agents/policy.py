@@ -47,6 +47,7 @@ from sim2real.agents.policy_state import (
 from sim2real.agents.preprocessing import Preprocessing
 from sim2real.agents.sb3_env import make_vec_env
 from sim2real.agents.sb3_extractor import (
+    AsymmetricActorCriticPolicy,
     FrozenAwareActorCriticPolicy,
     FrozenAwareSACPolicy,
     actor_parts,
@@ -108,6 +109,8 @@ def make_policy_env(config: PolicyConfig, preprocessing: Preprocessing):
         max_episode_steps=config.env.max_episode_steps,
         off_road_penalty=config.env.off_road_penalty,
         speed_cap_mps=config.env.speed_cap_mps,
+        cte_penalty=config.env.cte_penalty,
+        privileged_state=config.env.privileged_state,
     )
 
 
@@ -116,18 +119,21 @@ def build_model(config: PolicyConfig, env, resolved: ResolvedModel, tensorboard_
     from the checkpoint when given. Returns (model, init report or None)."""
     from stable_baselines3 import SAC
 
+    privileged = config.env.privileged_state
     if config.algorithm == "ppo":
-        cls, policy_cls, params = FineTunePPO, FrozenAwareActorCriticPolicy, config.ppo
+        cls, params = FineTunePPO, config.ppo
+        policy_cls = AsymmetricActorCriticPolicy if privileged else FrozenAwareActorCriticPolicy
     else:
         cls, policy_cls, params = SAC, FrozenAwareSACPolicy, config.sac
-    # PPOParams/SACParams fields are SB3's own keyword names; these two shape the policy instead
-    policy_fields = {"log_std_init", "critic_hidden"}
+    # PPOParams/SACParams fields are SB3's own keyword names; these shape the policy instead
+    policy_fields = {"log_std_init", "critic_hidden", "value_hidden", "steering_only"}
     kwargs = policy_kwargs(
         config.algorithm,
         resolved.architecture,
         resolved.preprocessing,
         config.hidden,
         config.freeze,
+        privileged_state=privileged,
         **params.model_dump(include=policy_fields),
     )
     model = cls(

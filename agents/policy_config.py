@@ -35,6 +35,13 @@ class EnvConfig(StrictModel):
     (the env's own is 1.0)"""
     speed_cap_mps: float | None = Field(None, gt=0)
     """progress pays up to this speed only (m/s; None: all of it, the env's reward)"""
+    cte_penalty: float = Field(0.0, ge=0)
+    """each step costs this x |cte| / (road width / 2) m of progress (a dense lane-keeping
+    term; 0: none, the env's reward)"""
+    privileged_state: bool = False
+    """observe {"image", "state"}: sim ground truth (cte, heading, speed, curvature ahead, the
+    episode's randomization) for PPO's critic alone (an asymmetric actor-critic); the actor
+    and the exported network read the image only"""
 
 
 class EvalConfig(StrictModel):
@@ -75,6 +82,18 @@ class PPOParams(StrictModel):
     actor_lr_scale: float = Field(1.0, ge=0)
     """the actor's (encoder, actor layers, log std) learning rate as a fraction of
     learning_rate, which the value layers get; applies after actor_warmup_steps"""
+    value_hidden: list[int] | None = None
+    """the value function's hidden layer widths (None: as the actor's, [hidden])"""
+    steering_only: bool = False
+    """explore and learn the steering alone: the throttle is driven at its mean and is no
+    term of PPO's loss (it still moves with the hidden layer it shares with the steering)"""
+
+    @field_validator("value_hidden")
+    @classmethod
+    def _widths(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(width < 1 for width in value):
+            raise ValueError(f"every layer width must be >= 1, got {value}")
+        return value
 
 
 class SACParams(StrictModel):
@@ -123,6 +142,14 @@ class PolicyConfig(StrictModel):
     @classmethod
     def _known(cls, value: str | None) -> str | None:
         return value if value is None else check_architecture(value)
+
+    @model_validator(mode="after")
+    def _privileged_for_ppo(self) -> PolicyConfig:
+        if self.env.privileged_state and self.algorithm != "ppo":
+            raise ValueError(
+                f"env.privileged_state feeds PPO's critic; algorithm is {self.algorithm!r}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _disjoint_seeds(self) -> PolicyConfig:

@@ -8,8 +8,12 @@ be frozen at construction (`freeze_stages`: requires_grad False and FrozenBatchN
 SB3 rebuilding a policy (``PPO.load`` when resuming) rebuilds it frozen.
 
 `FrozenAwareActorCriticPolicy` / `FrozenAwareSACPolicy` build their optimizers over trainable
-parameters only. The actor's layers match `DrivingNet`'s head (one hidden ReLU layer of
-``spec.hidden`` units, then linear), so `policy_to_driving_net` exports the encoder + actor
+parameters only. `AsymmetricActorCriticPolicy` is the asymmetric actor-critic (Pinto et al.
+2017) for an env whose observations are {"image", "state"} (`sb3_env.PrivilegedState`): the
+actor reads the image alone (`ImageKeyExtractor`, the same encoder), the critic the privileged
+state alone (`StateExtractor` and its own layers), so the exported network is unchanged.
+The actor's layers match `DrivingNet`'s head (one hidden ReLU layer of ``spec.hidden`` units,
+then linear), so `policy_to_driving_net` exports the encoder + actor
 mean as a `DrivingNet` and `load_driving_net_into_policy` copies a checkpoint's weights in.
 """
 
@@ -21,15 +25,18 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
+from torch.distributions import Normal
 
 from sim2real.agents.encoders import build_encoder
 from sim2real.agents.freezing import freeze_stages, trainable_parameters
 from sim2real.agents.model import STEERING, THROTTLE, DrivingNet, InputNormalization, ModelSpec
 from sim2real.agents.preprocessing import Preprocessing
+from sim2real.agents.sb3_env import IMAGE_KEY, STATE_KEY
 
 POLICY_OUTPUTS = [STEERING, THROTTLE]
 """What a policy checkpoint predicts: the action [steering, throttle]."""
@@ -66,16 +73,138 @@ class EncoderExtractor(BaseFeaturesExtractor):
         return self.encoder(self.input_norm(observations))
 
 
+class ImageKeyExtractor(EncoderExtractor):
+    """`EncoderExtractor` on the "image" entry of a {"image", "state"} observation: the actor
+    of `AsymmetricActorCriticPolicy`, which never reads the state."""
+
+    def __init__(self, observation_space: spaces.Dict, **kwargs: Any) -> None:
+        if (
+            not isinstance(observation_space, spaces.Dict)
+            or IMAGE_KEY not in observation_space.spaces
+        ):
+            raise ValueError(
+                f"ImageKeyExtractor needs a Dict space with an {IMAGE_KEY!r} key, got "
+                f"{observation_space}"
+            )
+        super().__init__(observation_space[IMAGE_KEY], **kwargs)
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(observations[IMAGE_KEY])
+
+
+class StateExtractor(BaseFeaturesExtractor):
+    """The critic's input in `AsymmetricActorCriticPolicy`: the "state" entry (N, D) of a
+    {"image", "state"} observation, as it is (the value layers follow)."""
+
+    def __init__(self, observation_space: spaces.Dict) -> None:
+        if (
+            not isinstance(observation_space, spaces.Dict)
+            or STATE_KEY not in observation_space.spaces
+        ):
+            raise ValueError(
+                f"StateExtractor needs a Dict space with a {STATE_KEY!r} key, got "
+                f"{observation_space}"
+            )
+        state = observation_space[STATE_KEY]
+        if len(state.shape) != 1:
+            raise ValueError(f"the state must be a vector, got shape {state.shape}")
+        super().__init__(observation_space, int(state.shape[0]))
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        return observations[STATE_KEY].float()
+
+
+class _TwoInputMlp(nn.Module):
+    """SB3's MlpExtractor for two inputs of different widths: policy_net on the actor's
+    features, value_net on the critic's (same attribute names, so `actor_parts` and
+    `CRITIC_PREFIXES` apply)."""
+
+    def __init__(
+        self, actor_dim: int, critic_dim: int, pi: Sequence[int], vf: Sequence[int], activation
+    ) -> None:
+        super().__init__()
+
+        def mlp(width: int, layers: Sequence[int]) -> tuple[nn.Sequential, int]:
+            modules: list[nn.Module] = []
+            for size in layers:
+                modules += [nn.Linear(width, size), activation()]
+                width = size
+            return nn.Sequential(*modules), width
+
+        self.policy_net, self.latent_dim_pi = mlp(actor_dim, pi)
+        self.value_net, self.latent_dim_vf = mlp(critic_dim, vf)
+
+    def forward(self, features: tuple[torch.Tensor, torch.Tensor]):
+        return self.forward_actor(features[0]), self.forward_critic(features[1])
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        return self.policy_net(features)
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        return self.value_net(features)
+
+
+class SteeringOnlyGaussian(DiagGaussianDistribution):
+    """SB3's diagonal Gaussian over [steering, throttle] that explores and scores the steering
+    only: the throttle is sampled at its mean (std 1e-6) and left out of the log-probability
+    and the entropy, so PPO's loss has no term in the throttle output (it still moves with the
+    hidden layer the two outputs share)."""
+
+    def proba_distribution(self, mean_actions: torch.Tensor, log_std: torch.Tensor):
+        std = torch.ones_like(mean_actions) * log_std.exp()
+        std = torch.cat([std[..., :1], torch.full_like(std[..., 1:], 1e-6)], dim=-1)
+        self.distribution = Normal(mean_actions, std)
+        return self
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        return self.distribution.log_prob(actions)[..., 0]
+
+    def entropy(self) -> torch.Tensor:
+        return self.distribution.entropy()[..., 0]
+
+
 class FrozenAwareActorCriticPolicy(ActorCriticPolicy):
     """ActorCriticPolicy whose optimizer holds trainable parameters only, in two named groups
     ("actor", "critic": see `actor_critic_groups`) that `sb3_ppo.FineTunePPO` can give
-    different learning rates."""
+    different learning rates. steering_only: explore and learn the steering alone
+    (`SteeringOnlyGaussian`)."""
+
+    def __init__(self, *args: Any, steering_only: bool = False, **kwargs: Any) -> None:
+        self.steering_only = bool(steering_only)
+        super().__init__(*args, **kwargs)
 
     def _build(self, lr_schedule) -> None:
+        if self.steering_only:
+            self.action_dist = SteeringOnlyGaussian(int(np.prod(self.action_space.shape)))
         super()._build(lr_schedule)
         self.optimizer = self.optimizer_class(
             actor_critic_groups(self), lr=lr_schedule(1), **self.optimizer_kwargs
         )
+
+
+class AsymmetricActorCriticPolicy(FrozenAwareActorCriticPolicy):
+    """Asymmetric actor-critic: the actor is `features_extractor_class` (an `ImageKeyExtractor`)
+    then ``net_arch["pi"]``; the critic is `StateExtractor` then ``net_arch["vf"]``, so
+    the actor's output never depends on the state (module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["share_features_extractor"] = False
+        super().__init__(*args, **kwargs)
+
+    def make_features_extractor(self) -> BaseFeaturesExtractor:
+        if "features_extractor" not in self._modules:  # SB3 builds the actor's first
+            return super().make_features_extractor()
+        return StateExtractor(self.observation_space)
+
+    def _build_mlp_extractor(self) -> None:
+        arch = self.net_arch if isinstance(self.net_arch, dict) else {}
+        self.mlp_extractor = _TwoInputMlp(
+            self.pi_features_extractor.features_dim,
+            self.vf_features_extractor.features_dim,
+            arch.get("pi", []),
+            arch.get("vf", []),
+            self.activation_fn,
+        ).to(self.device)
 
 
 CRITIC_PREFIXES = ("mlp_extractor.value_net.", "value_net.", "vf_features_extractor.")
@@ -121,11 +250,22 @@ def policy_kwargs(
     freeze: int | str | Sequence[str] = 0,
     log_std_init: float = -1.0,
     critic_hidden: Sequence[int] = (256, 256),
+    privileged_state: bool = False,
+    value_hidden: Sequence[int] | None = None,
+    steering_only: bool = False,
 ) -> dict[str, Any]:
-    """SB3 ``policy_kwargs`` whose actor matches ``DrivingNet``'s head (ReLU, `hidden` units)."""
+    """SB3 ``policy_kwargs`` whose actor matches ``DrivingNet``'s head (ReLU, `hidden` units).
+
+    privileged_state: for `AsymmetricActorCriticPolicy` on {"image", "state"} observations
+    (PPO only). value_hidden: PPO's value layers (None: as the actor's, or [64] without).
+    steering_only: PPO explores and learns the steering alone (`SteeringOnlyGaussian`)."""
     pi = [hidden] if hidden > 0 else []
+    if (privileged_state or steering_only) and algorithm != "ppo":
+        raise ValueError(
+            f"privileged_state and steering_only are PPO's options; algorithm is {algorithm!r}"
+        )
     kwargs: dict[str, Any] = {
-        "features_extractor_class": EncoderExtractor,
+        "features_extractor_class": ImageKeyExtractor if privileged_state else EncoderExtractor,
         "features_extractor_kwargs": {
             "architecture": architecture,
             "mean": tuple(preprocessing.mean),
@@ -137,7 +277,10 @@ def policy_kwargs(
         "log_std_init": log_std_init,
     }
     if algorithm == "ppo":
-        kwargs["net_arch"] = {"pi": pi, "vf": pi or [64]}
+        vf = list(value_hidden) if value_hidden is not None else (pi or [64])
+        kwargs["net_arch"] = {"pi": pi, "vf": vf}
+        if steering_only:
+            kwargs["steering_only"] = True
     elif algorithm == "sac":
         kwargs["net_arch"] = {"pi": pi, "qf": list(critic_hidden)}
     else:
