@@ -66,6 +66,7 @@ def calibrate_output(
     context: torch.Tensor | None = None,
     *,
     target: float = 1.0,
+    exact: bool = False,
 ) -> dict[str, Any]:
     """Measure output `name`'s attenuation on held-out frames (uint8 (N, 3, H, W), targets
     (N, L) in the model's output order) and scale it by target / slope: on these frames the
@@ -73,7 +74,9 @@ def calibrate_output(
     deliberately stronger steering, the same for every network calibrated on the same frames).
     The gain is clipped to [min(1, target), target * MAX_GAIN]: a network that already steers
     more strongly than `target` is not weakened (below 1: weakened to `target` at most), and a
-    slope under 1 / MAX_GAIN (mostly noise) is corrected by MAX_GAIN only.
+    slope under 1 / MAX_GAIN (mostly noise) is corrected by MAX_GAIN only. ``exact=True``
+    scales by target / slope unclipped, so that networks compared at one slope have it
+    (benchmarks/fixed_slope.py): a stronger one is weakened, a weak one boosted without limit.
 
     Returns what the card records: output, slope, intercept, r, frames, gain, and the RMSE on
     those frames before and after (offline the uncorrected output has the lower RMSE: the gain
@@ -90,7 +93,9 @@ def calibrate_output(
             f"output {name!r} does not rise with its label on {measured['frames']} held-out "
             f"frames (slope {measured['slope']:.3f}): nothing to calibrate"
         )
-    gain = float(np.clip(target / measured["slope"], min(1.0, target), target * MAX_GAIN))
+    gain = target / measured["slope"]
+    if not exact:
+        gain = float(np.clip(gain, min(1.0, target), target * MAX_GAIN))
     scale_output(model, name, gain)
     keep = ~np.isnan(label)
     error = prediction[keep] - label[keep]

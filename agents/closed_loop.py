@@ -15,7 +15,7 @@ Seeds default to 10_000.. so that they never coincide with training seeds (which
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -141,8 +141,14 @@ class NetworkPolicy:
         [steering, throttle], which become the policy's earlier frame and previous action."""
         if self.gap:
             self._input(obs)
+        self.applied(applied)
+
+    def applied(self, action: np.ndarray) -> None:
+        """The car applied `action` (2,) [steering, throttle], not this policy's last command
+        (a step it shared with another driver, e.g. its steering and an expert's throttle):
+        the previous action a temporal network reads next. The frame stays remembered."""
         if self.temporal:
-            action = np.asarray(applied, np.float32).reshape(1, 2)
+            action = np.asarray(action, np.float32).reshape(1, 2)
             self.previous = torch.from_numpy(action).to(self.device)
 
 
@@ -172,18 +178,23 @@ def drive_episode(
     stall_steps: int | None = 100,
     throttle_scale: float = 1.0,
     recorder: DriveRecorder | None = None,
+    policy: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Let `model` drive one episode of `env` (reset with `seed`); per-episode metrics.
 
     recorder: gets every step's camera frame, pose and the network's and expert's actions
     (`DriveFrame`); the env must have render_mode "rgb_array" then. None (the default) adds
     no work per step.
+    policy: drives instead of `network_policy(model, throttle_scale)`: preprocessed frame ->
+    action (2,) float32, called once per step after the reset (e.g. the network's steering
+    with an expert's throttle, benchmarks/oracle_split.py; `throttle_scale` is then its
+    business); the episode ends and is scored as the network's own.
 
     Returns seed, completed (one lap done), outcome ("lap", "off_road", "flipped", "stalled"
     or "timeout"), steps, track_length_m, progress_m (along the centreline), distance_m
     (odometer), lap_fraction (progress / track length, clipped to [0, 1]), mean_abs_cte_m,
     max_abs_cte_m, mean_speed_mps, off_road_events."""
-    act = network_policy(model, throttle_scale)
+    act = network_policy(model, throttle_scale) if policy is None else policy
     obs, info = env.reset(seed=seed, options={"randomize": not nominal})
     track_length = float(env.unwrapped.track.length)
     abs_cte, speeds = [abs(info["cte"])], []

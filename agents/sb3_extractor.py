@@ -73,20 +73,20 @@ class EncoderExtractor(BaseFeaturesExtractor):
         return self.encoder(self.input_norm(observations))
 
 
+def _entry(observation_space: spaces.Space, key: str, who: str) -> spaces.Space:
+    """The `key` entry of a Dict `observation_space`; ValueError (one line, naming `who`)
+    when the space is not a Dict with that key."""
+    if not isinstance(observation_space, spaces.Dict) or key not in observation_space.spaces:
+        raise ValueError(f"{who} needs a Dict space with a {key!r} key, got {observation_space}")
+    return observation_space[key]
+
+
 class ImageKeyExtractor(EncoderExtractor):
     """`EncoderExtractor` on the "image" entry of a {"image", "state"} observation: the actor
     of `AsymmetricActorCriticPolicy`, which never reads the state."""
 
     def __init__(self, observation_space: spaces.Dict, **kwargs: Any) -> None:
-        if (
-            not isinstance(observation_space, spaces.Dict)
-            or IMAGE_KEY not in observation_space.spaces
-        ):
-            raise ValueError(
-                f"ImageKeyExtractor needs a Dict space with an {IMAGE_KEY!r} key, got "
-                f"{observation_space}"
-            )
-        super().__init__(observation_space[IMAGE_KEY], **kwargs)
+        super().__init__(_entry(observation_space, IMAGE_KEY, "ImageKeyExtractor"), **kwargs)
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
         return super().forward(observations[IMAGE_KEY])
@@ -97,15 +97,7 @@ class StateExtractor(BaseFeaturesExtractor):
     {"image", "state"} observation, as it is (the value layers follow)."""
 
     def __init__(self, observation_space: spaces.Dict) -> None:
-        if (
-            not isinstance(observation_space, spaces.Dict)
-            or STATE_KEY not in observation_space.spaces
-        ):
-            raise ValueError(
-                f"StateExtractor needs a Dict space with a {STATE_KEY!r} key, got "
-                f"{observation_space}"
-            )
-        state = observation_space[STATE_KEY]
+        state = _entry(observation_space, STATE_KEY, "StateExtractor")
         if len(state.shape) != 1:
             raise ValueError(f"the state must be a vector, got shape {state.shape}")
         super().__init__(observation_space, int(state.shape[0]))

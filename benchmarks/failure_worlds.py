@@ -29,15 +29,27 @@ EXTRA = (
 
 
 def drives(spec: str) -> list[tuple[int, bool]]:
-    """(seed, lapped) of every drive PATH[:SIDE] lists."""
+    """(seed, lapped) of every drive PATH[:SIDE] lists; SystemExit (one line) on bad input."""
     path, _, side = spec.partition(":")
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    if not Path(path).is_file():
+        raise SystemExit(f"error: {spec}: no such file (give PATH/episodes.jsonl[:SIDE])")
     out = []
-    for row in rows:
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"error: {path}:{number}: not JSON ({exc.msg})") from None
         if "arm" in row:  # oracle_split.py
             if row["arm"] == (side or "network"):
                 out.append((int(row["seed"]), bool(row["completed"])))
         else:  # bench_policy_finetune.py
+            if side not in ("", "start", "end"):
+                raise SystemExit(
+                    f"error: {spec}: SIDE of a bench_policy_finetune drive is "
+                    f"start or end, got {side!r}"
+                )
             out.append((int(row["seed"]), bool(row[side or "end"]["completed"])))
     if not out:
         raise SystemExit(f"error: {spec}: no drives (wrong side or arm?)")
@@ -52,6 +64,8 @@ def main() -> None:
     pooled = [d for spec in args.drives for d in drives(spec)]
     lapped = np.array([ok for _, ok in pooled])
     print(f"{len(pooled)} drives, {lapped.sum()} lapped, {(~lapped).sum()} failed")
+    if lapped.all() or not lapped.any():
+        raise SystemExit("error: comparing worlds needs both failed and lapped drives")
     params = [world(seed, args.spec) for seed, _ in pooled]
     columns = [(group, key, label) for group, key, label, _ in WORLD] + list(EXTRA)
     seen = set()

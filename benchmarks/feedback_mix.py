@@ -23,6 +23,35 @@ from sim2real.agents.shipped import checkpoint_reference
 STEERING, CTE, HEADING = "user/angle", "sim/cte", "sim/heading_error"
 
 
+def feedback_mix(checkpoint: str, k_cte: float, k_heading: float, out: Path) -> None:
+    """Write `checkpoint` with steering + k_cte * cte + k_heading * heading_error to `out`.
+    ValueError / KeyError / FileNotFoundError (one line) before anything is written."""
+    model, card = load_checkpoint(checkpoint)
+    if model.spec.output_activation != "identity":
+        raise ValueError(
+            f"{checkpoint}: mixing outputs needs output_activation 'identity', "
+            f"not {model.spec.output_activation!r}"
+        )
+    last = model.head[-1]
+    if not isinstance(last, torch.nn.Linear):
+        raise ValueError(f"{checkpoint}: the head ends in {type(last).__name__}, not Linear")
+    s, c, h = (model.output_index(name) for name in (STEERING, CTE, HEADING))
+    with torch.no_grad():
+        weight, bias = last.weight.clone(), last.bias.clone()
+        last.weight[s] = weight[s] + k_cte * weight[c] + k_heading * weight[h]
+        last.bias[s] = bias[s] + k_cte * bias[c] + k_heading * bias[h]
+    card.history = [
+        *card.history,
+        {
+            "step": "steering feedback mix",
+            "from": checkpoint_reference(checkpoint),
+            "k_cte": k_cte,
+            "k_heading": k_heading,
+        },
+    ]
+    save_checkpoint(out, model, card)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="folder or shipped name")
@@ -30,25 +59,10 @@ def main() -> None:
     parser.add_argument("k_heading", type=float, help="steering units per radian")
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
-    model, card = load_checkpoint(args.checkpoint)
-    if model.spec.output_activation != "identity":
-        raise SystemExit("error: mixing outputs needs output_activation 'identity'")
-    last = model.head[-1]
-    s, c, h = (model.output_index(name) for name in (STEERING, CTE, HEADING))
-    with torch.no_grad():
-        weight, bias = last.weight.clone(), last.bias.clone()
-        last.weight[s] = weight[s] + args.k_cte * weight[c] + args.k_heading * weight[h]
-        last.bias[s] = bias[s] + args.k_cte * bias[c] + args.k_heading * bias[h]
-    card.history = [
-        *card.history,
-        {
-            "step": "steering feedback mix",
-            "from": checkpoint_reference(args.checkpoint),
-            "k_cte": args.k_cte,
-            "k_heading": args.k_heading,
-        },
-    ]
-    save_checkpoint(args.out, model, card)
+    try:
+        feedback_mix(args.checkpoint, args.k_cte, args.k_heading, args.out)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc.args[0] if exc.args else exc}") from None
     print(f"{args.out}: steering + {args.k_cte:g} cte + {args.k_heading:g} heading")
 
 

@@ -25,6 +25,8 @@ EVALS = "evals.json"
 
 def rows_of(name: str, source: Path, episodes: int) -> list[tuple[str, int, list[dict[str, Any]]]]:
     """[(label, steps, per-episode dicts)] of `source` (a run folder or an evaluate JSON)."""
+    if not (source / EVALS).is_file() and not source.is_file():
+        raise SystemExit(f"error: {name}={source}: neither a run folder with {EVALS} nor a file")
     if source.is_dir():
         evals = json.loads((source / EVALS).read_text(encoding="utf-8"))
         return [
@@ -40,6 +42,11 @@ def rows_of(name: str, source: Path, episodes: int) -> list[tuple[str, int, list
 
 def laps(detail: list[dict[str, Any]]) -> dict[int, bool]:
     return {int(e["seed"]): bool(e["completed"]) for e in detail}
+
+
+def p_value(p: float) -> str:
+    """`p` to two decimals, or three below 0.01 (so that 0.001 does not print as 0.00)."""
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.3f}" if p >= 0.001 else "< 0.001"
 
 
 def table(specs: list[str], episodes: int) -> str:
@@ -77,7 +84,7 @@ def table(specs: list[str], episodes: int) -> str:
         cells = (
             f"{rate} [{100 * ci.low:.0f}-{100 * ci.high:.0f}%]",
             f"{speed:.2f} m/s",
-            *((str(only_start), str(only_this), f"{p:.2f}") if steps else ("", "", "")),
+            *((str(only_start), str(only_this), p_value(p)) if steps else ("", "", "")),
         )
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(out)

@@ -5,8 +5,8 @@
 
 For each group of seeds the expert drives each track (perturbation 0.2, up to --steps steps)
 while the network only predicts. Prints per group: the steering error's RMS, split into a slow
-part (a 7-step moving average) and the fast rest; Pearson r of the steering, cte and heading
-outputs on their labels; and the least-squares weights of the expert's steering on the
+part (a 7-step moving average) and the fast rest; R² and Pearson r of the steering, cte
+and heading outputs on their labels; and the least-squares weights of the expert's steering on the
 network's steering, cte and heading outputs (+ intercept) with that fit's RMS.
 Also prints how the blind expert's steering (`oracle_split.BlindView`: nominal speed, no
 latency) agrees with the expert's labels over the same frames. docs/closed-loop.md, "Which half
@@ -26,6 +26,7 @@ from sim2real.agents.ensemble import load_predictor
 from sim2real.agents.sb3_env import PreprocessObservation
 from sim2real.envs.expert import ExpertDriver
 from sim2real.envs.track_env import TrackDrivingEnv
+from sim2real.transfer.metrics import pearson_r, r2
 
 OUTPUTS = ("user/angle", "sim/cte", "sim/heading_error")
 
@@ -61,20 +62,22 @@ def report(name: str, runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> 
     out = np.concatenate([r[0] for r in runs])
     lab = np.concatenate([r[1] for r in runs])
     blind = np.concatenate([r[2] for r in runs])
-    rs = [float(np.corrcoef(out[:, j], lab[:, j])[0, 1]) for j in range(3)]
+    r2s, rs = r2(out.T, lab.T), pearson_r(out.T, lab.T)  # per output, on its label
     design = np.c_[out, np.ones(len(out))]
     weights, *_ = np.linalg.lstsq(design, lab[:, 0], rcond=None)
     fit = float(np.sqrt(np.mean((design @ weights - lab[:, 0]) ** 2)))
     print(f"{name}: {len(runs)} tracks, {len(out)} frames")
     print(f"  steering error RMS {rms[0]:.3f} (slow {rms[1]:.3f}, fast {rms[2]:.3f})")
-    print("  r on labels: " + ", ".join(f"{n} {r:.3f}" for n, r in zip(OUTPUTS, rs, strict=True)))
+    scores = zip(OUTPUTS, r2s, rs, strict=True)
+    print("  R² / r on labels: " + ", ".join(f"{n} {a:.3f} / {r:.3f}" for n, a, r in scores))
     print(
         f"  expert steering ~ {np.round(weights, 3).tolist()} . [steer, cte, heading, 1]"
         f", RMS {fit:.3f} (label spread {lab[:, 0].std():.3f})"
     )
     difference = float(np.sqrt(np.mean((blind - lab[:, 0]) ** 2)))
     print(
-        f"  blind vs expert steering: r {np.corrcoef(blind, lab[:, 0])[0, 1]:.3f}, "
+        f"  blind vs expert steering: R² {r2(blind, lab[:, 0])[0]:.3f}, "
+        f"r {pearson_r(blind, lab[:, 0])[0]:.3f}, "
         f"RMS difference {difference:.3f}"
     )
 

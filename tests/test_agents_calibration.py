@@ -77,6 +77,19 @@ def test_calibrate_output_undoes_a_known_attenuation_and_caps_the_gain():
         calibrate_output(_net(), x, -shrunk, "user/angle")
 
 
+def test_exact_calibration_reaches_the_target_slope_from_either_side():
+    x = _frames()
+    for slope in (0.3, 2.5):  # clipped by default: boosted by MAX_GAIN only / not weakened
+        net = _net()
+        labels = torch.from_numpy(predict(net, x)) / slope
+        clipped = calibrate_output(_net(), x, labels, "user/angle", target=1.2)
+        assert clipped["gain"] == pytest.approx(1.2 * MAX_GAIN if slope < 1 else 1.0)
+        result = calibrate_output(net, x, labels, "user/angle", target=1.2, exact=True)
+        assert result["gain"] == pytest.approx(1.2 / slope, rel=1e-4)
+        again = attenuation(predict(net, x)[:, 0], labels[:, 0].double().numpy())
+        assert again["slope"] == pytest.approx(1.2, rel=1e-4)
+
+
 def test_pretrain_with_calibrate_steering_records_and_applies_the_gain(tmp_path):
     tub = make_sim_run(tmp_path / "sim")
     runs = {}

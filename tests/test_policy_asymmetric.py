@@ -182,3 +182,47 @@ def test_steering_only_ppo_never_updates_the_throttle_output_or_its_noise():
     assert torch.equal(out.weight[1], before[0][1]) and torch.equal(out.bias[1], before[1][1])
     assert log_std[1] == before[2][1]
     assert not torch.equal(out.weight[0], before[0][0])  # the steering did learn
+
+
+def test_an_asymmetric_run_resumes_and_exports_the_image_only_network(tmp_path):
+    import json
+
+    import yaml
+    from test_policy_cli import CONFIG
+
+    from sim2real.agents.checkpoint import load_checkpoint
+    from sim2real.agents.policy_state import read_policy_state
+    from sim2real.experiments.cli import main
+
+    torch.set_num_threads(1)
+    ppo = {**CONFIG["ppo"], "value_hidden": [8], "steering_only": True}
+    env = {**CONFIG["env"], "privileged_state": True, "cte_penalty": 0.1}
+    config = tmp_path / "policy.yaml"
+    config.write_text(yaml.safe_dump({**CONFIG, "env": env, "ppo": ppo}))
+    out = tmp_path / "run"
+    args = ["train-policy", "--config", str(config), "--out", str(out)]
+    assert main(args) == 0
+    first = read_policy_state(out / "policy_state.safetensors", "ppo")["parameters"]["policy"]
+    assert main([*args, "--timesteps", "32", "--resume"]) == 0
+    evals = json.loads((out / "evals.json").read_text())
+    assert [e["timesteps"] for e in evals] == [0, 16, 32]
+    state = read_policy_state(out / "policy_state.safetensors", "ppo")["parameters"]["policy"]
+    value = "mlp_extractor.value_net.0.weight"
+    assert state[value].shape == first[value].shape and state[value].shape[0] == 8
+    assert not torch.equal(state[value], first[value])  # the critic trained on after resuming
+    net, card = load_checkpoint(out / "checkpoint")
+    assert net.outputs == ["user/angle", "user/throttle"] and net.spec.input_shape == (3, 32, 32)
+    assert card.trained_on["timesteps"] == 32
+
+
+def test_the_asymmetric_extractors_refuse_a_space_without_their_key():
+    from sim2real.agents.sb3_extractor import StateExtractor
+
+    image = spaces.Box(0, 255, (3, 32, 32), np.uint8)
+    for extractor, space, key in (
+        (ImageKeyExtractor, image, IMAGE_KEY),
+        (StateExtractor, spaces.Dict({IMAGE_KEY: image}), STATE_KEY),
+    ):
+        with pytest.raises(ValueError, match=f"needs a Dict space with a '{key}' key") as error:
+            extractor(space)
+        assert "\n" not in str(error.value)

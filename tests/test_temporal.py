@@ -185,6 +185,20 @@ def test_closed_loop_policy_feeds_back_the_action_it_applied():
     np.testing.assert_allclose(network_policy(net, 0.5)(frame), first, atol=1e-6)  # fresh state
 
 
+def test_closed_loop_policy_feeds_back_a_shared_steps_applied_action_not_its_own():
+    net = _net(**TEMPORAL)
+    frame = np.random.default_rng(1).integers(0, 255, (64, 128, 3), dtype=np.uint8)
+    act = network_policy(net)
+    own = act(frame)
+    applied = np.array([0.8, -0.4], np.float32)  # e.g. its steering was replaced by an expert's
+    act.applied(applied)
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None]
+    want = predict(net, x, context=torch.from_numpy(applied)[None])[0]
+    after_own = predict(net, x, context=torch.from_numpy(own)[None])[0]
+    assert abs(want[0] - after_own[0]) > 1e-3  # the two histories drive differently
+    np.testing.assert_allclose(act(frame)[0], np.clip(want[0], -1, 1), atol=1e-5)
+
+
 # ------------------------------------------------------------------------- ONNX and the pilot
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, records):

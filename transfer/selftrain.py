@@ -443,7 +443,7 @@ def motion_labels(
     labelled: tuple[torch.Tensor, torch.Tensor],
     labelled_records: Sequence[Record],
     unlabeled: torch.Tensor,
-    unlabeled_records: Sequence[Record],
+    unl_records: Sequence[Record],
     outputs: Sequence[str],
 ) -> MotionLabels:
     """Fit, on the labelled frames, a ridge of each of `selftrain.motion_labels` on [the
@@ -476,7 +476,7 @@ def motion_labels(
     parent, _ = load_checkpoint(config.checkpoint)
     parent.spec.mirror_average = False
     augment = config.train.augment
-    motion_lab, motion_unl = span.of(labelled_records), span.of(unlabeled_records)
+    motion_lab, motion_unl = span.of(labelled_records), span.of(unl_records)
     groups = run_ids(labelled_records)
     raw = np.full((len(unlabeled), len(outputs)), np.nan)
     fits: dict[str, Any] = {}
@@ -587,7 +587,7 @@ def finetune_selftrain(
     teacher.spec.mirror_average = False  # pseudo_label averages f and its mirror itself
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
     t0 = time.perf_counter()
-    images, segments, recorded, unlabeled_records = unlabeled_frames(
+    images, segments, recorded, unl_records = unlabeled_frames(
         st,
         sources,
         teacher.spec.outputs,
@@ -609,7 +609,7 @@ def finetune_selftrain(
             labelled,
             data.train.records,
             images,
-            unlabeled_records,
+            unl_records,
             teacher.spec.outputs,
         )
         motion.report["seconds"] = time.perf_counter() - t0
@@ -639,9 +639,7 @@ def finetune_selftrain(
             {
                 **pseudo.summary(),
                 "seconds": time.perf_counter() - t0,
-                "recorded": recorded_agreement(
-                    pseudo, recorded, teacher.spec.outputs, unlabeled_records
-                ),
+                "recorded": recorded_agreement(pseudo, recorded, teacher.spec.outputs, unl_records),
             }
         )
         say(
