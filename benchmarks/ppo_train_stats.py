@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup-steps", type=int, default=4096)
     args = parser.parse_args(argv)
     for run in args.runs:
+        if not any((run / "tb").rglob("events.out.tfevents.*")):
+            raise SystemExit(f"error: {run}: no TensorBoard events under {run / 'tb'}")
         stats = summary(run, args.warmup_steps)
         print(run, " ".join(f"{k}={v:.3g}" for k, v in stats.items()))
 
