@@ -24,17 +24,26 @@ MAX_GAIN = 2.0
 """largest correction applied (a slope under 0.5 means the output is mostly noise)"""
 
 
-def scale_output(model: DrivingNet, name: str, gain: float) -> None:
-    """Multiply the network's output `name` by `gain`, in its last linear layer (identity
-    output activation only: under tanh a scaled pre-activation is not a scaled output)."""
+def output_layer(model: DrivingNet, purpose: str) -> nn.Linear:
+    """The network's last linear layer, whose rows are its outputs, for rewriting an output
+    in place (`purpose` names the rewrite in the error); ValueError unless the output
+    activation is identity (under tanh a rewritten pre-activation is not the rewritten output)
+    and the head ends in a Linear layer."""
     if model.spec.output_activation != "identity":
         raise ValueError(
-            f"scaling output {name!r} needs output_activation 'identity', "
+            f"{purpose} needs output_activation 'identity', "
             f"this network has {model.spec.output_activation!r}"
         )
     last = model.head[-1]
     if not isinstance(last, nn.Linear):
         raise ValueError(f"the head ends in {type(last).__name__}, not a Linear layer")
+    return last
+
+
+def scale_output(model: DrivingNet, name: str, gain: float) -> None:
+    """Multiply the network's output `name` by `gain`, in its last linear layer (identity
+    output activation only: `output_layer`)."""
+    last = output_layer(model, f"scaling output {name!r}")
     i = model.output_index(name)
     with torch.no_grad():
         last.weight[i] *= gain
@@ -130,4 +139,4 @@ def affine_output(model: DrivingNet, name: str, gain: float, offset: float = 0.0
     export, ONNX and the pilot need nothing new (identity output activation only)."""
     scale_output(model, name, gain)
     with torch.no_grad():
-        model.head[-1].bias[model.output_index(name)] += offset
+        output_layer(model, f"offsetting output {name!r}").bias[model.output_index(name)] += offset

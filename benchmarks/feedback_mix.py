@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from sim2real.agents.calibration import output_layer
 from sim2real.agents.checkpoint import load_checkpoint, save_checkpoint
 from sim2real.agents.shipped import checkpoint_reference
 
@@ -27,14 +28,7 @@ def feedback_mix(checkpoint: str, k_cte: float, k_heading: float, out: Path) -> 
     """Write `checkpoint` with steering + k_cte * cte + k_heading * heading_error to `out`.
     ValueError / KeyError / FileNotFoundError (one line) before anything is written."""
     model, card = load_checkpoint(checkpoint)
-    if model.spec.output_activation != "identity":
-        raise ValueError(
-            f"{checkpoint}: mixing outputs needs output_activation 'identity', "
-            f"not {model.spec.output_activation!r}"
-        )
-    last = model.head[-1]
-    if not isinstance(last, torch.nn.Linear):
-        raise ValueError(f"{checkpoint}: the head ends in {type(last).__name__}, not Linear")
+    last = output_layer(model, f"{checkpoint}: mixing outputs")
     s, c, h = (model.output_index(name) for name in (STEERING, CTE, HEADING))
     with torch.no_grad():
         weight, bias = last.weight.clone(), last.bias.clone()
